@@ -1,0 +1,95 @@
+"""Classification of participant failures into retryable and non-retryable errors.
+
+Connect errors, timeouts, 5xx, 408 and 429 are retryable (``Retry-After`` becomes the next retry
+delay); every other 4xx is non-retryable and fails the step at once, which starts compensation.
+Error messages carry the status and a short body with credentials redacted.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+
+import httpx
+from temporalio.exceptions import ApplicationError
+
+__all__ = [
+    "MALFORMED_RESPONSE",
+    "PARTICIPANT_REJECTED",
+    "PARTICIPANT_UNAVAILABLE",
+    "UNKNOWN_SERVICE",
+    "classify_response",
+    "classify_transport_error",
+    "redact",
+    "retry_after",
+]
+
+PARTICIPANT_UNAVAILABLE = "ParticipantUnavailable"
+"""Retryable: the participant could not be reached, timed out, or answered 5xx/408/429."""
+PARTICIPANT_REJECTED = "ParticipantRejected"
+"""Non-retryable: the participant refused the request (4xx other than 408/429)."""
+MALFORMED_RESPONSE = "MalformedResponse"
+"""Non-retryable: a 2xx response whose body is not JSON."""
+UNKNOWN_SERVICE = "UnknownService"
+"""Non-retryable: the step names a service the worker has no URL for."""
+
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+_BODY_LIMIT = 300
+_SECRET = re.compile(
+    r"(?i)(\"?(?:authorization|api[_-]?key|token|password|secret)\"?\s*[:=]\s*\"?)([^\",\s}]+)"
+)
+
+
+def redact(text: str, limit: int = _BODY_LIMIT) -> str:
+    """Shorten ``text`` and mask anything that looks like a credential."""
+    text = _SECRET.sub(r"\1***", text.replace("\n", " "))
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def retry_after(response: httpx.Response) -> timedelta | None:
+    """Parse a ``Retry-After`` header (seconds or HTTP date) into a delay, if any."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return timedelta(seconds=max(0.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+        date = parsedate_to_datetime(response.headers.get("Date", value))
+    except (TypeError, ValueError):
+        return None
+    return max(timedelta(0), when - date)
+
+
+def classify_response(response: httpx.Response, what: str, attempt: int) -> ApplicationError:
+    """Turn a non-2xx response into the ``ApplicationError`` the activity raises.
+
+    Args:
+        response: The participant's response.
+        what: Short description of the call, for example ``"payment POST /charges"``.
+        attempt: The activity attempt, reported in the error details.
+
+    Returns:
+        A retryable or non-retryable error naming the status and a redacted body.
+    """
+    status = response.status_code
+    message = f"{what} -> HTTP {status}: {redact(response.text)}"
+    details = {"status": status, "attempt": attempt}
+    if status >= 500 or status in _RETRYABLE_4XX:
+        return ApplicationError(
+            message, details, type=PARTICIPANT_UNAVAILABLE, next_retry_delay=retry_after(response)
+        )
+    return ApplicationError(message, details, type=PARTICIPANT_REJECTED, non_retryable=True)
+
+
+def classify_transport_error(err: httpx.HTTPError, what: str, attempt: int) -> ApplicationError:
+    """Turn a transport error (connect, timeout, protocol) into a retryable ``ApplicationError``."""
+    reason = type(err).__name__
+    if str(err):
+        reason = f"{reason}: {redact(str(err), 120)}"
+    return ApplicationError(
+        f"{what} -> {reason}", {"attempt": attempt}, type=PARTICIPANT_UNAVAILABLE
+    )

@@ -1,0 +1,123 @@
+"""The HTTP participant: one pooled ``httpx.AsyncClient`` per worker behind a Temporal activity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine, Mapping
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities._errors import (
+    MALFORMED_RESPONSE,
+    UNKNOWN_SERVICE,
+    classify_response,
+    classify_transport_error,
+)
+from activities._idempotency import IDEMPOTENCY_HEADER, idempotency_key
+from workflows._model import HttpRequest, HttpResponse
+from workflows._runtime import HTTP_ACTIVITY
+
+__all__ = ["HttpParticipant"]
+
+
+class HttpParticipant:
+    """Calls participant services over HTTP on behalf of saga steps.
+
+    Register ``participant.call`` on the worker; close the participant when the worker stops.
+    Service names used by sagas map to base URLs here, so URLs and credentials stay in worker
+    configuration and never enter workflow history.
+    """
+
+    def __init__(
+        self,
+        services: Mapping[str, str],
+        *,
+        client: httpx.AsyncClient | None = None,
+        headers: Mapping[str, str] | None = None,
+        heartbeat_every: timedelta = timedelta(seconds=2),
+    ) -> None:
+        """Create the participant.
+
+        Args:
+            services: Service name to base URL, for example ``{"payment": "http://127.0.0.1:8102"}``.
+            client: The pooled client to use; by default one is created (and owned) here.
+            headers: Extra headers sent on every call (for example credentials).
+            heartbeat_every: How often an in-flight call heartbeats, so cancellation and worker
+                death are noticed promptly.
+        """
+        self._services = {name: url.rstrip("/") for name, url in services.items()}
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+        self._headers = dict(headers or {})
+        self._heartbeat_every = heartbeat_every.total_seconds()
+
+    async def aclose(self) -> None:
+        """Close the pooled client if this participant created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    @activity.defn(name=HTTP_ACTIVITY)
+    async def call(self, request: HttpRequest) -> HttpResponse:
+        """Make one idempotent call to a participant service.
+
+        Raises:
+            ApplicationError: ``ParticipantUnavailable`` (retryable), ``ParticipantRejected``,
+                ``MalformedResponse`` or ``UnknownService`` (non-retryable).
+        """
+        info = activity.info()
+        what = f"{request.service} {request.method} {request.path}"
+        base = self._services.get(request.service)
+        if base is None:
+            known = ", ".join(sorted(self._services)) or "none"
+            raise ApplicationError(
+                f"no URL configured for service {request.service!r} (known: {known}); "
+                f"set SAGALOOM_SERVICE_{request.service.upper()}",
+                type=UNKNOWN_SERVICE,
+                non_retryable=True,
+            )
+        headers = {**self._headers, IDEMPOTENCY_HEADER: idempotency_key()}
+        timeout = info.start_to_close_timeout.total_seconds() if info.start_to_close_timeout else 30
+        send = self._client.request(
+            request.method,
+            base + request.path,
+            json=request.body,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+        )
+        try:
+            response = await self._with_heartbeats(send)
+        except httpx.HTTPError as err:
+            raise classify_transport_error(err, what, info.attempt) from None
+        if not response.is_success:
+            raise classify_response(response, what, info.attempt)
+        try:
+            body = response.json() if response.content else None
+        except json.JSONDecodeError:
+            raise ApplicationError(
+                f"{what} -> HTTP {response.status_code} with a body that is not JSON",
+                {"attempt": info.attempt},
+                type=MALFORMED_RESPONSE,
+                non_retryable=True,
+            ) from None
+        return HttpResponse(status=response.status_code, body=body, attempt=info.attempt)
+
+    async def _with_heartbeats(self, send: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
+        """Await ``send``, heartbeating meanwhile; cancelling the activity cancels the call."""
+        task = asyncio.ensure_future(send)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self._heartbeat_every)
+                if done:
+                    return task.result()
+                activity.heartbeat()
+        finally:
+            if not task.done():
+                task.cancel()

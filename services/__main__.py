@@ -1,0 +1,40 @@
+"""Run the demo participants until SIGTERM/SIGINT: ``python -m services --data-dir DIR``.
+
+Prints one JSON line ``{"inventory": "http://127.0.0.1:PORT", ...}`` once every server listens,
+and writes the same to ``--urls-file`` when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+
+from services._server import serve
+
+
+def main() -> None:
+    """Parse arguments, serve, and stop cleanly on a signal."""
+    parser = argparse.ArgumentParser(prog="python -m services", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--urls-file", type=Path)
+    args = parser.parse_args()
+    running = serve(args.data_dir, host=args.host)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    line = json.dumps(running.urls)
+    if args.urls_file:
+        tmp = args.urls_file.with_suffix(".tmp")
+        tmp.write_text(line)
+        tmp.replace(args.urls_file)
+    print(line, flush=True)
+    stop.wait()
+    running.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The demo participants' HTTP servers (standard library ``http.server``, one thread per request).
+
+Endpoints of a service with resource ``R`` and undo endpoint ``U``:
+
+* ``POST /R`` (``Idempotency-Key`` required): apply the effect for the body's business key.
+  A repeated key returns the first answer and applies nothing twice; a business key that was
+  already undone is refused with 409 (the undo arrived first, so the late call must not apply).
+* ``POST /R/U``: undo the effect of the body's business key; with no effect yet, record a
+  tombstone. Idempotent.
+* ``GET /R/<key>``: the record; ``GET /_admin/state``: every record, the effect log, counters.
+* ``POST /_admin/faults``: inject a fault; ``DELETE /_admin/faults``: clear them. A fault is
+  ``{"op": "do"|"undo", "match": "<key>"|"*", "mode": "error"|"reject"|"slow"|"drop",
+  "times": N|null, "status": 503, "delay": 2.0}``: ``drop`` applies the effect, then closes the
+  connection without answering.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from services._catalog import CATALOG, Rejection, ServiceSpec
+from services._store import Store
+
+__all__ = ["Fault", "Participant", "RunningServices", "serve"]
+
+
+@dataclass
+class Fault:
+    """An injected fault."""
+
+    op: str
+    match: str
+    mode: str
+    times: int | None = None
+    status: int = 503
+    delay: float = 2.0
+
+    def matches(self, op: str, key: str) -> bool:
+        """Whether this fault applies to ``op`` on business key ``key`` (and consume one use)."""
+        if self.op != op or self.match not in ("*", key) or self.times == 0:
+            return False
+        if self.times is not None:
+            self.times -= 1
+        return True
+
+
+@dataclass
+class Participant:
+    """A participant's state: its spec, its store and its injected faults."""
+
+    spec: ServiceSpec
+    store: Store
+    faults: list[Fault] = field(default_factory=list)
+    faults_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fault(self, op: str, key: str) -> Fault | None:
+        """The first injected fault that applies, if any."""
+        with self.faults_lock:
+            return next((f for f in self.faults if f.matches(op, key)), None)
+
+    def do(self, body: dict[str, Any], idem: str) -> tuple[int, Any]:
+        """Apply the effect of ``body`` once per idempotency key and business key."""
+        spec, store = self.spec, self.store
+        key = str(body[spec.key_field])
+        with store.lock:
+            replayed = store.replay(idem)
+            if replayed is not None:
+                return replayed
+            record = store.record(key)
+            if record is not None and record["status"] == "undone":
+                answer: tuple[int, Any] = (409, {"error": f"{key} was already cancelled"})
+            elif record is not None:
+                answer = (200, {"id": record["id"], spec.key_field: key, "status": "active"})
+            else:
+                try:
+                    if spec.check:
+                        spec.check(store, body)
+                except Rejection as rejected:
+                    answer = (rejected.status, {"error": rejected.reason})
+                else:
+                    effect_id = store.next_id(spec.id_prefix)
+                    store.put(key, effect_id, "active", body)
+                    if spec.apply:
+                        spec.apply(store, body, +1)
+                    store.log("do", key, idem)
+                    answer = (201, {"id": effect_id, spec.key_field: key, "status": "active"})
+            store.remember(idem, *answer)
+            return answer
+
+    def undo(self, body: dict[str, Any], idem: str) -> tuple[int, Any]:
+        """Undo the effect of ``body``'s business key, or leave a tombstone."""
+        spec, store = self.spec, self.store
+        key = str(body[spec.key_field])
+        with store.lock:
+            replayed = store.replay(idem)
+            if replayed is not None:
+                return replayed
+            record = store.record(key)
+            if record is None:
+                store.put(key, "", "undone", None)
+                store.log("tombstone", key, idem)
+            elif record["status"] == "active":
+                store.put(key, record["id"], "undone", record["payload"])
+                if spec.apply:
+                    spec.apply(store, record["payload"], -1)
+                store.log("undo", key, idem)
+            answer: tuple[int, Any] = (200, {spec.key_field: key, "status": "undone"})
+            store.remember(idem, *answer)
+            return answer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    participant: Participant
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep request logs out of the demo's output."""
+
+    def _reply(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"null")
+
+    def do_GET(self) -> None:
+        spec, store = self.participant.spec, self.participant.store
+        if self.path == "/health":
+            self._reply(200, {"service": spec.name, "ok": True})
+        elif self.path == "/_admin/state":
+            self._reply(200, store.dump())
+        elif self.path.startswith(f"/{spec.resource}/"):
+            with store.lock:
+                record = store.record(self.path.rsplit("/", 1)[1])
+            self._reply(200 if record else 404, record or {"error": "not found"})
+        else:
+            self._reply(404, {"error": f"no route GET {self.path}"})
+
+    def do_DELETE(self) -> None:
+        if self.path == "/_admin/faults":
+            with self.participant.faults_lock:
+                self.participant.faults.clear()
+            self._reply(200, {"faults": 0})
+        else:
+            self._reply(404, {"error": f"no route DELETE {self.path}"})
+
+    def do_POST(self) -> None:
+        spec = self.participant.spec
+        try:
+            body = self._body()
+        except (ValueError, UnicodeDecodeError):
+            self._reply(400, {"error": "body is not JSON"})
+            return
+        if self.path == "/_admin/faults":
+            try:
+                fault = Fault(**body)
+            except TypeError as err:
+                self._reply(400, {"error": str(err)})
+                return
+            with self.participant.faults_lock:
+                self.participant.faults.append(fault)
+            self._reply(201, {"fault": body})
+            return
+        if self.path == f"/{spec.resource}":
+            op = "do"
+        elif self.path == f"/{spec.resource}/{spec.undo}":
+            op = "undo"
+        else:
+            self._reply(404, {"error": f"no route POST {self.path}"})
+            return
+        idem = self.headers.get("Idempotency-Key")
+        if not idem:
+            self._reply(400, {"error": "missing Idempotency-Key header"})
+            return
+        if not isinstance(body, dict) or not isinstance(body.get(spec.key_field), str):
+            self._reply(400, {"error": f"body must be an object with a string {spec.key_field!r}"})
+            return
+        fault = self.participant.fault(op, body[spec.key_field])
+        if fault is not None and fault.mode == "slow":
+            time.sleep(fault.delay)
+        elif fault is not None and fault.mode in ("error", "reject"):
+            status = fault.status if fault.mode == "error" else (fault.status or 409)
+            self._reply(status, {"error": f"injected {fault.mode}"})
+            return
+        status, answer = (self.participant.do if op == "do" else self.participant.undo)(body, idem)
+        if fault is not None and fault.mode == "drop":
+            self.close_connection = True
+            self.connection.close()
+            return
+        self._reply(status, answer)
+
+
+class RunningServices:
+    """Demo participant servers running on loopback in background threads."""
+
+    def __init__(self, servers: dict[str, ThreadingHTTPServer], stores: list[Store]) -> None:
+        self._servers = servers
+        self._stores = stores
+        self._threads = [
+            threading.Thread(target=s.serve_forever, name=f"svc-{n}", daemon=True)
+            for n, s in servers.items()
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Service name to base URL."""
+        return {
+            name: f"http://{server.server_address[0]}:{server.server_address[1]}"
+            for name, server in self._servers.items()
+        }
+
+    def close(self) -> None:
+        """Stop the servers and close their stores."""
+        for server in self._servers.values():
+            server.shutdown()
+            server.server_close()
+        for store in self._stores:
+            store.close()
+
+
+def serve(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    ports: dict[str, int] | None = None,
+    specs: tuple[ServiceSpec, ...] = CATALOG,
+) -> RunningServices:
+    """Start every demo participant, each on its own port with its own SQLite file.
+
+    Args:
+        data_dir: Folder for the SQLite stores (``<service>.sqlite3``).
+        host: Loopback address to bind.
+        ports: Port per service name; missing or 0 picks a free port.
+        specs: The services to start.
+
+    Returns:
+        The running services; call ``close()`` to stop them.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    servers: dict[str, ThreadingHTTPServer] = {}
+    stores: list[Store] = []
+    for spec in specs:
+        store = Store(data_dir / f"{spec.name}.sqlite3")
+        stores.append(store)
+        handler = type(f"{spec.name}Handler", (_Handler,), {"participant": Participant(spec, store)})
+        server = ThreadingHTTPServer((host, (ports or {}).get(spec.name, 0)), handler)
+        server.daemon_threads = True
+        servers[spec.name] = server
+    return RunningServices(servers, stores)

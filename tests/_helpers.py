@@ -1,0 +1,127 @@
+"""Shared helpers for the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowHandle
+
+from workflows import SagaState, StepStatus
+
+TASK_QUEUE = "sagaloom-tests"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Stack:
+    """Handles on the running stack."""
+
+    client: Client
+    address: str
+    services: dict[str, str]
+    tmp: Path
+    workers: list[subprocess.Popen[bytes]]
+
+    def worker_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALOOM_")}
+        env.update(
+            {f"SAGALOOM_SERVICE_{name.upper()}": url for name, url in self.services.items()},
+            TEMPORAL_ADDRESS=self.address,
+            SAGALOOM_TASK_QUEUE=TASK_QUEUE,
+            SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS="5",
+        )
+        return env
+
+    def start_worker(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers", "worker", *extra],
+            env=self.worker_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+    async def pollers(self) -> int:
+        response = await self.client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace="default",
+                task_queue=TaskQueue(name=TASK_QUEUE),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        return len(
+            {p.identity for p in response.pollers if time.time() - p.last_access_time.seconds < 30}
+        )
+
+    async def fault(self, service: str, **fault: Any) -> None:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"{self.services[service]}/_admin/faults", json=fault)
+            response.raise_for_status()
+
+    async def state(self, service: str) -> dict[str, Any]:
+        async with httpx.AsyncClient() as http:
+            return dict((await http.get(f"{self.services[service]}/_admin/state")).json())
+
+    async def record(self, service: str, key: str) -> str:
+        """``active``, ``undone`` (applied then compensated) or ``absent`` (never applied)."""
+        state = await self.state(service)
+        record = next((r for r in state["records"] if r["key"] == key), None)
+        if record is None or record["payload"] is None:
+            return "absent"
+        return str(record["status"])
+
+    async def log(self, service: str, key: str) -> list[dict[str, Any]]:
+        return [e for e in (await self.state(service))["log"] if e["key"] == key]
+
+
+def order(key: str, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "order_id": key,
+        "customer": "ada",
+        "sku": "widget",
+        "quantity": 1,
+        "amount_cents": 1_999,
+        "country": "NL",
+    }
+    return {**data, **overrides}
+
+
+def trip(key: str, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "trip_id": key,
+        "traveller": "grace",
+        "destination": "Lisbon",
+        "nights": 2,
+        "cooling_off_seconds": 0,
+    }
+    return {**data, **overrides}
+
+
+async def wait_for_step(
+    handle: WorkflowHandle[Any, Any], step: str, status: StepStatus, within: float = 30
+) -> SagaState:
+    """Poll the saga_state query until ``step`` has ``status``."""
+    deadline = time.monotonic() + within
+    while True:
+        state = await handle.query("saga_state", result_type=SagaState)
+        if any(s.name == step and s.status == status for s in state.steps):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"step {step} never reached {status}: {state}")
+        await asyncio.sleep(0.2)
+
+
+async def count_workflows(client: Client, query: str) -> int:
+    return len([w async for w in client.list_workflows(query)])

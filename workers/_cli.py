@@ -1,0 +1,233 @@
+"""The ``saga`` command line: dev, demo, worker, services, start, status, cancel."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from workers._client import DEFAULT_UI, connect, start_saga, ui_link
+from workers._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
+from workers._logging import configure_logging
+from workers._registry import UnknownSagaError, find_saga, load_sagas
+from workflows import SagaInputError, SagaState
+
+__all__ = ["main"]
+
+DATA_DIR = Path(".sagaloom")
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def _services(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, url = pair.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise CliError(f"--service {pair!r}: expected NAME=http://host:port")
+        out[name.lower()] = url
+    return out
+
+
+async def _client(args: argparse.Namespace) -> Client:
+    try:
+        return await connect(args.address, args.namespace)
+    except RuntimeError as err:
+        raise CliError(f"cannot reach Temporal at {args.address}: {err}") from None
+
+
+async def cmd_worker(args: argparse.Namespace) -> int:
+    config = WorkerConfig.from_env()
+    overrides: dict[str, Any] = {"address": args.address, "namespace": args.namespace}
+    if args.task_queue:
+        overrides["task_queue"] = args.task_queue
+    if args.service:
+        overrides["services"] = {**config.services, **_services(args.service)}
+    if args.module:
+        overrides["saga_modules"] = (*config.saga_modules, *args.module)
+    if args.max_concurrent_activities:
+        overrides["max_concurrent_activities"] = args.max_concurrent_activities
+    from dataclasses import replace
+
+    from workers._worker import run_worker
+
+    await run_worker(replace(config, **overrides))
+    return 0
+
+
+async def cmd_start(args: argparse.Namespace) -> int:
+    sagas = load_sagas(args.module)
+    saga = find_saga(args.saga, sagas)
+    try:
+        data = json.loads(args.input)
+    except json.JSONDecodeError as err:
+        raise CliError(f"--input is not valid JSON: {err}") from None
+    saga.parse_input(data)  # rejects bad input before connecting
+    client = await _client(args)
+    handle = await start_saga(client, saga, data, id=args.id, task_queue=args.task_queue)
+    print(f"started {handle.id}  {ui_link(handle.id, namespace=args.namespace, ui=args.ui)}")
+    if args.wait:
+        from workers._client import outcome
+
+        result = await outcome(handle)
+        print(f"{result.status.value} {result.error or ''}".rstrip())
+        return 0 if result.status.value == "COMPLETED" else 1
+    return 0
+
+
+def _table(state: SagaState) -> str:
+    lines = [
+        f"saga {state.saga}  key={state.key or '-'}  status={state.status.value}"
+        + (f"  failed_step={state.failed_step}" if state.failed_step else ""),
+        f"{'#':>2}  {'step':<20} {'kind':<8} {'status':<20} {'attempts':>8}  error",
+    ]
+    for i, step in enumerate(state.steps, 1):
+        error = step.compensation_error or step.error or ""
+        lines.append(
+            f"{i:>2}  {step.name:<20} {step.kind:<8} {step.status.value:<20} "
+            f"{step.attempts or '-':>8}  {error}"
+        )
+    return "\n".join(lines)
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    handle = client.get_workflow_handle(args.id)
+    try:
+        description = await handle.describe()
+        state = await handle.query("saga_state", result_type=SagaState)
+    except RPCError as err:
+        raise CliError(f"saga {args.id!r}: {err.message}") from None
+    if args.json:
+        print(json.dumps({"workflow_id": args.id, **state.model_dump(mode="json")}, indent=2))
+        return 0
+    print(_table(state))
+    status = description.status.name if description.status else "UNKNOWN"
+    print(f"\nworkflow {status.lower()}; {ui_link(args.id, namespace=args.namespace, ui=args.ui)}")
+    return 0
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    handle = client.get_workflow_handle(args.id)
+    try:
+        description = await handle.describe()
+        if description.status is not WorkflowExecutionStatus.RUNNING:
+            raise CliError(f"saga {args.id!r} is not running ({description.status})")
+        await handle.cancel()
+    except RPCError as err:
+        raise CliError(f"saga {args.id!r}: {err.message}") from None
+    print(f"cancel requested for {args.id}: its started steps will be compensated")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from workers._demo import run_demo
+
+    return await run_demo(args.data_dir, address=args.address, ui_port=args.ui_port)
+
+
+async def cmd_dev(args: argparse.Namespace) -> int:
+    from workers._demo import environment
+
+    async with environment(args.data_dir, address=args.address, ui_port=args.ui_port) as env:
+        urls = " ".join(f"{k}={v}" for k, v in env.services.urls.items())
+        print(f"Temporal at {args.address}; Web UI {env.ui}\nparticipants: {urls}")
+        print(f"worker polling task queue {env.task_queue!r}. Try:")
+        print(
+            "  saga start OrderSaga --input '{\"order_id\": \"o-1\", \"customer\": \"ada\", "
+            '"sku": "widget", "quantity": 1, "amount_cents": 1200, "country": "NL"}\' --wait'
+        )
+        print("Ctrl-C stops everything.")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        print("stopping…")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saga", description="sagaloom: sagas on Temporal")
+    parser.add_argument("--log-level", default=os.environ.get("SAGALOOM_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def connection(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
+        p.add_argument("--namespace", default=os.environ.get("TEMPORAL_NAMESPACE", "default"))
+        p.add_argument("--ui", default=os.environ.get("SAGALOOM_UI", DEFAULT_UI))
+
+    for name, helptext in (
+        ("dev", "run the embedded dev server, the demo services and a worker until Ctrl-C"),
+        ("demo", "run a batch of demo sagas unattended and check the participants' stores"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        connection(p)
+        p.add_argument("--ui-port", type=int, default=8233)
+        p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+
+    p = sub.add_parser("worker", help="run a worker process (SIGTERM/SIGINT stop it gracefully)")
+    connection(p)
+    p.add_argument("--task-queue", help=f"default $SAGALOOM_TASK_QUEUE or {DEFAULT_TASK_QUEUE}")
+    p.add_argument("--service", action="append", default=[], metavar="NAME=URL")
+    p.add_argument("--module", action="append", default=[], help="extra module with sagas")
+    p.add_argument("--max-concurrent-activities", type=int)
+
+    p = sub.add_parser("start", help="validate the input and start a saga")
+    connection(p)
+    p.add_argument("saga")
+    p.add_argument("--input", required=True, help="the saga input as JSON")
+    p.add_argument("--id", help="workflow id (default: <saga>-<business key>)")
+    p.add_argument("--task-queue", default=os.environ.get("SAGALOOM_TASK_QUEUE", DEFAULT_TASK_QUEUE))
+    p.add_argument("--module", action="append", default=[], help="extra module with sagas")
+    p.add_argument("--wait", action="store_true", help="wait for the outcome")
+
+    for name, helptext in (("status", "show a saga's live step table"), ("cancel", "cancel a saga")):
+        p = sub.add_parser(name, help=helptext)
+        connection(p)
+        p.add_argument("id")
+        if name == "status":
+            p.add_argument("--json", action="store_true")
+    return parser
+
+
+COMMANDS = {
+    "worker": cmd_worker,
+    "start": cmd_start,
+    "status": cmd_status,
+    "cancel": cmd_cancel,
+    "demo": cmd_demo,
+    "dev": cmd_dev,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``saga`` console script."""
+    args = _parser().parse_args(argv)
+    # The demo's output is its table; its worker's log goes to a file beside its data.
+    log_file = args.data_dir / "demo.log" if args.command == "demo" else None
+    configure_logging(args.log_level.upper(), log_file)
+    try:
+        return asyncio.run(COMMANDS[args.command](args))
+    except (CliError, ConfigError, SagaInputError, UnknownSagaError) as err:
+        print(f"saga {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Client-side helpers: connect with the pydantic converter, start a saga, read its outcome."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
+
+from workflows import (
+    SAGA_COMPENSATED,
+    SAGA_COMPENSATION_FAILED,
+    SAGA_KEY,
+    SAGA_NAME,
+    SAGA_STATUS,
+    Saga,
+    SagaReport,
+    SagaStatus,
+)
+from workers._config import DEFAULT_TASK_QUEUE
+
+__all__ = ["DEFAULT_UI", "Outcome", "connect", "outcome", "start_saga", "ui_link"]
+
+DEFAULT_UI = "http://localhost:8233"
+"""Web UI of the embedded dev server."""
+
+InputT = TypeVar("InputT", bound=BaseModel)
+
+
+async def connect(address: str = "localhost:7233", namespace: str = "default") -> Client:
+    """Connect to Temporal with the pydantic data converter sagaloom uses everywhere."""
+    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+
+
+def ui_link(workflow_id: str, *, namespace: str = "default", ui: str = DEFAULT_UI) -> str:
+    """The Web UI page of a saga run."""
+    return f"{ui}/namespaces/{quote(namespace)}/workflows/{quote(workflow_id, safe='')}"
+
+
+async def start_saga(
+    client: Client,
+    saga: Saga[InputT],
+    data: InputT | dict[str, Any] | str,
+    *,
+    id: str | None = None,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    request_eager_start: bool = False,
+) -> WorkflowHandle[Any, SagaReport]:
+    """Validate ``data`` and start ``saga``; nothing starts if the input is invalid.
+
+    Args:
+        client: A connected client (see :func:`connect`).
+        saga: The saga definition.
+        data: Its input: a model, a dict or a JSON string.
+        id: Workflow id; defaults to ``<saga name>-<business key>`` (one run per business key).
+        task_queue: Where its workers poll.
+        request_eager_start: Ask the server to hand the first task to a local worker.
+
+    Returns:
+        The handle of the started run.
+
+    Raises:
+        SagaInputError: naming each field that failed validation.
+    """
+    parsed = saga.parse_input(data)
+    key = saga.key(parsed) if saga.key else None
+    if id is None:
+        id = f"{saga.name}-{key}" if key else f"{saga.name}-{uuid.uuid4()}"
+    attributes = [
+        SearchAttributePair(SAGA_NAME, saga.name),
+        SearchAttributePair(SAGA_STATUS, SagaStatus.RUNNING.value),
+    ]
+    if key:
+        attributes.append(SearchAttributePair(SAGA_KEY, key))
+    summary = saga.description or saga.name
+    return await client.start_workflow(
+        saga.name,
+        parsed,
+        id=id,
+        task_queue=task_queue,
+        result_type=SagaReport,
+        search_attributes=TypedSearchAttributes(attributes),
+        static_summary=f"{summary} · {key}" if key else summary,
+        request_eager_start=request_eager_start,
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a saga run ended, as a user would read it."""
+
+    workflow_id: str
+    """The run's workflow id."""
+    status: SagaStatus
+    """COMPLETED, COMPENSATED, NEEDS_ATTENTION, CANCELED or FAILED."""
+    report: SagaReport | None
+    """The saga's report (completed, compensated or needing attention)."""
+    error: str | None = None
+    """Why it did not complete."""
+
+
+async def outcome(handle: WorkflowHandle[Any, SagaReport]) -> Outcome:
+    """Wait for a saga to end and say how it ended."""
+    wid = handle.id
+    try:
+        report = await handle.result()
+    except WorkflowFailureError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type in (
+            SAGA_COMPENSATED,
+            SAGA_COMPENSATION_FAILED,
+        ):
+            report = SagaReport.model_validate(cause.details[0]) if cause.details else None
+            status = report.status if report else SagaStatus.COMPENSATED
+            return Outcome(wid, status, report, cause.message)
+        if isinstance(cause, CancelledError):
+            return Outcome(wid, SagaStatus.CANCELED, None, "cancelled")
+        if isinstance(cause, TerminatedError):
+            return Outcome(wid, SagaStatus.FAILED, None, f"terminated: {cause.message}")
+        return Outcome(wid, SagaStatus.FAILED, None, str(cause or err))
+    return Outcome(wid, report.status, report)

@@ -1,0 +1,87 @@
+"""Worker configuration: flags override environment variables, which override defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+__all__ = ["DEFAULT_TASK_QUEUE", "ConfigError", "WorkerConfig"]
+
+DEFAULT_TASK_QUEUE = "sagaloom"
+"""Task queue of the example sagas and of ``saga start`` unless told otherwise."""
+
+_SERVICE_PREFIX = "SAGALOOM_SERVICE_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable or flag."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker process needs; see :meth:`from_env` for the variable names."""
+
+    address: str = "localhost:7233"
+    """Temporal frontend ``host:port`` (``TEMPORAL_ADDRESS``)."""
+    namespace: str = "default"
+    """Temporal namespace (``TEMPORAL_NAMESPACE``)."""
+    task_queue: str = DEFAULT_TASK_QUEUE
+    """Task queue to poll (``SAGALOOM_TASK_QUEUE``)."""
+    services: Mapping[str, str] = field(default_factory=dict)
+    """Participant service base URLs by name (``SAGALOOM_SERVICE_<NAME>=<url>``)."""
+    saga_modules: tuple[str, ...] = ()
+    """Extra modules whose saga workflows to register (``SAGALOOM_SAGA_MODULES``, comma-separated)."""
+    max_concurrent_activities: int = 100
+    """Activity slots (``SAGALOOM_MAX_CONCURRENT_ACTIVITIES``)."""
+    max_concurrent_workflow_tasks: int = 100
+    """Workflow task slots (``SAGALOOM_MAX_CONCURRENT_WORKFLOW_TASKS``)."""
+    max_cached_workflows: int = 1000
+    """Sticky cache size, which bounds worker memory (``SAGALOOM_MAX_CACHED_WORKFLOWS``)."""
+    graceful_shutdown: timedelta = timedelta(seconds=10)
+    """How long in-flight activities get to finish on SIGTERM (``SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS``)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
+        """Read the configuration from environment variables.
+
+        Raises:
+            ConfigError: naming the variable whose value is invalid.
+        """
+        env = os.environ if env is None else env
+        services = {
+            name[len(_SERVICE_PREFIX) :].lower(): url
+            for name, url in env.items()
+            if name.startswith(_SERVICE_PREFIX) and url
+        }
+        for name, url in services.items():
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{_SERVICE_PREFIX}{name.upper()}={url!r} is not an http(s) URL")
+        modules = tuple(m.strip() for m in env.get("SAGALOOM_SAGA_MODULES", "").split(",") if m.strip())
+        return cls(
+            address=env.get("TEMPORAL_ADDRESS") or cls.address,
+            namespace=env.get("TEMPORAL_NAMESPACE") or cls.namespace,
+            task_queue=env.get("SAGALOOM_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
+            services=services,
+            saga_modules=modules,
+            max_concurrent_activities=_int(env, "SAGALOOM_MAX_CONCURRENT_ACTIVITIES", 100),
+            max_concurrent_workflow_tasks=_int(env, "SAGALOOM_MAX_CONCURRENT_WORKFLOW_TASKS", 100),
+            max_cached_workflows=_int(env, "SAGALOOM_MAX_CACHED_WORKFLOWS", 1000),
+            graceful_shutdown=timedelta(
+                seconds=_int(env, "SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS", 10)
+            ),
+        )

@@ -1,0 +1,243 @@
+"""The demo: example sagas that complete and compensate against the demo participant services.
+
+``saga demo`` runs it unattended and checks that every participant's store agrees with each
+saga's outcome; ``saga dev`` keeps everything running for exploring the Web UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from services import RunningServices, serve
+from workers._client import DEFAULT_UI, Outcome, connect, outcome, start_saga, ui_link
+from workers._config import WorkerConfig
+from workers._devserver import DevServer, DevServerOptions, ensure_search_attributes, port_open
+from workers._worker import run_worker
+from workflows import Http, Saga, SagaStatus
+from workflows.order import ORDER
+from workflows.trip import TRIP
+
+__all__ = ["SCENARIOS", "Environment", "Scenario", "check_stores", "environment", "run_demo"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One demo saga and the outcome it must reach."""
+
+    label: str
+    """Suffix of the business key, saying what happens."""
+    saga: Saga[Any]
+    """Which saga."""
+    data: Callable[[str], dict[str, Any]]
+    """Input for a business key."""
+    expect: SagaStatus
+    """Expected final status."""
+    failed_step: str | None = None
+    """Expected failing step."""
+    faults: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """Faults to inject first: ``(service, fault)``; the fault's ``match`` is set to the key."""
+
+
+def _order(sku: str = "widget", amount: int = 2_500, country: str = "NL") -> Callable[[str], dict[str, Any]]:
+    return lambda key: {
+        "order_id": key,
+        "customer": "ada",
+        "sku": sku,
+        "quantity": 2,
+        "amount_cents": amount,
+        "country": country,
+    }
+
+
+def _trip(destination: str = "Lisbon", cooling_off: int = 0) -> Callable[[str], dict[str, Any]]:
+    return lambda key: {
+        "trip_id": key,
+        "traveller": "grace",
+        "destination": destination,
+        "nights": 3,
+        "cooling_off_seconds": cooling_off,
+    }
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("ok", ORDER, _order(), SagaStatus.COMPLETED),
+    Scenario("no-stock", ORDER, _order(sku="unobtainium"), SagaStatus.COMPENSATED, "reserve-stock"),
+    Scenario("declined", ORDER, _order(amount=250_000), SagaStatus.COMPENSATED, "charge-payment"),
+    Scenario("no-route", ORDER, _order(country="AQ"), SagaStatus.COMPENSATED, "create-shipment"),
+    Scenario(
+        "flaky-payment",
+        ORDER,
+        _order(),
+        SagaStatus.COMPLETED,
+        faults=(("payment", {"op": "do", "mode": "error", "status": 503, "times": 2}),),
+    ),
+    Scenario("ok", TRIP, _trip(cooling_off=1), SagaStatus.COMPLETED),
+    Scenario("venice", TRIP, _trip(destination="Venice"), SagaStatus.COMPENSATED, "book-car"),
+)
+"""The demo batch: completions, a compensation at each order step, a retried 503, two trips."""
+
+
+def expected_records(saga: Saga[Any], result: Outcome) -> dict[str, str]:
+    """What each participant's store must hold for a saga's outcome.
+
+    Returns:
+        Service name to ``"active"`` (the effect stands), ``"undone"`` (applied, then
+        compensated) or ``"absent"`` (never applied: no record, or a tombstone).
+    """
+    report = result.report
+    done = set(report.outputs) if report else set()
+    undone = {c.step for c in report.compensations if c.ok} if report else set()
+    expected: dict[str, str] = {}
+    for step in saga.steps:
+        if not isinstance(step.action, Http):
+            continue
+        if step.name in undone and step.name in done:
+            expected[step.action.service] = "undone"
+        elif step.name in done and result.status is SagaStatus.COMPLETED:
+            expected[step.action.service] = "active"
+        else:
+            expected[step.action.service] = "absent"
+    return expected
+
+
+async def check_stores(
+    http: httpx.AsyncClient, urls: dict[str, str], saga: Saga[Any], key: str, result: Outcome
+) -> list[str]:
+    """Compare the participants' stores with a saga's outcome.
+
+    Returns:
+        One message per disagreement (empty when the stores agree), including any effect
+        applied more than once for the key.
+    """
+    problems: list[str] = []
+    for service, want in expected_records(saga, result).items():
+        state = (await http.get(f"{urls[service]}/_admin/state")).json()
+        record = next((r for r in state["records"] if r["key"] == key), None)
+        if record is None or record["payload"] is None:
+            have = "absent"
+        else:
+            have = "active" if record["status"] == "active" else "undone"
+        if have != want:
+            problems.append(f"{key}: {service} holds {have}, expected {want}")
+        applied = [e for e in state["log"] if e["key"] == key and e["op"] == "do"]
+        if len(applied) > 1:
+            problems.append(f"{key}: {service} applied the effect {len(applied)} times")
+    return problems
+
+
+@dataclass
+class Environment:
+    """A running demo environment: Temporal, the participants, and one worker."""
+
+    client: Client
+    """Connected client."""
+    services: RunningServices
+    """The demo participants."""
+    task_queue: str
+    """The worker's task queue."""
+    ui: str
+    """Web UI base URL."""
+    server: DevServer | None
+    """The embedded dev server, when this process started it."""
+
+
+@contextlib.asynccontextmanager
+async def environment(
+    data_dir: Path,
+    *,
+    address: str = "127.0.0.1:7233",
+    ui_port: int = 8233,
+    task_queue: str = "sagaloom",
+    say: Callable[[str], None] = print,
+) -> AsyncIterator[Environment]:
+    """Use the Temporal at ``address`` if one runs there, else start the embedded dev server;
+    start the participants and a worker; stop what was started on exit."""
+    host, port = address.rsplit(":", 1)
+    server: DevServer | None = None
+    if port_open(host, int(port)):
+        say(f"using the Temporal server already running at {address}")
+    else:
+        server = DevServer(
+            DevServerOptions(
+                ip=host,
+                port=int(port),
+                ui_port=ui_port,
+                db_file=data_dir / "temporal.sqlite3",
+                log_file=data_dir / "temporal.log",
+            )
+        )
+        say(
+            f"starting the embedded Temporal dev server on {address} "
+            f"(SQLite {data_dir / 'temporal.sqlite3'}, WAL + synchronous=normal)"
+        )
+        await server.start()
+    services = serve(data_dir / "services")
+    stop = asyncio.Event()
+    worker: asyncio.Task[None] | None = None
+    try:
+        client = await connect(address)
+        await ensure_search_attributes(client)
+        config = WorkerConfig(address=address, task_queue=task_queue, services=services.urls)
+        worker = asyncio.create_task(run_worker(config, stop))
+        ui = f"http://localhost:{ui_port}" if server else DEFAULT_UI
+        yield Environment(client, services, task_queue, ui, server)
+    finally:
+        stop.set()
+        if worker is not None:
+            await worker
+        services.close()
+        if server is not None:
+            server.stop()
+
+
+async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: int = 8233) -> int:
+    """Run the demo batch once; print a line per saga; return 0 when all is as expected."""
+    batch = secrets.token_hex(3)
+    async with environment(
+        data_dir, address=address, ui_port=ui_port, task_queue=f"sagaloom-demo-{batch}"
+    ) as env, httpx.AsyncClient(timeout=10) as http:
+        urls = env.services.urls
+        for scenario in SCENARIOS:
+            for service, fault in scenario.faults:
+                key = f"{batch}-{scenario.label}"
+                await http.post(f"{urls[service]}/_admin/faults", json={**fault, "match": key})
+        handles = [
+            await start_saga(
+                env.client, s.saga, s.data(f"{batch}-{s.label}"), task_queue=env.task_queue
+            )
+            for s in SCENARIOS
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*(outcome(h) for h in handles)), 180)
+        failures = 0
+        print()
+        for scenario, result in zip(SCENARIOS, results, strict=True):
+            report = result.report
+            failed = report.failed_step if report else None
+            undone = ",".join(c.step for c in report.compensations) if report else ""
+            problems = await check_stores(http, urls, scenario.saga, f"{batch}-{scenario.label}", result)
+            ok = result.status is scenario.expect and failed == scenario.failed_step and not problems
+            failures += not ok
+            print(
+                f"{result.status.value:<12} {result.workflow_id:<34} "
+                f"failed={failed or '-':<16} undone={undone or '-':<34} "
+                f"{'stores agree' if not problems else 'MISMATCH'}  {ui_link(result.workflow_id, ui=env.ui)}"
+            )
+            for problem in problems:
+                print(f"    {problem}")
+        print(
+            f"\n{len(SCENARIOS) - failures}/{len(SCENARIOS)} sagas ended as expected and their "
+            "participants' stores agree." if not failures else f"\n{failures} saga(s) did NOT end as expected."
+        )
+        print(f"Worker log: {data_dir / 'demo.log'}")
+        if env.server is not None:
+            print(f"The Web UI ({env.ui}) stops with the demo: run `saga dev` to keep it up.")
+        return 0 if failures == 0 else 1

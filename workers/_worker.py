@@ -1,0 +1,87 @@
+"""A saga worker process: registers the sagas and the HTTP participant, stops gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import HttpParticipant
+from workers._client import connect
+from workers._config import WorkerConfig
+from workers._devserver import ensure_search_attributes
+from workers._registry import load_sagas
+from workflows import SagaWorkflow
+
+__all__ = ["build_worker", "run_worker"]
+
+log = logging.getLogger("sagaloom.worker")
+
+
+def build_worker(
+    client: Client,
+    config: WorkerConfig,
+    sagas: Iterable[type[SagaWorkflow]],
+    participant: HttpParticipant,
+) -> Worker:
+    """Create (not start) a worker for ``sagas`` with the HTTP participant's activity.
+
+    The ``workflows`` package is passed through the sandbox: it is side-effect free and
+    deterministic, and re-importing it for every run would cost most of a workflow task.
+    """
+    return Worker(
+        client,
+        task_queue=config.task_queue,
+        workflows=list(sagas),
+        activities=[participant.call],
+        max_concurrent_activities=config.max_concurrent_activities,
+        max_concurrent_workflow_tasks=config.max_concurrent_workflow_tasks,
+        max_cached_workflows=config.max_cached_workflows,
+        graceful_shutdown_timeout=config.graceful_shutdown,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
+        ),
+    )
+
+
+async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) -> None:
+    """Run a worker until ``stop`` is set (without one: until SIGTERM or SIGINT).
+
+    On a stop signal the worker stops polling, lets in-flight activities finish within
+    ``config.graceful_shutdown``, then closes the HTTP participant's pooled client.
+    """
+    if stop is None:  # a process of its own: stop on SIGTERM/SIGINT
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    client = await connect(config.address, config.namespace)
+    try:
+        added = await ensure_search_attributes(client, config.namespace)
+        if added:
+            log.info("registered search attributes %s on %s", added, config.namespace)
+    except Exception as err:  # a cluster may not let workers register them
+        log.warning("could not check search attributes (register them from deploy/): %s", err)
+    sagas = load_sagas(config.saga_modules)
+    participant = HttpParticipant(config.services)
+    worker = build_worker(client, config, sagas.values(), participant)
+    log.info(
+        "worker polling %s on %s/%s: sagas %s; services %s",
+        config.task_queue,
+        config.address,
+        config.namespace,
+        ", ".join(sorted(sagas)),
+        ", ".join(f"{k}={v}" for k, v in sorted(config.services.items())) or "none",
+    )
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("stopping: finishing in-flight tasks (up to %s)", config.graceful_shutdown)
+    finally:
+        await participant.aclose()
+    log.info("worker stopped")

@@ -1,0 +1,275 @@
+"""How users define a saga: steps, their actions and compensations, retry policies and timeouts.
+
+Definitions are plain frozen dataclasses checked when they are built, so a broken saga fails at
+import (on the client, in the worker and in tests) and never at run time. Side-effect free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio.common import RetryPolicy
+
+__all__ = [
+    "Activity",
+    "Http",
+    "Saga",
+    "SagaDefinitionError",
+    "SagaInputError",
+    "Step",
+    "StepContext",
+    "StepDefaults",
+    "Timer",
+    "UndoContext",
+]
+
+InputT = TypeVar("InputT", bound=BaseModel)
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class SagaDefinitionError(ValueError):
+    """A saga definition is invalid; the message names the saga and the step."""
+
+
+class SagaInputError(ValueError):
+    """A saga's input failed validation; the message names every offending field."""
+
+    def __init__(self, saga: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.saga = saga
+        """The saga whose input was rejected."""
+        self.problems = list(problems)
+        """``(field, message)`` pairs, field as a dotted path."""
+        detail = "; ".join(f"{name}: {msg}" for name, msg in self.problems)
+        super().__init__(f"invalid input for saga {saga!r}: {detail}")
+
+
+@dataclass(frozen=True)
+class StepContext(Generic[InputT]):
+    """What a forward action's builders see: the saga input and earlier steps' outputs."""
+
+    saga_id: str
+    """Workflow id of this saga run."""
+    input: InputT
+    """The saga's validated input."""
+    outputs: Mapping[str, Any]
+    """JSON-able outputs of the steps completed so far, by step name."""
+
+    def output(self, step: str, model: type[ModelT]) -> ModelT:
+        """Return an earlier step's output parsed as ``model``.
+
+        Args:
+            step: Name of a completed earlier step.
+            model: Pydantic model of that step's output.
+
+        Returns:
+            The parsed output.
+        """
+        return model.model_validate(self.outputs[step])
+
+
+@dataclass(frozen=True)
+class UndoContext(StepContext[InputT]):
+    """What a compensation's builders see: the step's context plus what the step was sent and got."""
+
+    step_input: Any = None
+    """The request body (HTTP) or argument (activity) the forward action was called with."""
+    step_output: Any = None
+    """The forward action's JSON-able output, or None when it did not complete (it may still
+    have taken effect, for example when it timed out)."""
+
+
+Builder = Callable[[Any], Any]
+"""A function of a :class:`StepContext` (or :class:`UndoContext`) that returns a value."""
+
+
+@dataclass(frozen=True)
+class Http:
+    """Call an HTTP participant service through the engine's pooled HTTP activity.
+
+    Every call carries an ``Idempotency-Key`` header derived from the workflow id and the step
+    name (the compensation gets its own). Connect errors, timeouts, 5xx, 408 and 429 are retried
+    under the step's policy (``Retry-After`` honoured); any other 4xx fails the step at once.
+    """
+
+    service: str
+    """Logical service name; each worker maps it to a base URL in its configuration."""
+    method: str
+    """HTTP method, for example ``"POST"``."""
+    path: str | Builder
+    """Path under the service's base URL, or a builder returning it."""
+    body: Builder | None = None
+    """Builder returning the JSON body: a pydantic model or a dict."""
+
+    @property
+    def kind(self) -> str:
+        """The action kind shown in the saga state."""
+        return "http"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Call any Temporal activity registered on the workers."""
+
+    activity: str | Callable[..., Any]
+    """The activity function, or its registered name."""
+    arg: Builder | None = None
+    """Builder returning the activity's single argument; None calls it without arguments."""
+
+    @property
+    def kind(self) -> str:
+        """The action kind shown in the saga state."""
+        return "activity"
+
+
+@dataclass(frozen=True)
+class Timer:
+    """Wait on a durable timer (for example a cooling-off period). Has nothing to undo."""
+
+    duration: timedelta | Builder
+    """How long to wait, or a builder returning it."""
+
+    @property
+    def kind(self) -> str:
+        """The action kind shown in the saga state."""
+        return "timer"
+
+
+Action = Http | Activity | Timer
+Compensation = Http | Activity
+
+
+@dataclass(frozen=True)
+class StepDefaults:
+    """Timeouts and retry policies for steps and compensations.
+
+    The engine's defaults are ``StepDefaults()``; a saga overrides them with its own ``defaults``
+    and a step overrides those with its own fields.
+    """
+
+    retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=30),
+            maximum_attempts=5,
+        )
+    )
+    """Retry policy of forward actions."""
+    start_to_close: timedelta = timedelta(seconds=30)
+    """Limit of one attempt of a forward action."""
+    schedule_to_close: timedelta = timedelta(minutes=10)
+    """Total budget of a forward action, retries included."""
+    heartbeat: timedelta = timedelta(seconds=10)
+    """Heartbeat timeout of HTTP calls: a call on a worker that died is retried after this."""
+    compensation_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=60),
+            maximum_attempts=0,
+        )
+    )
+    """Retry policy of compensations: by default retry until done."""
+    compensation_start_to_close: timedelta = timedelta(seconds=30)
+    """Limit of one attempt of a compensation."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a saga: a forward action and, optionally, the action that undoes it.
+
+    The compensation is registered before the forward action starts, so a step that took effect
+    and then timed out is still undone.
+    """
+
+    name: str
+    """Unique within the saga; shown in the Web UI and used in idempotency keys."""
+    action: Action
+    """What the step does."""
+    compensation: Compensation | None = None
+    """What undoes it; None when there is nothing to undo."""
+    output: type[BaseModel] | None = None
+    """Pydantic model the action's result must match; a mismatch fails the step."""
+    retry: RetryPolicy | None = None
+    """Overrides the saga's retry policy for the forward action."""
+    start_to_close: timedelta | None = None
+    """Overrides the limit of one attempt."""
+    schedule_to_close: timedelta | None = None
+    """Overrides the total budget, retries included."""
+    non_retryable_errors: Sequence[str] = ()
+    """Error types (``ApplicationError.type`` or exception class names) that fail the step at once."""
+    compensation_retry: RetryPolicy | None = None
+    """Overrides the saga's retry policy for the compensation."""
+
+
+@dataclass(frozen=True)
+class Saga(Generic[InputT]):
+    """A saga definition: a named sequence of steps over a typed input.
+
+    Turn it into a Temporal workflow class with :func:`workflows.saga_workflow`.
+    """
+
+    name: str
+    """Workflow type name, for example ``"OrderSaga"``."""
+    input: type[InputT]
+    """Pydantic model of the saga's input; validated at the client and again in the workflow."""
+    steps: Sequence[Step]
+    """The steps, run in order; compensated in reverse order of the ones that started."""
+    key: Callable[[InputT], str] | None = None
+    """Business key of a run (for example the order id): shown in the UI and searchable."""
+    description: str = ""
+    """One line saying what the saga does; shown as the run's summary in the Web UI."""
+    defaults: StepDefaults = field(default_factory=StepDefaults)
+    """Timeouts and retry policies of its steps, unless a step overrides them."""
+
+    def __post_init__(self) -> None:
+        """Check the definition and fail with an error naming the offending step."""
+        object.__setattr__(self, "steps", tuple(self.steps))
+        if not self.name.isidentifier():
+            raise SagaDefinitionError(f"saga name {self.name!r} must be an identifier")
+        if not self.steps:
+            raise SagaDefinitionError(f"saga {self.name!r} has no steps")
+        seen: set[str] = set()
+        for step in self.steps:
+            where = f"saga {self.name!r}, step {step.name!r}"
+            if not step.name or any(ch.isspace() for ch in step.name):
+                raise SagaDefinitionError(f"{where}: a step name must be non-empty, without spaces")
+            if step.name in seen:
+                raise SagaDefinitionError(f"{where}: duplicate step name")
+            seen.add(step.name)
+            if isinstance(step.action, Timer) and step.compensation is not None:
+                raise SagaDefinitionError(f"{where}: a timer step has nothing to compensate")
+            if not isinstance(step.action, Http | Activity | Timer):
+                raise SagaDefinitionError(f"{where}: action must be Http, Activity or Timer")
+            if step.compensation is not None and not isinstance(step.compensation, Http | Activity):
+                raise SagaDefinitionError(f"{where}: compensation must be Http or Activity")
+
+    def step_retry(self, step: Step) -> RetryPolicy:
+        """Return the forward retry policy of ``step``, with its non-retryable error types."""
+        policy = step.retry or self.defaults.retry
+        if step.non_retryable_errors:
+            extra = [*(policy.non_retryable_error_types or ()), *step.non_retryable_errors]
+            policy = replace(policy, non_retryable_error_types=extra)
+        return policy
+
+    def parse_input(self, raw: Any) -> InputT:
+        """Validate ``raw`` (a model instance, a dict or a JSON string) against the input model.
+
+        Raises:
+            SagaInputError: naming each field that failed validation.
+        """
+        try:
+            if isinstance(raw, str | bytes):
+                return self.input.model_validate_json(raw)
+            if isinstance(raw, BaseModel) and not isinstance(raw, self.input):
+                raw = raw.model_dump(mode="json")
+            return self.input.model_validate(raw)
+        except ValidationError as err:
+            problems = [
+                (".".join(str(p) for p in e["loc"]) or "<input>", e["msg"]) for e in err.errors()
+            ]
+            raise SagaInputError(self.name, problems) from None

@@ -1,0 +1,166 @@
+"""Data models shared by the saga runtime, the activities, the workers and clients.
+
+This module is side-effect free and safe to import inside the Temporal workflow sandbox.
+Everything here crosses the wire through the pydantic data converter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SAGA_COMPENSATED",
+    "SAGA_COMPENSATION_FAILED",
+    "SAGA_INPUT_ERROR",
+    "CompensationState",
+    "HttpRequest",
+    "HttpResponse",
+    "SagaReport",
+    "SagaState",
+    "SagaStatus",
+    "StepState",
+    "StepStatus",
+]
+
+SAGA_COMPENSATED = "SagaCompensated"
+"""``ApplicationError.type`` of a saga that failed at a step and undid its started steps."""
+
+SAGA_COMPENSATION_FAILED = "SagaCompensationFailed"
+"""``ApplicationError.type`` of a saga whose compensation failed for good (needs an operator)."""
+
+SAGA_INPUT_ERROR = "SagaInputError"
+"""``ApplicationError.type`` of a saga started with input that fails validation."""
+
+
+class SagaStatus(StrEnum):
+    """Where a saga is in its life; also the value of the ``SagaStatus`` search attribute."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    COMPENSATING = "COMPENSATING"
+    COMPENSATED = "COMPENSATED"
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+class StepStatus(StrEnum):
+    """Where one step is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+class CompensationState(BaseModel):
+    """The outcome of one step's compensation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: str
+    """Name of the step that was undone."""
+    ok: bool
+    """Whether the compensation succeeded."""
+    error: str | None = None
+    """Why it failed, when it did."""
+
+
+class StepState(BaseModel):
+    """Live state of one step, as returned by the ``saga_state`` query."""
+
+    name: str
+    """Step name, unique in its saga."""
+    kind: str
+    """``http``, ``activity`` or ``timer``."""
+    status: StepStatus = StepStatus.PENDING
+    """Current status."""
+    attempts: int = 0
+    """Attempts of the forward action known to the saga (0 while unknown)."""
+    error: str | None = None
+    """Last error of the forward action."""
+    started_at: datetime | None = None
+    """When the forward action started (workflow time)."""
+    ended_at: datetime | None = None
+    """When the forward action ended (workflow time)."""
+    has_compensation: bool = False
+    """Whether the step declares a compensating action."""
+    compensation_attempts: int = 0
+    """Attempts of the compensation known to the saga."""
+    compensation_error: str | None = None
+    """Last error of the compensation."""
+
+
+class SagaState(BaseModel):
+    """Live state of a saga: the answer of the ``saga_state`` query."""
+
+    saga: str
+    """Saga (workflow type) name."""
+    key: str | None = None
+    """Business key of this run (for example the order id)."""
+    status: SagaStatus = SagaStatus.RUNNING
+    """Overall status."""
+    failed_step: str | None = None
+    """The step whose failure started compensation."""
+    error: str | None = None
+    """Why the saga stopped going forward."""
+    steps: list[StepState] = Field(default_factory=list)
+    """One entry per step, in definition order."""
+
+
+class SagaReport(BaseModel):
+    """Outcome of a finished saga: its result when it completed, or the error details otherwise.
+
+    A completed saga returns it; a compensated one fails with an ``ApplicationError`` of type
+    :data:`SAGA_COMPENSATED` whose first detail is this report.
+    """
+
+    saga: str
+    """Saga name."""
+    key: str | None = None
+    """Business key."""
+    status: SagaStatus
+    """Final status."""
+    failed_step: str | None = None
+    """Step whose failure triggered compensation."""
+    error: str | None = None
+    """That step's error."""
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    """Outputs of the steps that completed, by step name."""
+    compensations: list[CompensationState] = Field(default_factory=list)
+    """Compensations that ran, in the order they ran."""
+
+
+class HttpRequest(BaseModel):
+    """A call to an HTTP participant service, as the saga asks the HTTP activity to make it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    """Logical service name; the worker maps it to a base URL (never in workflow history)."""
+    method: str
+    """HTTP method."""
+    path: str
+    """Path under the service's base URL."""
+    body: dict[str, Any] | None = None
+    """JSON body. (The ``Idempotency-Key`` header is derived by the activity from its ids.)"""
+
+
+class HttpResponse(BaseModel):
+    """What the HTTP activity returns for a successful (2xx) call."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: int
+    """HTTP status code."""
+    body: Any = None
+    """Decoded JSON body (None for an empty body)."""
+    attempt: int = 1
+    """Activity attempt that succeeded."""

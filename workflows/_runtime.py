@@ -1,0 +1,441 @@
+"""The saga runtime: runs a :class:`Saga` definition inside a Temporal workflow.
+
+Rules it enforces:
+
+* a step's compensation is registered before the step starts, and runs unless the step failed
+  with a non-retryable error (the participant refused, so nothing took effect); a step that timed
+  out or ran out of retries may have taken effect, so it is undone;
+* when a step fails for good (retries exhausted or a non-retryable error), the started steps are
+  compensated in reverse order and the workflow fails with an ``ApplicationError`` of type
+  ``SagaCompensated`` whose details hold a :class:`SagaReport` (so the Web UI never shows a
+  compensated saga as "Completed");
+* when the saga is cancelled, during an activity or a timer, the started steps are compensated in a
+  task that cancellation cannot reach, then the workflow ends CANCELED;
+* a compensation that fails for good stops compensation and fails the saga with type
+  ``SagaCompensationFailed`` and status NEEDS_ATTENTION;
+* every change of status is mirrored into the ``SagaStatus``/``SagaStep`` search attributes.
+
+Deterministic and sandbox-safe: no I/O, clock or randomness but through ``temporalio.workflow``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutError,
+    is_cancelled_exception,
+)
+from temporalio.workflow import ActivityCancellationType
+
+from workflows._definition import (
+    Activity,
+    Compensation,
+    Http,
+    Saga,
+    SagaDefinitionError,
+    SagaInputError,
+    Step,
+    StepContext,
+    Timer,
+    UndoContext,
+)
+from workflows._model import (
+    SAGA_COMPENSATED,
+    SAGA_COMPENSATION_FAILED,
+    SAGA_INPUT_ERROR,
+    CompensationState,
+    HttpRequest,
+    HttpResponse,
+    SagaReport,
+    SagaState,
+    SagaStatus,
+    StepState,
+    StepStatus,
+)
+
+__all__ = [
+    "HTTP_ACTIVITY",
+    "SAGA_KEY",
+    "SAGA_NAME",
+    "SAGA_STATUS",
+    "SAGA_STEP",
+    "SEARCH_ATTRIBUTES",
+    "SagaWorkflow",
+    "check_importable",
+    "compensation_activity_id",
+    "saga_workflow",
+]
+
+HTTP_ACTIVITY = "sagaloom.http"
+"""Registered name of the engine's HTTP participant activity."""
+
+SAGA_NAME = SearchAttributeKey.for_keyword("SagaName")
+"""Search attribute: the saga's name."""
+SAGA_STATUS = SearchAttributeKey.for_keyword("SagaStatus")
+"""Search attribute: the saga's :class:`SagaStatus`."""
+SAGA_STEP = SearchAttributeKey.for_keyword("SagaStep")
+"""Search attribute: the step running or compensating now (the failed step once compensated)."""
+SAGA_KEY = SearchAttributeKey.for_keyword("SagaKey")
+"""Search attribute: the business key (for example the order id)."""
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (SAGA_NAME, SAGA_STATUS, SAGA_STEP, SAGA_KEY)
+"""Custom search attributes the runtime writes; register them on the namespace (Keyword)."""
+
+_T = TypeVar("_T")
+
+
+def compensation_activity_id(step: str) -> str:
+    """Activity id of a step's compensation (the forward action's activity id is the step name)."""
+    return f"{step}:compensate"
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn a builder's result into what is stored in outputs and history (JSON-able)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+def _describe(err: BaseException) -> str:
+    """One line saying why an action failed, from the innermost meaningful cause."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, TimeoutError):
+        return f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
+    if isinstance(cause, ApplicationError):
+        kind = f"{cause.type}: " if cause.type else ""
+        return f"{kind}{cause.message}"
+    return str(cause) or type(cause).__name__
+
+
+def _attempt_of(err: BaseException) -> int | None:
+    """The attempt an activity failure reports in its details (the HTTP activity does)."""
+    cause = err.cause if isinstance(err, ActivityError) else None
+    if isinstance(cause, ApplicationError) and cause.details:
+        first = cause.details[0]
+        if isinstance(first, dict) and isinstance(first.get("attempt"), int):
+            return int(first["attempt"])
+    return None
+
+
+class _StepFailed(Exception):
+    """A forward action failed for good; carries the original error."""
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        super().__init__(f"step {step} failed: {_describe(error)}")
+        self.step = step
+        self.error = error
+
+
+class SagaWorkflow:
+    """Base class of every saga workflow; built by :func:`saga_workflow`, not subclassed by hand."""
+
+    saga: ClassVar[Saga[Any]]
+
+    def __init__(self) -> None:
+        self._state = SagaState(
+            saga=self.saga.name,
+            steps=[
+                StepState(
+                    name=s.name, kind=s.action.kind, has_compensation=s.compensation is not None
+                )
+                for s in self.saga.steps
+            ],
+        )
+        self._outputs: dict[str, Any] = {}
+        self._inputs: dict[str, Any] = {}
+        self._started: list[int] = []
+        self._compensations: list[CompensationState] = []
+
+    @workflow.query(name="saga_state")
+    def saga_state(self) -> SagaState:
+        """Return the saga's live state: status and each step's status, attempts and errors."""
+        return self._state
+
+    # -- the run -------------------------------------------------------------------------------
+
+    async def _execute(self, raw_input: Any) -> SagaReport:
+        saga = self.saga
+        try:
+            data = saga.parse_input(raw_input)
+        except SagaInputError as err:
+            # Fail the run cleanly instead of retrying the workflow task forever.
+            self._set_status(SagaStatus.FAILED, error=str(err))
+            raise ApplicationError(
+                str(err), [list(p) for p in err.problems], type=SAGA_INPUT_ERROR, non_retryable=True
+            ) from None
+        self._state.key = saga.key(data) if saga.key else None
+        self._upsert(
+            SAGA_NAME.value_set(saga.name),
+            SAGA_STATUS.value_set(SagaStatus.RUNNING),
+            *([SAGA_KEY.value_set(self._state.key)] if self._state.key else []),
+        )
+        try:
+            for index in range(len(saga.steps)):
+                await self._forward(index, data)
+        except _StepFailed as failed:
+            self._state.failed_step = failed.step
+            self._state.error = _describe(failed.error)
+            await self._shielded(self._compensate(data))
+            raise ApplicationError(
+                f"saga {saga.name} compensated: step {failed.step} failed: {self._state.error}",
+                self._report(),
+                type=SAGA_COMPENSATED,
+                non_retryable=True,
+            ) from None
+        except BaseException as err:
+            if not is_cancelled_exception(err):
+                raise
+            self._state.error = "cancelled"
+            workflow.logger.info("saga %s cancelled: compensating", saga.name)
+            await self._shielded(self._compensate(data))
+            self._set_status(SagaStatus.CANCELED)
+            raise
+        self._set_status(SagaStatus.COMPLETED)
+        return self._report()
+
+    async def _forward(self, index: int, data: BaseModel) -> None:
+        saga, step, state = self.saga, self.saga.steps[index], self._state.steps[index]
+        ctx = StepContext(saga_id=workflow.info().workflow_id, input=data, outputs=self._outputs)
+        if step.compensation is not None:
+            self._started.append(index)  # registered before the step runs
+        state.status = StepStatus.RUNNING
+        state.started_at = workflow.now()
+        self._upsert(SAGA_STEP.value_set(step.name))
+        summary = f"step {index + 1}/{len(saga.steps)} {step.name}"
+        try:
+            output = _jsonable(
+                await self._run_action(step, step.action, ctx, summary, compensation=False)
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                state.status, state.ended_at = StepStatus.FAILED, workflow.now()
+                state.error = "cancelled"
+                raise
+            state.status, state.error = StepStatus.FAILED, _describe(err)
+            state.attempts = _attempt_of(err) or state.attempts
+            state.ended_at = workflow.now()
+            if err.retry_state == RetryState.NON_RETRYABLE_FAILURE and self._started[-1:] == [index]:
+                # The participant refused: nothing took effect, so nothing to undo. Any other
+                # failure (timeout, retries exhausted) leaves the outcome unknown: undo it.
+                self._started.pop()
+            workflow.logger.warning(
+                "saga %s %s: step %s failed for good: %s",
+                saga.name,
+                ctx.saga_id,
+                step.name,
+                state.error,
+            )
+            raise _StepFailed(step.name, err) from None
+        except BaseException:
+            state.status, state.ended_at, state.error = StepStatus.FAILED, workflow.now(), "cancelled"
+            raise
+        state.ended_at = workflow.now()
+        if step.output is not None and output is not None:
+            try:
+                output = step.output.model_validate(output).model_dump(mode="json")
+            except ValidationError as err:
+                # It answered 2xx, so it took effect: its compensation stays registered.
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "<output>"
+                state.status = StepStatus.FAILED
+                state.error = f"MalformedOutput: {step.output.__name__}.{where}: {first['msg']}"
+                raise _StepFailed(step.name, ApplicationError(state.error)) from None
+        self._outputs[step.name] = output
+        state.status = StepStatus.DONE
+
+    async def _compensate(self, data: BaseModel) -> None:
+        """Undo the started steps in reverse order; stop at the first that fails for good."""
+        self._set_status(SagaStatus.COMPENSATING)
+        wid = workflow.info().workflow_id
+        total = len(self.saga.steps)
+        for index in reversed(self._started):
+            step, state = self.saga.steps[index], self._state.steps[index]
+            assert step.compensation is not None
+            state.status = StepStatus.COMPENSATING
+            self._upsert(SAGA_STEP.value_set(step.name))
+            ctx = UndoContext(
+                saga_id=wid,
+                input=data,
+                outputs=self._outputs,
+                step_input=self._inputs.get(step.name),
+                step_output=self._outputs.get(step.name),
+            )
+            summary = f"compensate {index + 1}/{total} {step.name}"
+            try:
+                await self._run_action(step, step.compensation, ctx, summary, compensation=True)
+            except ActivityError as err:
+                state.status, state.compensation_error = StepStatus.COMPENSATION_FAILED, _describe(err)
+                self._compensations.append(
+                    CompensationState(step=step.name, ok=False, error=state.compensation_error)
+                )
+                self._set_status(SagaStatus.NEEDS_ATTENTION)
+                workflow.logger.error(
+                    "saga %s %s: compensation of %s failed for good: %s",
+                    self.saga.name,
+                    wid,
+                    step.name,
+                    state.compensation_error,
+                )
+                raise ApplicationError(
+                    f"saga {self.saga.name} needs attention: compensation of {step.name} failed: "
+                    f"{state.compensation_error}",
+                    self._report(),
+                    type=SAGA_COMPENSATION_FAILED,
+                    non_retryable=True,
+                ) from None
+            state.status = StepStatus.COMPENSATED
+            self._compensations.append(CompensationState(step=step.name, ok=True))
+        self._set_status(SagaStatus.COMPENSATED)
+        if self._state.failed_step:
+            self._upsert(SAGA_STEP.value_set(self._state.failed_step))
+
+    # -- one action ----------------------------------------------------------------------------
+
+    async def _run_action(
+        self,
+        step: Step,
+        action: Http | Activity | Timer,
+        ctx: StepContext[Any],
+        summary: str,
+        *,
+        compensation: bool,
+    ) -> Any:
+        saga, defaults = self.saga, self.saga.defaults
+        activity_id = compensation_activity_id(step.name) if compensation else step.name
+        if compensation:
+            retry = step.compensation_retry or defaults.compensation_retry
+            start_to_close: timedelta = defaults.compensation_start_to_close
+            schedule_to_close: timedelta | None = None
+        else:
+            retry = saga.step_retry(step)
+            start_to_close = step.start_to_close or defaults.start_to_close
+            schedule_to_close = step.schedule_to_close or defaults.schedule_to_close
+        state = self._state.steps[saga.steps.index(step)]
+
+        if isinstance(action, Timer):
+            duration = action.duration(ctx) if callable(action.duration) else action.duration
+            await workflow.sleep(duration, summary=summary)
+            return None
+        if isinstance(action, Http):
+            path = action.path(ctx) if callable(action.path) else action.path
+            body = _jsonable(action.body(ctx)) if action.body is not None else None
+            if not compensation:
+                self._inputs[step.name] = body
+            response = await workflow.execute_activity(
+                HTTP_ACTIVITY,
+                HttpRequest(service=action.service, method=action.method, path=path, body=body),
+                result_type=HttpResponse,
+                activity_id=activity_id,
+                summary=summary,
+                start_to_close_timeout=start_to_close,
+                schedule_to_close_timeout=schedule_to_close,
+                heartbeat_timeout=defaults.heartbeat,
+                retry_policy=retry,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            if compensation:
+                state.compensation_attempts = response.attempt
+            else:
+                state.attempts = response.attempt
+            return response.body
+        arg = _jsonable(action.arg(ctx)) if action.arg is not None else None
+        if not compensation:
+            self._inputs[step.name] = arg
+        result_type = None if compensation else step.output
+        args: list[Any] = [] if action.arg is None else [arg]
+        return await workflow.execute_activity(
+            action.activity,
+            args=args,
+            result_type=result_type,
+            activity_id=activity_id,
+            summary=summary,
+            start_to_close_timeout=start_to_close,
+            schedule_to_close_timeout=schedule_to_close,
+            retry_policy=retry,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _shielded(work: Awaitable[_T]) -> _T:
+        """Run ``work`` to the end even if the saga is cancelled meanwhile (compensations)."""
+        task = asyncio.ensure_future(work)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done():
+                    return task.result()
+
+    def _set_status(self, status: SagaStatus, *, error: str | None = None) -> None:
+        self._state.status = status
+        if error is not None:
+            self._state.error = error
+        self._upsert(SAGA_STATUS.value_set(status))
+
+    def _report(self) -> SagaReport:
+        return SagaReport(
+            saga=self.saga.name,
+            key=self._state.key,
+            status=self._state.status,
+            failed_step=self._state.failed_step,
+            error=self._state.error,
+            outputs=dict(self._outputs),
+            compensations=list(self._compensations),
+        )
+
+    @staticmethod
+    def _upsert(*updates: SearchAttributeUpdate[Any]) -> None:
+        workflow.upsert_search_attributes(list(updates))
+
+
+def saga_workflow(saga: Saga[Any]) -> type[SagaWorkflow]:
+    """Build the Temporal workflow class that runs ``saga``; register it on a worker.
+
+    Assign the result to a module-level name equal to ``saga.name`` (the workflow sandbox
+    re-imports it by that name)::
+
+        OrderSaga = saga_workflow(ORDER)
+
+    Args:
+        saga: The saga definition.
+
+    Returns:
+        A ``@workflow.defn`` class named ``saga.name`` whose run method takes the saga input
+        (a model or its JSON) and returns a :class:`SagaReport`.
+    """
+    module = sys._getframe(1).f_globals.get("__name__", __name__)
+
+    async def run(self: SagaWorkflow, input: Any) -> SagaReport:
+        return await self._execute(input)
+
+    run.__qualname__ = f"{saga.name}.run"
+    run.__module__ = module
+    namespace = {"saga": saga, "run": workflow.run(run), "__module__": module}
+    cls = type(saga.name, (SagaWorkflow,), namespace)
+    cls.__qualname__ = saga.name
+    cls.__doc__ = saga.description or f"Saga {saga.name}."
+    return workflow.defn(name=saga.name)(cls)
+
+
+def check_importable(cls: type[SagaWorkflow]) -> None:
+    """Fail clearly if the sandbox could not re-import ``cls`` by its module and name."""
+    module = sys.modules.get(cls.__module__)
+    if module is None or getattr(module, cls.__name__, None) is not cls:
+        raise SagaDefinitionError(
+            f"saga workflow {cls.__name__!r} must be assigned to the module-level name "
+            f"{cls.__name__!r} in {cls.__module__}"
+        )
