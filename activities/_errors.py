@@ -37,7 +37,8 @@ UNKNOWN_SERVICE = "UnknownService"
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 _BODY_LIMIT = 300
 _SECRET = re.compile(
-    r"(?i)(\"?(?:authorization|api[_-]?key|token|password|secret)\"?\s*[:=]\s*\"?)([^\",\s}]+)"
+    r"(?i)(\"?(?:authorization|api[_-]?key|token|password|secret)\"?\s*[:=]\s*\"?)"
+    r"((?:bearer|basic)\s+[^\",\s}]+|[^\",\s}]+)"
 )
 
 

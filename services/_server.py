@@ -164,12 +164,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path == "/_admin/faults":
             try:
-                fault = Fault(**body)
+                injected = Fault(**body)
             except TypeError as err:
                 self._reply(400, {"error": str(err)})
                 return
             with self.participant.faults_lock:
-                self.participant.faults.append(fault)
+                self.participant.faults.append(injected)
             self._reply(201, {"fault": body})
             return
         if self.path == f"/{spec.resource}":
@@ -204,7 +204,10 @@ class _Handler(BaseHTTPRequestHandler):
 class RunningServices:
     """Demo participant servers running on loopback in background threads."""
 
-    def __init__(self, servers: dict[str, ThreadingHTTPServer], stores: list[Store]) -> None:
+    def __init__(
+        self, host: str, servers: dict[str, ThreadingHTTPServer], stores: list[Store]
+    ) -> None:
+        self._host = host
         self._servers = servers
         self._stores = stores
         self._threads = [
@@ -217,10 +220,7 @@ class RunningServices:
     @property
     def urls(self) -> dict[str, str]:
         """Service name to base URL."""
-        return {
-            name: f"http://{server.server_address[0]}:{server.server_address[1]}"
-            for name, server in self._servers.items()
-        }
+        return {name: f"http://{self._host}:{s.server_port}" for name, s in self._servers.items()}
 
     def close(self) -> None:
         """Stop the servers and close their stores."""
@@ -255,8 +255,10 @@ def serve(
     for spec in specs:
         store = Store(data_dir / f"{spec.name}.sqlite3")
         stores.append(store)
-        handler = type(f"{spec.name}Handler", (_Handler,), {"participant": Participant(spec, store)})
+        handler = type(
+            f"{spec.name}Handler", (_Handler,), {"participant": Participant(spec, store)}
+        )
         server = ThreadingHTTPServer((host, (ports or {}).get(spec.name, 0)), handler)
         server.daemon_threads = True
         servers[spec.name] = server
-    return RunningServices(servers, stores)
+    return RunningServices(host, servers, stores)

@@ -15,8 +15,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     key TEXT PRIMARY KEY,           -- business key (order id, trip id)
     id TEXT NOT NULL,               -- the participant's own id for the effect
-    status TEXT NOT NULL,           -- 'active' or 'undone' (an undone row with no payload is a
-                                    -- tombstone: the undo came first, a late forward call is refused)
+    status TEXT NOT NULL,           -- 'active' or 'undone'; an undone row with no payload is a
+                                    -- tombstone: the undo came first, a late call is refused
     payload TEXT,
     updated_ns INTEGER NOT NULL
 );
@@ -62,7 +62,8 @@ class Store:
     def remember(self, idem_key: str, status: int, body: Any) -> None:
         """Store the response of an idempotency key."""
         self._db.execute(
-            "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)", (idem_key, status, json.dumps(body))
+            "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
+            (idem_key, status, json.dumps(body)),
         )
 
     def record(self, key: str) -> dict[str, Any] | None:
@@ -112,11 +113,15 @@ class Store:
         with self.lock:
             records = [
                 self._row(r)
-                for r in self._db.execute("SELECT key, id, status, payload FROM records ORDER BY key")
+                for r in self._db.execute(
+                    "SELECT key, id, status, payload FROM records ORDER BY key"
+                )
             ]
             log = [
                 {"seq": r[0], "op": r[1], "key": r[2], "idem_key": r[3], "at_ns": r[4]}
-                for r in self._db.execute("SELECT seq, op, key, idem_key, at_ns FROM log ORDER BY seq")
+                for r in self._db.execute(
+                    "SELECT seq, op, key, idem_key, at_ns FROM log ORDER BY seq"
+                )
             ]
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
         return {"records": records, "log": log, "counters": counters}

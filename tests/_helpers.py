@@ -65,6 +65,17 @@ class Stack:
             {p.identity for p in response.pollers if time.time() - p.last_access_time.seconds < 30}
         )
 
+    async def wait_for_pollers(self, count: int, within: float = 60) -> None:
+        """Wait until ``count`` worker processes poll the tests' task queue."""
+        deadline = time.monotonic() + within
+        while await self.pollers() < count:
+            for worker in self.workers:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"a worker exited; see {self.tmp}/worker-*.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fewer than {count} workers polling after {within}s")
+            await asyncio.sleep(0.2)
+
     async def fault(self, service: str, **fault: Any) -> None:
         async with httpx.AsyncClient() as http:
             response = await http.post(f"{self.services[service]}/_admin/faults", json=fault)
@@ -115,7 +126,7 @@ async def wait_for_step(
     """Poll the saga_state query until ``step`` has ``status``."""
     deadline = time.monotonic() + within
     while True:
-        state = await handle.query("saga_state", result_type=SagaState)
+        state: SagaState = await handle.query("saga_state", result_type=SagaState)
         if any(s.name == step and s.status == status for s in state.steps):
             return state
         if time.monotonic() > deadline:

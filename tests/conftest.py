@@ -87,14 +87,7 @@ async def stack(
     client = await connect(dev_server.address)
     stack = Stack(client, dev_server.address, services, tmp_stack_dir, [])
     stack.workers = [stack.start_worker(f"worker-{i}") for i in (1, 2)]
-    deadline = time.monotonic() + 60
-    while await stack.pollers() < 2:
-        for worker in stack.workers:
-            if worker.poll() is not None:
-                raise RuntimeError(f"a worker exited; see {tmp_stack_dir}/worker-*.log")
-        if time.monotonic() > deadline:
-            raise RuntimeError("workers did not start polling within 60s")
-        await asyncio.sleep(0.2)
+    await stack.wait_for_pollers(2)
     yield stack
     for worker in stack.workers:
         _stop(worker)

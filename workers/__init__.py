@@ -1,4 +1,4 @@
-"""Worker processes, configuration, graceful shutdown, the ``saga`` CLI and the embedded dev server."""
+"""Worker processes, configuration, graceful shutdown, the ``saga`` CLI, the embedded dev server."""
 
 from workers._client import DEFAULT_UI, Outcome, connect, outcome, start_saga, ui_link
 from workers._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig

@@ -145,7 +145,7 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         print(f"Temporal at {args.address}; Web UI {env.ui}\nparticipants: {urls}")
         print(f"worker polling task queue {env.task_queue!r}. Try:")
         print(
-            "  saga start OrderSaga --input '{\"order_id\": \"o-1\", \"customer\": \"ada\", "
+            '  saga start OrderSaga --input \'{"order_id": "o-1", "customer": "ada", '
             '"sku": "widget", "quantity": 1, "amount_cents": 1200, "country": "NL"}\' --wait'
         )
         print("Ctrl-C stops everything.")
@@ -191,11 +191,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("saga")
     p.add_argument("--input", required=True, help="the saga input as JSON")
     p.add_argument("--id", help="workflow id (default: <saga>-<business key>)")
-    p.add_argument("--task-queue", default=os.environ.get("SAGALOOM_TASK_QUEUE", DEFAULT_TASK_QUEUE))
+    p.add_argument(
+        "--task-queue", default=os.environ.get("SAGALOOM_TASK_QUEUE", DEFAULT_TASK_QUEUE)
+    )
     p.add_argument("--module", action="append", default=[], help="extra module with sagas")
     p.add_argument("--wait", action="store_true", help="wait for the outcome")
 
-    for name, helptext in (("status", "show a saga's live step table"), ("cancel", "cancel a saga")):
+    for name, helptext in (
+        ("status", "show a saga's live step table"),
+        ("cancel", "cancel a saga"),
+    ):
         p = sub.add_parser(name, help=helptext)
         connection(p)
         p.add_argument("id")

@@ -13,6 +13,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
 
+from workers._config import DEFAULT_TASK_QUEUE
 from workflows import (
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
@@ -23,7 +24,6 @@ from workflows import (
     SagaReport,
     SagaStatus,
 )
-from workers._config import DEFAULT_TASK_QUEUE
 
 __all__ = ["DEFAULT_UI", "Outcome", "connect", "outcome", "start_saga", "ui_link"]
 
@@ -35,7 +35,9 @@ InputT = TypeVar("InputT", bound=BaseModel)
 
 async def connect(address: str = "localhost:7233", namespace: str = "default") -> Client:
     """Connect to Temporal with the pydantic data converter sagaloom uses everywhere."""
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter
+    )
 
 
 def ui_link(workflow_id: str, *, namespace: str = "default", ui: str = DEFAULT_UI) -> str:
@@ -116,9 +118,9 @@ async def outcome(handle: WorkflowHandle[Any, SagaReport]) -> Outcome:
             SAGA_COMPENSATED,
             SAGA_COMPENSATION_FAILED,
         ):
-            report = SagaReport.model_validate(cause.details[0]) if cause.details else None
-            status = report.status if report else SagaStatus.COMPENSATED
-            return Outcome(wid, status, report, cause.message)
+            failed = SagaReport.model_validate(cause.details[0]) if cause.details else None
+            status = failed.status if failed else SagaStatus.COMPENSATED
+            return Outcome(wid, status, failed, cause.message)
         if isinstance(cause, CancelledError):
             return Outcome(wid, SagaStatus.CANCELED, None, "cancelled")
         if isinstance(cause, TerminatedError):

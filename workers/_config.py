@@ -45,7 +45,7 @@ class WorkerConfig:
     services: Mapping[str, str] = field(default_factory=dict)
     """Participant service base URLs by name (``SAGALOOM_SERVICE_<NAME>=<url>``)."""
     saga_modules: tuple[str, ...] = ()
-    """Extra modules whose saga workflows to register (``SAGALOOM_SAGA_MODULES``, comma-separated)."""
+    """Extra modules whose sagas to register (``SAGALOOM_SAGA_MODULES``, comma-separated)."""
     max_concurrent_activities: int = 100
     """Activity slots (``SAGALOOM_MAX_CONCURRENT_ACTIVITIES``)."""
     max_concurrent_workflow_tasks: int = 100
@@ -53,7 +53,7 @@ class WorkerConfig:
     max_cached_workflows: int = 1000
     """Sticky cache size, which bounds worker memory (``SAGALOOM_MAX_CACHED_WORKFLOWS``)."""
     graceful_shutdown: timedelta = timedelta(seconds=10)
-    """How long in-flight activities get to finish on SIGTERM (``SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS``)."""
+    """Time in-flight activities get on SIGTERM (``SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -71,7 +71,9 @@ class WorkerConfig:
         for name, url in services.items():
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{_SERVICE_PREFIX}{name.upper()}={url!r} is not an http(s) URL")
-        modules = tuple(m.strip() for m in env.get("SAGALOOM_SAGA_MODULES", "").split(",") if m.strip())
+        modules = tuple(
+            m.strip() for m in env.get("SAGALOOM_SAGA_MODULES", "").split(",") if m.strip()
+        )
         return cls(
             address=env.get("TEMPORAL_ADDRESS") or cls.address,
             namespace=env.get("TEMPORAL_NAMESPACE") or cls.namespace,

@@ -47,7 +47,9 @@ class Scenario:
     """Faults to inject first: ``(service, fault)``; the fault's ``match`` is set to the key."""
 
 
-def _order(sku: str = "widget", amount: int = 2_500, country: str = "NL") -> Callable[[str], dict[str, Any]]:
+def _order(
+    sku: str = "widget", amount: int = 2_500, country: str = "NL"
+) -> Callable[[str], dict[str, Any]]:
     return lambda key: {
         "order_id": key,
         "customer": "ada",
@@ -159,8 +161,10 @@ async def environment(
     task_queue: str = "sagaloom",
     say: Callable[[str], None] = print,
 ) -> AsyncIterator[Environment]:
-    """Use the Temporal at ``address`` if one runs there, else start the embedded dev server;
-    start the participants and a worker; stop what was started on exit."""
+    """Run Temporal, the demo participants and a worker; stop what was started on exit.
+
+    Uses the Temporal server at ``address`` if one runs there, else starts the embedded default.
+    """
     host, port = address.rsplit(":", 1)
     server: DevServer | None = None
     if port_open(host, int(port)):
@@ -202,9 +206,12 @@ async def environment(
 async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: int = 8233) -> int:
     """Run the demo batch once; print a line per saga; return 0 when all is as expected."""
     batch = secrets.token_hex(3)
-    async with environment(
-        data_dir, address=address, ui_port=ui_port, task_queue=f"sagaloom-demo-{batch}"
-    ) as env, httpx.AsyncClient(timeout=10) as http:
+    async with (
+        environment(
+            data_dir, address=address, ui_port=ui_port, task_queue=f"sagaloom-demo-{batch}"
+        ) as env,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
         urls = env.services.urls
         for scenario in SCENARIOS:
             for service, fault in scenario.faults:
@@ -223,19 +230,26 @@ async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: 
             report = result.report
             failed = report.failed_step if report else None
             undone = ",".join(c.step for c in report.compensations) if report else ""
-            problems = await check_stores(http, urls, scenario.saga, f"{batch}-{scenario.label}", result)
-            ok = result.status is scenario.expect and failed == scenario.failed_step and not problems
+            problems = await check_stores(
+                http, urls, scenario.saga, f"{batch}-{scenario.label}", result
+            )
+            ok = (
+                result.status is scenario.expect and failed == scenario.failed_step and not problems
+            )
             failures += not ok
             print(
                 f"{result.status.value:<12} {result.workflow_id:<34} "
                 f"failed={failed or '-':<16} undone={undone or '-':<34} "
-                f"{'stores agree' if not problems else 'MISMATCH'}  {ui_link(result.workflow_id, ui=env.ui)}"
+                f"{'stores agree' if not problems else 'MISMATCH'}  "
+                f"{ui_link(result.workflow_id, ui=env.ui)}"
             )
             for problem in problems:
                 print(f"    {problem}")
         print(
             f"\n{len(SCENARIOS) - failures}/{len(SCENARIOS)} sagas ended as expected and their "
-            "participants' stores agree." if not failures else f"\n{failures} saga(s) did NOT end as expected."
+            "participants' stores agree."
+            if not failures
+            else f"\n{failures} saga(s) did NOT end as expected."
         )
         print(f"Worker log: {data_dir / 'demo.log'}")
         if env.server is not None:

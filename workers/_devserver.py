@@ -135,11 +135,11 @@ class DevServer:
         port = self.options.ui_port
         return None if port is None else f"http://localhost:{port}"
 
-    async def start(self, timeout: float = 60.0) -> None:
-        """Start the server and wait until it accepts a client.
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the server process without waiting for it (see :meth:`start`).
 
         Raises:
-            DevServerError: if the port is taken or the server does not come up in time.
+            DevServerError: if the port is taken.
         """
         if port_open(self.options.ip, self.options.port):
             raise DevServerError(f"port {self.address} is already in use")
@@ -149,12 +149,21 @@ class DevServer:
         self._process = subprocess.Popen(
             self.options.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+        return self._process
+
+    async def start(self, within: float = 60.0) -> None:
+        """Start the server and wait until it accepts a client.
+
+        Raises:
+            DevServerError: if the port is taken or the server does not come up in time.
+        """
+        process = self.launch()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while loop.time() < deadline:
-            if self._process.poll() is not None:
+            if process.poll() is not None:
                 raise DevServerError(
-                    f"temporal dev server exited with code {self._process.returncode}"
+                    f"temporal dev server exited with code {process.returncode}"
                     + (f"; see {self.options.log_file}" if self.options.log_file else "")
                 )
             try:
@@ -164,7 +173,7 @@ class DevServer:
             except Exception:
                 await asyncio.sleep(0.2)
         self.stop()
-        raise DevServerError(f"temporal dev server did not start within {timeout:.0f}s")
+        raise DevServerError(f"temporal dev server did not start within {within:.0f}s")
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""

@@ -36,7 +36,11 @@ def load_sagas(modules: Iterable[str] = ()) -> dict[str, type[SagaWorkflow]]:
     for module_name in (*EXAMPLE_MODULES, *modules):
         module = importlib.import_module(module_name)
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, SagaWorkflow) and value is not SagaWorkflow:
+            if (
+                isinstance(value, type)
+                and issubclass(value, SagaWorkflow)
+                and value is not SagaWorkflow
+            ):
                 check_importable(value)
                 other = found.get(value.saga.name)
                 if other is not None and other is not value:

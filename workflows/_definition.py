@@ -73,7 +73,7 @@ class StepContext(Generic[InputT]):
 
 @dataclass(frozen=True)
 class UndoContext(StepContext[InputT]):
-    """What a compensation's builders see: the step's context plus what the step was sent and got."""
+    """What a compensation's builders see: the step's context, what the step got and gave."""
 
     step_input: Any = None
     """The request body (HTTP) or argument (activity) the forward action was called with."""
@@ -201,7 +201,7 @@ class Step:
     schedule_to_close: timedelta | None = None
     """Overrides the total budget, retries included."""
     non_retryable_errors: Sequence[str] = ()
-    """Error types (``ApplicationError.type`` or exception class names) that fail the step at once."""
+    """Error types (``ApplicationError.type`` or exception class names) that fail it at once."""
     compensation_retry: RetryPolicy | None = None
     """Overrides the saga's retry policy for the compensation."""
 

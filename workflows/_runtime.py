@@ -24,7 +24,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
@@ -40,7 +40,6 @@ from temporalio.workflow import ActivityCancellationType
 
 from workflows._definition import (
     Activity,
-    Compensation,
     Http,
     Saga,
     SagaDefinitionError,
@@ -88,7 +87,12 @@ SAGA_STEP = SearchAttributeKey.for_keyword("SagaStep")
 """Search attribute: the step running or compensating now (the failed step once compensated)."""
 SAGA_KEY = SearchAttributeKey.for_keyword("SagaKey")
 """Search attribute: the business key (for example the order id)."""
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (SAGA_NAME, SAGA_STATUS, SAGA_STEP, SAGA_KEY)
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
+    SAGA_NAME,
+    SAGA_STATUS,
+    SAGA_STEP,
+    SAGA_KEY,
+)
 """Custom search attributes the runtime writes; register them on the namespace (Keyword)."""
 
 _T = TypeVar("_T")
@@ -226,7 +230,9 @@ class SagaWorkflow:
             state.status, state.error = StepStatus.FAILED, _describe(err)
             state.attempts = _attempt_of(err) or state.attempts
             state.ended_at = workflow.now()
-            if err.retry_state == RetryState.NON_RETRYABLE_FAILURE and self._started[-1:] == [index]:
+            if err.retry_state == RetryState.NON_RETRYABLE_FAILURE and self._started[-1:] == [
+                index
+            ]:
                 # The participant refused: nothing took effect, so nothing to undo. Any other
                 # failure (timeout, retries exhausted) leaves the outcome unknown: undo it.
                 self._started.pop()
@@ -239,7 +245,11 @@ class SagaWorkflow:
             )
             raise _StepFailed(step.name, err) from None
         except BaseException:
-            state.status, state.ended_at, state.error = StepStatus.FAILED, workflow.now(), "cancelled"
+            state.status, state.ended_at, state.error = (
+                StepStatus.FAILED,
+                workflow.now(),
+                "cancelled",
+            )
             raise
         state.ended_at = workflow.now()
         if step.output is not None and output is not None:
@@ -276,7 +286,10 @@ class SagaWorkflow:
             try:
                 await self._run_action(step, step.compensation, ctx, summary, compensation=True)
             except ActivityError as err:
-                state.status, state.compensation_error = StepStatus.COMPENSATION_FAILED, _describe(err)
+                state.status, state.compensation_error = (
+                    StepStatus.COMPENSATION_FAILED,
+                    _describe(err),
+                )
                 self._compensations.append(
                     CompensationState(step=step.name, ok=False, error=state.compensation_error)
                 )
@@ -356,7 +369,7 @@ class SagaWorkflow:
         result_type = None if compensation else step.output
         args: list[Any] = [] if action.arg is None else [arg]
         return await workflow.execute_activity(
-            action.activity,
+            cast(Any, action.activity),  # a name or an @activity.defn function
             args=args,
             result_type=result_type,
             activity_id=activity_id,

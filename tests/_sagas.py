@@ -1,0 +1,74 @@
+"""A saga for the runtime-rule tests: four HTTP steps whose behaviour the input plans.
+
+Kept in a module of its own with few imports: the workflow sandbox re-imports it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio.common import RetryPolicy
+
+from workflows import Http, Saga, Step, StepContext, StepDefaults, UndoContext, saga_workflow
+
+STEP_NAMES = ("a", "b", "c", "d")
+
+
+class Plan(BaseModel):
+    """What each step and compensation does: ``ok`` unless named here."""
+
+    run: str
+    steps: dict[str, str] = {}
+
+
+class Out(BaseModel):
+    id: str
+
+
+def _forward(name: str) -> Any:
+    def build(ctx: StepContext[Plan]) -> dict[str, Any]:
+        return {
+            "run": ctx.input.run,
+            "do": ctx.input.steps.get(name, "ok"),
+            "seen": sorted(ctx.outputs),
+            "prev": ctx.outputs.get(STEP_NAMES[STEP_NAMES.index(name) - 1])
+            if name != "a"
+            else None,
+        }
+
+    return build
+
+
+def _undo(name: str) -> Any:
+    def build(ctx: UndoContext[Plan]) -> dict[str, Any]:
+        return {
+            "run": ctx.input.run,
+            "do": ctx.input.steps.get(f"undo-{name}", "ok"),
+            "step_input": ctx.step_input,
+            "step_output": ctx.step_output,
+        }
+
+    return build
+
+
+FAST = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=2)
+
+RULES: Saga[Plan] = Saga(
+    name="RulesSaga",
+    input=Plan,
+    key=lambda plan: plan.run,
+    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
+    steps=[
+        Step(
+            name,
+            Http("svc", "POST", f"/{name}", body=_forward(name)),
+            compensation=Http("svc", "POST", f"/{name}/undo", body=_undo(name)),
+            output=Out,
+        )
+        for name in STEP_NAMES
+    ],
+)
+
+RulesSaga = saga_workflow(RULES)

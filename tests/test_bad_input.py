@@ -1,0 +1,117 @@
+"""Bad input is rejected at the client, before anything starts, with an error naming the field."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from tests._helpers import ROOT, TASK_QUEUE, Stack, count_workflows, order
+from workers import start_saga
+from workflows import SAGA_INPUT_ERROR, SagaInputError, SagaReport
+from workflows.order import ORDER
+
+pytestmark = pytest.mark.integration
+
+
+async def test_invalid_field_is_rejected_before_the_saga_starts(stack: Stack, key: str) -> None:
+    with pytest.raises(SagaInputError) as caught:
+        await start_saga(stack.client, ORDER, order(key, quantity=0), task_queue=TASK_QUEUE)
+    assert [field for field, _ in caught.value.problems] == ["quantity"]
+    assert "quantity" in str(caught.value)
+    assert await count_workflows(stack.client, f'SagaKey = "{key}"') == 0
+
+
+async def test_missing_and_mistyped_fields_are_all_named(stack: Stack, key: str) -> None:
+    data = order(key, amount_cents="lots")
+    del data["country"]
+    with pytest.raises(SagaInputError) as caught:
+        await start_saga(stack.client, ORDER, data, task_queue=TASK_QUEUE)
+    assert sorted(field for field, _ in caught.value.problems) == ["amount_cents", "country"]
+
+
+async def test_raw_sdk_start_with_bad_input_fails_cleanly_instead_of_wedging(
+    stack: Stack, key: str
+) -> None:
+    # A client that skips sagaloom's validation: the workflow fails with a typed error at once
+    # (no workflow-task retry loop, no worker crash).
+    handle = await stack.client.start_workflow(
+        "OrderSaga",
+        {"order_id": key},
+        id=f"raw-{key}",
+        task_queue=TASK_QUEUE,
+        result_type=SagaReport,
+    )
+    with pytest.raises(WorkflowFailureError) as caught:
+        await handle.result()
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == SAGA_INPUT_ERROR
+    assert "customer" in cause.message and "sku" in cause.message
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
+
+
+def _saga(*args: str, address: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workers", *args, "--address", address],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+async def test_cli_rejects_bad_input_unknown_saga_and_invalid_json(stack: Stack, key: str) -> None:
+    bad_field = _saga(
+        "start",
+        "OrderSaga",
+        "--input",
+        json.dumps(order(key, country="NLD")),
+        "--task-queue",
+        TASK_QUEUE,
+        address=stack.address,
+    )
+    assert bad_field.returncode == 2
+    assert "country" in bad_field.stderr and "Traceback" not in bad_field.stderr
+
+    unknown = _saga("start", "NoSuchSaga", "--input", "{}", address=stack.address)
+    assert unknown.returncode == 2
+    assert "unknown saga 'NoSuchSaga'" in unknown.stderr and "OrderSaga" in unknown.stderr
+
+    not_json = _saga("start", "OrderSaga", "--input", "{order_id:", address=stack.address)
+    assert not_json.returncode == 2
+    assert "not valid JSON" in not_json.stderr
+
+    assert await count_workflows(stack.client, f'SagaKey = "{key}"') == 0
+
+
+async def test_cli_starts_a_saga_and_shows_its_step_table(stack: Stack, key: str) -> None:
+    started = _saga(
+        "start",
+        "OrderSaga",
+        "--input",
+        json.dumps(order(key)),
+        "--wait",
+        "--task-queue",
+        TASK_QUEUE,
+        address=stack.address,
+    )
+    assert started.returncode == 0, started.stderr
+    assert f"OrderSaga-{key}" in started.stdout and "COMPLETED" in started.stdout
+    assert f"/namespaces/default/workflows/OrderSaga-{key}" in started.stdout
+
+    status = _saga("status", f"OrderSaga-{key}", "--json", address=stack.address)
+    assert status.returncode == 0, status.stderr
+    state = json.loads(status.stdout)
+    assert state["status"] == "COMPLETED"
+    assert [s["name"] for s in state["steps"]] == [
+        "reserve-stock",
+        "charge-payment",
+        "create-shipment",
+    ]
+    table = _saga("status", f"OrderSaga-{key}", address=stack.address)
+    assert "charge-payment" in table.stdout and "done" in table.stdout

@@ -1,0 +1,65 @@
+"""Worker configuration from the environment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from workers import ConfigError, DevServerOptions, WorkerConfig
+
+
+def test_reads_the_standard_temporal_variables_and_service_urls() -> None:
+    config = WorkerConfig.from_env(
+        {
+            "TEMPORAL_ADDRESS": "temporal:7233",
+            "TEMPORAL_NAMESPACE": "shop",
+            "SAGALOOM_TASK_QUEUE": "orders",
+            "SAGALOOM_SERVICE_PAYMENT": "http://payment:8080",
+            "SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS": "30",
+            "SAGALOOM_SAGA_MODULES": "shop.sagas, shop.more",
+        }
+    )
+    assert (config.address, config.namespace, config.task_queue) == (
+        "temporal:7233",
+        "shop",
+        "orders",
+    )
+    assert config.services == {"payment": "http://payment:8080"}
+    assert config.graceful_shutdown == timedelta(seconds=30)
+    assert config.saga_modules == ("shop.sagas", "shop.more")
+
+
+def test_defaults() -> None:
+    config = WorkerConfig.from_env({})
+    assert (config.address, config.namespace, config.task_queue) == (
+        "localhost:7233",
+        "default",
+        "sagaloom",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SAGALOOM_MAX_CONCURRENT_ACTIVITIES", "many"),
+        ("SAGALOOM_MAX_CACHED_WORKFLOWS", "-1"),
+        ("SAGALOOM_SERVICE_PAYMENT", "payment:8080"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        WorkerConfig.from_env({name: value})
+
+
+def test_embedded_default_is_tuned_and_registers_search_attributes(tmp_path: object) -> None:
+    from pathlib import Path
+
+    cmd = DevServerOptions(db_file=Path("x.db")).command()
+    assert cmd[1:3] == ["server", "start-dev"]
+    joined = " ".join(cmd)
+    assert "--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal" in joined
+    for name in ("SagaName", "SagaStatus", "SagaStep", "SagaKey"):
+        assert f"--search-attribute {name}=Keyword" in joined
+    untuned = " ".join(DevServerOptions(db_file=Path("x.db"), tuned=False).command())
+    assert "--sqlite-pragma" not in untuned

@@ -1,0 +1,62 @@
+"""``saga demo``, the main job, end to end: its own embedded dev server, or one already running."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests._helpers import ROOT, Stack
+from workers import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _demo(tmp: Path, address: str, ui_port: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workers",
+            "demo",
+            "--address",
+            address,
+            "--ui-port",
+            str(ui_port),
+            "--data-dir",
+            str(tmp),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+    )
+
+
+def _check(run: subprocess.CompletedProcess[str], ui_port: int) -> None:
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = [line for line in run.stdout.splitlines() if "/workflows/" in line]
+    assert len(lines) == 7
+    assert sum(line.startswith("COMPLETED") for line in lines) == 3
+    assert sum(line.startswith("COMPENSATED") for line in lines) == 4
+    assert all("stores agree" in line for line in lines)
+    assert all(
+        f"http://localhost:{ui_port}/namespaces/default/workflows/" in line for line in lines
+    )
+    assert "7/7 sagas ended as expected" in run.stdout
+
+
+def test_demo_starts_the_embedded_dev_server_when_none_runs(tmp_path: Path) -> None:
+    ui_port = free_port()
+    run = _demo(tmp_path, f"127.0.0.1:{free_port()}", ui_port)
+    _check(run, ui_port)
+    assert "starting the embedded Temporal dev server" in run.stdout
+    assert "WAL + synchronous=normal" in run.stdout
+
+
+def test_demo_uses_a_dev_server_that_already_runs(stack: Stack, tmp_path: Path) -> None:
+    run = _demo(tmp_path, stack.address, 8233)
+    assert "using the Temporal server already running" in run.stdout
+    _check(run, 8233)

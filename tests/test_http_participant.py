@@ -1,0 +1,119 @@
+"""The HTTP participant's headers and error classification (httpx MockTransport, no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities import (
+    MALFORMED_RESPONSE,
+    PARTICIPANT_REJECTED,
+    PARTICIPANT_UNAVAILABLE,
+    UNKNOWN_SERVICE,
+    HttpParticipant,
+    redact,
+)
+from workflows import HttpRequest, HttpResponse
+
+REQUEST = HttpRequest(service="payment", method="POST", path="/charges", body={"order_id": "o-1"})
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+async def call(
+    handler: Handler, request: HttpRequest = REQUEST
+) -> tuple[HttpResponse, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return handler(req)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(record))
+    participant = HttpParticipant({"payment": "http://payment.test/"}, client=client)
+    env = ActivityEnvironment()
+    env.info = env.info.__class__(
+        **{
+            **env.info.__dict__,
+            "workflow_id": "OrderSaga-o-1",
+            "activity_id": "charge-payment",
+            "attempt": 3,
+            "start_to_close_timeout": timedelta(seconds=5),
+        }
+    )
+    try:
+        return await env.run(participant.call, request), seen
+    finally:
+        await client.aclose()
+
+
+async def failure(handler: Handler, request: HttpRequest = REQUEST) -> ApplicationError:
+    with pytest.raises(ApplicationError) as caught:
+        await call(handler, request)
+    return caught.value
+
+
+async def test_sends_json_and_a_stable_idempotency_key() -> None:
+    response, seen = await call(lambda r: httpx.Response(201, json={"id": "chg-1"}))
+    assert response == HttpResponse(status=201, body={"id": "chg-1"}, attempt=3)
+    assert str(seen[0].url) == "http://payment.test/charges"
+    assert seen[0].headers["Idempotency-Key"] == "OrderSaga-o-1:charge-payment"
+    assert seen[0].read() == b'{"order_id":"o-1"}'
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
+async def test_server_errors_timeouts_and_throttling_are_retryable(status: int) -> None:
+    err = await failure(lambda r: httpx.Response(status, text="busy"))
+    assert err.type == PARTICIPANT_UNAVAILABLE and not err.non_retryable
+    assert f"HTTP {status}" in err.message
+    assert err.details[0] == {"status": status, "attempt": 3}
+
+
+async def test_retry_after_becomes_the_next_retry_delay() -> None:
+    err = await failure(lambda r: httpx.Response(429, headers={"Retry-After": "7"}))
+    assert err.next_retry_delay == timedelta(seconds=7)
+
+
+@pytest.mark.parametrize("status", [400, 402, 404, 409, 422])
+async def test_other_4xx_are_non_retryable_with_status_and_short_redacted_body(status: int) -> None:
+    body = '{"error": "declined", "api_key": "sk_live_123"}' + "x" * 1000
+    err = await failure(lambda r: httpx.Response(status, text=body))
+    assert err.type == PARTICIPANT_REJECTED and err.non_retryable
+    assert f"payment POST /charges -> HTTP {status}" in err.message
+    assert "sk_live_123" not in err.message and "declined" in err.message
+    assert len(err.message) < 400
+
+
+async def test_connect_errors_and_timeouts_are_retryable() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    for handler in (refuse, slow):
+        err = await failure(handler)
+        assert err.type == PARTICIPANT_UNAVAILABLE and not err.non_retryable
+
+
+async def test_a_2xx_body_that_is_not_json_is_a_clear_non_retryable_error() -> None:
+    err = await failure(lambda r: httpx.Response(200, text="<html>oops</html>"))
+    assert err.type == MALFORMED_RESPONSE and err.non_retryable
+    assert "not JSON" in err.message
+
+
+async def test_an_unknown_service_names_the_variable_to_set() -> None:
+    err = await failure(
+        lambda r: httpx.Response(200), REQUEST.model_copy(update={"service": "tax"})
+    )
+    assert err.type == UNKNOWN_SERVICE and err.non_retryable
+    assert "SAGALOOM_SERVICE_TAX" in err.message
+
+
+def test_redact_masks_credentials() -> None:
+    assert redact("Authorization: Bearer abc token=xyz") == "Authorization: *** token=***"
+    assert redact('{"password": "hunter2", "ok": 1}') == '{"password": "***", "ok": 1}'

@@ -1,0 +1,106 @@
+"""The runtime's rules, with scripted participants in an in-process worker on the dev server."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from tests._helpers import Stack
+from tests._sagas import RULES, RulesSaga
+from workers import outcome, start_saga
+from workers._client import Outcome
+from workflows import HTTP_ACTIVITY, HttpRequest, HttpResponse, SagaStatus
+
+pytestmark = pytest.mark.integration
+QUEUE = "runtime-rules"
+CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+
+
+@activity.defn(name=HTTP_ACTIVITY)
+async def scripted(request: HttpRequest) -> HttpResponse:
+    body = request.body or {}
+    CALLS[body["run"]].append((request.path, body))
+    match body["do"]:
+        case "reject":
+            raise ApplicationError("refused", type="Rejected", non_retryable=True)
+        case "unavailable":
+            raise ApplicationError("try later", type="Unavailable")
+        case "malformed":
+            return HttpResponse(status=200, body={"unexpected": True})
+    name = request.path.strip("/").split("/")[0]
+    return HttpResponse(status=200, body={"id": f"{name}-1"}, attempt=activity.info().attempt)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def rules_client(stack: Stack) -> AsyncIterator[Client]:
+    async with Worker(stack.client, task_queue=QUEUE, workflows=[RulesSaga], activities=[scripted]):
+        yield stack.client
+
+
+async def run(client: Client, **steps: str) -> tuple[Outcome, list[str]]:
+    run_id = uuid.uuid4().hex[:8]
+    plan = {"run": run_id, "steps": {k.replace("_", "-"): v for k, v in steps.items()}}
+    result = await outcome(await start_saga(client, RULES, plan, task_queue=QUEUE))
+    return result, [path for path, _ in CALLS[run_id]]
+
+
+async def test_all_steps_run_in_order_and_nothing_is_undone(rules_client: Client) -> None:
+    result, calls = await run(rules_client)
+    assert result.status is SagaStatus.COMPLETED
+    assert calls == ["/a", "/b", "/c", "/d"]
+
+
+async def test_rejected_step_is_not_undone_and_earlier_steps_are_in_reverse(
+    rules_client: Client,
+) -> None:
+    result, calls = await run(rules_client, c="reject")
+    assert result.status is SagaStatus.COMPENSATED
+    assert calls == ["/a", "/b", "/c", "/b/undo", "/a/undo"]
+    assert result.report and result.report.failed_step == "c"
+
+
+async def test_step_that_ran_out_of_retries_may_have_taken_effect_so_it_is_undone(
+    rules_client: Client,
+) -> None:
+    result, calls = await run(rules_client, c="unavailable")
+    assert result.status is SagaStatus.COMPENSATED
+    assert calls == ["/a", "/b", "/c", "/c", "/c/undo", "/b/undo", "/a/undo"]
+
+
+async def test_malformed_output_fails_the_step_and_undoes_it(rules_client: Client) -> None:
+    result, calls = await run(rules_client, b="malformed")
+    assert result.status is SagaStatus.COMPENSATED
+    assert calls == ["/a", "/b", "/b/undo", "/a/undo"]
+    assert result.report and "MalformedOutput: Out.id" in (result.report.error or "")
+
+
+async def test_builders_see_earlier_outputs_and_undo_sees_step_input_and_output(
+    rules_client: Client,
+) -> None:
+    result, _ = await run(rules_client, d="reject")
+    assert result.report is not None and result.report.key is not None
+    bodies = {path: body for path, body in CALLS[result.report.key]}
+    assert bodies["/c"]["seen"] == ["a", "b"]
+    assert bodies["/c"]["prev"] == {"id": "b-1"}
+    assert bodies["/b/undo"]["step_output"] == {"id": "b-1"}
+    assert bodies["/b/undo"]["step_input"]["do"] == "ok"
+    assert bodies["/b/undo"]["step_input"]["seen"] == ["a"]
+
+
+async def test_compensation_that_fails_for_good_stops_and_needs_attention(
+    rules_client: Client,
+) -> None:
+    result, calls = await run(rules_client, c="reject", undo_b="reject")
+    assert result.status is SagaStatus.NEEDS_ATTENTION
+    assert calls == ["/a", "/b", "/c", "/b/undo"]  # a is left for the operator
+    assert result.report is not None
+    assert [(c.step, c.ok) for c in result.report.compensations] == [("b", False)]
