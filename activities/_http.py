@@ -22,6 +22,11 @@ from activities._idempotency import IDEMPOTENCY_HEADER, idempotency_key
 from workflows._model import HttpRequest, HttpResponse
 from workflows._runtime import HTTP_ACTIVITY
 
+try:
+    from opentelemetry import propagate as _propagate
+except ImportError:  # tracing is an optional extra
+    _propagate = None  # type: ignore[assignment]
+
 __all__ = ["HttpParticipant"]
 
 
@@ -84,6 +89,8 @@ class HttpParticipant:
                 non_retryable=True,
             )
         headers = {**self._headers, IDEMPOTENCY_HEADER: idempotency_key()}
+        if _propagate is not None:
+            _propagate.inject(headers)  # traceparent of the current span, when tracing is on
         timeout = info.start_to_close_timeout.total_seconds() if info.start_to_close_timeout else 30
         send = self._client.request(
             request.method,

@@ -64,7 +64,7 @@ class Participant:
         with self.faults_lock:
             return next((f for f in self.faults if f.matches(op, key)), None)
 
-    def do(self, body: dict[str, Any], idem: str) -> tuple[int, Any]:
+    def do(self, body: dict[str, Any], idem: str, trace: str | None = None) -> tuple[int, Any]:
         """Apply the effect of ``body`` once per idempotency key and business key."""
         spec, store = self.spec, self.store
         key = str(body[spec.key_field])
@@ -88,12 +88,12 @@ class Participant:
                     store.put(key, effect_id, "active", body)
                     if spec.apply:
                         spec.apply(store, body, +1)
-                    store.log("do", key, idem)
+                    store.log("do", key, idem, trace)
                     answer = (201, {"id": effect_id, spec.key_field: key, "status": "active"})
             store.remember(idem, *answer)
             return answer
 
-    def undo(self, body: dict[str, Any], idem: str) -> tuple[int, Any]:
+    def undo(self, body: dict[str, Any], idem: str, trace: str | None = None) -> tuple[int, Any]:
         """Undo the effect of ``body``'s business key, or leave a tombstone."""
         spec, store = self.spec, self.store
         key = str(body[spec.key_field])
@@ -104,12 +104,12 @@ class Participant:
             record = store.record(key)
             if record is None:
                 store.put(key, "", "undone", None)
-                store.log("tombstone", key, idem)
+                store.log("tombstone", key, idem, trace)
             elif record["status"] == "active":
                 store.put(key, record["id"], "undone", record["payload"])
                 if spec.apply:
                     spec.apply(store, record["payload"], -1)
-                store.log("undo", key, idem)
+                store.log("undo", key, idem, trace)
             answer: tuple[int, Any] = (200, {spec.key_field: key, "status": "undone"})
             store.remember(idem, *answer)
             return answer
@@ -193,7 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = fault.status if fault.mode == "error" else (fault.status or 409)
             self._reply(status, {"error": f"injected {fault.mode}"})
             return
-        status, answer = (self.participant.do if op == "do" else self.participant.undo)(body, idem)
+        apply = self.participant.do if op == "do" else self.participant.undo
+        status, answer = apply(body, idem, self.headers.get("traceparent"))
         if fault is not None and fault.mode == "drop":
             self.close_connection = True
             self.connection.close()

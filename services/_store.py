@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS log (     -- one row per effect actually applied (rep
     op TEXT NOT NULL,
     key TEXT NOT NULL,
     idem_key TEXT NOT NULL,
-    at_ns INTEGER NOT NULL
+    at_ns INTEGER NOT NULL,
+    trace TEXT                      -- the caller's traceparent header, when it sent one
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -45,6 +46,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(log)")}
+        if "trace" not in columns:  # a store written by an earlier version
+            self._db.execute("ALTER TABLE log ADD COLUMN trace TEXT")
         self.lock = threading.RLock()
 
     def close(self) -> None:
@@ -80,11 +84,11 @@ class Store:
             (key, effect_id, status, json.dumps(payload), time.time_ns()),
         )
 
-    def log(self, op: str, key: str, idem_key: str) -> None:
+    def log(self, op: str, key: str, idem_key: str, trace: str | None = None) -> None:
         """Append an applied effect to the log."""
         self._db.execute(
-            "INSERT INTO log (op, key, idem_key, at_ns) VALUES (?, ?, ?, ?)",
-            (op, key, idem_key, time.time_ns()),
+            "INSERT INTO log (op, key, idem_key, at_ns, trace) VALUES (?, ?, ?, ?, ?)",
+            (op, key, idem_key, time.time_ns(), trace),
         )
 
     def next_id(self, prefix: str) -> str:
@@ -118,9 +122,16 @@ class Store:
                 )
             ]
             log = [
-                {"seq": r[0], "op": r[1], "key": r[2], "idem_key": r[3], "at_ns": r[4]}
+                {
+                    "seq": r[0],
+                    "op": r[1],
+                    "key": r[2],
+                    "idem_key": r[3],
+                    "at_ns": r[4],
+                    "trace": r[5],
+                }
                 for r in self._db.execute(
-                    "SELECT seq, op, key, idem_key, at_ns FROM log ORDER BY seq"
+                    "SELECT seq, op, key, idem_key, at_ns, trace FROM log ORDER BY seq"
                 )
             ]
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())

@@ -18,6 +18,7 @@ from workers._client import DEFAULT_UI, connect, start_saga, ui_link
 from workers._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
 from workers._logging import configure_logging
 from workers._registry import UnknownSagaError, find_saga, load_sagas
+from workers._views import list_query, list_sagas, step_table
 from workflows import SagaInputError, SagaState
 
 __all__ = ["main"]
@@ -57,6 +58,12 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         overrides["saga_modules"] = (*config.saga_modules, *args.module)
     if args.max_concurrent_activities:
         overrides["max_concurrent_activities"] = args.max_concurrent_activities
+    if args.metrics_address:
+        overrides["metrics_address"] = args.metrics_address
+    if args.health_address:
+        overrides["health_address"] = args.health_address
+    if args.tracing:
+        overrides["tracing"] = True
     from dataclasses import replace
 
     from workers._worker import run_worker
@@ -85,22 +92,7 @@ async def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(state: SagaState) -> str:
-    lines = [
-        f"saga {state.saga}  key={state.key or '-'}  status={state.status.value}"
-        + (f"  failed_step={state.failed_step}" if state.failed_step else ""),
-        f"{'#':>2}  {'step':<20} {'kind':<8} {'status':<20} {'attempts':>8}  error",
-    ]
-    for i, step in enumerate(state.steps, 1):
-        error = step.compensation_error or step.error or ""
-        lines.append(
-            f"{i:>2}  {step.name:<20} {step.kind:<8} {step.status.value:<20} "
-            f"{step.attempts or '-':>8}  {error}"
-        )
-    return "\n".join(lines)
-
-
-async def cmd_status(args: argparse.Namespace) -> int:
+async def cmd_show(args: argparse.Namespace) -> int:
     client = await _client(args)
     handle = client.get_workflow_handle(args.id)
     try:
@@ -111,9 +103,29 @@ async def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"workflow_id": args.id, **state.model_dump(mode="json")}, indent=2))
         return 0
-    print(_table(state))
-    status = description.status.name if description.status else "UNKNOWN"
-    print(f"\nworkflow {status.lower()}; {ui_link(args.id, namespace=args.namespace, ui=args.ui)}")
+    print(step_table(state, description))
+    status = description.status.name.lower() if description.status else "unknown"
+    print(f"\nworkflow {status}; {ui_link(args.id, namespace=args.namespace, ui=args.ui)}")
+    return 0
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    try:
+        query = list_query(args.status, args.saga)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    client = await _client(args)
+    rows = await list_sagas(client, query, args.limit)
+    if args.json:
+        print(json.dumps([row.as_json() for row in rows], indent=2))
+        return 0
+    print(f"{'status':<16} {'saga':<12} {'key':<24} {'step':<18} workflow")
+    for row in rows:
+        print(
+            f"{row.status:<16} {row.saga:<12} {row.key or '-':<24} {row.step or '-':<18} "
+            f"{ui_link(row.workflow_id, namespace=args.namespace, ui=args.ui)}"
+        )
+    print(f"({len(rows)} saga(s); query: {query})", file=sys.stderr)
     return 0
 
 
@@ -185,6 +197,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--service", action="append", default=[], metavar="NAME=URL")
     p.add_argument("--module", action="append", default=[], help="extra module with sagas")
     p.add_argument("--max-concurrent-activities", type=int)
+    p.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics")
+    p.add_argument("--health-address", metavar="HOST:PORT", help="serve /healthz and /readyz")
+    p.add_argument("--tracing", action="store_true", help="OpenTelemetry tracing interceptors")
 
     p = sub.add_parser("start", help="validate the input and start a saga")
     connection(p)
@@ -198,21 +213,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for the outcome")
 
     for name, helptext in (
-        ("status", "show a saga's live step table"),
-        ("cancel", "cancel a saga"),
+        ("show", "a saga's live step table: status, attempts, timings, compensations"),
+        ("status", "same as show"),
+        ("cancel", "cancel a saga: its started steps are compensated"),
     ):
         p = sub.add_parser(name, help=helptext)
         connection(p)
         p.add_argument("id")
-        if name == "status":
+        if name != "cancel":
             p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("list", help="list sagas from Temporal visibility")
+    connection(p)
+    p.add_argument("--status", help="running, completed, compensated, needs_attention, …")
+    p.add_argument("--saga", help="saga name, for example OrderSaga")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
     return parser
 
 
 COMMANDS = {
     "worker": cmd_worker,
     "start": cmd_start,
-    "status": cmd_status,
+    "show": cmd_show,
+    "status": cmd_show,
+    "list": cmd_list,
     "cancel": cmd_cancel,
     "demo": cmd_demo,
     "dev": cmd_dev,

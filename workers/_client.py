@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, Interceptor, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
+from temporalio.runtime import Runtime
 
 from workers._config import DEFAULT_TASK_QUEUE
 from workflows import (
@@ -33,10 +35,28 @@ DEFAULT_UI = "http://localhost:8233"
 InputT = TypeVar("InputT", bound=BaseModel)
 
 
-async def connect(address: str = "localhost:7233", namespace: str = "default") -> Client:
-    """Connect to Temporal with the pydantic data converter sagaloom uses everywhere."""
+async def connect(
+    address: str = "localhost:7233",
+    namespace: str = "default",
+    *,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
+) -> Client:
+    """Connect to Temporal with the pydantic data converter sagaloom uses everywhere.
+
+    Args:
+        address: Frontend ``host:port``.
+        namespace: Namespace.
+        runtime: A Temporal runtime (for example one exporting metrics).
+        interceptors: Client interceptors; those that are also worker interceptors (tracing)
+            apply to workers built on this client too.
+    """
     return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
+        address,
+        namespace=namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+        interceptors=interceptors,
     )
 
 

@@ -32,6 +32,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _address(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name}={raw!r} is not host:port")
+    return raw
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """Everything a worker process needs; see :meth:`from_env` for the variable names."""
@@ -52,6 +62,12 @@ class WorkerConfig:
     """Workflow task slots (``SAGALOOM_MAX_CONCURRENT_WORKFLOW_TASKS``)."""
     max_cached_workflows: int = 1000
     """Sticky cache size, which bounds worker memory (``SAGALOOM_MAX_CACHED_WORKFLOWS``)."""
+    metrics_address: str | None = None
+    """``host:port`` of the Prometheus endpoint, off when None (``SAGALOOM_METRICS_ADDRESS``)."""
+    health_address: str | None = None
+    """``host:port`` of ``/healthz`` and ``/readyz``; None: off (``SAGALOOM_HEALTH_ADDRESS``)."""
+    tracing: bool = False
+    """Add OpenTelemetry tracing interceptors (``SAGALOOM_TRACING=true``; needs the extra)."""
     graceful_shutdown: timedelta = timedelta(seconds=10)
     """Time in-flight activities get on SIGTERM (``SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS``)."""
 
@@ -75,6 +91,9 @@ class WorkerConfig:
             m.strip() for m in env.get("SAGALOOM_SAGA_MODULES", "").split(",") if m.strip()
         )
         return cls(
+            metrics_address=_address(env, "SAGALOOM_METRICS_ADDRESS"),
+            health_address=_address(env, "SAGALOOM_HEALTH_ADDRESS"),
+            tracing=env.get("SAGALOOM_TRACING", "").lower() in ("1", "true", "yes"),
             address=env.get("TEMPORAL_ADDRESS") or cls.address,
             namespace=env.get("TEMPORAL_NAMESPACE") or cls.namespace,
             task_queue=env.get("SAGALOOM_TASK_QUEUE") or DEFAULT_TASK_QUEUE,

@@ -26,7 +26,16 @@ from workflows import Http, Saga, SagaStatus
 from workflows.order import ORDER
 from workflows.trip import TRIP
 
-__all__ = ["SCENARIOS", "Environment", "Scenario", "check_stores", "environment", "run_demo"]
+__all__ = [
+    "SCENARIOS",
+    "Checked",
+    "Environment",
+    "Scenario",
+    "check_stores",
+    "environment",
+    "run_demo",
+    "run_scenarios",
+]
 
 
 @dataclass(frozen=True)
@@ -203,50 +212,74 @@ async def environment(
             server.stop()
 
 
-async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: int = 8233) -> int:
-    """Run the demo batch once; print a line per saga; return 0 when all is as expected."""
-    batch = secrets.token_hex(3)
-    async with (
-        environment(
-            data_dir, address=address, ui_port=ui_port, task_queue=f"sagaloom-demo-{batch}"
-        ) as env,
-        httpx.AsyncClient(timeout=10) as http,
-    ):
-        urls = env.services.urls
+@dataclass(frozen=True)
+class Checked:
+    """A demo saga's outcome, checked against its scenario and the participants' stores."""
+
+    scenario: Scenario
+    outcome: Outcome
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Whether it ended as expected and the stores agree."""
+        report = self.outcome.report
+        failed = report.failed_step if report else None
+        return (
+            self.outcome.status is self.scenario.expect
+            and failed == self.scenario.failed_step
+            and not self.problems
+        )
+
+
+async def run_scenarios(
+    client: Client, urls: dict[str, str], task_queue: str, batch: str
+) -> list[Checked]:
+    """Inject each scenario's faults, run all scenarios at once, and check every outcome.
+
+    Business keys are ``<batch>-<label>``, so batches never collide.
+    """
+    async with httpx.AsyncClient(timeout=10) as http:
         for scenario in SCENARIOS:
             for service, fault in scenario.faults:
                 key = f"{batch}-{scenario.label}"
-                await http.post(f"{urls[service]}/_admin/faults", json={**fault, "match": key})
+                response = await http.post(
+                    f"{urls[service]}/_admin/faults", json={**fault, "match": key}
+                )
+                response.raise_for_status()
         handles = [
-            await start_saga(
-                env.client, s.saga, s.data(f"{batch}-{s.label}"), task_queue=env.task_queue
-            )
+            await start_saga(client, s.saga, s.data(f"{batch}-{s.label}"), task_queue=task_queue)
             for s in SCENARIOS
         ]
         results = await asyncio.wait_for(asyncio.gather(*(outcome(h) for h in handles)), 180)
-        failures = 0
+        return [
+            Checked(s, r, await check_stores(http, urls, s.saga, f"{batch}-{s.label}", r))
+            for s, r in zip(SCENARIOS, results, strict=True)
+        ]
+
+
+async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: int = 8233) -> int:
+    """Run the demo batch once; print a line per saga; return 0 when all is as expected."""
+    batch = secrets.token_hex(3)
+    queue = f"sagaloom-demo-{batch}"
+    async with environment(data_dir, address=address, ui_port=ui_port, task_queue=queue) as env:
+        checked = await run_scenarios(env.client, env.services.urls, env.task_queue, batch)
         print()
-        for scenario, result in zip(SCENARIOS, results, strict=True):
-            report = result.report
-            failed = report.failed_step if report else None
+        for item in checked:
+            result, report = item.outcome, item.outcome.report
             undone = ",".join(c.step for c in report.compensations) if report else ""
-            problems = await check_stores(
-                http, urls, scenario.saga, f"{batch}-{scenario.label}", result
-            )
-            ok = (
-                result.status is scenario.expect and failed == scenario.failed_step and not problems
-            )
-            failures += not ok
+            failed = report.failed_step if report else None
             print(
                 f"{result.status.value:<12} {result.workflow_id:<34} "
                 f"failed={failed or '-':<16} undone={undone or '-':<34} "
-                f"{'stores agree' if not problems else 'MISMATCH'}  "
+                f"{'stores agree' if not item.problems else 'MISMATCH'}  "
                 f"{ui_link(result.workflow_id, ui=env.ui)}"
             )
-            for problem in problems:
+            for problem in item.problems:
                 print(f"    {problem}")
+        failures = sum(not item.ok for item in checked)
         print(
-            f"\n{len(SCENARIOS) - failures}/{len(SCENARIOS)} sagas ended as expected and their "
+            f"\n{len(checked)}/{len(checked)} sagas ended as expected and their "
             "participants' stores agree."
             if not failures
             else f"\n{failures} saga(s) did NOT end as expected."

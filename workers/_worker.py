@@ -15,7 +15,9 @@ from activities import HttpParticipant
 from workers._client import connect
 from workers._config import WorkerConfig
 from workers._devserver import ensure_search_attributes
+from workers._health import HealthServer
 from workers._registry import load_sagas
+from workers._telemetry import metrics_runtime, tracing_interceptor
 from workflows import SagaWorkflow
 
 __all__ = ["build_worker", "run_worker"]
@@ -60,7 +62,11 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    client = await connect(config.address, config.namespace)
+    runtime = metrics_runtime(config.metrics_address) if config.metrics_address else None
+    interceptors = [tracing_interceptor()] if config.tracing else []
+    client = await connect(
+        config.address, config.namespace, runtime=runtime, interceptors=interceptors
+    )
     try:
         added = await ensure_search_attributes(client, config.namespace)
         if added:
@@ -78,10 +84,21 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
         ", ".join(sorted(sagas)),
         ", ".join(f"{k}={v}" for k, v in sorted(config.services.items())) or "none",
     )
+    if config.metrics_address:
+        log.info("metrics at http://%s/metrics", config.metrics_address)
+    health = HealthServer(config.health_address) if config.health_address else None
+    if health is not None:
+        await health.start()
     try:
         async with worker:
+            if health is not None:
+                health.ready = True
             await stop.wait()
+            if health is not None:
+                health.ready = False
             log.info("stopping: finishing in-flight tasks (up to %s)", config.graceful_shutdown)
     finally:
         await participant.aclose()
+        if health is not None:
+            await health.stop()
     log.info("worker stopped")

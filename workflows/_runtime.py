@@ -49,6 +49,7 @@ from workflows._definition import (
     Timer,
     UndoContext,
 )
+from workflows._metrics import SagaMetrics
 from workflows._model import (
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
@@ -161,6 +162,7 @@ class SagaWorkflow:
         self._inputs: dict[str, Any] = {}
         self._started: list[int] = []
         self._compensations: list[CompensationState] = []
+        self._metrics: SagaMetrics | None = None
 
     @workflow.query(name="saga_state")
     def saga_state(self) -> SagaState:
@@ -171,6 +173,8 @@ class SagaWorkflow:
 
     async def _execute(self, raw_input: Any) -> SagaReport:
         saga = self.saga
+        self._metrics = SagaMetrics(saga.name)
+        self._metrics.started()
         try:
             data = saga.parse_input(raw_input)
         except SagaInputError as err:
@@ -222,14 +226,22 @@ class SagaWorkflow:
             output = _jsonable(
                 await self._run_action(step, step.action, ctx, summary, compensation=False)
             )
+            if step.output is not None and output is not None:
+                output = step.output.model_validate(output).model_dump(mode="json")
+        except ValidationError as err:
+            # It answered 2xx, so it took effect: its compensation stays registered.
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "<output>"
+            assert step.output is not None
+            reason = f"MalformedOutput: {step.output.__name__}.{where}: {first['msg']}"
+            self._step_ended(index, StepStatus.FAILED, reason)
+            raise _StepFailed(step.name, ApplicationError(reason)) from None
         except ActivityError as err:
             if is_cancelled_exception(err):
-                state.status, state.ended_at = StepStatus.FAILED, workflow.now()
-                state.error = "cancelled"
+                self._step_ended(index, StepStatus.FAILED, "cancelled")
                 raise
-            state.status, state.error = StepStatus.FAILED, _describe(err)
             state.attempts = _attempt_of(err) or state.attempts
-            state.ended_at = workflow.now()
+            self._step_ended(index, StepStatus.FAILED, _describe(err))
             if err.retry_state == RetryState.NON_RETRYABLE_FAILURE and self._started[-1:] == [
                 index
             ]:
@@ -244,26 +256,21 @@ class SagaWorkflow:
                 state.error,
             )
             raise _StepFailed(step.name, err) from None
-        except BaseException:
-            state.status, state.ended_at, state.error = (
-                StepStatus.FAILED,
-                workflow.now(),
-                "cancelled",
-            )
+        except BaseException:  # cancelled during a timer (asyncio.CancelledError)
+            self._step_ended(index, StepStatus.FAILED, "cancelled")
             raise
-        state.ended_at = workflow.now()
-        if step.output is not None and output is not None:
-            try:
-                output = step.output.model_validate(output).model_dump(mode="json")
-            except ValidationError as err:
-                # It answered 2xx, so it took effect: its compensation stays registered.
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "<output>"
-                state.status = StepStatus.FAILED
-                state.error = f"MalformedOutput: {step.output.__name__}.{where}: {first['msg']}"
-                raise _StepFailed(step.name, ApplicationError(state.error)) from None
         self._outputs[step.name] = output
-        state.status = StepStatus.DONE
+        self._step_ended(index, StepStatus.DONE)
+
+    def _step_ended(self, index: int, status: StepStatus, error: str | None = None) -> None:
+        state = self._state.steps[index]
+        state.status, state.error, state.ended_at = status, error, workflow.now()
+        if self._metrics is not None and state.started_at is not None:
+            outcome = "done" if status is StepStatus.DONE else "failed"
+            outcome = "cancelled" if error == "cancelled" else outcome
+            self._metrics.step(
+                state.name, outcome, state.ended_at - state.started_at, state.attempts
+            )
 
     async def _compensate(self, data: BaseModel) -> None:
         """Undo the started steps in reverse order; stop at the first that fails for good."""
@@ -293,6 +300,7 @@ class SagaWorkflow:
                 self._compensations.append(
                     CompensationState(step=step.name, ok=False, error=state.compensation_error)
                 )
+                self._count_compensation(step.name, ok=False)
                 self._set_status(SagaStatus.NEEDS_ATTENTION)
                 workflow.logger.error(
                     "saga %s %s: compensation of %s failed for good: %s",
@@ -310,6 +318,7 @@ class SagaWorkflow:
                 ) from None
             state.status = StepStatus.COMPENSATED
             self._compensations.append(CompensationState(step=step.name, ok=True))
+            self._count_compensation(step.name, ok=True)
         self._set_status(SagaStatus.COMPENSATED)
         if self._state.failed_step:
             self._upsert(SAGA_STEP.value_set(self._state.failed_step))
@@ -398,6 +407,12 @@ class SagaWorkflow:
         if error is not None:
             self._state.error = error
         self._upsert(SAGA_STATUS.value_set(status))
+        if self._metrics is not None:
+            self._metrics.ended(status)
+
+    def _count_compensation(self, step: str, *, ok: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.compensation(step, ok)
 
     def _report(self) -> SagaReport:
         return SagaReport(

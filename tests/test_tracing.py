@@ -1,0 +1,58 @@
+"""One trace spans the saga: client start, workflow, activities and the participants' requests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
+
+from activities import HttpParticipant
+from tests._helpers import Stack, order
+from workers import WorkerConfig, build_worker, connect, load_sagas, outcome, start_saga
+from workers._telemetry import tracing_interceptor
+from workflows import SagaStatus
+from workflows.order import ORDER
+
+pytestmark = pytest.mark.integration
+EXPORTER = InMemorySpanExporter()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def traced(stack: Stack) -> AsyncIterator[tuple[Client, str]]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+    trace.set_tracer_provider(provider)
+    client = await connect(stack.address, interceptors=[tracing_interceptor()])
+    queue = f"traced-{uuid.uuid4().hex[:6]}"
+    participant = HttpParticipant(stack.services)
+    config = WorkerConfig(task_queue=queue, max_cached_workflows=0)
+    async with build_worker(client, config, load_sagas().values(), participant):
+        yield client, queue
+    await participant.aclose()
+
+
+async def test_a_saga_is_one_trace_from_client_to_participants(
+    stack: Stack, traced: tuple[Client, str], key: str
+) -> None:
+    client, queue = traced
+    tracer = trace.get_tracer("tests")
+    with tracer.start_as_current_span("checkout") as root:
+        handle = await start_saga(client, ORDER, order(key), task_queue=queue)
+    result = await outcome(handle)
+    assert result.status is SagaStatus.COMPLETED
+
+    trace_id = root.get_span_context().trace_id
+    names = {s.name for s in EXPORTER.get_finished_spans() if s.context.trace_id == trace_id}
+    assert {"StartWorkflow:OrderSaga", "RunWorkflow:OrderSaga"} <= names
+    assert {"StartActivity:sagaloom.http", "RunActivity:sagaloom.http"} <= names
+    # Each participant saw a traceparent of the same trace.
+    for service in ("inventory", "payment", "shipping"):
+        [applied] = [e for e in await stack.log(service, key) if e["op"] == "do"]
+        assert applied["trace"] and applied["trace"].split("-")[1] == f"{trace_id:032x}"

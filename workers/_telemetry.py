@@ -1,0 +1,43 @@
+"""Metrics (Prometheus, through the Temporal runtime) and optional OpenTelemetry tracing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+if TYPE_CHECKING:
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+__all__ = ["TracingUnavailableError", "metrics_runtime", "tracing_interceptor"]
+
+
+class TracingUnavailableError(RuntimeError):
+    """Tracing was asked for but OpenTelemetry is not installed."""
+
+
+def metrics_runtime(address: str) -> Runtime:
+    """A Temporal runtime that serves the SDK's and the sagas' metrics at ``address``.
+
+    SDK metrics are prefixed ``temporal_``; saga metrics are named ``sagaloom_*`` (see
+    ``workflows._metrics``). Create one per process, before the client.
+    """
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+def tracing_interceptor() -> TracingInterceptor:
+    """The SDK's OpenTelemetry interceptor, for the client (it is inherited by the worker).
+
+    Spans go to the global tracer provider, which the application configures (for example an
+    OTLP exporter). The HTTP participant forwards the current context as ``traceparent``.
+
+    Raises:
+        TracingUnavailableError: without ``pip install 'sagaloom[tracing]'``.
+    """
+    try:
+        from temporalio.contrib.opentelemetry import TracingInterceptor
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise TracingUnavailableError(
+            "tracing needs OpenTelemetry: pip install 'sagaloom[tracing]'"
+        ) from err
+    return TracingInterceptor()

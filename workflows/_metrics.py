@@ -1,0 +1,59 @@
+"""Saga metrics, emitted through the worker's Temporal runtime (Prometheus when configured).
+
+Names (each labelled ``saga``):
+
+* ``sagaloom_saga_started`` — counter of sagas that began running;
+* ``sagaloom_saga_ended`` — counter by ``status`` (COMPLETED, COMPENSATED, NEEDS_ATTENTION,
+  FAILED, CANCELED);
+* ``sagaloom_step_duration`` — histogram (ms) of forward actions by ``step`` and ``outcome``;
+* ``sagaloom_step_attempts`` — histogram of attempts a forward action took, by ``step``;
+* ``sagaloom_compensations`` — counter of compensations by ``step`` and ``outcome`` (ok, failed).
+
+The SDK does not emit workflow metrics while replaying, so a count is not doubled by a replay.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+__all__ = ["SagaMetrics"]
+
+TERMINAL = frozenset({"COMPLETED", "COMPENSATED", "NEEDS_ATTENTION", "FAILED", "CANCELED"})
+
+
+class SagaMetrics:
+    """The metric instruments of one saga run; create inside the workflow."""
+
+    def __init__(self, saga: str) -> None:
+        """Bind the instruments to the run's metric meter with a ``saga`` label."""
+        meter = workflow.metric_meter().with_additional_attributes({"saga": saga})
+        self._started = meter.create_counter("sagaloom_saga_started", "Sagas started")
+        self._ended = meter.create_counter("sagaloom_saga_ended", "Sagas ended, by status")
+        self._duration = meter.create_histogram_timedelta(
+            "sagaloom_step_duration", "Duration of forward actions", "ms"
+        )
+        self._attempts = meter.create_histogram("sagaloom_step_attempts", "Attempts per step")
+        self._compensations = meter.create_counter(
+            "sagaloom_compensations", "Compensations run, by outcome"
+        )
+
+    def started(self) -> None:
+        """Count a saga that began running."""
+        self._started.add(1)
+
+    def ended(self, status: str) -> None:
+        """Count a saga that reached a terminal ``status`` (other statuses are ignored)."""
+        if status in TERMINAL:
+            self._ended.add(1, {"status": status})
+
+    def step(self, step: str, outcome: str, duration: timedelta, attempts: int) -> None:
+        """Record a forward action's duration and attempts (0 attempts: unknown)."""
+        self._duration.record(duration, {"step": step, "outcome": outcome})
+        if attempts:
+            self._attempts.record(attempts, {"step": step})
+
+    def compensation(self, step: str, ok: bool) -> None:
+        """Count a compensation."""
+        self._compensations.add(1, {"step": step, "outcome": "ok" if ok else "failed"})
