@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -13,9 +14,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests._helpers import ROOT, Stack
-from workers import free_port
+from tests._helpers import ROOT, TASK_QUEUE, Stack, order
+from workers import free_port, outcome, start_saga
 from workers._demo import run_scenarios
+from workers._logging import JsonFormatter
+from workflows import SagaStatus
+from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +145,36 @@ def test_cli_list_filters_by_status_and_saga(stack: Stack) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "unknown status 'sideways'" in bad.stderr
+
+
+async def test_an_expected_step_failure_is_a_line_or_two_not_a_traceback(
+    stack: Stack, key: str
+) -> None:
+    await stack.fault("payment", op="do", match=key, mode="error", status=503, times=1)
+    handle = await start_saga(
+        stack.client, ORDER, order(key, amount_cents=900_000), task_queue=TASK_QUEUE
+    )
+    assert (await outcome(handle)).status is SagaStatus.COMPENSATED
+    await asyncio.sleep(0.5)  # let the workers flush
+    logs = "".join((stack.tmp / f"worker-{i}.log").read_text() for i in (1, 2))
+    lines = [line for line in logs.splitlines() if handle.id in line]
+    # attempt 1: 503 (retryable), attempt 2: 402 (refused), then the saga's own summary line.
+    assert 2 <= len(lines) <= 3, lines
+    assert any("charge-payment attempt 1" in line and "HTTP 503" in line for line in lines)
+    assert any("charge-payment failed for good" in line and "HTTP 402" in line for line in lines)
+    assert "Traceback" not in logs
+
+
+def test_json_log_lines_carry_the_saga_and_step() -> None:
+    formatter = JsonFormatter()
+    record = logging.LogRecord(
+        "temporalio.activity", logging.WARNING, __file__, 1, "boom", (), None
+    )
+    record.temporal_activity = {
+        "workflow_id": "OrderSaga-1",
+        "activity_id": "charge-payment",
+        "attempt": 2,
+    }
+    entry = json.loads(formatter.format(record))
+    assert entry["workflow_id"] == "OrderSaga-1" and entry["activity_id"] == "charge-payment"
+    assert entry["level"] == "WARNING" and entry["message"] == "boom"

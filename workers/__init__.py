@@ -2,6 +2,7 @@
 
 from workers._client import DEFAULT_UI, Outcome, connect, outcome, start_saga, ui_link
 from workers._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
+from workers._converter import DATA_CONVERTER, QuietFailureConverter
 from workers._devserver import (
     TUNED_PRAGMAS,
     DevServer,
@@ -17,6 +18,7 @@ from workers._registry import EXAMPLE_MODULES, UnknownSagaError, find_saga, load
 from workers._worker import build_worker, run_worker
 
 __all__ = [
+    "DATA_CONVERTER",
     "DEFAULT_TASK_QUEUE",
     "DEFAULT_UI",
     "EXAMPLE_MODULES",
@@ -26,6 +28,7 @@ __all__ = [
     "DevServerError",
     "DevServerOptions",
     "Outcome",
+    "QuietFailureConverter",
     "StepFailureFilter",
     "UnknownSagaError",
     "WorkerConfig",

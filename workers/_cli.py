@@ -175,6 +175,12 @@ async def cmd_dev(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saga", description="sagaloom: sagas on Temporal")
     parser.add_argument("--log-level", default=os.environ.get("SAGALOOM_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("SAGALOOM_LOG_FORMAT", "text"),
+        help="json: one object per line (SAGALOOM_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def connection(p: argparse.ArgumentParser) -> None:
@@ -249,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # The demo's output is its table; its worker's log goes to a file beside its data.
     log_file = args.data_dir / "demo.log" if args.command == "demo" else None
-    configure_logging(args.log_level.upper(), log_file)
+    configure_logging(args.log_level.upper(), log_file, json_lines=args.log_format == "json")
     try:
         return asyncio.run(COMMANDS[args.command](args))
     except (CliError, ConfigError, SagaInputError, UnknownSagaError) as err:

@@ -11,11 +11,11 @@ from urllib.parse import quote
 from pydantic import BaseModel
 from temporalio.client import Client, Interceptor, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
 from temporalio.runtime import Runtime
 
 from workers._config import DEFAULT_TASK_QUEUE
+from workers._converter import DATA_CONVERTER
 from workflows import (
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
@@ -42,7 +42,7 @@ async def connect(
     runtime: Runtime | None = None,
     interceptors: Sequence[Interceptor] = (),
 ) -> Client:
-    """Connect to Temporal with the pydantic data converter sagaloom uses everywhere.
+    """Connect with sagaloom's data converter: pydantic payloads, tracebacks only for bugs.
 
     Args:
         address: Frontend ``host:port``.
@@ -54,7 +54,7 @@ async def connect(
     return await Client.connect(
         address,
         namespace=namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         runtime=runtime,
         interceptors=interceptors,
     )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.exceptions import ApplicationError
 
-__all__ = ["StepFailureFilter", "configure_logging"]
+__all__ = ["JsonFormatter", "StepFailureFilter", "configure_logging"]
 
 
 class StepFailureFilter(logging.Filter):
@@ -35,8 +37,39 @@ class StepFailureFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: int | str = logging.INFO, file: Path | None = None) -> None:
-    """Log one-line records to stderr (or ``file``) and install :class:`StepFailureFilter`."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, with the saga's workflow id and step when known."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as a JSON line."""
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = getattr(record, "temporal_activity", None) or getattr(
+            record, "temporal_workflow", None
+        )
+        if isinstance(context, dict):
+            entry.update(
+                {k: context[k] for k in ("workflow_id", "activity_id", "attempt") if k in context}
+            )
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(
+    level: int | str = logging.INFO, file: Path | None = None, *, json_lines: bool = False
+) -> None:
+    """Log one-line records to stderr (or ``file``) and install :class:`StepFailureFilter`.
+
+    Args:
+        level: Log level.
+        file: Log to this file instead of stderr.
+        json_lines: One JSON object per line (for log shippers) instead of text.
+    """
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
@@ -45,6 +78,9 @@ def configure_logging(level: int | str = logging.INFO, file: Path | None = None)
         filename=file,
         force=True,
     )
+    if json_lines:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # The saga id and step are in our messages already; drop the SDK's appended info dicts.
     workflow.logger.workflow_info_on_message = False
