@@ -124,7 +124,8 @@ class HttpParticipant:
                 done, _ = await asyncio.wait({task}, timeout=self._heartbeat_every)
                 if done:
                     return task.result()
-                activity.heartbeat()
+                if not activity.info().is_local:  # local activities do not heartbeat
+                    activity.heartbeat()
         finally:
             if not task.done():
                 task.cancel()

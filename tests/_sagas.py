@@ -5,6 +5,7 @@ Kept in a module of its own with few imports: the workflow sandbox re-imports it
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -72,3 +73,8 @@ RULES: Saga[Plan] = Saga(
 )
 
 RulesSaga = saga_workflow(RULES)
+
+LOCAL_RULES: Saga[Plan] = dataclasses.replace(RULES, name="LocalRulesSaga", local_activities=True)
+"""The same saga on the fast path: every step a local activity."""
+
+LocalRulesSaga = saga_workflow(LOCAL_RULES)

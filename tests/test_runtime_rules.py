@@ -15,10 +15,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from tests._helpers import Stack
-from tests._sagas import RULES, RulesSaga
+from tests._sagas import LOCAL_RULES, RULES, LocalRulesSaga, RulesSaga
 from workers import outcome, start_saga
 from workers._client import Outcome
-from workflows import HTTP_ACTIVITY, HttpRequest, HttpResponse, SagaStatus
+from workflows import HTTP_ACTIVITY, HttpRequest, HttpResponse, Saga, SagaStatus
 
 pytestmark = pytest.mark.integration
 QUEUE = "runtime-rules"
@@ -41,26 +41,40 @@ async def scripted(request: HttpRequest) -> HttpResponse:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def rules_client(stack: Stack) -> AsyncIterator[Client]:
-    async with Worker(stack.client, task_queue=QUEUE, workflows=[RulesSaga], activities=[scripted]):
+async def worker(stack: Stack) -> AsyncIterator[Client]:
+    async with Worker(
+        stack.client,
+        task_queue=QUEUE,
+        workflows=[RulesSaga, LocalRulesSaga],
+        activities=[scripted],
+    ):
         yield stack.client
 
 
-async def run(client: Client, **steps: str) -> tuple[Outcome, list[str]]:
+@pytest.fixture(params=[RULES, LOCAL_RULES], ids=["activities", "local-activities"])
+def rules_client(worker: Client, request: pytest.FixtureRequest) -> tuple[Client, Saga[Any]]:
+    """Every rule holds on the regular path and on the fast path (local activities) alike."""
+    return worker, request.param
+
+
+async def run(target: tuple[Client, Saga[Any]], **steps: str) -> tuple[Outcome, list[str]]:
+    client, saga = target
     run_id = uuid.uuid4().hex[:8]
     plan = {"run": run_id, "steps": {k.replace("_", "-"): v for k, v in steps.items()}}
-    result = await outcome(await start_saga(client, RULES, plan, task_queue=QUEUE))
+    result = await outcome(await start_saga(client, saga, plan, task_queue=QUEUE))
     return result, [path for path, _ in CALLS[run_id]]
 
 
-async def test_all_steps_run_in_order_and_nothing_is_undone(rules_client: Client) -> None:
+async def test_all_steps_run_in_order_and_nothing_is_undone(
+    rules_client: tuple[Client, Saga[Any]],
+) -> None:
     result, calls = await run(rules_client)
     assert result.status is SagaStatus.COMPLETED
     assert calls == ["/a", "/b", "/c", "/d"]
 
 
 async def test_rejected_step_is_not_undone_and_earlier_steps_are_in_reverse(
-    rules_client: Client,
+    rules_client: tuple[Client, Saga[Any]],
 ) -> None:
     result, calls = await run(rules_client, c="reject")
     assert result.status is SagaStatus.COMPENSATED
@@ -69,14 +83,16 @@ async def test_rejected_step_is_not_undone_and_earlier_steps_are_in_reverse(
 
 
 async def test_step_that_ran_out_of_retries_may_have_taken_effect_so_it_is_undone(
-    rules_client: Client,
+    rules_client: tuple[Client, Saga[Any]],
 ) -> None:
     result, calls = await run(rules_client, c="unavailable")
     assert result.status is SagaStatus.COMPENSATED
     assert calls == ["/a", "/b", "/c", "/c", "/c/undo", "/b/undo", "/a/undo"]
 
 
-async def test_malformed_output_fails_the_step_and_undoes_it(rules_client: Client) -> None:
+async def test_malformed_output_fails_the_step_and_undoes_it(
+    rules_client: tuple[Client, Saga[Any]],
+) -> None:
     result, calls = await run(rules_client, b="malformed")
     assert result.status is SagaStatus.COMPENSATED
     assert calls == ["/a", "/b", "/b/undo", "/a/undo"]
@@ -84,7 +100,7 @@ async def test_malformed_output_fails_the_step_and_undoes_it(rules_client: Clien
 
 
 async def test_builders_see_earlier_outputs_and_undo_sees_step_input_and_output(
-    rules_client: Client,
+    rules_client: tuple[Client, Saga[Any]],
 ) -> None:
     result, _ = await run(rules_client, d="reject")
     assert result.report is not None and result.report.key is not None
@@ -97,7 +113,7 @@ async def test_builders_see_earlier_outputs_and_undo_sees_step_input_and_output(
 
 
 async def test_compensation_that_fails_for_good_stops_and_needs_attention(
-    rules_client: Client,
+    rules_client: tuple[Client, Saga[Any]],
 ) -> None:
     result, calls = await run(rules_client, c="reject", undo_b="reject")
     assert result.status is SagaStatus.NEEDS_ATTENTION

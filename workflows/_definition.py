@@ -204,6 +204,10 @@ class Step:
     """Error types (``ApplicationError.type`` or exception class names) that fail it at once."""
     compensation_retry: RetryPolicy | None = None
     """Overrides the saga's retry policy for the compensation."""
+    local: bool | None = None
+    """Run the step and its compensation as local activities (the fast path); None follows
+    the saga's ``local_activities``. For short, idempotent calls: they retry inside the workflow
+    task and show as markers in history."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,8 @@ class Saga(Generic[InputT]):
     """One line saying what the saga does; shown as the run's summary in the Web UI."""
     defaults: StepDefaults = field(default_factory=StepDefaults)
     """Timeouts and retry policies of its steps, unless a step overrides them."""
+    local_activities: bool = False
+    """Run every step as a local activity unless the step says otherwise (the fast path)."""
 
     def __post_init__(self) -> None:
         """Check the definition and fail with an error naming the offending step."""

@@ -21,17 +21,20 @@ Deterministic and sandbox-safe: no I/O, clock or randomness but through ``tempor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    FailureError,
     RetryState,
     TimeoutError,
     is_cancelled_exception,
@@ -126,12 +129,20 @@ def _describe(err: BaseException) -> str:
 
 def _attempt_of(err: BaseException) -> int | None:
     """The attempt an activity failure reports in its details (the HTTP activity does)."""
-    cause = err.cause if isinstance(err, ActivityError) else None
+    cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.details:
         first = cause.details[0]
         if isinstance(first, dict) and isinstance(first.get("attempt"), int):
             return int(first["attempt"])
     return None
+
+
+@dataclass(frozen=True)
+class _Timeouts:
+    start_to_close: timedelta
+    schedule_to_close: timedelta | None
+    heartbeat: timedelta | None
+    retry: RetryPolicy
 
 
 class _StepFailed(Exception):
@@ -236,15 +247,13 @@ class SagaWorkflow:
             reason = f"MalformedOutput: {step.output.__name__}.{where}: {first['msg']}"
             self._step_ended(index, StepStatus.FAILED, reason)
             raise _StepFailed(step.name, ApplicationError(reason)) from None
-        except ActivityError as err:
+        except FailureError as err:  # ActivityError; a local activity's ApplicationError
             if is_cancelled_exception(err):
                 self._step_ended(index, StepStatus.FAILED, "cancelled")
                 raise
             state.attempts = _attempt_of(err) or state.attempts
             self._step_ended(index, StepStatus.FAILED, _describe(err))
-            if err.retry_state == RetryState.NON_RETRYABLE_FAILURE and self._started[-1:] == [
-                index
-            ]:
+            if self._refused(step, err) and self._started[-1:] == [index]:
                 # The participant refused: nothing took effect, so nothing to undo. Any other
                 # failure (timeout, retries exhausted) leaves the outcome unknown: undo it.
                 self._started.pop()
@@ -261,6 +270,15 @@ class SagaWorkflow:
             raise
         self._outputs[step.name] = output
         self._step_ended(index, StepStatus.DONE)
+
+    def _refused(self, step: Step, err: FailureError) -> bool:
+        """Whether the step failed with a non-retryable error: the participant said no."""
+        if isinstance(err, ActivityError):
+            return err.retry_state == RetryState.NON_RETRYABLE_FAILURE
+        if isinstance(err, ApplicationError):  # a local activity's failure arrives unwrapped
+            listed = self.saga.step_retry(step).non_retryable_error_types or ()
+            return err.non_retryable or err.type in listed
+        return False
 
     def _step_ended(self, index: int, status: StepStatus, error: str | None = None) -> None:
         state = self._state.steps[index]
@@ -292,7 +310,9 @@ class SagaWorkflow:
             summary = f"compensate {index + 1}/{total} {step.name}"
             try:
                 await self._run_action(step, step.compensation, ctx, summary, compensation=True)
-            except ActivityError as err:
+            except FailureError as err:
+                if is_cancelled_exception(err):
+                    raise
                 state.status, state.compensation_error = (
                     StepStatus.COMPENSATION_FAILED,
                     _describe(err),
@@ -350,22 +370,18 @@ class SagaWorkflow:
             duration = action.duration(ctx) if callable(action.duration) else action.duration
             await workflow.sleep(duration, summary=summary)
             return None
+        local = step.local if step.local is not None else saga.local_activities
+        timeouts = _Timeouts(start_to_close, schedule_to_close, defaults.heartbeat, retry)
         if isinstance(action, Http):
             path = action.path(ctx) if callable(action.path) else action.path
             body = _jsonable(action.body(ctx)) if action.body is not None else None
             if not compensation:
                 self._inputs[step.name] = body
-            response = await workflow.execute_activity(
-                HTTP_ACTIVITY,
-                HttpRequest(service=action.service, method=action.method, path=path, body=body),
-                result_type=HttpResponse,
-                activity_id=activity_id,
-                summary=summary,
-                start_to_close_timeout=start_to_close,
-                schedule_to_close_timeout=schedule_to_close,
-                heartbeat_timeout=defaults.heartbeat,
-                retry_policy=retry,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            request = HttpRequest(
+                service=action.service, method=action.method, path=path, body=body
+            )
+            response = await self._call(
+                HTTP_ACTIVITY, [request], HttpResponse, activity_id, summary, timeouts, local
             )
             if compensation:
                 state.compensation_attempts = response.attempt
@@ -375,17 +391,51 @@ class SagaWorkflow:
         arg = _jsonable(action.arg(ctx)) if action.arg is not None else None
         if not compensation:
             self._inputs[step.name] = arg
-        result_type = None if compensation else step.output
         args: list[Any] = [] if action.arg is None else [arg]
+        result_type = None if compensation else step.output
+        timeouts = dataclasses.replace(timeouts, heartbeat=None)  # user activities may not beat
+        return await self._call(
+            action.activity, args, result_type, activity_id, summary, timeouts, local
+        )
+
+    @staticmethod
+    async def _call(
+        activity: str | Callable[..., Any],
+        args: list[Any],
+        result_type: type | None,
+        activity_id: str,
+        summary: str,
+        timeouts: _Timeouts,
+        local: bool,
+    ) -> Any:
+        """Run an activity, as a regular one or (the fast path) as a local one.
+
+        Local activities run inside the worker that runs the workflow task and are recorded as
+        markers: fewer round trips to the server, the same retries, timeouts and ids.
+        """
+        fn = cast(Any, activity)  # a registered name or an @activity.defn function
+        if local:
+            return await workflow.execute_local_activity(
+                fn,
+                args=args,
+                result_type=result_type,
+                activity_id=activity_id,
+                summary=summary,
+                start_to_close_timeout=timeouts.start_to_close,
+                schedule_to_close_timeout=timeouts.schedule_to_close,
+                retry_policy=timeouts.retry,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
         return await workflow.execute_activity(
-            cast(Any, action.activity),  # a name or an @activity.defn function
+            fn,
             args=args,
             result_type=result_type,
             activity_id=activity_id,
             summary=summary,
-            start_to_close_timeout=start_to_close,
-            schedule_to_close_timeout=schedule_to_close,
-            retry_policy=retry,
+            start_to_close_timeout=timeouts.start_to_close,
+            schedule_to_close_timeout=timeouts.schedule_to_close,
+            heartbeat_timeout=timeouts.heartbeat,
+            retry_policy=timeouts.retry,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
 
