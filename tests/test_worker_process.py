@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import time
 
+import httpx
 import pytest
 
 from tests._helpers import TASK_QUEUE, Stack, order, wait_for_step
-from workers import outcome, start_saga
+from workers import free_port, outcome, start_saga
 from workflows import SagaState, SagaStatus, StepStatus
 from workflows.order import ORDER
 
@@ -52,3 +56,59 @@ async def test_saga_finishes_when_the_worker_running_its_step_is_killed(
     assert len([e for e in await stack.log("payment", key) if e["op"] == "do"]) == 1
     for service in ("inventory", "payment", "shipping"):
         assert await stack.record(service, key) == "active"
+
+
+async def _ready(address: str, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient() as http:
+        while True:
+            try:
+                if (await http.get(f"http://{address}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{address} never became ready")
+            await asyncio.sleep(0.2)
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+async def test_processes_are_supervised_restarted_and_stopped_together(stack: Stack) -> None:
+    port = free_port()
+    queue = f"supervised-{port}"
+    supervisor = stack.start_worker(
+        "worker-supervisor",
+        "--processes",
+        "2",
+        "--task-queue",
+        queue,
+        "--health-address",
+        f"127.0.0.1:{port}",
+    )
+    try:
+        await _ready(f"127.0.0.1:{port}")
+        await _ready(f"127.0.0.1:{port + 1}")
+        first = _children(supervisor.pid)
+        assert len(first) == 2
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        await asyncio.sleep(1.5)  # the supervisor notices and restarts it after 1 s
+        await _ready(f"127.0.0.1:{port}")
+        await _ready(f"127.0.0.1:{port + 1}")
+        second = _children(supervisor.pid)
+        assert len(second) == 2 and victim not in second
+
+        supervisor.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(supervisor.wait, 30) == 0
+        for pid in second:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    log = (stack.tmp / "worker-supervisor.log").read_text()
+    assert "exited with -9; restarting" in log

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ async def _client(args: argparse.Namespace) -> Client:
         raise CliError(f"cannot reach Temporal at {args.address}: {err}") from None
 
 
-async def cmd_worker(args: argparse.Namespace) -> int:
+def worker_config(args: argparse.Namespace) -> WorkerConfig:
+    """The environment's configuration with the command line's flags on top."""
     config = WorkerConfig.from_env()
     overrides: dict[str, Any] = {"address": args.address, "namespace": args.namespace}
     if args.task_queue:
@@ -64,11 +66,15 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         overrides["health_address"] = args.health_address
     if args.tracing:
         overrides["tracing"] = True
-    from dataclasses import replace
+    if args.processes:
+        overrides["processes"] = args.processes
+    return replace(config, **overrides)
 
+
+async def cmd_worker(args: argparse.Namespace) -> int:
     from workers._worker import run_worker
 
-    await run_worker(replace(config, **overrides))
+    await run_worker(worker_config(args))
     return 0
 
 
@@ -203,6 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--service", action="append", default=[], metavar="NAME=URL")
     p.add_argument("--module", action="append", default=[], help="extra module with sagas")
     p.add_argument("--max-concurrent-activities", type=int)
+    p.add_argument("--processes", type=int, help="worker processes on this host (supervised)")
     p.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics")
     p.add_argument("--health-address", metavar="HOST:PORT", help="serve /healthz and /readyz")
     p.add_argument("--tracing", action="store_true", help="OpenTelemetry tracing interceptors")
@@ -257,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_file = args.data_dir / "demo.log" if args.command == "demo" else None
     configure_logging(args.log_level.upper(), log_file, json_lines=args.log_format == "json")
     try:
+        if args.command == "worker" and worker_config(args).processes > 1:
+            from workers._supervisor import Supervisor
+
+            return Supervisor(worker_config(args)).run()  # in the main thread: it owns signals
         return asyncio.run(COMMANDS[args.command](args))
     except (CliError, ConfigError, SagaInputError, UnknownSagaError) as err:
         print(f"saga {args.command}: error: {err}", file=sys.stderr)

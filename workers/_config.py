@@ -32,6 +32,26 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name) or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return raw
+
+
+def _rate(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value
+
+
 def _address(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     if not raw:
@@ -62,6 +82,19 @@ class WorkerConfig:
     """Workflow task slots (``SAGALOOM_MAX_CONCURRENT_WORKFLOW_TASKS``)."""
     max_cached_workflows: int = 1000
     """Sticky cache size, which bounds worker memory (``SAGALOOM_MAX_CACHED_WORKFLOWS``)."""
+    tuner: str = "fixed"
+    """``fixed`` slot counts above, or ``resource``: slots follow CPU and memory use
+    (targets 90% CPU, 80% memory) (``SAGALOOM_TUNER``)."""
+    poller: str = "simple"
+    """``simple`` (5 pollers per task type) or ``autoscaling`` (the server's backlog steers
+    1 to 100 pollers) (``SAGALOOM_POLLER``)."""
+    max_activities_per_second: float | None = None
+    """Activity rate limit of this worker (``SAGALOOM_MAX_ACTIVITIES_PER_SECOND``)."""
+    max_task_queue_activities_per_second: float | None = None
+    """Activity rate limit of the whole task queue, all workers together
+    (``SAGALOOM_MAX_TASK_QUEUE_ACTIVITIES_PER_SECOND``)."""
+    processes: int = 1
+    """Worker processes run by ``saga worker`` on this host (``SAGALOOM_PROCESSES``)."""
     metrics_address: str | None = None
     """``host:port`` of the Prometheus endpoint, off when None (``SAGALOOM_METRICS_ADDRESS``)."""
     health_address: str | None = None
@@ -91,6 +124,13 @@ class WorkerConfig:
             m.strip() for m in env.get("SAGALOOM_SAGA_MODULES", "").split(",") if m.strip()
         )
         return cls(
+            tuner=_choice(env, "SAGALOOM_TUNER", ("fixed", "resource")),
+            poller=_choice(env, "SAGALOOM_POLLER", ("simple", "autoscaling")),
+            max_activities_per_second=_rate(env, "SAGALOOM_MAX_ACTIVITIES_PER_SECOND"),
+            max_task_queue_activities_per_second=_rate(
+                env, "SAGALOOM_MAX_TASK_QUEUE_ACTIVITIES_PER_SECOND"
+            ),
+            processes=_int(env, "SAGALOOM_PROCESSES", 1),
             metrics_address=_address(env, "SAGALOOM_METRICS_ADDRESS"),
             health_address=_address(env, "SAGALOOM_HEALTH_ADDRESS"),
             tracing=env.get("SAGALOOM_TRACING", "").lower() in ("1", "true", "yes"),
@@ -106,3 +146,31 @@ class WorkerConfig:
                 seconds=_int(env, "SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS", 10)
             ),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce this configuration.
+
+        For child processes, containers and manifests; the inverse of :meth:`from_env`.
+        """
+        env = {
+            "TEMPORAL_ADDRESS": self.address,
+            "TEMPORAL_NAMESPACE": self.namespace,
+            "SAGALOOM_TASK_QUEUE": self.task_queue,
+            "SAGALOOM_SAGA_MODULES": ",".join(self.saga_modules),
+            "SAGALOOM_MAX_CONCURRENT_ACTIVITIES": str(self.max_concurrent_activities),
+            "SAGALOOM_MAX_CONCURRENT_WORKFLOW_TASKS": str(self.max_concurrent_workflow_tasks),
+            "SAGALOOM_MAX_CACHED_WORKFLOWS": str(self.max_cached_workflows),
+            "SAGALOOM_TUNER": self.tuner,
+            "SAGALOOM_POLLER": self.poller,
+            "SAGALOOM_PROCESSES": str(self.processes),
+            "SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS": str(int(self.graceful_shutdown.total_seconds())),
+            "SAGALOOM_TRACING": "true" if self.tracing else "",
+            "SAGALOOM_METRICS_ADDRESS": self.metrics_address or "",
+            "SAGALOOM_HEALTH_ADDRESS": self.health_address or "",
+            "SAGALOOM_MAX_ACTIVITIES_PER_SECOND": str(self.max_activities_per_second or ""),
+            "SAGALOOM_MAX_TASK_QUEUE_ACTIVITIES_PER_SECOND": str(
+                self.max_task_queue_activities_per_second or ""
+            ),
+        }
+        env.update({f"{_SERVICE_PREFIX}{k.upper()}": v for k, v in self.services.items()})
+        return env

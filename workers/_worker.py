@@ -6,9 +6,10 @@ import asyncio
 import logging
 import signal
 from collections.abc import Iterable
+from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorAutoscaling, Worker, WorkerTuner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import HttpParticipant
@@ -36,15 +37,30 @@ def build_worker(
     The ``workflows`` package is passed through the sandbox: it is side-effect free and
     deterministic, and re-importing it for every run would cost most of a workflow task.
     """
+    slots: dict[str, Any] = {
+        "max_concurrent_activities": config.max_concurrent_activities,
+        "max_concurrent_local_activities": config.max_concurrent_activities,
+        "max_concurrent_workflow_tasks": config.max_concurrent_workflow_tasks,
+    }
+    if config.tuner == "resource":
+        slots = {
+            "tuner": WorkerTuner.create_resource_based(
+                target_memory_usage=0.8, target_cpu_usage=0.9
+            )
+        }
+    if config.poller == "autoscaling":
+        slots["workflow_task_poller_behavior"] = PollerBehaviorAutoscaling()
+        slots["activity_task_poller_behavior"] = PollerBehaviorAutoscaling()
     return Worker(
         client,
         task_queue=config.task_queue,
         workflows=list(sagas),
         activities=[participant.call],
-        max_concurrent_activities=config.max_concurrent_activities,
-        max_concurrent_workflow_tasks=config.max_concurrent_workflow_tasks,
         max_cached_workflows=config.max_cached_workflows,
+        max_activities_per_second=config.max_activities_per_second,
+        max_task_queue_activities_per_second=config.max_task_queue_activities_per_second,
         graceful_shutdown_timeout=config.graceful_shutdown,
+        **slots,
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
         ),
