@@ -27,7 +27,15 @@ from workflows import (
     SagaStatus,
 )
 
-__all__ = ["DEFAULT_UI", "Outcome", "connect", "outcome", "start_saga", "ui_link"]
+__all__ = [
+    "DEFAULT_UI",
+    "Outcome",
+    "connect",
+    "outcome",
+    "start_attributes",
+    "start_saga",
+    "ui_link",
+]
 
 DEFAULT_UI = "http://localhost:8233"
 """Web UI of the embedded dev server."""
@@ -94,12 +102,6 @@ async def start_saga(
     key = saga.key(parsed) if saga.key else None
     if id is None:
         id = f"{saga.name}-{key}" if key else f"{saga.name}-{uuid.uuid4()}"
-    attributes = [
-        SearchAttributePair(SAGA_NAME, saga.name),
-        SearchAttributePair(SAGA_STATUS, SagaStatus.RUNNING.value),
-    ]
-    if key:
-        attributes.append(SearchAttributePair(SAGA_KEY, key))
     summary = saga.description or saga.name
     return await client.start_workflow(
         saga.name,
@@ -107,10 +109,26 @@ async def start_saga(
         id=id,
         task_queue=task_queue,
         result_type=SagaReport,
-        search_attributes=TypedSearchAttributes(attributes),
+        search_attributes=start_attributes(saga, parsed),
         static_summary=f"{summary} · {key}" if key else summary,
         request_eager_start=request_eager_start,
     )
+
+
+def start_attributes(saga: Saga[InputT], data: InputT | dict[str, Any]) -> TypedSearchAttributes:
+    """The search attributes a saga run starts with: its name, RUNNING and its business key.
+
+    With them set at start the workflow need not write them itself.
+    """
+    parsed = saga.parse_input(data)
+    key = saga.key(parsed) if saga.key else None
+    pairs = [
+        SearchAttributePair(SAGA_NAME, saga.name),
+        SearchAttributePair(SAGA_STATUS, SagaStatus.RUNNING.value),
+    ]
+    if key:
+        pairs.append(SearchAttributePair(SAGA_KEY, key))
+    return TypedSearchAttributes(pairs)
 
 
 @dataclass(frozen=True)

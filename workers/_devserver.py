@@ -130,6 +130,11 @@ class DevServer:
         return f"{self.options.ip}:{self.options.port}"
 
     @property
+    def pid(self) -> int:
+        """Process id of the running server (0 when not running)."""
+        return self._process.pid if self._process else 0
+
+    @property
     def ui_url(self) -> str | None:
         """Base URL of the Web UI, if it runs."""
         port = self.options.ui_port

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from temporalio.client import Client
@@ -31,8 +31,21 @@ def build_worker(
     config: WorkerConfig,
     sagas: Iterable[type[SagaWorkflow]],
     participant: HttpParticipant,
+    *,
+    workflows: Sequence[type] = (),
+    activities: Sequence[Callable[..., Any]] = (),
+    passthrough: Sequence[str] = (),
 ) -> Worker:
     """Create (not start) a worker for ``sagas`` with the HTTP participant's activity.
+
+    Args:
+        client: Connected client.
+        config: Slots, tuner, pollers, rate limits, cache size, graceful shutdown.
+        sagas: Saga workflow classes.
+        participant: The HTTP participant whose activity the worker runs.
+        workflows: More workflow classes (for example hand-written ones).
+        activities: More activities (your own steps' activities).
+        passthrough: More modules to pass through the sandbox (deterministic, side-effect free).
 
     The ``workflows`` package is passed through the sandbox: it is side-effect free and
     deterministic, and re-importing it for every run would cost most of a workflow task.
@@ -54,15 +67,17 @@ def build_worker(
     return Worker(
         client,
         task_queue=config.task_queue,
-        workflows=list(sagas),
-        activities=[participant.call],
+        workflows=[*sagas, *workflows],
+        activities=[participant.call, *activities],
         max_cached_workflows=config.max_cached_workflows,
         max_activities_per_second=config.max_activities_per_second,
         max_task_queue_activities_per_second=config.max_task_queue_activities_per_second,
         graceful_shutdown_timeout=config.graceful_shutdown,
         **slots,
         workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                "workflows", *passthrough
+            )
         ),
     )
 

@@ -231,6 +231,11 @@ class Saga(Generic[InputT]):
     """Timeouts and retry policies of its steps, unless a step overrides them."""
     local_activities: bool = False
     """Run every step as a local activity unless the step says otherwise (the fast path)."""
+    track_steps: bool = False
+    """Mirror the running step into the ``SagaStep`` search attribute as the saga goes. Costs a
+    visibility write per step (measured: about a quarter of the dev server's saga throughput,
+    see docs/benchmarks.md); without it ``SagaStep`` is set only where a saga compensated, and
+    the running step is still in the query and the UI's pending activities."""
 
     def __post_init__(self) -> None:
         """Check the definition and fail with an error naming the offending step."""

@@ -195,11 +195,13 @@ class SagaWorkflow:
                 str(err), [list(p) for p in err.problems], type=SAGA_INPUT_ERROR, non_retryable=True
             ) from None
         self._state.key = saga.key(data) if saga.key else None
-        self._upsert(
-            SAGA_NAME.value_set(saga.name),
-            SAGA_STATUS.value_set(SagaStatus.RUNNING),
-            *([SAGA_KEY.value_set(self._state.key)] if self._state.key else []),
-        )
+        if workflow.info().typed_search_attributes.get(SAGA_NAME) != saga.name:
+            # Started by a plain client: label the run (start_saga labels it at start).
+            self._upsert(
+                SAGA_NAME.value_set(saga.name),
+                SAGA_STATUS.value_set(SagaStatus.RUNNING),
+                *([SAGA_KEY.value_set(self._state.key)] if self._state.key else []),
+            )
         try:
             for index in range(len(saga.steps)):
                 await self._forward(index, data)
@@ -231,7 +233,8 @@ class SagaWorkflow:
             self._started.append(index)  # registered before the step runs
         state.status = StepStatus.RUNNING
         state.started_at = workflow.now()
-        self._upsert(SAGA_STEP.value_set(step.name))
+        if saga.track_steps:
+            self._upsert(SAGA_STEP.value_set(step.name))
         summary = f"step {index + 1}/{len(saga.steps)} {step.name}"
         try:
             output = _jsonable(
@@ -299,7 +302,8 @@ class SagaWorkflow:
             step, state = self.saga.steps[index], self._state.steps[index]
             assert step.compensation is not None
             state.status = StepStatus.COMPENSATING
-            self._upsert(SAGA_STEP.value_set(step.name))
+            if self.saga.track_steps:
+                self._upsert(SAGA_STEP.value_set(step.name))
             ctx = UndoContext(
                 saga_id=wid,
                 input=data,
@@ -340,8 +344,6 @@ class SagaWorkflow:
             self._compensations.append(CompensationState(step=step.name, ok=True))
             self._count_compensation(step.name, ok=True)
         self._set_status(SagaStatus.COMPENSATED)
-        if self._state.failed_step:
-            self._upsert(SAGA_STEP.value_set(self._state.failed_step))
 
     # -- one action ----------------------------------------------------------------------------
 
@@ -456,7 +458,10 @@ class SagaWorkflow:
         self._state.status = status
         if error is not None:
             self._state.error = error
-        self._upsert(SAGA_STATUS.value_set(status))
+        updates = [SAGA_STATUS.value_set(status)]
+        if status is SagaStatus.COMPENSATED and self._state.failed_step:
+            updates.append(SAGA_STEP.value_set(self._state.failed_step))  # where it failed
+        self._upsert(*updates)
         if self._metrics is not None:
             self._metrics.ended(status)
 

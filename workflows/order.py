@@ -83,6 +83,7 @@ ORDER: Saga[OrderInput] = Saga(
     input=OrderInput,
     key=lambda order: order.order_id,
     description="Order: reserve stock, charge payment, create shipment",
+    track_steps=True,
     steps=[
         Step(
             "reserve-stock",

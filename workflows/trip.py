@@ -69,6 +69,7 @@ TRIP: Saga[TripInput] = Saga(
     input=TripInput,
     key=lambda trip: trip.trip_id,
     description="Trip: book flight, book hotel, cooling-off, book car",
+    track_steps=True,
     steps=[
         _booking("flights", "book-flight"),
         _booking("hotels", "book-hotel"),

