@@ -12,6 +12,7 @@ import signal
 import threading
 from pathlib import Path
 
+from services._catalog import CATALOG
 from services._server import serve
 
 
@@ -21,8 +22,14 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--urls-file", type=Path)
+    parser.add_argument(
+        "--base-port", type=int, default=0, help="ports N, N+1, … in catalog order (0: free ports)"
+    )
     args = parser.parse_args()
-    running = serve(args.data_dir, host=args.host)
+    ports = (
+        {spec.name: args.base_port + i for i, spec in enumerate(CATALOG)} if args.base_port else {}
+    )
+    running = serve(args.data_dir, host=args.host, ports=ports)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -25,6 +25,8 @@ from workflows import SagaInputError, SagaState
 __all__ = ["main"]
 
 DATA_DIR = Path(".sagaloom")
+CLI_ENV = ("SAGALOOM_LOG_LEVEL", "SAGALOOM_LOG_FORMAT", "SAGALOOM_UI")
+"""Variables the ``saga`` command itself reads (the worker's are :class:`WorkerConfig`'s)."""
 
 
 class CliError(Exception):

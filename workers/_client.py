@@ -11,6 +11,7 @@ from urllib.parse import quote
 from pydantic import BaseModel
 from temporalio.client import Client, Interceptor, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
 from temporalio.runtime import Runtime
 
@@ -59,9 +60,15 @@ async def connect(
         interceptors: Client interceptors; those that are also worker interceptors (tracing)
             apply to workers built on this client too.
     """
+    # TLS, mTLS and API keys come from Temporal's standard environment configuration
+    # (TEMPORAL_API_KEY, TEMPORAL_TLS_CLIENT_CERT_PATH, ... or the profile file).
+    profile = ClientConfig.load_client_connect_config()
     return await Client.connect(
         address,
         namespace=namespace,
+        api_key=profile.get("api_key"),
+        tls=profile.get("tls", False),
+        rpc_metadata=profile.get("rpc_metadata") or {},
         data_converter=DATA_CONVERTER,
         runtime=runtime,
         interceptors=interceptors,
