@@ -12,7 +12,7 @@ import signal
 
 from activities import HttpParticipant
 from bench._sagas import ACTIVITIES, WORKFLOWS
-from workers import WorkerConfig, build_worker, connect, load_sagas
+from workers import WorkerConfig, build_worker, configure_logging, connect, load_sagas
 
 
 async def main() -> None:
@@ -23,6 +23,7 @@ async def main() -> None:
     parser.add_argument("--max-cached-workflows", type=int, default=1000)
     parser.add_argument("--service", action="append", default=[])
     args = parser.parse_args()
+    configure_logging("ERROR")  # expected step failures are part of the load
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)

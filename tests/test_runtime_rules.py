@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -10,15 +11,26 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from tests._helpers import Stack
 from tests._sagas import LOCAL_RULES, RULES, LocalRulesSaga, RulesSaga
 from workers import outcome, start_saga
 from workers._client import Outcome
-from workflows import HTTP_ACTIVITY, HttpRequest, HttpResponse, Saga, SagaStatus
+from workflows import (
+    HTTP_ACTIVITY,
+    SAGA_STATUS,
+    HttpRequest,
+    HttpResponse,
+    Resolution,
+    Saga,
+    SagaState,
+    SagaStatus,
+    StepStatus,
+)
 
 pytestmark = pytest.mark.integration
 QUEUE = "runtime-rules"
@@ -30,6 +42,8 @@ async def scripted(request: HttpRequest) -> HttpResponse:
     body = request.body or {}
     CALLS[body["run"]].append((request.path, body))
     match body["do"]:
+        case "reject-once" if sum(path == request.path for path, _ in CALLS[body["run"]]) == 1:
+            raise ApplicationError("refused once", type="Rejected", non_retryable=True)
         case "reject":
             raise ApplicationError("refused", type="Rejected", non_retryable=True)
         case "unavailable":
@@ -112,11 +126,78 @@ async def test_builders_see_earlier_outputs_and_undo_sees_step_input_and_output(
     assert bodies["/b/undo"]["step_input"]["seen"] == ["a"]
 
 
-async def test_compensation_that_fails_for_good_stops_and_needs_attention(
+async def start(target: tuple[Client, Saga[Any]], **steps: str) -> tuple[Any, str]:
+    client, saga = target
+    run_id = uuid.uuid4().hex[:8]
+    plan = {"run": run_id, "steps": {k.replace("_", "-"): v for k, v in steps.items()}}
+    return await start_saga(client, saga, plan, task_queue=QUEUE), run_id
+
+
+async def parked(handle: Any) -> SagaState:
+    for _ in range(200):
+        state: SagaState = await handle.query("saga_state", result_type=SagaState)
+        if state.status is SagaStatus.NEEDS_ATTENTION:
+            return state
+        await asyncio.sleep(0.1)
+    raise AssertionError("the saga never parked")
+
+
+async def test_failed_compensation_parks_until_an_operator_retries_it(
     rules_client: tuple[Client, Saga[Any]],
 ) -> None:
-    result, calls = await run(rules_client, c="reject", undo_b="reject")
-    assert result.status is SagaStatus.NEEDS_ATTENTION
-    assert calls == ["/a", "/b", "/c", "/b/undo"]  # a is left for the operator
+    handle, run_id = await start(rules_client, c="reject", undo_b="reject-once")
+    state = await parked(handle)
+    assert state.parked_step == "b" and "refused once" in (state.steps[1].compensation_error or "")
+    assert CALLS[run_id][-1][0] == "/b/undo"  # waiting: a is not undone yet
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(SAGA_STATUS) == "NEEDS_ATTENTION"
+
+    await handle.execute_update("resolve", Resolution(action="retry", note="refund API back"))
+    result = await outcome(handle)
+    assert result.status is SagaStatus.COMPENSATED
+    assert [p for p, _ in CALLS[run_id]] == ["/a", "/b", "/c", "/b/undo", "/b/undo", "/a/undo"]
+    final = await handle.query("saga_state", result_type=SagaState)
+    assert [(d.action, d.step, d.note) for d in final.decisions] == [
+        ("retry", "b", "refund API back")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("action", "ok", "status"),
+    [
+        ("skip", False, StepStatus.COMPENSATION_SKIPPED),
+        ("mark_compensated", True, StepStatus.COMPENSATED),
+    ],
+)
+async def test_operator_skips_or_marks_a_parked_compensation_and_the_rest_continues(
+    rules_client: tuple[Client, Saga[Any]], action: str, ok: bool, status: StepStatus
+) -> None:
+    handle, run_id = await start(rules_client, c="reject", undo_b="reject")
+    await parked(handle)
+    await handle.execute_update(
+        "resolve",
+        Resolution(action=action, step="b", note="refunded by hand, ticket 42"),  # type: ignore[arg-type]
+    )
+    result = await outcome(handle)
+    assert result.status is SagaStatus.COMPENSATED
+    assert [p for p, _ in CALLS[run_id]] == ["/a", "/b", "/c", "/b/undo", "/a/undo"]
     assert result.report is not None
-    assert [(c.step, c.ok) for c in result.report.compensations] == [("b", False)]
+    b, a = result.report.compensations
+    assert (b.step, b.ok, b.resolution) == ("b", ok, f"{action}: refunded by hand, ticket 42")
+    assert (a.step, a.ok, a.resolution) == ("a", True, None)
+    state = await handle.query("saga_state", result_type=SagaState)
+    assert state.steps[1].status is status
+
+
+async def test_a_decision_for_the_wrong_step_or_an_unparked_saga_is_refused(
+    rules_client: tuple[Client, Saga[Any]],
+) -> None:
+    handle, _ = await start(rules_client, c="reject", undo_b="reject")
+    await parked(handle)
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await handle.execute_update("resolve", Resolution(action="skip", step="a"))
+    assert "parked step 'b'" in str(caught.value.cause)
+    await handle.execute_update("resolve", Resolution(action="skip", step="b"))
+    await outcome(handle)
+    with pytest.raises(RPCError, match="already completed"):  # nothing left to decide
+        await handle.execute_update("resolve", Resolution(action="retry"))

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from workers._client import DEFAULT_UI, connect, start_saga, ui_link
@@ -20,7 +20,7 @@ from workers._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
 from workers._logging import configure_logging
 from workers._registry import UnknownSagaError, find_saga, load_sagas
 from workers._views import list_query, list_sagas, step_table
-from workflows import SagaInputError, SagaState
+from workflows import Resolution, SagaInputError, SagaState
 
 __all__ = ["main"]
 
@@ -114,6 +114,29 @@ async def cmd_show(args: argparse.Namespace) -> int:
     print(step_table(state, description))
     status = description.status.name.lower() if description.status else "unknown"
     print(f"\nworkflow {status}; {ui_link(args.id, namespace=args.namespace, ui=args.ui)}")
+    return 0
+
+
+async def cmd_resolve(args: argparse.Namespace) -> int:
+    if args.retry:
+        resolution = Resolution(action="retry", note=args.note)
+    elif args.skip:
+        resolution = Resolution(action="skip", step=args.skip, note=args.note)
+    else:
+        resolution = Resolution(
+            action="mark_compensated", step=args.mark_compensated, note=args.note
+        )
+    client = await _client(args)
+    handle = client.get_workflow_handle(args.id)
+    try:
+        state = await handle.execute_update("resolve", resolution, result_type=SagaState)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise CliError(f"saga {args.id!r}: {getattr(cause, 'message', cause)}") from None
+    except RPCError as err:
+        raise CliError(f"saga {args.id!r}: {err.message}") from None
+    print(f"{resolution.action} recorded for {args.id}" + (f": {args.note}" if args.note else ""))
+    print(step_table(state))
     return 0
 
 
@@ -238,6 +261,15 @@ def _parser() -> argparse.ArgumentParser:
         if name != "cancel":
             p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("resolve", help="decide for a saga parked on a failed compensation")
+    connection(p)
+    p.add_argument("id")
+    action = p.add_mutually_exclusive_group(required=True)
+    action.add_argument("--retry", action="store_true", help="run the compensation again")
+    action.add_argument("--skip", metavar="STEP", help="leave it undone (say why in --note)")
+    action.add_argument("--mark-compensated", metavar="STEP", help="it was undone by hand")
+    p.add_argument("--note", default="", help="recorded with the decision")
+
     p = sub.add_parser("list", help="list sagas from Temporal visibility")
     connection(p)
     p.add_argument("--status", help="running, completed, compensated, needs_attention, …")
@@ -253,6 +285,7 @@ COMMANDS = {
     "show": cmd_show,
     "status": cmd_show,
     "list": cmd_list,
+    "resolve": cmd_resolve,
     "cancel": cmd_cancel,
     "demo": cmd_demo,
     "dev": cmd_dev,

@@ -96,6 +96,8 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
     head = f"saga {state.saga}  key={state.key or '-'}  status={state.status.value}"
     if state.failed_step:
         head += f"  failed_step={state.failed_step}"
+    if state.parked_step:
+        head += f"  PARKED on {state.parked_step}: see saga resolve --help"
     lines = [
         head,
         f"{'#':>2}  {'step':<18} {'kind':<8} {'status':<20} {'tries':>5} {'took':>8}  "
@@ -114,6 +116,7 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
                 StepStatus.COMPENSATED: "done",
                 StepStatus.COMPENSATING: f"running#{live.attempt}" if live else "running",
                 StepStatus.COMPENSATION_FAILED: "FAILED",
+                StepStatus.COMPENSATION_SKIPPED: "skipped",
             }.get(step.status, "-")
             if step.compensation_error:
                 error = (
@@ -125,5 +128,10 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
         lines.append(
             f"{i:>2}  {step.name:<18} {step.kind:<8} {step.status.value:<20} "
             f"{attempts or '-':>5} {took:>8}  {undo:<14} {error}"
+        )
+    for decision in state.decisions:
+        lines.append(
+            f"    decision {decision.at:%Y-%m-%d %H:%M:%S} {decision.action} {decision.step}"
+            f" ({decision.error}){': ' + decision.note if decision.note else ''}"
         )
     return "\n".join(lines)

@@ -204,6 +204,10 @@ class Step:
     """Error types (``ApplicationError.type`` or exception class names) that fail it at once."""
     compensation_retry: RetryPolicy | None = None
     """Overrides the saga's retry policy for the compensation."""
+    patch: str | None = None
+    """Set when the step is added to a saga that already has runs in flight: a patch id such as
+    ``"add-fraud-check"``. Runs started before the change skip the step (they replay as they
+    ran); new runs take it. See ``workflow.patched``."""
     local: bool | None = None
     """Run the step and its compensation as local activities (the fast path); None follows
     the saga's ``local_activities``. For short, idempotent calls: they retry inside the workflow

@@ -3,8 +3,8 @@
 Names (each labelled ``saga``):
 
 * ``sagaloom_saga_started`` — counter of sagas that began running;
-* ``sagaloom_saga_ended`` — counter by ``status`` (COMPLETED, COMPENSATED, NEEDS_ATTENTION,
-  FAILED, CANCELED);
+* ``sagaloom_saga_ended`` — counter by ``status`` (COMPLETED, COMPENSATED, FAILED, CANCELED);
+* ``sagaloom_saga_parked`` — counter of sagas parked in NEEDS_ATTENTION on a failed compensation;
 * ``sagaloom_step_duration`` — histogram (ms) of forward actions by ``step`` and ``outcome``;
 * ``sagaloom_step_attempts`` — histogram of attempts a forward action took, by ``step``;
 * ``sagaloom_compensations`` — counter of compensations by ``step`` and ``outcome`` (ok, failed).
@@ -20,7 +20,7 @@ from temporalio import workflow
 
 __all__ = ["SagaMetrics"]
 
-TERMINAL = frozenset({"COMPLETED", "COMPENSATED", "NEEDS_ATTENTION", "FAILED", "CANCELED"})
+TERMINAL = frozenset({"COMPLETED", "COMPENSATED", "FAILED", "CANCELED"})
 
 
 class SagaMetrics:
@@ -31,6 +31,9 @@ class SagaMetrics:
         meter = workflow.metric_meter().with_additional_attributes({"saga": saga})
         self._started = meter.create_counter("sagaloom_saga_started", "Sagas started")
         self._ended = meter.create_counter("sagaloom_saga_ended", "Sagas ended, by status")
+        self._parked = meter.create_counter(
+            "sagaloom_saga_parked", "Sagas parked on a failed compensation"
+        )
         self._duration = meter.create_histogram_timedelta(
             "sagaloom_step_duration", "Duration of forward actions", "ms"
         )
@@ -47,6 +50,10 @@ class SagaMetrics:
         """Count a saga that reached a terminal ``status`` (other statuses are ignored)."""
         if status in TERMINAL:
             self._ended.add(1, {"status": status})
+
+    def parked(self) -> None:
+        """Count a saga parked for an operator."""
+        self._parked.add(1)
 
     def step(self, step: str, outcome: str, duration: timedelta, attempts: int) -> None:
         """Record a forward action's duration and attempts (0 attempts: unknown)."""

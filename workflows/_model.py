@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SAGA_COMPENSATED",
-    "SAGA_COMPENSATION_FAILED",
     "SAGA_INPUT_ERROR",
     "CompensationState",
+    "Decision",
     "HttpRequest",
     "HttpResponse",
+    "Resolution",
+    "ResolveAction",
     "SagaReport",
     "SagaState",
     "SagaStatus",
@@ -28,9 +30,6 @@ __all__ = [
 
 SAGA_COMPENSATED = "SagaCompensated"
 """``ApplicationError.type`` of a saga that failed at a step and undid its started steps."""
-
-SAGA_COMPENSATION_FAILED = "SagaCompensationFailed"
-"""``ApplicationError.type`` of a saga whose compensation failed for good (needs an operator)."""
 
 SAGA_INPUT_ERROR = "SagaInputError"
 """``ApplicationError.type`` of a saga started with input that fails validation."""
@@ -58,6 +57,8 @@ class StepStatus(StrEnum):
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
+    COMPENSATION_SKIPPED = "compensation_skipped"
+    SKIPPED = "skipped"
 
 
 class CompensationState(BaseModel):
@@ -71,6 +72,35 @@ class CompensationState(BaseModel):
     """Whether the compensation succeeded."""
     error: str | None = None
     """Why it failed, when it did."""
+    resolution: str | None = None
+    """An operator's decision about it, when the saga was parked on it."""
+
+
+ResolveAction = Literal["retry", "skip", "mark_compensated"]
+"""What an operator can decide for a parked compensation."""
+
+
+class Resolution(BaseModel):
+    """An operator's decision for a saga parked on a failed compensation (the ``resolve`` update).
+
+    ``retry`` runs the compensation again; ``skip`` leaves it undone, with a recorded reason;
+    ``mark_compensated`` records that it was done by hand. ``skip`` and ``mark_compensated`` name
+    the parked step, so a decision never lands on the wrong one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    action: ResolveAction
+    step: str | None = None
+    note: str = ""
+
+
+class Decision(Resolution):
+    """A :class:`Resolution` as applied, with the step it applied to and when."""
+
+    at: datetime
+    error: str
+    """The compensation's error the decision answered."""
 
 
 class StepState(BaseModel):
@@ -111,6 +141,10 @@ class SagaState(BaseModel):
     """The step whose failure started compensation."""
     error: str | None = None
     """Why the saga stopped going forward."""
+    parked_step: str | None = None
+    """The step whose compensation failed for good and waits for an operator (NEEDS_ATTENTION)."""
+    decisions: list[Decision] = Field(default_factory=list)
+    """Operators' decisions, in order."""
     steps: list[StepState] = Field(default_factory=list)
     """One entry per step, in definition order."""
 
@@ -119,7 +153,8 @@ class SagaReport(BaseModel):
     """Outcome of a finished saga: its result when it completed, or the error details otherwise.
 
     A completed saga returns it; a compensated one fails with an ``ApplicationError`` of type
-    :data:`SAGA_COMPENSATED` whose first detail is this report.
+    :data:`SAGA_COMPENSATED` whose first detail is this report (compensations an operator
+    skipped or marked done carry their ``resolution``).
     """
 
     saga: str

@@ -11,8 +11,9 @@ Rules it enforces:
   compensated saga as "Completed");
 * when the saga is cancelled, during an activity or a timer, the started steps are compensated in a
   task that cancellation cannot reach, then the workflow ends CANCELED;
-* a compensation that fails for good stops compensation and fails the saga with type
-  ``SagaCompensationFailed`` and status NEEDS_ATTENTION;
+* a compensation that fails for good parks the saga in NEEDS_ATTENTION until an operator
+  resolves it (the ``resolve`` update): retry, skip with a reason, or mark done by hand;
+* a step with a ``patch`` id is skipped by runs that started before it was added;
 * every change of status is mirrored into the ``SagaStatus``/``SagaStep`` search attributes.
 
 Deterministic and sandbox-safe: no I/O, clock or randomness but through ``temporalio.workflow``.
@@ -55,11 +56,12 @@ from workflows._definition import (
 from workflows._metrics import SagaMetrics
 from workflows._model import (
     SAGA_COMPENSATED,
-    SAGA_COMPENSATION_FAILED,
     SAGA_INPUT_ERROR,
     CompensationState,
+    Decision,
     HttpRequest,
     HttpResponse,
+    Resolution,
     SagaReport,
     SagaState,
     SagaStatus,
@@ -174,6 +176,7 @@ class SagaWorkflow:
         self._started: list[int] = []
         self._compensations: list[CompensationState] = []
         self._metrics: SagaMetrics | None = None
+        self._resolution: Resolution | None = None
 
     @workflow.query(name="saga_state")
     def saga_state(self) -> SagaState:
@@ -228,6 +231,9 @@ class SagaWorkflow:
 
     async def _forward(self, index: int, data: BaseModel) -> None:
         saga, step, state = self.saga, self.saga.steps[index], self._state.steps[index]
+        if step.patch is not None and not workflow.patched(step.patch):
+            state.status = StepStatus.SKIPPED  # added after this run started: it replays as it ran
+            return
         ctx = StepContext(saga_id=workflow.info().workflow_id, input=data, outputs=self._outputs)
         if step.compensation is not None:
             self._started.append(index)  # registered before the step runs
@@ -294,16 +300,17 @@ class SagaWorkflow:
             )
 
     async def _compensate(self, data: BaseModel) -> None:
-        """Undo the started steps in reverse order; stop at the first that fails for good."""
+        """Undo the started steps in reverse order.
+
+        A compensation that fails for good parks the saga (NEEDS_ATTENTION) until an operator
+        resolves it with the ``resolve`` update: retry it, skip it, or mark it done by hand.
+        """
         self._set_status(SagaStatus.COMPENSATING)
         wid = workflow.info().workflow_id
         total = len(self.saga.steps)
         for index in reversed(self._started):
             step, state = self.saga.steps[index], self._state.steps[index]
             assert step.compensation is not None
-            state.status = StepStatus.COMPENSATING
-            if self.saga.track_steps:
-                self._upsert(SAGA_STEP.value_set(step.name))
             ctx = UndoContext(
                 saga_id=wid,
                 input=data,
@@ -312,38 +319,86 @@ class SagaWorkflow:
                 step_output=self._outputs.get(step.name),
             )
             summary = f"compensate {index + 1}/{total} {step.name}"
-            try:
-                await self._run_action(step, step.compensation, ctx, summary, compensation=True)
-            except FailureError as err:
-                if is_cancelled_exception(err):
-                    raise
-                state.status, state.compensation_error = (
-                    StepStatus.COMPENSATION_FAILED,
-                    _describe(err),
-                )
-                self._compensations.append(
-                    CompensationState(step=step.name, ok=False, error=state.compensation_error)
-                )
-                self._count_compensation(step.name, ok=False)
-                self._set_status(SagaStatus.NEEDS_ATTENTION)
-                workflow.logger.error(
-                    "saga %s %s: compensation of %s failed for good: %s",
-                    self.saga.name,
-                    wid,
-                    step.name,
-                    state.compensation_error,
-                )
-                raise ApplicationError(
-                    f"saga {self.saga.name} needs attention: compensation of {step.name} failed: "
-                    f"{state.compensation_error}",
-                    self._report(),
-                    type=SAGA_COMPENSATION_FAILED,
-                    non_retryable=True,
-                ) from None
-            state.status = StepStatus.COMPENSATED
-            self._compensations.append(CompensationState(step=step.name, ok=True))
-            self._count_compensation(step.name, ok=True)
+            while True:
+                state.status = StepStatus.COMPENSATING
+                if self.saga.track_steps:
+                    self._upsert(SAGA_STEP.value_set(step.name))
+                try:
+                    await self._run_action(step, step.compensation, ctx, summary, compensation=True)
+                except FailureError as err:
+                    if is_cancelled_exception(err):
+                        raise
+                    self._count_compensation(step.name, ok=False)
+                    decision = await self._park(step, _describe(err))
+                    if decision.action == "retry":
+                        continue
+                    done = decision.action == "mark_compensated"
+                    state.status = (
+                        StepStatus.COMPENSATED if done else StepStatus.COMPENSATION_SKIPPED
+                    )
+                    self._compensations.append(
+                        CompensationState(
+                            step=step.name,
+                            ok=done,
+                            error=decision.error,
+                            resolution=f"{decision.action}: {decision.note}".rstrip(": "),
+                        )
+                    )
+                else:
+                    state.status = StepStatus.COMPENSATED
+                    self._compensations.append(CompensationState(step=step.name, ok=True))
+                    self._count_compensation(step.name, ok=True)
+                break
         self._set_status(SagaStatus.COMPENSATED)
+
+    async def _park(self, step: Step, error: str) -> Decision:
+        """Wait, parked in NEEDS_ATTENTION, for an operator's decision on ``step``."""
+        state = self._state.steps[self.saga.steps.index(step)]
+        state.status, state.compensation_error = StepStatus.COMPENSATION_FAILED, error
+        self._state.parked_step = step.name
+        self._set_status(SagaStatus.NEEDS_ATTENTION)
+        if self._metrics is not None:
+            self._metrics.parked()
+        workflow.logger.error(
+            "saga %s %s needs attention: compensation of %s failed for good: %s "
+            "(resolve with: saga resolve %s --retry | --skip %s | --mark-compensated %s)",
+            self.saga.name,
+            workflow.info().workflow_id,
+            step.name,
+            error,
+            workflow.info().workflow_id,
+            step.name,
+            step.name,
+        )
+        await workflow.wait_condition(lambda: self._resolution is not None)
+        assert self._resolution is not None
+        decision = Decision(
+            **self._resolution.model_dump(exclude={"step"}),
+            step=step.name,
+            at=workflow.now(),
+            error=error,
+        )
+        self._resolution = None
+        self._state.parked_step = None
+        self._state.decisions.append(decision)
+        self._set_status(SagaStatus.COMPENSATING)
+        return decision
+
+    @workflow.update(name="resolve")
+    async def resolve(self, resolution: Resolution) -> SagaState:
+        """Resolve a saga parked on a failed compensation (see :class:`Resolution`)."""
+        self._resolution = resolution
+        return self._state
+
+    @resolve.validator
+    def _check_resolution(self, resolution: Resolution) -> None:
+        parked = self._state.parked_step
+        if parked is None or self._resolution is not None:
+            raise ValueError(f"saga is not waiting for an operator (status {self._state.status})")
+        if resolution.action != "retry" and resolution.step != parked:
+            raise ValueError(
+                f"{resolution.action} must name the parked step {parked!r}, not {resolution.step!r}"
+            )
 
     # -- one action ----------------------------------------------------------------------------
 

@@ -1,0 +1,67 @@
+"""A saga parked on a failed compensation survives worker restarts and is resolved from the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests._helpers import ROOT, TASK_QUEUE, Stack, order
+from workers import outcome, start_saga
+from workflows import SagaState, SagaStatus
+from workflows.order import ORDER
+
+pytestmark = pytest.mark.integration
+
+
+def saga(*args: str, address: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workers", *args, "--address", address],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+async def test_parked_saga_survives_worker_restarts_and_is_resolved_from_the_cli(
+    stack: Stack, key: str
+) -> None:
+    # The refund is refused once (409: non-retryable), so the compensation fails for good.
+    await stack.fault("payment", op="undo", match=key, mode="reject", status=409, times=1)
+    handle = await start_saga(stack.client, ORDER, order(key, country="AQ"), task_queue=TASK_QUEUE)
+    for _ in range(200):
+        state = await handle.query("saga_state", result_type=SagaState)
+        if state.status is SagaStatus.NEEDS_ATTENTION:
+            break
+        await asyncio.sleep(0.1)
+    assert state.parked_step == "charge-payment"
+    listed = saga("list", "--status", "needs_attention", "--json", address=stack.address)
+    assert handle.id in [row["workflow_id"] for row in json.loads(listed.stdout)]
+
+    # Every worker dies and new ones come up: the parked saga is rebuilt from its history.
+    for i, worker in enumerate(stack.workers):
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        stack.workers[i] = stack.start_worker(f"worker-after-park-{i}")
+    await stack.wait_for_pollers(2)
+    assert (await handle.query("saga_state", result_type=SagaState)).parked_step == "charge-payment"
+    assert await stack.record("inventory", key) == "active"  # not undone while parked
+
+    wrong = saga("resolve", handle.id, "--skip", "reserve-stock", address=stack.address)
+    assert wrong.returncode == 2 and "parked step 'charge-payment'" in wrong.stderr
+    fixed = saga(
+        "resolve", handle.id, "--retry", "--note", "payment service fixed", address=stack.address
+    )
+    assert fixed.returncode == 0, fixed.stderr
+
+    result = await asyncio.wait_for(outcome(handle), 60)
+    assert result.status is SagaStatus.COMPENSATED
+    assert await stack.record("payment", key) == "undone"
+    assert await stack.record("inventory", key) == "undone"
+    state = await handle.query("saga_state", result_type=SagaState)
+    assert [(d.action, d.note) for d in state.decisions] == [("retry", "payment service fixed")]

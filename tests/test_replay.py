@@ -1,0 +1,56 @@
+"""Replay tests: recorded histories of the example sagas must replay on the current code.
+
+A change that would break sagas already running (a step inserted, removed or reordered without
+a patch) fails here, in CI, before it reaches a worker. Histories: ``tests/histories``, recorded
+by ``python -m tests.record_histories``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from tests import _changed_patched, _changed_unpatched
+from workers import DATA_CONVERTER
+from workflows.order import OrderSaga
+from workflows.trip import TripSaga
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def test_every_kind_of_run_is_recorded() -> None:
+    assert {p.stem for p in HISTORIES} == {
+        "order-completed",
+        "order-compensated",
+        "trip-cancelled",
+        "order-parked-resolved",
+    }
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_recorded_histories_replay_on_the_current_code(path: Path) -> None:
+    replayer = Replayer(workflows=[OrderSaga, TripSaga], data_converter=DATA_CONVERTER)
+    await replayer.replay_workflow(load(path))
+
+
+@pytest.mark.parametrize("name", ["order-completed", "order-compensated", "order-parked-resolved"])
+async def test_inserting_a_step_without_a_patch_breaks_running_sagas(name: str) -> None:
+    replayer = Replayer(workflows=[_changed_unpatched.OrderSaga], data_converter=DATA_CONVERTER)
+    path = next(p for p in HISTORIES if p.stem == name)
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(load(path))
+
+
+@pytest.mark.parametrize("name", ["order-completed", "order-compensated", "order-parked-resolved"])
+async def test_inserting_a_step_with_a_patch_keeps_running_sagas_replaying(name: str) -> None:
+    replayer = Replayer(workflows=[_changed_patched.OrderSaga], data_converter=DATA_CONVERTER)
+    path = next(p for p in HISTORIES if p.stem == name)
+    await replayer.replay_workflow(load(path))
