@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import PollerBehaviorAutoscaling, Worker, WorkerTuner
+from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, Worker, WorkerTuner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import HttpParticipant
@@ -35,6 +35,7 @@ def build_worker(
     workflows: Sequence[type] = (),
     activities: Sequence[Callable[..., Any]] = (),
     passthrough: Sequence[str] = (),
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     """Create (not start) a worker for ``sagas`` with the HTTP participant's activity.
 
@@ -46,6 +47,7 @@ def build_worker(
         workflows: More workflow classes (for example hand-written ones).
         activities: More activities (your own steps' activities).
         passthrough: More modules to pass through the sandbox (deterministic, side-effect free).
+        interceptors: Worker interceptors (for example ``activities.FaultInjector`` in tests).
 
     The ``workflows`` package is passed through the sandbox: it is side-effect free and
     deterministic, and re-importing it for every run would cost most of a workflow task.
@@ -73,6 +75,7 @@ def build_worker(
         max_activities_per_second=config.max_activities_per_second,
         max_task_queue_activities_per_second=config.max_task_queue_activities_per_second,
         graceful_shutdown_timeout=config.graceful_shutdown,
+        interceptors=interceptors,
         **slots,
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(

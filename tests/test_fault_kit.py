@@ -1,0 +1,78 @@
+"""The fault-injection kit, as a user would apply it to their own saga's test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+
+from activities import Fault, FaultInjector, HttpParticipant
+from tests._helpers import Stack, order
+from workers import WorkerConfig, build_worker, load_sagas, outcome, start_saga
+from workflows import SagaState, SagaStatus
+from workflows.order import ORDER
+
+pytestmark = pytest.mark.integration
+INJECTOR = FaultInjector([])
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def queue(stack: Stack) -> AsyncIterator[str]:
+    name = f"faults-{uuid.uuid4().hex[:6]}"
+    participant = HttpParticipant(stack.services)
+    worker = build_worker(
+        stack.client,
+        WorkerConfig(task_queue=name),
+        load_sagas().values(),
+        participant,
+        interceptors=[INJECTOR],
+    )
+    async with worker:
+        yield name
+    await participant.aclose()
+
+
+async def test_a_lost_reply_is_retried_and_the_charge_applies_once(
+    stack: Stack, queue: str, key: str
+) -> None:
+    INJECTOR.faults[:] = [
+        Fault("charge-payment", "lost_reply", attempts={1}, workflow_id=f"OrderSaga-{key}")
+    ]
+    handle = await start_saga(stack.client, ORDER, order(key), task_queue=queue)
+    result = await outcome(handle)
+    assert result.status is SagaStatus.COMPLETED
+    assert INJECTOR.injected[("charge-payment", "lost_reply")] >= 1
+    state = await handle.query("saga_state", result_type=SagaState)
+    assert state.steps[1].attempts == 2
+    assert len([e for e in await stack.log("payment", key) if e["op"] == "do"]) == 1
+
+
+async def test_refusing_a_step_compensates_and_a_failing_undo_is_retried(
+    stack: Stack, queue: str, key: str
+) -> None:
+    wid = f"OrderSaga-{key}"
+    INJECTOR.faults[:] = [
+        Fault("create-shipment", "refuse", workflow_id=wid),
+        Fault("charge-payment:compensate", "fail", attempts={1}, workflow_id=wid),
+    ]
+    result = await outcome(await start_saga(stack.client, ORDER, order(key), task_queue=queue))
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.report is not None and result.report.failed_step == "create-shipment"
+    assert [c.step for c in result.report.compensations] == ["charge-payment", "reserve-stock"]
+    assert await stack.record("payment", key) == "undone"
+    assert await stack.record("shipping", key) == "absent"
+
+
+async def test_a_delay_holds_the_step_back(stack: Stack, queue: str, key: str) -> None:
+    INJECTOR.faults[:] = [
+        Fault("reserve-stock", "delay", delay=timedelta(seconds=2), workflow_id=f"OrderSaga-{key}")
+    ]
+    handle = await start_saga(stack.client, ORDER, order(key), task_queue=queue)
+    assert (await outcome(handle)).status is SagaStatus.COMPLETED
+    state = await handle.query("saga_state", result_type=SagaState)
+    first = state.steps[0]
+    assert first.started_at and first.ended_at
+    assert (first.ended_at - first.started_at).total_seconds() >= 2
