@@ -8,6 +8,7 @@ Error messages carry the status and a short body with credentials redacted.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
@@ -42,9 +43,15 @@ _SECRET = re.compile(
 )
 
 
-def redact(text: str, limit: int = _BODY_LIMIT) -> str:
-    """Shorten ``text`` and mask anything that looks like a credential."""
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+
+
+def redact(text: str, limit: int = _BODY_LIMIT, secrets: Sequence[str] = ()) -> str:
+    """Shorten ``text`` and mask anything that looks like a credential, and every ``secrets``."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
     text = _SECRET.sub(r"\1***", text.replace("\n", " "))
+    text = _BEARER.sub(r"\1 ***", text)
     return text if len(text) <= limit else text[:limit] + "…"
 
 
@@ -65,19 +72,22 @@ def retry_after(response: httpx.Response) -> timedelta | None:
     return max(timedelta(0), when - date)
 
 
-def classify_response(response: httpx.Response, what: str, attempt: int) -> ApplicationError:
+def classify_response(
+    response: httpx.Response, what: str, attempt: int, secrets: Sequence[str] = ()
+) -> ApplicationError:
     """Turn a non-2xx response into the ``ApplicationError`` the activity raises.
 
     Args:
         response: The participant's response.
         what: Short description of the call, for example ``"payment POST /charges"``.
         attempt: The activity attempt, reported in the error details.
+        secrets: Values to mask wherever they appear (the call's credentials).
 
     Returns:
         A retryable or non-retryable error naming the status and a redacted body.
     """
     status = response.status_code
-    message = f"{what} -> HTTP {status}: {redact(response.text)}"
+    message = f"{what} -> HTTP {status}: {redact(response.text, secrets=secrets)}"
     details = {"status": status, "attempt": attempt}
     if status >= 500 or status in _RETRYABLE_4XX:
         return ApplicationError(
@@ -86,11 +96,13 @@ def classify_response(response: httpx.Response, what: str, attempt: int) -> Appl
     return ApplicationError(message, details, type=PARTICIPANT_REJECTED, non_retryable=True)
 
 
-def classify_transport_error(err: httpx.HTTPError, what: str, attempt: int) -> ApplicationError:
+def classify_transport_error(
+    err: httpx.HTTPError, what: str, attempt: int, secrets: Sequence[str] = ()
+) -> ApplicationError:
     """Turn a transport error (connect, timeout, protocol) into a retryable ``ApplicationError``."""
     reason = type(err).__name__
     if str(err):
-        reason = f"{reason}: {redact(str(err), 120)}"
+        reason = f"{reason}: {redact(str(err), 120, secrets)}"
     return ApplicationError(
         f"{what} -> {reason}", {"attempt": attempt}, type=PARTICIPANT_UNAVAILABLE
     )

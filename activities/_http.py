@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -44,6 +45,7 @@ class HttpParticipant:
         *,
         client: httpx.AsyncClient | None = None,
         headers: Mapping[str, str] | None = None,
+        tokens: Mapping[str, SecretStr] | None = None,
         heartbeat_every: timedelta = timedelta(seconds=2),
     ) -> None:
         """Create the participant.
@@ -51,7 +53,9 @@ class HttpParticipant:
         Args:
             services: Service name to base URL, for example ``{"payment": "http://127.0.0.1:8102"}``.
             client: The pooled client to use; by default one is created (and owned) here.
-            headers: Extra headers sent on every call (for example credentials).
+            headers: Extra headers sent on every call.
+            tokens: Bearer token per service name, sent as ``Authorization``. They live only
+                here, in worker configuration: never in workflow history, errors or logs.
             heartbeat_every: How often an in-flight call heartbeats, so cancellation and worker
                 death are noticed promptly.
         """
@@ -62,6 +66,7 @@ class HttpParticipant:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
         self._headers = dict(headers or {})
+        self._tokens = dict(tokens or {})
         self._heartbeat_every = heartbeat_every.total_seconds()
 
     async def aclose(self) -> None:
@@ -89,6 +94,10 @@ class HttpParticipant:
                 non_retryable=True,
             )
         headers = {**self._headers, IDEMPOTENCY_HEADER: idempotency_key()}
+        token = self._tokens.get(request.service)
+        secrets = [token.get_secret_value()] if token is not None else []
+        if secrets:
+            headers["Authorization"] = f"Bearer {secrets[0]}"
         if _propagate is not None:
             _propagate.inject(headers)  # traceparent of the current span, when tracing is on
         timeout = info.start_to_close_timeout.total_seconds() if info.start_to_close_timeout else 30
@@ -102,9 +111,9 @@ class HttpParticipant:
         try:
             response = await self._with_heartbeats(send)
         except httpx.HTTPError as err:
-            raise classify_transport_error(err, what, info.attempt) from None
+            raise classify_transport_error(err, what, info.attempt, secrets) from None
         if not response.is_success:
-            raise classify_response(response, what, info.attempt)
+            raise classify_response(response, what, info.attempt, secrets)
         try:
             body = response.json() if response.content else None
         except json.JSONDecodeError:

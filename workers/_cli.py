@@ -16,6 +16,8 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.service import RPCError
 
 from workers._client import DEFAULT_UI, connect, start_saga, ui_link
+from workers._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
+from workers._codec_server import codec_server
 from workers._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
 from workers._logging import configure_logging
 from workers._registry import UnknownSagaError, find_saga, load_sagas
@@ -26,6 +28,7 @@ __all__ = ["main"]
 
 DATA_DIR = Path(".sagaloom")
 CLI_ENV = ("SAGALOOM_LOG_LEVEL", "SAGALOOM_LOG_FORMAT", "SAGALOOM_UI")
+# (clients also read SAGALOOM_ENCRYPTION_KEYS and SAGALOOM_ENCODE_FAILURES, as workers do)
 """Variables the ``saga`` command itself reads (the worker's are :class:`WorkerConfig`'s)."""
 
 
@@ -45,7 +48,12 @@ def _services(pairs: Sequence[str]) -> dict[str, str]:
 
 async def _client(args: argparse.Namespace) -> Client:
     try:
-        return await connect(args.address, args.namespace)
+        return await connect(
+            args.address,
+            args.namespace,
+            codec=codec_from_env(),
+            encode_failures=os.environ.get("SAGALOOM_ENCODE_FAILURES", "") in ("1", "true"),
+        )
     except RuntimeError as err:
         raise CliError(f"cannot reach Temporal at {args.address}: {err}") from None
 
@@ -140,6 +148,21 @@ async def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_codec_server(args: argparse.Namespace) -> int:
+    codec = codec_from_env()
+    if codec is None:
+        raise CliError("set SAGALOOM_ENCRYPTION_KEYS (the workers' keys) first")
+    server = codec_server(codec, args.host, args.port, args.ui)
+    print(f"codec endpoint http://{args.host}:{args.port} for the Web UI at {args.ui}")
+    await asyncio.to_thread(server.serve_forever)
+    return 0
+
+
+async def cmd_new_key(args: argparse.Namespace) -> int:
+    print(f"{args.id}={EncryptionCodec.new_key()}")
+    return 0
+
+
 async def cmd_list(args: argparse.Namespace) -> int:
     try:
         query = list_query(args.status, args.saga)
@@ -203,6 +226,24 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+TLS_FLAGS = (
+    ("api-key", "TEMPORAL_API_KEY"),
+    ("tls-cert-path", "TEMPORAL_TLS_CLIENT_CERT_PATH"),
+    ("tls-key-path", "TEMPORAL_TLS_CLIENT_KEY_PATH"),
+    ("tls-ca-path", "TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
+    ("tls-server-name", "TEMPORAL_TLS_SERVER_NAME"),
+)
+"""Connection flags and the standard Temporal variables they set."""
+
+
+def apply_tls_flags(args: argparse.Namespace) -> None:
+    """Turn TLS/API-key flags into Temporal's standard variables, which every connect reads."""
+    for flag, variable in TLS_FLAGS:
+        value = getattr(args, flag.replace("-", "_"), None)
+        if value:
+            os.environ[variable] = value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saga", description="sagaloom: sagas on Temporal")
     parser.add_argument("--log-level", default=os.environ.get("SAGALOOM_LOG_LEVEL", "INFO"))
@@ -218,6 +259,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
         p.add_argument("--namespace", default=os.environ.get("TEMPORAL_NAMESPACE", "default"))
         p.add_argument("--ui", default=os.environ.get("SAGALOOM_UI", DEFAULT_UI))
+        secure = p.add_argument_group("TLS and API keys (flags override TEMPORAL_* variables)")
+        for flag, _ in TLS_FLAGS:
+            secure.add_argument(f"--{flag}", metavar="PATH" if "path" in flag else "VALUE")
 
     for name, helptext in (
         ("dev", "run the embedded dev server, the demo services and a worker until Ctrl-C"),
@@ -270,6 +314,14 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("--mark-compensated", metavar="STEP", help="it was undone by hand")
     p.add_argument("--note", default="", help="recorded with the decision")
 
+    p = sub.add_parser("codec-server", help="decrypt payloads for the Web UI (codec endpoint)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--ui", default=os.environ.get("SAGALOOM_UI", DEFAULT_UI), help="UI origin")
+
+    p = sub.add_parser("new-key", help="print a new encryption key entry (<id>=<base64>)")
+    p.add_argument("id", help="key id, for example 2026-11")
+
     p = sub.add_parser("list", help="list sagas from Temporal visibility")
     connection(p)
     p.add_argument("--status", help="running, completed, compensated, needs_attention, …")
@@ -286,6 +338,8 @@ COMMANDS = {
     "status": cmd_show,
     "list": cmd_list,
     "resolve": cmd_resolve,
+    "codec-server": cmd_codec_server,
+    "new-key": cmd_new_key,
     "cancel": cmd_cancel,
     "demo": cmd_demo,
     "dev": cmd_dev,
@@ -298,13 +352,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The demo's output is its table; its worker's log goes to a file beside its data.
     log_file = args.data_dir / "demo.log" if args.command == "demo" else None
     configure_logging(args.log_level.upper(), log_file, json_lines=args.log_format == "json")
+    apply_tls_flags(args)
     try:
         if args.command == "worker" and worker_config(args).processes > 1:
             from workers._supervisor import Supervisor
 
             return Supervisor(worker_config(args)).run()  # in the main thread: it owns signals
         return asyncio.run(COMMANDS[args.command](args))
-    except (CliError, ConfigError, SagaInputError, UnknownSagaError) as err:
+    except (CliError, ConfigError, EncryptionKeyError, SagaInputError, UnknownSagaError) as err:
         print(f"saga {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,18 +11,20 @@ from urllib.parse import quote
 from pydantic import BaseModel
 from temporalio.client import Client, Interceptor, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.converter import PayloadCodec
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
 from temporalio.runtime import Runtime
 
 from workers._config import DEFAULT_TASK_QUEUE
-from workers._converter import DATA_CONVERTER
+from workers._converter import converter
 from workflows import (
     SAGA_COMPENSATED,
     SAGA_KEY,
     SAGA_NAME,
     SAGA_STATUS,
     Saga,
+    SagaInputError,
     SagaReport,
     SagaStatus,
 )
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 DEFAULT_UI = "http://localhost:8233"
+MAX_INPUT_BYTES = 2_000_000
+"""Largest saga input ``start_saga`` sends (Temporal rejects payloads over 2 MB)."""
 """Web UI of the embedded dev server."""
 
 InputT = TypeVar("InputT", bound=BaseModel)
@@ -49,6 +53,8 @@ async def connect(
     *,
     runtime: Runtime | None = None,
     interceptors: Sequence[Interceptor] = (),
+    codec: PayloadCodec | None = None,
+    encode_failures: bool = False,
 ) -> Client:
     """Connect with sagaloom's data converter: pydantic payloads, tracebacks only for bugs.
 
@@ -58,6 +64,9 @@ async def connect(
         runtime: A Temporal runtime (for example one exporting metrics).
         interceptors: Client interceptors; those that are also worker interceptors (tracing)
             apply to workers built on this client too.
+        codec: A payload codec (for example ``EncryptionCodec``); workers built on this client
+            use it too.
+        encode_failures: Move failure messages into encoded (encrypted) attributes.
     """
     # TLS, mTLS and API keys come from Temporal's standard environment configuration
     # (TEMPORAL_API_KEY, TEMPORAL_TLS_CLIENT_CERT_PATH, ... or the profile file).
@@ -68,7 +77,7 @@ async def connect(
         api_key=profile.get("api_key"),
         tls=profile.get("tls", False),
         rpc_metadata=profile.get("rpc_metadata") or {},
-        data_converter=DATA_CONVERTER,
+        data_converter=converter(codec, encode_failures=encode_failures),
         runtime=runtime,
         interceptors=interceptors,
     )
@@ -102,9 +111,21 @@ async def start_saga(
         The handle of the started run.
 
     Raises:
-        SagaInputError: naming each field that failed validation.
+        SagaInputError: naming each field that failed validation, or an input over 2 MB.
     """
     parsed = saga.parse_input(data)
+    size = len(parsed.model_dump_json())
+    if size > MAX_INPUT_BYTES:
+        raise SagaInputError(
+            saga.name,
+            [
+                (
+                    "<input>",
+                    f"{size / 1e6:.1f} MB; Temporal refuses payloads over 2 MB: pass a "
+                    "reference (an id, a URL) instead of the data",
+                )
+            ],
+        )
     key = saga.key(parsed) if saga.key else None
     if id is None:
         id = f"{saga.name}-{key}" if key else f"{saga.name}-{uuid.uuid4()}"

@@ -7,12 +7,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from pydantic import SecretStr
+
 __all__ = ["DEFAULT_TASK_QUEUE", "ConfigError", "WorkerConfig"]
 
 DEFAULT_TASK_QUEUE = "sagaloom"
 """Task queue of the example sagas and of ``saga start`` unless told otherwise."""
 
 _SERVICE_PREFIX = "SAGALOOM_SERVICE_"
+_TOKEN_SUFFIX = "_TOKEN"
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").lower() in ("1", "true", "yes")
 
 
 class ConfigError(ValueError):
@@ -101,6 +108,13 @@ class WorkerConfig:
     """``host:port`` of ``/healthz`` and ``/readyz``; None: off (``SAGALOOM_HEALTH_ADDRESS``)."""
     tracing: bool = False
     """Add OpenTelemetry tracing interceptors (``SAGALOOM_TRACING=true``; needs the extra)."""
+    service_tokens: Mapping[str, SecretStr] = field(default_factory=dict)
+    """Bearer tokens per participant (``SAGALOOM_SERVICE_<NAME>_TOKEN``): sent as
+    ``Authorization``, never written to history or logs."""
+    encryption_keys: SecretStr | None = None
+    """Payload encryption keys (``SAGALOOM_ENCRYPTION_KEYS``, see ``workers._codec``)."""
+    encode_failures: bool = False
+    """Encode failure messages too (``SAGALOOM_ENCODE_FAILURES=true``)."""
     graceful_shutdown: timedelta = timedelta(seconds=10)
     """Time in-flight activities get on SIGTERM (``SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS``)."""
 
@@ -115,7 +129,12 @@ class WorkerConfig:
         services = {
             name[len(_SERVICE_PREFIX) :].lower(): url
             for name, url in env.items()
-            if name.startswith(_SERVICE_PREFIX) and url
+            if name.startswith(_SERVICE_PREFIX) and not name.endswith(_TOKEN_SUFFIX) and url
+        }
+        tokens = {
+            name[len(_SERVICE_PREFIX) : -len(_TOKEN_SUFFIX)].lower(): SecretStr(value)
+            for name, value in env.items()
+            if name.startswith(_SERVICE_PREFIX) and name.endswith(_TOKEN_SUFFIX) and value
         }
         for name, url in services.items():
             if not url.startswith(("http://", "https://")):
@@ -123,7 +142,11 @@ class WorkerConfig:
         modules = tuple(
             m.strip() for m in env.get("SAGALOOM_SAGA_MODULES", "").split(",") if m.strip()
         )
+        keys = env.get("SAGALOOM_ENCRYPTION_KEYS", "").strip()
         return cls(
+            service_tokens=tokens,
+            encryption_keys=SecretStr(keys) if keys else None,
+            encode_failures=_flag(env, "SAGALOOM_ENCODE_FAILURES"),
             tuner=_choice(env, "SAGALOOM_TUNER", ("fixed", "resource")),
             poller=_choice(env, "SAGALOOM_POLLER", ("simple", "autoscaling")),
             max_activities_per_second=_rate(env, "SAGALOOM_MAX_ACTIVITIES_PER_SECOND"),
@@ -133,7 +156,7 @@ class WorkerConfig:
             processes=_int(env, "SAGALOOM_PROCESSES", 1),
             metrics_address=_address(env, "SAGALOOM_METRICS_ADDRESS"),
             health_address=_address(env, "SAGALOOM_HEALTH_ADDRESS"),
-            tracing=env.get("SAGALOOM_TRACING", "").lower() in ("1", "true", "yes"),
+            tracing=_flag(env, "SAGALOOM_TRACING"),
             address=env.get("TEMPORAL_ADDRESS") or cls.address,
             namespace=env.get("TEMPORAL_NAMESPACE") or cls.namespace,
             task_queue=env.get("SAGALOOM_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
@@ -173,4 +196,14 @@ class WorkerConfig:
             ),
         }
         env.update({f"{_SERVICE_PREFIX}{k.upper()}": v for k, v in self.services.items()})
+        env.update(
+            {
+                f"{_SERVICE_PREFIX}{k.upper()}{_TOKEN_SUFFIX}": v.get_secret_value()
+                for k, v in self.service_tokens.items()
+            }
+        )
+        env["SAGALOOM_ENCRYPTION_KEYS"] = (
+            self.encryption_keys.get_secret_value() if self.encryption_keys else ""
+        )
+        env["SAGALOOM_ENCODE_FAILURES"] = "true" if self.encode_failures else ""
         return env

@@ -6,10 +6,15 @@ import dataclasses
 
 import temporalio.api.failure.v1
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadConverter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverter,
+    PayloadCodec,
+    PayloadConverter,
+)
 from temporalio.exceptions import ApplicationError
 
-__all__ = ["DATA_CONVERTER", "QuietFailureConverter"]
+__all__ = ["DATA_CONVERTER", "QuietEncodedFailureConverter", "QuietFailureConverter", "converter"]
 
 
 class QuietFailureConverter(DefaultFailureConverter):
@@ -36,3 +41,26 @@ DATA_CONVERTER: DataConverter = dataclasses.replace(
     pydantic_data_converter, failure_converter_class=QuietFailureConverter
 )
 """Pydantic data converter with :class:`QuietFailureConverter`; use it on clients and workers."""
+
+
+class QuietEncodedFailureConverter(QuietFailureConverter):
+    """A :class:`QuietFailureConverter` whose failure messages go into an encoded payload.
+
+    A payload codec (encryption) then covers them too (``SAGALOOM_ENCODE_FAILURES=true``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(encode_common_attributes=True)
+
+
+def converter(codec: PayloadCodec | None = None, *, encode_failures: bool = False) -> DataConverter:
+    """:data:`DATA_CONVERTER`, with a payload codec and encoded failure messages when asked."""
+    if codec is None and not encode_failures:
+        return DATA_CONVERTER
+    return dataclasses.replace(
+        DATA_CONVERTER,
+        payload_codec=codec,
+        failure_converter_class=(
+            QuietEncodedFailureConverter if encode_failures else QuietFailureConverter
+        ),
+    )

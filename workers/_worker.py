@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import HttpParticipant
 from workers._client import connect
+from workers._codec import EncryptionCodec
 from workers._config import WorkerConfig
 from workers._devserver import ensure_search_attributes
 from workers._health import HealthServer
@@ -98,8 +99,14 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
             loop.add_signal_handler(signum, stop.set)
     runtime = metrics_runtime(config.metrics_address) if config.metrics_address else None
     interceptors = [tracing_interceptor()] if config.tracing else []
+    keys = config.encryption_keys
     client = await connect(
-        config.address, config.namespace, runtime=runtime, interceptors=interceptors
+        config.address,
+        config.namespace,
+        runtime=runtime,
+        interceptors=interceptors,
+        codec=EncryptionCodec.from_spec(keys.get_secret_value()) if keys else None,
+        encode_failures=config.encode_failures,
     )
     try:
         added = await ensure_search_attributes(client, config.namespace)
@@ -108,7 +115,7 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
     except Exception as err:  # a cluster may not let workers register them
         log.warning("could not check search attributes (register them from deploy/): %s", err)
     sagas = load_sagas(config.saga_modules)
-    participant = HttpParticipant(config.services)
+    participant = HttpParticipant(config.services, tokens=config.service_tokens)
     worker = build_worker(client, config, sagas.values(), participant)
     log.info(
         "worker polling %s on %s/%s: sagas %s; services %s",

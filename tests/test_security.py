@@ -1,0 +1,204 @@
+"""Encryption with key rotation, the UI codec endpoint, and secrets kept out of history and logs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from cryptography.exceptions import InvalidTag
+from pydantic import SecretStr
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+
+from activities import HttpParticipant
+from tests._helpers import Stack, count_workflows, order
+from workers import WorkerConfig, build_worker, connect, free_port, load_sagas, outcome, start_saga
+from workers._codec import EncryptionCodec, EncryptionKeyError
+from workers._codec_server import codec_server
+from workflows import SagaInputError, SagaStatus
+from workflows.order import ORDER
+
+KEY1, KEY2 = EncryptionCodec.new_key(), EncryptionCodec.new_key()
+TOKEN = "tok-" + uuid.uuid4().hex
+
+
+def payload(text: str) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(text).encode())
+
+
+async def test_encryption_round_trips_with_key_rotation() -> None:
+    old = EncryptionCodec.from_spec(f"k1={KEY1}")
+    rotated = EncryptionCodec.from_spec(f"k2={KEY2},k1={KEY1}")
+    only_new = EncryptionCodec.from_spec(f"k2={KEY2}")
+
+    [sealed_old] = await old.encode([payload("card 4242")])
+    assert b"4242" not in sealed_old.SerializeToString()
+    assert sealed_old.metadata["encryption-key-id"] == b"k1"
+    assert await rotated.decode([sealed_old]) == [payload("card 4242")]  # old keys decrypt
+
+    [sealed_new] = await rotated.encode([payload("card 4242")])
+    assert sealed_new.metadata["encryption-key-id"] == b"k2"  # the new key encrypts
+    assert await only_new.decode([sealed_new]) == [payload("card 4242")]
+    with pytest.raises(EncryptionKeyError, match="unknown key 'k1'"):
+        await only_new.decode([sealed_old])
+    tampered = Payload(metadata=sealed_new.metadata, data=sealed_new.data[:-1] + b"\0")
+    with pytest.raises(InvalidTag):
+        await rotated.decode([tampered])
+
+
+def test_bad_key_specs_are_named() -> None:
+    with pytest.raises(EncryptionKeyError, match="not base64"):
+        EncryptionCodec.from_spec("k1=***")
+    with pytest.raises(EncryptionKeyError, match="16, 24 or 32 bytes"):
+        EncryptionCodec.from_spec(f"k1={base64.b64encode(b'short').decode()}")
+    with pytest.raises(EncryptionKeyError, match="duplicate"):
+        EncryptionCodec.from_spec(f"k1={KEY1},k1={KEY2}")
+
+
+async def test_the_ui_codec_endpoint_decodes_with_cors() -> None:
+    codec = EncryptionCodec.from_spec(f"k1={KEY1}")
+    port = free_port()
+    server = codec_server(codec, "127.0.0.1", port, "http://localhost:8233")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        [sealed] = await codec.encode([payload("hello")])
+        body = {
+            "payloads": [
+                {
+                    "metadata": {
+                        k: base64.b64encode(v).decode() for k, v in sealed.metadata.items()
+                    },
+                    "data": base64.b64encode(sealed.data).decode(),
+                }
+            ]
+        }
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"http://127.0.0.1:{port}/decode", json=body)
+        assert response.status_code == 200
+        assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:8233"
+        [decoded] = response.json()["payloads"]
+        assert base64.b64decode(decoded["data"]) == b'"hello"'
+    finally:
+        server.shutdown()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def secure(stack: Stack) -> AsyncIterator[tuple[Client, str]]:
+    """A worker and client with encryption on, and a bearer token for the payment service."""
+    codec = EncryptionCodec.from_spec(f"k1={KEY1}")
+    client = await connect(stack.address, codec=codec, encode_failures=True)
+    queue = f"secure-{uuid.uuid4().hex[:6]}"
+    participant = HttpParticipant(stack.services, tokens={"payment": SecretStr(TOKEN)})
+    async with build_worker(
+        client, WorkerConfig(task_queue=queue), load_sagas().values(), participant
+    ):
+        yield client, queue
+    await participant.aclose()
+
+
+@pytest.mark.integration
+async def test_history_holds_no_plaintext_payload_and_no_secret(
+    stack: Stack, secure: tuple[Client, str], key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, queue = secure
+    marker = f"Ada-{uuid.uuid4().hex}"
+    caplog.set_level(logging.DEBUG)
+    ok = await start_saga(client, ORDER, order(key, customer=marker), task_queue=queue)
+    assert (await outcome(ok)).status is SagaStatus.COMPLETED
+    declined = await start_saga(
+        client, ORDER, order(f"{key}-d", customer=marker, amount_cents=900_000), task_queue=queue
+    )
+    result = await outcome(declined)  # decoded through the codec: the report reads fine
+    assert result.status is SagaStatus.COMPENSATED and result.report is not None
+    assert "HTTP 402" in (result.report.error or "")
+
+    for handle in (ok, declined):
+        # Read the raw history with a client that has no keys.
+        raw = await stack.client.get_workflow_handle(handle.id).fetch_history()
+        text = raw.to_json()
+        assert marker not in text  # inputs, activity arguments and results are encrypted
+        assert "card declined" not in text  # failure messages too (encode_failures)
+        assert TOKEN not in text
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.integration
+async def test_input_over_two_megabytes_is_refused_at_the_client(stack: Stack, key: str) -> None:
+    with pytest.raises(SagaInputError, match="refuses payloads over 2 MB"):
+        await start_saga(
+            stack.client, ORDER, order(key, customer="x" * 3_000_000), task_queue="nowhere"
+        )
+    assert await count_workflows(stack.client, f'SagaKey = "{key}"') == 0
+
+
+def test_tls_flags_become_temporal_connection_settings(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from temporalio.envconfig import ClientConfig
+
+    from workers._cli import _parser, apply_tls_flags
+
+    folder = Path(str(tmp_path))
+    for name in ("c.pem", "k.pem", "ca.pem"):
+        (folder / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    for _, variable in (("", "TEMPORAL_API_KEY"), ("", "TEMPORAL_TLS_CLIENT_CERT_PATH")):
+        monkeypatch.delenv(variable, raising=False)
+    args = _parser().parse_args(
+        [
+            "show",
+            "x",
+            "--tls-cert-path",
+            str(folder / "c.pem"),
+            "--tls-key-path",
+            str(folder / "k.pem"),
+            "--tls-ca-path",
+            str(folder / "ca.pem"),
+            "--tls-server-name",
+            "temporal.example.com",
+        ]
+    )
+    for _, variable in (
+        ("", "TEMPORAL_TLS_CLIENT_CERT_PATH"),
+        ("", "TEMPORAL_TLS_CLIENT_KEY_PATH"),
+        ("", "TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
+        ("", "TEMPORAL_TLS_SERVER_NAME"),
+    ):
+        monkeypatch.setenv(variable, "")  # restored after the test
+    apply_tls_flags(args)
+    tls = ClientConfig.load_client_connect_config()["tls"]
+    assert not isinstance(tls, bool)
+    assert tls.domain == "temporal.example.com"
+    assert tls.client_cert == b"-----BEGIN CERTIFICATE-----\n"
+    assert tls.server_root_ca_cert == b"-----BEGIN CERTIFICATE-----\n"
+
+
+async def test_participant_tokens_are_sent_but_never_echoed_in_errors() -> None:
+    from temporalio.testing import ActivityEnvironment
+
+    from workflows import HttpRequest
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(401, text=f"bad token {request.headers['Authorization']}")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    participant = HttpParticipant(
+        {"payment": "http://payment.test"}, client=client, tokens={"payment": SecretStr(TOKEN)}
+    )
+    request = HttpRequest(service="payment", method="POST", path="/charges", body={})
+    with pytest.raises(Exception) as caught:
+        await ActivityEnvironment().run(participant.call, request)
+    assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert TOKEN not in str(caught.value)
+    await client.aclose()
