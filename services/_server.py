@@ -10,13 +10,15 @@ Endpoints of a service with resource ``R`` and undo endpoint ``U``:
 * ``GET /R/<key>``: the record; ``GET /_admin/state``: every record, the effect log, counters.
 * ``POST /_admin/faults``: inject a fault; ``DELETE /_admin/faults``: clear them. A fault is
   ``{"op": "do"|"undo", "match": "<key>"|"*", "mode": "error"|"reject"|"slow"|"drop",
-  "times": N|null, "status": 503, "delay": 2.0}``: ``drop`` applies the effect, then closes the
-  connection without answering.
+  "times": N|null, "status": 503, "delay": 2.0, "rate": 1.0, "seed": 0}``: ``drop`` applies
+  the effect, then closes the connection without answering; ``rate`` below 1 hits that share of
+  the matching calls.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,10 +42,21 @@ class Fault:
     times: int | None = None
     status: int = 503
     delay: float = 2.0
+    rate: float = 1.0
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
 
     def matches(self, op: str, key: str) -> bool:
-        """Whether this fault applies to ``op`` on business key ``key`` (and consume one use)."""
+        """Whether this fault applies to ``op`` on business key ``key`` (and consume one use).
+
+        With ``rate`` below 1 it applies to that share of matching calls (seeded, repeatable).
+        """
         if self.op != op or self.match not in ("*", key) or self.times == 0:
+            return False
+        if self.rate < 1 and self._rng.random() >= self.rate:
             return False
         if self.times is not None:
             self.times -= 1
@@ -58,11 +71,15 @@ class Participant:
     store: Store
     faults: list[Fault] = field(default_factory=list)
     faults_lock: threading.Lock = field(default_factory=threading.Lock)
+    injected: dict[str, int] = field(default_factory=dict)
 
     def fault(self, op: str, key: str) -> Fault | None:
-        """The first injected fault that applies, if any."""
+        """The first injected fault that applies, if any (counted in ``injected``)."""
         with self.faults_lock:
-            return next((f for f in self.faults if f.matches(op, key)), None)
+            fault = next((f for f in self.faults if f.matches(op, key)), None)
+            if fault is not None:
+                self.injected[fault.mode] = self.injected.get(fault.mode, 0) + 1
+            return fault
 
     def do(self, body: dict[str, Any], idem: str, trace: str | None = None) -> tuple[int, Any]:
         """Apply the effect of ``body`` once per idempotency key and business key."""
@@ -139,7 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._reply(200, {"service": spec.name, "ok": True})
         elif self.path == "/_admin/state":
-            self._reply(200, store.dump())
+            with self.participant.faults_lock:
+                injected = dict(self.participant.injected)
+            self._reply(200, {**store.dump(), "injected": injected})
         elif self.path.startswith(f"/{spec.resource}/"):
             with store.lock:
                 record = store.record(self.path.rsplit("/", 1)[1])

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from temporalio.common import RetryPolicy
 
 from workflows import Http, Saga, Step, StepContext, StepDefaults, UndoContext, saga_workflow
+from workflows.order import ORDER
 
 STEP_NAMES = ("a", "b", "c", "d")
 
@@ -78,3 +79,26 @@ LOCAL_RULES: Saga[Plan] = dataclasses.replace(RULES, name="LocalRulesSaga", loca
 """The same saga on the fast path: every step a local activity."""
 
 LocalRulesSaga = saga_workflow(LOCAL_RULES)
+
+CHAOS_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=0,
+)
+
+CHAOS_ORDER: Saga[Any] = dataclasses.replace(
+    ORDER,
+    name="ChaosOrderSaga",
+    defaults=StepDefaults(
+        retry=CHAOS_RETRY,
+        start_to_close=timedelta(seconds=2),
+        schedule_to_close=timedelta(minutes=3),
+        heartbeat=timedelta(seconds=3),
+        compensation_retry=CHAOS_RETRY,
+        compensation_start_to_close=timedelta(seconds=2),
+    ),
+)
+"""The order saga with short timeouts and unlimited retries, for the chaos harness."""
+
+ChaosOrderSaga = saga_workflow(CHAOS_ORDER)

@@ -176,7 +176,7 @@ async def test_operator_skips_or_marks_a_parked_compensation_and_the_rest_contin
     await parked(handle)
     await handle.execute_update(
         "resolve",
-        Resolution(action=action, step="b", note="refunded by hand, ticket 42"),  # type: ignore[arg-type]
+        Resolution(action=action, step="b", note="refunded by hand, ticket 42"),
     )
     result = await outcome(handle)
     assert result.status is SagaStatus.COMPENSATED
