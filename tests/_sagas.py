@@ -57,22 +57,27 @@ def _undo(name: str) -> Any:
 
 FAST = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=2)
 
-RULES: Saga[Plan] = Saga(
-    name="RulesSaga",
-    input=Plan,
-    key=lambda plan: plan.run,
-    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
-    steps=[
-        Step(
-            name,
-            Http("svc", "POST", f"/{name}", body=_forward(name)),
-            compensation=Http("svc", "POST", f"/{name}/undo", body=_undo(name)),
-            output=Out,
-        )
-        for name in STEP_NAMES
-    ],
-)
 
+def rules_saga(name: str, length: int) -> Saga[Plan]:
+    """A saga of ``length`` scripted HTTP steps named a, b, c, d."""
+    return Saga(
+        name=name,
+        input=Plan,
+        key=lambda plan: plan.run,
+        defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
+        steps=[
+            Step(
+                name,
+                Http("svc", "POST", f"/{name}", body=_forward(name)),
+                compensation=Http("svc", "POST", f"/{name}/undo", body=_undo(name)),
+                output=Out,
+            )
+            for name in STEP_NAMES[:length]
+        ],
+    )
+
+
+RULES = rules_saga("RulesSaga", 4)
 RulesSaga = saga_workflow(RULES)
 
 LOCAL_RULES: Saga[Plan] = dataclasses.replace(RULES, name="LocalRulesSaga", local_activities=True)
@@ -102,3 +107,9 @@ CHAOS_ORDER: Saga[Any] = dataclasses.replace(
 """The order saga with short timeouts and unlimited retries, for the chaos harness."""
 
 ChaosOrderSaga = saga_workflow(CHAOS_ORDER)
+
+SHAPES = {n: rules_saga(f"Rules{n}Saga", n) for n in (1, 2, 3)} | {4: RULES}
+"""Scripted sagas of each length, for the property tests."""
+Rules1Saga = saga_workflow(SHAPES[1])
+Rules2Saga = saga_workflow(SHAPES[2])
+Rules3Saga = saga_workflow(SHAPES[3])

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from tests._helpers import Stack
 from tests._sagas import LOCAL_RULES, RULES, LocalRulesSaga, RulesSaga
+from tests._scripted import CALLS, scripted
 from workers import outcome, start_saga
 from workers._client import Outcome
 from workflows import (
-    HTTP_ACTIVITY,
     SAGA_STATUS,
-    HttpRequest,
-    HttpResponse,
     Resolution,
     Saga,
     SagaState,
@@ -34,24 +29,6 @@ from workflows import (
 
 pytestmark = pytest.mark.integration
 QUEUE = "runtime-rules"
-CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-
-
-@activity.defn(name=HTTP_ACTIVITY)
-async def scripted(request: HttpRequest) -> HttpResponse:
-    body = request.body or {}
-    CALLS[body["run"]].append((request.path, body))
-    match body["do"]:
-        case "reject-once" if sum(path == request.path for path, _ in CALLS[body["run"]]) == 1:
-            raise ApplicationError("refused once", type="Rejected", non_retryable=True)
-        case "reject":
-            raise ApplicationError("refused", type="Rejected", non_retryable=True)
-        case "unavailable":
-            raise ApplicationError("try later", type="Unavailable")
-        case "malformed":
-            return HttpResponse(status=200, body={"unexpected": True})
-    name = request.path.strip("/").split("/")[0]
-    return HttpResponse(status=200, body={"id": f"{name}-1"}, attempt=activity.info().attempt)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -1,0 +1,34 @@
+"""A scripted participant for runtime tests: each call does what the saga's plan says."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows import HTTP_ACTIVITY, HttpRequest, HttpResponse
+
+CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+
+
+@activity.defn(name=HTTP_ACTIVITY)
+async def scripted(request: HttpRequest) -> HttpResponse:
+    """Record the call under the plan's run id, then do what the plan says for this path."""
+    body = request.body or {}
+    CALLS[body["run"]].append((request.path, body))
+    first = sum(path == request.path for path, _ in CALLS[body["run"]]) == 1
+    match body["do"]:
+        case "reject-once" if first:
+            raise ApplicationError("refused once", type="Rejected", non_retryable=True)
+        case "fail-once" if first:
+            raise ApplicationError("blip", type="Unavailable")
+        case "reject":
+            raise ApplicationError("refused", type="Rejected", non_retryable=True)
+        case "unavailable":
+            raise ApplicationError("try later", type="Unavailable")
+        case "malformed":
+            return HttpResponse(status=200, body={"unexpected": True})
+    name = request.path.strip("/").split("/")[0]
+    return HttpResponse(status=200, body={"id": f"{name}-1"}, attempt=activity.info().attempt)

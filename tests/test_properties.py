@@ -1,0 +1,100 @@
+"""Property tests: random saga shapes and fault plans; outcome and call order follow the rules.
+
+Each example is a real saga on the dev server (regular or local activities), driven by a
+scripted participant; a small model says what must happen, and the run must match it exactly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from tests._helpers import Stack
+from tests._sagas import (
+    SHAPES,
+    STEP_NAMES,
+    LocalRulesSaga,
+    Rules1Saga,
+    Rules2Saga,
+    Rules3Saga,
+    RulesSaga,
+)
+from tests._scripted import CALLS, scripted
+from workers import outcome, start_saga
+from workflows import SagaStatus
+
+pytestmark = pytest.mark.integration
+QUEUE = "properties"
+FORWARD = ["ok", "ok", "fail-once", "reject", "unavailable", "malformed"]
+UNDO = ["ok", "fail-once"]
+
+
+def model(
+    length: int, forward: list[str], undo: list[str]
+) -> tuple[SagaStatus, str | None, list[str]]:
+    """The outcome, the failed step and the exact participant calls the rules prescribe."""
+    calls: list[str] = []
+    started: list[int] = []
+    failed: str | None = None
+    for i in range(length):
+        name, kind = STEP_NAMES[i], forward[i]
+        started.append(i)  # compensation registered before the step runs
+        calls += [f"/{name}"] * (2 if kind in ("fail-once", "unavailable") else 1)
+        if kind in ("reject", "unavailable", "malformed"):
+            failed = name
+            if kind == "reject":  # refused: nothing took effect, nothing to undo
+                started.pop()
+            break
+    if failed is None:
+        return SagaStatus.COMPLETED, None, calls
+    for i in reversed(started):
+        calls += [f"/{STEP_NAMES[i]}/undo"] * (2 if undo[i] == "fail-once" else 1)
+    return SagaStatus.COMPENSATED, failed, calls
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(stack: Stack) -> AsyncIterator[Client]:
+    async with Worker(
+        stack.client,
+        task_queue=QUEUE,
+        workflows=[Rules1Saga, Rules2Saga, Rules3Saga, RulesSaga, LocalRulesSaga],
+        activities=[scripted],
+    ):
+        yield stack.client
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    length=st.integers(1, 4),
+    forward=st.lists(st.sampled_from(FORWARD), min_size=4, max_size=4),
+    undo=st.lists(st.sampled_from(UNDO), min_size=4, max_size=4),
+    local=st.booleans(),
+)
+async def test_any_shape_and_fault_plan_follows_the_rules(
+    client: Client, length: int, forward: list[str], undo: list[str], local: bool
+) -> None:
+    import dataclasses
+
+    saga: Any = SHAPES[length]
+    if local and length == 4:
+        saga = dataclasses.replace(saga, name="LocalRulesSaga", local_activities=True)
+    run = uuid.uuid4().hex[:10]
+    steps = {STEP_NAMES[i]: forward[i] for i in range(length)}
+    steps |= {f"undo-{STEP_NAMES[i]}": undo[i] for i in range(length)}
+    result = await outcome(
+        await start_saga(client, saga, {"run": run, "steps": steps}, task_queue=QUEUE)
+    )
+    status, failed, calls = model(length, forward, undo)
+    assert result.status is status
+    assert (result.report.failed_step if result.report else None) == failed
+    assert [path for path, _ in CALLS[run]] == calls
+    if result.report is not None and status is SagaStatus.COMPENSATED:
+        assert all(c.ok for c in result.report.compensations)
