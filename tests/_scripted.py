@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -30,5 +31,10 @@ async def scripted(request: HttpRequest) -> HttpResponse:
             raise ApplicationError("try later", type="Unavailable")
         case "malformed":
             return HttpResponse(status=200, body={"unexpected": True})
+        case "hang":  # until the saga is cancelled (delivered through the heartbeat)
+            while True:
+                if not activity.info().is_local:
+                    activity.heartbeat()
+                await asyncio.sleep(0.1)
     name = request.path.strip("/").split("/")[0]
     return HttpResponse(status=200, body={"id": f"{name}-1"}, attempt=activity.info().attempt)

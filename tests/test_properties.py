@@ -1,11 +1,13 @@
 """Property tests: random saga shapes and fault plans; outcome and call order follow the rules.
 
+Cancel timing too: a step may hang until the saga is cancelled while it runs.
 Each example is a real saga on the dev server (regular or local activities), driven by a
 scripted participant; a small model says what must happen, and the run must match it exactly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -47,6 +49,11 @@ def model(
     for i in range(length):
         name, kind = STEP_NAMES[i], forward[i]
         started.append(i)  # compensation registered before the step runs
+        if kind == "hang":  # cancelled while it runs: its outcome is unknown, so it is undone
+            calls.append(f"/{name}")
+            for j in reversed(started):
+                calls += [f"/{STEP_NAMES[j]}/undo"] * (2 if undo[j] == "fail-once" else 1)
+            return SagaStatus.CANCELED, None, calls
         calls += [f"/{name}"] * (2 if kind in ("fail-once", "unavailable") else 1)
         if kind in ("reject", "unavailable", "malformed"):
             failed = name
@@ -77,10 +84,19 @@ async def client(stack: Stack) -> AsyncIterator[Client]:
     forward=st.lists(st.sampled_from(FORWARD), min_size=4, max_size=4),
     undo=st.lists(st.sampled_from(UNDO), min_size=4, max_size=4),
     local=st.booleans(),
+    cancel_at=st.one_of(st.none(), st.integers(0, 3)),
 )
 async def test_any_shape_and_fault_plan_follows_the_rules(
-    client: Client, length: int, forward: list[str], undo: list[str], local: bool
+    client: Client,
+    length: int,
+    forward: list[str],
+    undo: list[str],
+    local: bool,
+    cancel_at: int | None,
 ) -> None:
+    if cancel_at is not None and cancel_at < length:  # cancel while that step runs
+        forward = [*forward[:cancel_at], "hang", *forward[cancel_at + 1 :]]
+        forward[:cancel_at] = [k if k in ("ok", "fail-once") else "ok" for k in forward[:cancel_at]]
     import dataclasses
 
     saga: Any = SHAPES[length]
@@ -89,9 +105,15 @@ async def test_any_shape_and_fault_plan_follows_the_rules(
     run = uuid.uuid4().hex[:10]
     steps = {STEP_NAMES[i]: forward[i] for i in range(length)}
     steps |= {f"undo-{STEP_NAMES[i]}": undo[i] for i in range(length)}
-    result = await outcome(
-        await start_saga(client, saga, {"run": run, "steps": steps}, task_queue=QUEUE)
-    )
+    handle = await start_saga(client, saga, {"run": run, "steps": steps}, task_queue=QUEUE)
+    if "hang" in forward[:length]:
+        hung = f"/{STEP_NAMES[forward.index('hang')]}"
+        for _ in range(600):  # the hanging call has reached the participant
+            if hung in [path for path, _ in CALLS[run]]:
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+    result = await outcome(handle)
     status, failed, calls = model(length, forward, undo)
     assert result.status is status
     assert (result.report.failed_step if result.report else None) == failed
