@@ -12,7 +12,16 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.common import RetryPolicy
 
-from workflows import Http, Saga, Step, StepContext, StepDefaults, UndoContext, saga_workflow
+from workflows import (
+    Http,
+    Saga,
+    Step,
+    StepContext,
+    StepDefaults,
+    Timer,
+    UndoContext,
+    saga_workflow,
+)
 from workflows.order import ORDER
 
 STEP_NAMES = ("a", "b", "c", "d")
@@ -23,6 +32,8 @@ class Plan(BaseModel):
 
     run: str
     steps: dict[str, str] = {}
+    wait_minutes: int = 0
+    skip: list[str] = []
 
 
 class Out(BaseModel):
@@ -113,3 +124,44 @@ SHAPES = {n: rules_saga(f"Rules{n}Saga", n) for n in (1, 2, 3)} | {4: RULES}
 Rules1Saga = saga_workflow(SHAPES[1])
 Rules2Saga = saga_workflow(SHAPES[2])
 Rules3Saga = saga_workflow(SHAPES[3])
+
+
+def _step(name: str, **extra: Any) -> Step:
+    return Step(
+        name,
+        Http("svc", "POST", f"/{name}", body=_forward(name)),
+        compensation=Http("svc", "POST", f"/{name}/undo", body=_undo(name)),
+        output=Out,
+        **extra,
+    )
+
+
+CONDITIONAL = Saga(
+    name="ConditionalSaga",
+    input=Plan,
+    key=lambda plan: plan.run,
+    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
+    steps=[
+        _step("a"),
+        _step("b", when=lambda c: "b" not in c.input.skip),
+        _step("c", when=lambda c: c.output("a", Out).id == "a-1"),
+        _step("d"),
+    ],
+)
+"""b runs unless the plan skips it; c runs when a's output says so."""
+ConditionalSaga = saga_workflow(CONDITIONAL)
+
+DEADLINE = Saga(
+    name="DeadlineSaga",
+    input=Plan,
+    key=lambda plan: plan.run,
+    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
+    deadline=timedelta(hours=1),
+    steps=[
+        _step("a"),
+        Step("wait", Timer(lambda c: timedelta(minutes=c.input.wait_minutes))),
+        _step("b"),
+    ],
+)
+"""Two steps around a wait, with an hour to finish."""
+DeadlineSaga = saga_workflow(DEADLINE)

@@ -204,6 +204,9 @@ class Step:
     """Error types (``ApplicationError.type`` or exception class names) that fail it at once."""
     compensation_retry: RetryPolicy | None = None
     """Overrides the saga's retry policy for the compensation."""
+    when: Callable[[Any], bool] | None = None
+    """Condition on the :class:`StepContext` (saga input, earlier outputs): when it is false the
+    step is skipped, and a skipped step is never compensated."""
     patch: str | None = None
     """Set when the step is added to a saga that already has runs in flight: a patch id such as
     ``"add-fraud-check"``. Runs started before the change skip the step (they replay as they
@@ -235,6 +238,9 @@ class Saga(Generic[InputT]):
     """Timeouts and retry policies of its steps, unless a step overrides them."""
     local_activities: bool = False
     """Run every step as a local activity unless the step says otherwise (the fast path)."""
+    deadline: timedelta | None = None
+    """Time the saga has, from its start, to finish its steps; when it passes, the running step
+    is cancelled and the started steps are compensated (error type ``DeadlineExceeded``)."""
     track_steps: bool = False
     """Mirror the running step into the ``SagaStep`` search attribute as the saga goes. Costs a
     visibility write per step (measured: about a quarter of the dev server's saga throughput,

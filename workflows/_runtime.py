@@ -22,6 +22,7 @@ Deterministic and sandbox-safe: no I/O, clock or randomness but through ``tempor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sys
 from collections.abc import Awaitable, Callable
@@ -206,8 +207,7 @@ class SagaWorkflow:
                 *([SAGA_KEY.value_set(self._state.key)] if self._state.key else []),
             )
         try:
-            for index in range(len(saga.steps)):
-                await self._forward(index, data)
+            await self._forward_all(data)
         except _StepFailed as failed:
             self._state.failed_step = failed.step
             self._state.error = _describe(failed.error)
@@ -229,12 +229,56 @@ class SagaWorkflow:
         self._set_status(SagaStatus.COMPLETED)
         return self._report()
 
+    async def _forward_all(self, data: BaseModel) -> None:
+        """Run the steps in order, within the saga's deadline when it has one.
+
+        Raises:
+            _StepFailed: when a step fails for good, or the deadline passes (the running step
+                is cancelled first and counts as the failed one).
+        """
+        deadline = self.saga.deadline
+        if deadline is None:
+            for index in range(len(self.saga.steps)):
+                await self._forward(index, data)
+            return
+        steps = asyncio.ensure_future(self._forward_all_unbounded(data))
+        left = deadline - (workflow.now() - workflow.info().start_time)
+        try:
+            await workflow.wait_condition(
+                steps.done, timeout=max(left, timedelta(0)), timeout_summary="saga deadline"
+            )
+        except asyncio.TimeoutError:  # (temporalio's TimeoutError is a different class)
+            running = next(
+                (s.name for s in self._state.steps if s.status is StepStatus.RUNNING),
+                self.saga.steps[-1].name,
+            )
+            steps.cancel()
+            with contextlib.suppress(BaseException):
+                await steps  # the running step ends cancelled; its compensation stays registered
+            raise _StepFailed(
+                running,
+                ApplicationError(f"deadline of {deadline} passed", type="DeadlineExceeded"),
+            ) from None
+        except BaseException:  # the saga itself was cancelled: stop the steps first
+            steps.cancel()
+            with contextlib.suppress(BaseException):
+                await steps
+            raise
+        await steps
+
+    async def _forward_all_unbounded(self, data: BaseModel) -> None:
+        for index in range(len(self.saga.steps)):
+            await self._forward(index, data)
+
     async def _forward(self, index: int, data: BaseModel) -> None:
         saga, step, state = self.saga, self.saga.steps[index], self._state.steps[index]
         if step.patch is not None and not workflow.patched(step.patch):
             state.status = StepStatus.SKIPPED  # added after this run started: it replays as it ran
             return
         ctx = StepContext(saga_id=workflow.info().workflow_id, input=data, outputs=self._outputs)
+        if step.when is not None and not step.when(ctx):
+            state.status = StepStatus.SKIPPED  # its condition is false: never run, never undone
+            return
         if step.compensation is not None:
             self._started.append(index)  # registered before the step runs
         state.status = StepStatus.RUNNING

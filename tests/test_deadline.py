@@ -1,0 +1,84 @@
+"""Saga deadlines, on a time-skipping dev server (hours pass in moments), and step conditions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests._helpers import Stack
+from tests._sagas import CONDITIONAL, DEADLINE, ConditionalSaga, DeadlineSaga
+from tests._scripted import CALLS, scripted
+from workers import DATA_CONVERTER, outcome, start_saga, temporal_cli
+from workflows import SagaState, SagaStatus, StepStatus
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def skipping() -> AsyncIterator[Client]:
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        dev_server_existing_path=temporal_cli(),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+            *(
+                f"--search-attribute={n}=Keyword"
+                for n in ("SagaName", "SagaStatus", "SagaStep", "SagaKey")
+            ),
+        ],
+        data_converter=DATA_CONVERTER,
+    )
+    async with (
+        env,
+        Worker(env.client, task_queue="deadline", workflows=[DeadlineSaga], activities=[scripted]),
+    ):
+        yield env.client
+
+
+async def test_a_saga_past_its_deadline_is_stopped_and_compensated(skipping: Client) -> None:
+    run = uuid.uuid4().hex[:8]
+    handle = await start_saga(
+        skipping, DEADLINE, {"run": run, "wait_minutes": 120}, task_queue="deadline"
+    )
+    result = await outcome(handle)
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.report is not None
+    assert result.report.failed_step == "wait"
+    assert "DeadlineExceeded" in (result.report.error or "")
+    assert [p for p, _ in CALLS[run]] == ["/a", "/a/undo"]  # b never ran
+
+
+async def test_a_saga_within_its_deadline_completes(skipping: Client) -> None:
+    run = uuid.uuid4().hex[:8]
+    handle = await start_saga(
+        skipping, DEADLINE, {"run": run, "wait_minutes": 50}, task_queue="deadline"
+    )
+    assert (await outcome(handle)).status is SagaStatus.COMPLETED
+    assert [p for p, _ in CALLS[run]] == ["/a", "/b"]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def conditional(stack: Stack) -> AsyncIterator[Client]:
+    async with Worker(
+        stack.client, task_queue="conditional", workflows=[ConditionalSaga], activities=[scripted]
+    ):
+        yield stack.client
+
+
+async def test_a_step_whose_condition_is_false_is_skipped_and_never_undone(
+    conditional: Client,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    plan = {"run": run, "skip": ["b"], "steps": {"d": "reject"}}
+    handle = await start_saga(conditional, CONDITIONAL, plan, task_queue="conditional")
+    result = await outcome(handle)
+    assert result.status is SagaStatus.COMPENSATED
+    assert [p for p, _ in CALLS[run]] == ["/a", "/c", "/d", "/c/undo", "/a/undo"]
+    state = await handle.query("saga_state", result_type=SagaState)
+    assert state.steps[1].status is StepStatus.SKIPPED
