@@ -165,3 +165,46 @@ DEADLINE = Saga(
 )
 """Two steps around a wait, with an hour to finish."""
 DeadlineSaga = saga_workflow(DEADLINE)
+
+
+def _graph_saga(name: str, **options: Any) -> Saga[Plan]:
+    return Saga(
+        name=name,
+        input=Plan,
+        key=lambda plan: plan.run,
+        defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
+        steps=[
+            _step("a"),
+            _step("b", after=["a"]),
+            _step("c", after=["a"]),
+            _step("d", after=["b", "c"]),
+        ],
+        **options,
+    )
+
+
+DIAMOND = _graph_saga("DiamondSaga")
+"""a, then b and c in parallel, then d."""
+DiamondSaga = saga_workflow(DIAMOND)
+PARALLEL_DIAMOND = _graph_saga("ParallelDiamondSaga", parallel_compensation=True)
+ParallelDiamondSaga = saga_workflow(PARALLEL_DIAMOND)
+
+CONTINUING = dataclasses.replace(
+    rules_saga("ContinuingSaga", 3), continue_on_compensation_error=True
+)
+"""a, b, c; keeps compensating past a failed compensation."""
+ContinuingSaga = saga_workflow(CONTINUING)
+
+PIVOTED = Saga(
+    name="PivotedSaga",
+    input=Plan,
+    key=lambda plan: plan.run,
+    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
+    steps=[
+        _step("a"),
+        Step("b", Http("svc", "POST", "/b", body=_forward("b")), kind="pivot", output=Out),
+        Step("c", Http("svc", "POST", "/c", body=_forward("c")), kind="retriable", output=Out),
+    ],
+)
+"""a (compensatable), b (the pivot), c (retriable)."""
+PivotedSaga = saga_workflow(PIVOTED)

@@ -31,6 +31,11 @@ async def scripted(request: HttpRequest) -> HttpResponse:
             raise ApplicationError("try later", type="Unavailable")
         case "malformed":
             return HttpResponse(status=200, body={"unexpected": True})
+        case "slow":  # a while, heartbeating so a cancellation gets through
+            for _ in range(20):
+                if not activity.info().is_local:
+                    activity.heartbeat()
+                await asyncio.sleep(0.1)
         case "hang":  # until the saga is cancelled (delivered through the heartbeat)
             while True:
                 if not activity.info().is_local:

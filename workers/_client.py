@@ -20,6 +20,7 @@ from workers._config import DEFAULT_TASK_QUEUE
 from workers._converter import converter
 from workflows import (
     SAGA_COMPENSATED,
+    SAGA_COMPENSATION_FAILED,
     SAGA_KEY,
     SAGA_NAME,
     SAGA_STATUS,
@@ -179,7 +180,10 @@ async def outcome(handle: WorkflowHandle[Any, SagaReport]) -> Outcome:
         report = await handle.result()
     except WorkflowFailureError as err:
         cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == SAGA_COMPENSATED:
+        if isinstance(cause, ApplicationError) and cause.type in (
+            SAGA_COMPENSATED,
+            SAGA_COMPENSATION_FAILED,
+        ):
             failed = SagaReport.model_validate(cause.details[0]) if cause.details else None
             status = failed.status if failed else SagaStatus.COMPENSATED
             return Outcome(wid, status, failed, cause.message)

@@ -17,8 +17,10 @@ from workflows._definition import (
     Timer,
     UndoContext,
 )
+from workflows._graph import Graph, StepKind
 from workflows._model import (
     SAGA_COMPENSATED,
+    SAGA_COMPENSATION_FAILED,
     SAGA_INPUT_ERROR,
     CompensationState,
     Decision,
@@ -48,6 +50,7 @@ from workflows._runtime import (
 __all__ = [
     "HTTP_ACTIVITY",
     "SAGA_COMPENSATED",
+    "SAGA_COMPENSATION_FAILED",
     "SAGA_INPUT_ERROR",
     "SAGA_KEY",
     "SAGA_NAME",
@@ -57,6 +60,7 @@ __all__ = [
     "Activity",
     "CompensationState",
     "Decision",
+    "Graph",
     "Http",
     "HttpRequest",
     "HttpResponse",
@@ -72,6 +76,7 @@ __all__ = [
     "Step",
     "StepContext",
     "StepDefaults",
+    "StepKind",
     "StepState",
     "StepStatus",
     "Timer",

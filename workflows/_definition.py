@@ -14,6 +14,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
+from workflows._graph import Graph, GraphError, StepKind, resolve_graph
+
 __all__ = [
     "Activity",
     "Http",
@@ -204,6 +206,13 @@ class Step:
     """Error types (``ApplicationError.type`` or exception class names) that fail it at once."""
     compensation_retry: RetryPolicy | None = None
     """Overrides the saga's retry policy for the compensation."""
+    after: Sequence[str] | None = None
+    """Steps this one runs after. None: the step before it in the list (a plain list is a
+    sequence); ``()``: none, it starts at once. Steps whose dependencies are done run in
+    parallel."""
+    kind: StepKind = "compensatable"
+    """``compensatable`` (undone on failure), ``pivot`` (the point of no return: at most one) or
+    ``retriable`` (after the pivot; no compensation; retries forward, parks when out of budget)."""
     when: Callable[[Any], bool] | None = None
     """Condition on the :class:`StepContext` (saga input, earlier outputs): when it is false the
     step is skipped, and a skipped step is never compensated."""
@@ -238,6 +247,12 @@ class Saga(Generic[InputT]):
     """Timeouts and retry policies of its steps, unless a step overrides them."""
     local_activities: bool = False
     """Run every step as a local activity unless the step says otherwise (the fast path)."""
+    parallel_compensation: bool = False
+    """Run independent compensations at once (still in reverse topological order)."""
+    continue_on_compensation_error: bool = False
+    """When a compensation fails for good, keep compensating the rest and report every failure
+    together (the saga ends FAILED, type ``SagaCompensationFailed``); without it, the saga parks
+    for an operator at the first failure."""
     deadline: timedelta | None = None
     """Time the saga has, from its start, to finish its steps; when it passes, the running step
     is cancelled and the started steps are compensated (error type ``DeadlineExceeded``)."""
@@ -268,6 +283,13 @@ class Saga(Generic[InputT]):
                 raise SagaDefinitionError(f"{where}: action must be Http, Activity or Timer")
             if step.compensation is not None and not isinstance(step.compensation, Http | Activity):
                 raise SagaDefinitionError(f"{where}: compensation must be Http or Activity")
+        try:
+            object.__setattr__(self, "graph", resolve_graph(self.steps))
+        except GraphError as err:
+            raise SagaDefinitionError(f"saga {self.name!r}, {err}") from None
+
+    graph: Graph = field(init=False, repr=False, compare=False)
+    """Resolved dependencies (set when the definition is checked)."""
 
     def step_retry(self, step: Step) -> RetryPolicy:
         """Return the forward retry policy of ``step``, with its non-retryable error types."""

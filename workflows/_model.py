@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SAGA_COMPENSATED",
+    "SAGA_COMPENSATION_FAILED",
     "SAGA_INPUT_ERROR",
     "CompensationState",
     "Decision",
@@ -30,6 +31,10 @@ __all__ = [
 
 SAGA_COMPENSATED = "SagaCompensated"
 """``ApplicationError.type`` of a saga that failed at a step and undid its started steps."""
+
+SAGA_COMPENSATION_FAILED = "SagaCompensationFailed"
+"""``ApplicationError.type`` of a saga with ``continue_on_compensation_error`` whose compensations
+did not all succeed (the report lists each failure)."""
 
 SAGA_INPUT_ERROR = "SagaInputError"
 """``ApplicationError.type`` of a saga started with input that fails validation."""

@@ -22,6 +22,7 @@ Deterministic and sandbox-safe: no I/O, clock or randomness but through ``tempor
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import sys
@@ -57,6 +58,7 @@ from workflows._definition import (
 from workflows._metrics import SagaMetrics
 from workflows._model import (
     SAGA_COMPENSATED,
+    SAGA_COMPENSATION_FAILED,
     SAGA_INPUT_ERROR,
     CompensationState,
     Decision,
@@ -178,6 +180,8 @@ class SagaWorkflow:
         self._compensations: list[CompensationState] = []
         self._metrics: SagaMetrics | None = None
         self._resolution: Resolution | None = None
+        self._parked_forward = False
+        self._parking = asyncio.Lock()
 
     @workflow.query(name="saga_state")
     def saga_state(self) -> SagaState:
@@ -238,8 +242,7 @@ class SagaWorkflow:
         """
         deadline = self.saga.deadline
         if deadline is None:
-            for index in range(len(self.saga.steps)):
-                await self._forward(index, data)
+            await self._forward_all_unbounded(data)
             return
         steps = asyncio.ensure_future(self._forward_all_unbounded(data))
         left = deadline - (workflow.now() - workflow.info().start_time)
@@ -247,7 +250,7 @@ class SagaWorkflow:
             await workflow.wait_condition(
                 steps.done, timeout=max(left, timedelta(0)), timeout_summary="saga deadline"
             )
-        except asyncio.TimeoutError:  # (temporalio's TimeoutError is a different class)
+        except builtins.TimeoutError:  # (temporalio's TimeoutError is a different class)
             running = next(
                 (s.name for s in self._state.steps if s.status is StepStatus.RUNNING),
                 self.saga.steps[-1].name,
@@ -267,8 +270,36 @@ class SagaWorkflow:
         await steps
 
     async def _forward_all_unbounded(self, data: BaseModel) -> None:
-        for index in range(len(self.saga.steps)):
-            await self._forward(index, data)
+        """Run every step once its dependencies are done; independent steps run at once.
+
+        When one fails for good (or the saga is cancelled), the branches still running are
+        cancelled and awaited before the failure propagates.
+        """
+        graph, names = self.saga.graph, [s.name for s in self.saga.steps]
+        if graph.sequential:
+            for index in range(len(names)):
+                await self._forward(index, data)
+            return
+        finished: set[str] = set()
+        waiting = list(names)
+        running: dict[asyncio.Future[None], int] = {}
+        try:
+            while waiting or running:
+                for name in [n for n in waiting if set(graph.depends_on[n]) <= finished]:
+                    waiting.remove(name)
+                    index = names.index(name)
+                    running[asyncio.ensure_future(self._forward(index, data))] = index
+                done, _ = await workflow.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=running.__getitem__):  # deterministic order
+                    index = running.pop(task)
+                    task.result()  # a step that failed for good raises here
+                    finished.add(names[index])
+        except BaseException:
+            for task in running:
+                task.cancel()
+            if running:
+                await workflow.wait(list(running))
+            raise
 
     async def _forward(self, index: int, data: BaseModel) -> None:
         saga, step, state = self.saga, self.saga.steps[index], self._state.steps[index]
@@ -306,10 +337,16 @@ class SagaWorkflow:
                 raise
             state.attempts = _attempt_of(err) or state.attempts
             self._step_ended(index, StepStatus.FAILED, _describe(err))
-            if self._refused(step, err) and self._started[-1:] == [index]:
+            if step.kind == "retriable":  # past the pivot: never undone, so wait for an operator
+                decision = await self._park(step, _describe(err), forward=True)
+                if decision.action == "retry":
+                    return await self._forward(index, data)
+                state.status = StepStatus.SKIPPED
+                return
+            if self._refused(step, err) and index in self._started:
                 # The participant refused: nothing took effect, so nothing to undo. Any other
                 # failure (timeout, retries exhausted) leaves the outcome unknown: undo it.
-                self._started.pop()
+                self._started.remove(index)
             workflow.logger.warning(
                 "saga %s %s: step %s failed for good: %s",
                 saga.name,
@@ -344,74 +381,130 @@ class SagaWorkflow:
             )
 
     async def _compensate(self, data: BaseModel) -> None:
-        """Undo the started steps in reverse order.
+        """Undo the started steps in reverse topological order.
 
-        A compensation that fails for good parks the saga (NEEDS_ATTENTION) until an operator
-        resolves it with the ``resolve`` update: retry it, skip it, or mark it done by hand.
+        One at a time in reverse start order, or with ``parallel_compensation`` each as soon as
+        every started step that depends on it is undone. A compensation that fails for good
+        parks the saga (NEEDS_ATTENTION) until an operator resolves it with the ``resolve``
+        update (retry, skip, mark done by hand), or with ``continue_on_compensation_error`` is
+        recorded and the rest go on; the saga then fails with every failure reported.
         """
         self._set_status(SagaStatus.COMPENSATING)
-        wid = workflow.info().workflow_id
-        total = len(self.saga.steps)
-        for index in reversed(self._started):
-            step, state = self.saga.steps[index], self._state.steps[index]
-            assert step.compensation is not None
-            ctx = UndoContext(
-                saga_id=wid,
-                input=data,
-                outputs=self._outputs,
-                step_input=self._inputs.get(step.name),
-                step_output=self._outputs.get(step.name),
+        order = list(reversed(self._started))
+        if not self.saga.parallel_compensation:
+            for index in order:
+                await self._undo(index, data)
+        else:
+            names = [s.name for s in self.saga.steps]
+            descendants = self.saga.graph.descendants
+            todo, undone = list(order), set[int]()
+            running: dict[asyncio.Future[None], int] = {}
+            while todo or running:
+                for index in list(todo):
+                    later = {names.index(n) for n in descendants[names[index]]} & set(order)
+                    if later <= undone:
+                        todo.remove(index)
+                        running[asyncio.ensure_future(self._undo(index, data))] = index
+                done, _ = await workflow.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=running.__getitem__):
+                    undone.add(running.pop(task))
+                    task.result()
+        failed = [c for c in self._compensations if not c.ok and c.resolution is None]
+        if failed:
+            self._set_status(SagaStatus.FAILED)
+            raise ApplicationError(
+                f"saga {self.saga.name}: {len(failed)} compensation(s) failed: "
+                + "; ".join(f"{c.step}: {c.error}" for c in failed),
+                self._report(),
+                type=SAGA_COMPENSATION_FAILED,
+                non_retryable=True,
             )
-            summary = f"compensate {index + 1}/{total} {step.name}"
-            while True:
-                state.status = StepStatus.COMPENSATING
-                if self.saga.track_steps:
-                    self._upsert(SAGA_STEP.value_set(step.name))
-                try:
-                    await self._run_action(step, step.compensation, ctx, summary, compensation=True)
-                except FailureError as err:
-                    if is_cancelled_exception(err):
-                        raise
-                    self._count_compensation(step.name, ok=False)
-                    decision = await self._park(step, _describe(err))
-                    if decision.action == "retry":
-                        continue
-                    done = decision.action == "mark_compensated"
-                    state.status = (
-                        StepStatus.COMPENSATED if done else StepStatus.COMPENSATION_SKIPPED
-                    )
-                    self._compensations.append(
-                        CompensationState(
-                            step=step.name,
-                            ok=done,
-                            error=decision.error,
-                            resolution=f"{decision.action}: {decision.note}".rstrip(": "),
-                        )
-                    )
-                else:
-                    state.status = StepStatus.COMPENSATED
-                    self._compensations.append(CompensationState(step=step.name, ok=True))
-                    self._count_compensation(step.name, ok=True)
-                break
         self._set_status(SagaStatus.COMPENSATED)
 
-    async def _park(self, step: Step, error: str) -> Decision:
-        """Wait, parked in NEEDS_ATTENTION, for an operator's decision on ``step``."""
+    async def _undo(self, index: int, data: BaseModel) -> None:
+        """Run one step's compensation until it is done, parked and resolved, or recorded."""
+        step, state = self.saga.steps[index], self._state.steps[index]
+        assert step.compensation is not None
+        wid = workflow.info().workflow_id
+        ctx = UndoContext(
+            saga_id=wid,
+            input=data,
+            outputs=self._outputs,
+            step_input=self._inputs.get(step.name),
+            step_output=self._outputs.get(step.name),
+        )
+        summary = f"compensate {index + 1}/{len(self.saga.steps)} {step.name}"
+        while True:
+            state.status = StepStatus.COMPENSATING
+            if self.saga.track_steps:
+                self._upsert(SAGA_STEP.value_set(step.name))
+            try:
+                await self._run_action(step, step.compensation, ctx, summary, compensation=True)
+            except FailureError as err:
+                if is_cancelled_exception(err):
+                    raise
+                self._count_compensation(step.name, ok=False)
+                if self.saga.continue_on_compensation_error:
+                    state.status, state.compensation_error = (
+                        StepStatus.COMPENSATION_FAILED,
+                        _describe(err),
+                    )
+                    self._compensations.append(
+                        CompensationState(step=step.name, ok=False, error=_describe(err))
+                    )
+                    return
+                decision = await self._park(step, _describe(err))
+                if decision.action == "retry":
+                    continue
+                done = decision.action == "mark_compensated"
+                state.status = StepStatus.COMPENSATED if done else StepStatus.COMPENSATION_SKIPPED
+                self._compensations.append(
+                    CompensationState(
+                        step=step.name,
+                        ok=done,
+                        error=decision.error,
+                        resolution=f"{decision.action}: {decision.note}".rstrip(": "),
+                    )
+                )
+                return
+            state.status = StepStatus.COMPENSATED
+            self._compensations.append(CompensationState(step=step.name, ok=True))
+            self._count_compensation(step.name, ok=True)
+            return
+
+    async def _park(self, step: Step, error: str, *, forward: bool = False) -> Decision:
+        """Wait, parked in NEEDS_ATTENTION, for an operator's decision on ``step``.
+
+        ``forward``: a retriable step ran out of budget (retry or skip it); otherwise its
+        compensation did (retry, skip, or mark it compensated). One step is parked at a time.
+        """
+        async with self._parking:
+            return await self._park_one(step, error, forward=forward)
+
+    async def _park_one(self, step: Step, error: str, *, forward: bool) -> Decision:
         state = self._state.steps[self.saga.steps.index(step)]
-        state.status, state.compensation_error = StepStatus.COMPENSATION_FAILED, error
+        if forward:
+            state.status, state.error = StepStatus.FAILED, error
+        else:
+            state.status, state.compensation_error = StepStatus.COMPENSATION_FAILED, error
+        self._parked_forward = forward
         self._state.parked_step = step.name
         self._set_status(SagaStatus.NEEDS_ATTENTION)
         if self._metrics is not None:
             self._metrics.parked()
+        wid = workflow.info().workflow_id
+        what = "step" if forward else "compensation of"
+        choices = "--retry | --skip" if forward else "--retry | --skip | --mark-compensated"
         workflow.logger.error(
-            "saga %s %s needs attention: compensation of %s failed for good: %s "
-            "(resolve with: saga resolve %s --retry | --skip %s | --mark-compensated %s)",
+            "saga %s %s needs attention: %s %s failed for good: %s (resolve with: saga resolve "
+            "%s %s %s)",
             self.saga.name,
-            workflow.info().workflow_id,
+            wid,
+            what,
             step.name,
             error,
-            workflow.info().workflow_id,
-            step.name,
+            wid,
+            choices,
             step.name,
         )
         await workflow.wait_condition(lambda: self._resolution is not None)
@@ -425,7 +518,7 @@ class SagaWorkflow:
         self._resolution = None
         self._state.parked_step = None
         self._state.decisions.append(decision)
-        self._set_status(SagaStatus.COMPENSATING)
+        self._set_status(SagaStatus.RUNNING if forward else SagaStatus.COMPENSATING)
         return decision
 
     @workflow.update(name="resolve")
@@ -439,6 +532,8 @@ class SagaWorkflow:
         parked = self._state.parked_step
         if parked is None or self._resolution is not None:
             raise ValueError(f"saga is not waiting for an operator (status {self._state.status})")
+        if self._parked_forward and resolution.action == "mark_compensated":
+            raise ValueError(f"step {parked!r} is a retriable step: retry or skip it")
         if resolution.action != "retry" and resolution.step != parked:
             raise ValueError(
                 f"{resolution.action} must name the parked step {parked!r}, not {resolution.step!r}"
