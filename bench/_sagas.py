@@ -89,16 +89,15 @@ BENCH_WAIT = Saga(
     name="BenchWaitSaga",
     input=BenchInput,
     key=lambda b: b.id,
-    description="Benchmark: a step, a long wait, a step",
-    defaults=StepDefaults(retry=RETRY),
+    description="Benchmark: a long wait, then a step",
+    defaults=StepDefaults(retry=RETRY, schedule_to_close=timedelta(hours=2)),
     steps=[
-        Step(
-            "first",
-            Activity(bench_step, arg=_arg(1)),
-            compensation=Activity(bench_undo, arg=_arg(1)),
-        ),
         Step("wait", Timer(lambda c: timedelta(seconds=c.input.wait_seconds))),
-        Step("last", Activity(bench_step, arg=_arg(2))),
+        Step(
+            "last",
+            Activity(bench_step, arg=_arg(2)),
+            compensation=Activity(bench_undo, arg=_arg(2)),
+        ),
     ],
 )
 BenchWaitSaga = saga_workflow(BENCH_WAIT)
