@@ -208,3 +208,13 @@ PIVOTED = Saga(
 )
 """a (compensatable), b (the pivot), c (retriable)."""
 PivotedSaga = saga_workflow(PIVOTED)
+
+REPLYING = Saga(
+    name="ReplyingSaga",
+    input=Plan,
+    key=lambda plan: plan.run,
+    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
+    steps=[_step("a"), _step("b", reply_timeout=timedelta(seconds=3)), _step("c")],
+)
+"""b's participant confirms asynchronously, within 3 s."""
+ReplyingSaga = saga_workflow(REPLYING)

@@ -22,7 +22,7 @@ from workers._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
 from workers._logging import configure_logging
 from workers._registry import UnknownSagaError, find_saga, load_sagas
 from workers._views import list_query, list_sagas, step_table
-from workflows import Resolution, SagaInputError, SagaState
+from workflows import Reply, Resolution, SagaInputError, SagaState
 
 __all__ = ["main"]
 
@@ -145,6 +145,26 @@ async def cmd_resolve(args: argparse.Namespace) -> int:
         raise CliError(f"saga {args.id!r}: {err.message}") from None
     print(f"{resolution.action} recorded for {args.id}" + (f": {args.note}" if args.note else ""))
     print(step_table(state))
+    return 0
+
+
+async def cmd_reply(args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as err:
+        raise CliError(f"--data is not valid JSON: {err}") from None
+    reply = Reply(
+        correlation_id=f"{args.id}:{args.step}",
+        ok=args.reject is None,
+        data=data,
+        reason=args.reject or "",
+    )
+    client = await _client(args)
+    try:
+        await client.get_workflow_handle(args.id).signal("reply", reply)
+    except RPCError as err:
+        raise CliError(f"saga {args.id!r}: {err.message}") from None
+    print(f"reply sent to {args.id} step {args.step}: {'ok' if reply.ok else 'rejected'}")
     return 0
 
 
@@ -314,6 +334,13 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("--mark-compensated", metavar="STEP", help="it was undone by hand")
     p.add_argument("--note", default="", help="recorded with the decision")
 
+    p = sub.add_parser("reply", help="deliver an asynchronous participant's reply to a step")
+    connection(p)
+    p.add_argument("id")
+    p.add_argument("--step", required=True)
+    p.add_argument("--data", default="{}", help="JSON object reported by the participant")
+    p.add_argument("--reject", metavar="REASON", help="a negative reply")
+
     p = sub.add_parser("codec-server", help="decrypt payloads for the Web UI (codec endpoint)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8888)
@@ -338,6 +365,7 @@ COMMANDS = {
     "status": cmd_show,
     "list": cmd_list,
     "resolve": cmd_resolve,
+    "reply": cmd_reply,
     "codec-server": cmd_codec_server,
     "new-key": cmd_new_key,
     "cancel": cmd_cancel,

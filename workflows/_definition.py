@@ -206,6 +206,11 @@ class Step:
     """Error types (``ApplicationError.type`` or exception class names) that fail it at once."""
     compensation_retry: RetryPolicy | None = None
     """Overrides the saga's retry policy for the compensation."""
+    reply_timeout: timedelta | None = None
+    """Set for an asynchronous participant: after the command, the step waits this long for
+    the participant's :class:`~workflows.Reply` (the ``reply`` signal, correlated by the
+    command's idempotency key). Its data becomes the step's output; no reply in time, or a
+    negative one, fails the step like any failure. Late and duplicate replies are ignored."""
     after: Sequence[str] | None = None
     """Steps this one runs after. None: the step before it in the list (a plain list is a
     sequence); ``()``: none, it starts at once. Steps whose dependencies are done run in

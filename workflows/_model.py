@@ -20,6 +20,7 @@ __all__ = [
     "Decision",
     "HttpRequest",
     "HttpResponse",
+    "Reply",
     "Resolution",
     "ResolveAction",
     "SagaReport",
@@ -98,6 +99,22 @@ class Resolution(BaseModel):
     action: ResolveAction
     step: str | None = None
     note: str = ""
+
+
+class Reply(BaseModel):
+    """A participant's answer to a step's command (the ``reply`` signal).
+
+    ``correlation_id`` is the command's ``Idempotency-Key`` (``<workflow id>:<step>``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    correlation_id: str
+    ok: bool = True
+    data: dict[str, Any] = Field(default_factory=dict)
+    """What the participant reports (becomes the step's output)."""
+    reason: str = ""
+    """Why it said no."""
 
 
 class Decision(Resolution):

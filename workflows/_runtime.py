@@ -64,6 +64,7 @@ from workflows._model import (
     Decision,
     HttpRequest,
     HttpResponse,
+    Reply,
     Resolution,
     SagaReport,
     SagaState,
@@ -181,6 +182,8 @@ class SagaWorkflow:
         self._metrics: SagaMetrics | None = None
         self._resolution: Resolution | None = None
         self._parked_forward = False
+        self._awaiting: set[str] = set()
+        self._replies: dict[str, Reply] = {}
         self._parking = asyncio.Lock()
 
     @workflow.query(name="saga_state")
@@ -318,9 +321,14 @@ class SagaWorkflow:
             self._upsert(SAGA_STEP.value_set(step.name))
         summary = f"step {index + 1}/{len(saga.steps)} {step.name}"
         try:
+            correlation = f"{ctx.saga_id}:{step.name}"
+            if step.reply_timeout is not None:
+                self._awaiting.add(correlation)  # a reply may arrive before the command returns
             output = _jsonable(
                 await self._run_action(step, step.action, ctx, summary, compensation=False)
             )
+            if step.reply_timeout is not None:
+                output = await self._await_reply(step, correlation) or output
             if step.output is not None and output is not None:
                 output = step.output.model_validate(output).model_dump(mode="json")
         except ValidationError as err:
@@ -355,11 +363,54 @@ class SagaWorkflow:
                 state.error,
             )
             raise _StepFailed(step.name, err) from None
+        except _StepFailed:  # already recorded (no reply, or a negative one)
+            raise
         except BaseException:  # cancelled during a timer (asyncio.CancelledError)
             self._step_ended(index, StepStatus.FAILED, "cancelled")
             raise
         self._outputs[step.name] = output
         self._step_ended(index, StepStatus.DONE)
+
+    async def _await_reply(self, step: Step, correlation: str) -> dict[str, Any]:
+        """Wait for the participant's reply to ``step``'s command; fail the step without one."""
+        assert step.reply_timeout is not None
+        try:
+            await workflow.wait_condition(
+                lambda: correlation in self._replies,
+                timeout=step.reply_timeout,
+                timeout_summary=f"reply to {step.name}",
+            )
+        except builtins.TimeoutError:
+            reason = f"ReplyTimeout: no reply within {step.reply_timeout}"
+        else:
+            reply = self._replies[correlation]
+            if reply.ok:
+                return reply.data
+            reason = f"ReplyNegative: {reply.reason or 'the participant said no'}"
+        finally:
+            self._awaiting.discard(correlation)
+        index = self.saga.steps.index(step)
+        self._step_ended(index, StepStatus.FAILED, reason)
+        workflow.logger.warning(
+            "saga %s %s: step %s failed: %s",
+            self.saga.name,
+            workflow.info().workflow_id,
+            step.name,
+            reason,
+        )
+        raise _StepFailed(step.name, ApplicationError(reason))
+
+    @workflow.signal(name="reply")
+    def on_reply(self, reply: Reply) -> None:
+        """Take a participant's reply; one that nothing waits for (late, duplicate) is ignored."""
+        if reply.correlation_id in self._awaiting and reply.correlation_id not in self._replies:
+            self._replies[reply.correlation_id] = reply
+        else:
+            workflow.logger.info(
+                "saga %s: ignored a late or duplicate reply for %s",
+                workflow.info().workflow_id,
+                reply.correlation_id,
+            )
 
     def _refused(self, step: Step, err: FailureError) -> bool:
         """Whether the step failed with a non-retryable error: the participant said no."""
