@@ -21,6 +21,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -81,43 +82,47 @@ class Participant:
                 self.injected[fault.mode] = self.injected.get(fault.mode, 0) + 1
             return fault
 
+    def _once(self, idem: str, apply: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
+        """Answer a repeated idempotency key with its first answer; otherwise apply and keep it."""
+        with self.store.lock:
+            replayed = self.store.replay(idem)
+            if replayed is not None:
+                return replayed
+            answer = apply()
+            self.store.remember(idem, *answer)
+            return answer
+
     def do(self, body: dict[str, Any], idem: str, trace: str | None = None) -> tuple[int, Any]:
         """Apply the effect of ``body`` once per idempotency key and business key."""
         spec, store = self.spec, self.store
         key = str(body[spec.key_field])
-        with store.lock:
-            replayed = store.replay(idem)
-            if replayed is not None:
-                return replayed
+
+        def apply() -> tuple[int, Any]:
             record = store.record(key)
             if record is not None and record["status"] == "undone":
-                answer: tuple[int, Any] = (409, {"error": f"{key} was already cancelled"})
-            elif record is not None:
-                answer = (200, {"id": record["id"], spec.key_field: key, "status": "active"})
-            else:
-                try:
-                    if spec.check:
-                        spec.check(store, body)
-                except Rejection as rejected:
-                    answer = (rejected.status, {"error": rejected.reason})
-                else:
-                    effect_id = store.next_id(spec.id_prefix)
-                    store.put(key, effect_id, "active", body)
-                    if spec.apply:
-                        spec.apply(store, body, +1)
-                    store.log("do", key, idem, trace)
-                    answer = (201, {"id": effect_id, spec.key_field: key, "status": "active"})
-            store.remember(idem, *answer)
-            return answer
+                return 409, {"error": f"{key} was already cancelled"}
+            if record is not None:
+                return 200, {"id": record["id"], spec.key_field: key, "status": "active"}
+            try:
+                if spec.check:
+                    spec.check(store, body)
+            except Rejection as rejected:
+                return rejected.status, {"error": rejected.reason}
+            effect_id = store.next_id(spec.id_prefix)
+            store.put(key, effect_id, "active", body)
+            if spec.apply:
+                spec.apply(store, body, +1)
+            store.log("do", key, idem, trace)
+            return 201, {"id": effect_id, spec.key_field: key, "status": "active"}
+
+        return self._once(idem, apply)
 
     def undo(self, body: dict[str, Any], idem: str, trace: str | None = None) -> tuple[int, Any]:
         """Undo the effect of ``body``'s business key, or leave a tombstone."""
         spec, store = self.spec, self.store
         key = str(body[spec.key_field])
-        with store.lock:
-            replayed = store.replay(idem)
-            if replayed is not None:
-                return replayed
+
+        def apply() -> tuple[int, Any]:
             record = store.record(key)
             if record is None:
                 store.put(key, "", "undone", None)
@@ -127,9 +132,9 @@ class Participant:
                 if spec.apply:
                     spec.apply(store, record["payload"], -1)
                 store.log("undo", key, idem, trace)
-            answer: tuple[int, Any] = (200, {spec.key_field: key, "status": "undone"})
-            store.remember(idem, *answer)
-            return answer
+            return 200, {spec.key_field: key, "status": "undone"}
+
+        return self._once(idem, apply)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -661,30 +661,19 @@ class SagaWorkflow:
         markers: fewer round trips to the server, the same retries, timeouts and ids.
         """
         fn = cast(Any, activity)  # a registered name or an @activity.defn function
+        options: dict[str, Any] = {
+            "args": args,
+            "result_type": result_type,
+            "activity_id": activity_id,
+            "summary": summary,
+            "start_to_close_timeout": timeouts.start_to_close,
+            "schedule_to_close_timeout": timeouts.schedule_to_close,
+            "retry_policy": timeouts.retry,
+            "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        }
         if local:
-            return await workflow.execute_local_activity(
-                fn,
-                args=args,
-                result_type=result_type,
-                activity_id=activity_id,
-                summary=summary,
-                start_to_close_timeout=timeouts.start_to_close,
-                schedule_to_close_timeout=timeouts.schedule_to_close,
-                retry_policy=timeouts.retry,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-        return await workflow.execute_activity(
-            fn,
-            args=args,
-            result_type=result_type,
-            activity_id=activity_id,
-            summary=summary,
-            start_to_close_timeout=timeouts.start_to_close,
-            schedule_to_close_timeout=timeouts.schedule_to_close,
-            heartbeat_timeout=timeouts.heartbeat,
-            retry_policy=timeouts.retry,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+            return await workflow.execute_local_activity(fn, **options)
+        return await workflow.execute_activity(fn, heartbeat_timeout=timeouts.heartbeat, **options)
 
     # -- helpers -------------------------------------------------------------------------------
 
