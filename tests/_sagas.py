@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from temporalio.common import RetryPolicy
 
 from workflows import (
+    ChildSaga,
     Http,
     Saga,
     Step,
@@ -47,7 +48,7 @@ def _forward(name: str) -> Any:
             "do": ctx.input.steps.get(name, "ok"),
             "seen": sorted(ctx.outputs),
             "prev": ctx.outputs.get(STEP_NAMES[STEP_NAMES.index(name) - 1])
-            if name != "a"
+            if name in STEP_NAMES[1:]
             else None,
         }
 
@@ -218,3 +219,17 @@ REPLYING = Saga(
 )
 """b's participant confirms asynchronously, within 3 s."""
 ReplyingSaga = saga_workflow(REPLYING)
+
+NESTING = Saga(
+    name="NestingSaga",
+    input=Plan,
+    key=lambda plan: plan.run,
+    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
+    steps=[
+        _step("p1"),
+        Step("trip", ChildSaga(SHAPES[2], input=lambda c: c.input)),
+        _step("p2"),
+    ],
+)
+"""p1, then a child saga (Rules2Saga: a, b) as one step, then p2."""
+NestingSaga = saga_workflow(NESTING)

@@ -7,6 +7,7 @@ sandbox-safe: no I/O, no environment reads, no side effects at import.
 
 from workflows._definition import (
     Activity,
+    ChildSaga,
     Http,
     Saga,
     SagaDefinitionError,
@@ -22,6 +23,7 @@ from workflows._model import (
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
     SAGA_INPUT_ERROR,
+    ChildDone,
     CompensationState,
     Decision,
     HttpRequest,
@@ -59,6 +61,8 @@ __all__ = [
     "SAGA_STEP",
     "SEARCH_ATTRIBUTES",
     "Activity",
+    "ChildDone",
+    "ChildSaga",
     "CompensationState",
     "Decision",
     "Graph",

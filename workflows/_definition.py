@@ -18,6 +18,7 @@ from workflows._graph import Graph, GraphError, StepKind, resolve_graph
 
 __all__ = [
     "Activity",
+    "ChildSaga",
     "Http",
     "Saga",
     "SagaDefinitionError",
@@ -140,7 +141,29 @@ class Timer:
         return "timer"
 
 
-Action = Http | Activity | Timer
+@dataclass(frozen=True)
+class ChildSaga:
+    """Run another saga as this step, as a unit.
+
+    The child saga runs its own steps (a child workflow, visible in the Web UI). If it fails,
+    it compensates itself and the step fails. If it completes, it stays open until the parent
+    finishes: when a later step of the parent fails, the parent has the child compensate as a
+    unit — its own steps in its own reverse order — and when the parent completes, it releases
+    the child, which then completes too.
+    """
+
+    saga: Saga[Any]
+    """The child saga's definition (its workflow must be registered on the workers)."""
+    input: Builder
+    """Builder returning the child saga's input."""
+
+    @property
+    def kind(self) -> str:
+        """The action kind shown in the saga state."""
+        return "saga"
+
+
+Action = Http | Activity | Timer | ChildSaga
 Compensation = Http | Activity
 
 
@@ -284,8 +307,14 @@ class Saga(Generic[InputT]):
             seen.add(step.name)
             if isinstance(step.action, Timer) and step.compensation is not None:
                 raise SagaDefinitionError(f"{where}: a timer step has nothing to compensate")
-            if not isinstance(step.action, Http | Activity | Timer):
-                raise SagaDefinitionError(f"{where}: action must be Http, Activity or Timer")
+            if isinstance(step.action, ChildSaga) and step.compensation is not None:
+                raise SagaDefinitionError(
+                    f"{where}: a child saga is compensated as a unit; it takes no compensation"
+                )
+            if not isinstance(step.action, Http | Activity | Timer | ChildSaga):
+                raise SagaDefinitionError(
+                    f"{where}: action must be Http, Activity, Timer or ChildSaga"
+                )
             if step.compensation is not None and not isinstance(step.compensation, Http | Activity):
                 raise SagaDefinitionError(f"{where}: compensation must be Http or Activity")
         try:

@@ -16,6 +16,7 @@ __all__ = [
     "SAGA_COMPENSATED",
     "SAGA_COMPENSATION_FAILED",
     "SAGA_INPUT_ERROR",
+    "ChildDone",
     "CompensationState",
     "Decision",
     "HttpRequest",
@@ -115,6 +116,13 @@ class Reply(BaseModel):
     """What the participant reports (becomes the step's output)."""
     reason: str = ""
     """Why it said no."""
+
+
+class ChildDone(BaseModel):
+    """What a child saga tells its parent when its steps are done (the ``child_done`` signal)."""
+
+    workflow_id: str
+    outputs: dict[str, Any] = Field(default_factory=dict)
 
 
 class Decision(Resolution):

@@ -37,15 +37,17 @@ from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUp
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    ChildWorkflowError,
     FailureError,
     RetryState,
     TimeoutError,
     is_cancelled_exception,
 )
-from temporalio.workflow import ActivityCancellationType
+from temporalio.workflow import ActivityCancellationType, ChildWorkflowHandle
 
 from workflows._definition import (
     Activity,
+    ChildSaga,
     Http,
     Saga,
     SagaDefinitionError,
@@ -60,6 +62,7 @@ from workflows._model import (
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
     SAGA_INPUT_ERROR,
+    ChildDone,
     CompensationState,
     Decision,
     HttpRequest,
@@ -87,6 +90,9 @@ __all__ = [
 ]
 
 HTTP_ACTIVITY = "sagaloom.http"
+HELD_MEMO = "sagaloom.held"
+"""Memo set on a child saga started by a parent saga: it stays open for the parent's decision."""
+PARENT_SIGNAL = "parent"
 """Registered name of the engine's HTTP participant activity."""
 
 SAGA_NAME = SearchAttributeKey.for_keyword("SagaName")
@@ -182,6 +188,9 @@ class SagaWorkflow:
         self._metrics: SagaMetrics | None = None
         self._resolution: Resolution | None = None
         self._parked_forward = False
+        self._children: dict[str, ChildWorkflowHandle[Any, Any]] = {}
+        self._child_done: dict[str, ChildDone] = {}
+        self._from_parent: str | None = None
         self._awaiting: set[str] = set()
         self._replies: dict[str, Reply] = {}
         self._parking = asyncio.Lock()
@@ -233,6 +242,15 @@ class SagaWorkflow:
             await self._shielded(self._compensate(data))
             self._set_status(SagaStatus.CANCELED)
             raise
+        try:
+            await self._held_by_parent(data)
+        except BaseException as err:
+            if not is_cancelled_exception(err):
+                raise
+            await self._shielded(self._compensate(data))  # cancelled while held: undo it all
+            self._set_status(SagaStatus.CANCELED)
+            raise
+        await self._release_children()
         self._set_status(SagaStatus.COMPLETED)
         return self._report()
 
@@ -313,7 +331,7 @@ class SagaWorkflow:
         if step.when is not None and not step.when(ctx):
             state.status = StepStatus.SKIPPED  # its condition is false: never run, never undone
             return
-        if step.compensation is not None:
+        if step.compensation is not None or isinstance(step.action, ChildSaga):
             self._started.append(index)  # registered before the step runs
         state.status = StepStatus.RUNNING
         state.started_at = workflow.now()
@@ -371,6 +389,76 @@ class SagaWorkflow:
         self._outputs[step.name] = output
         self._step_ended(index, StepStatus.DONE)
 
+    async def _run_child(
+        self, step: Step, child: ChildSaga, ctx: StepContext[Any], summary: str
+    ) -> dict[str, Any]:
+        """Start the child saga and wait until its steps are done (it then waits, held open)."""
+        arg = _jsonable(child.input(ctx))
+        self._inputs[step.name] = arg
+        child_id = f"{ctx.saga_id}:{step.name}"
+        handle = await workflow.start_child_workflow(
+            child.saga.name,
+            arg,
+            id=child_id,
+            task_queue=workflow.info().task_queue,
+            memo={HELD_MEMO: True},
+            static_summary=summary,
+        )
+        self._children[step.name] = handle
+        await workflow.wait_condition(lambda: child_id in self._child_done or handle.done())
+        if child_id in self._child_done:
+            return self._child_done[child_id].outputs
+        await handle  # it failed: compensated itself (ChildWorkflowError)
+        return {}
+
+    async def _undo_child(self, step: Step) -> None:
+        """Have a child saga compensate itself as a unit, and wait until it has."""
+        handle = self._children.get(step.name)
+        if handle is None or handle.done():
+            return
+        if handle.id in self._child_done:
+            await handle.signal(PARENT_SIGNAL, "compensate")
+        else:
+            handle.cancel()  # still running its steps: cancelling it compensates them
+        with contextlib.suppress(ChildWorkflowError):
+            await handle
+
+    async def _release_children(self) -> None:
+        """The parent completed: let every held child saga complete too."""
+        held = [h for h in self._children.values() if h.id in self._child_done and not h.done()]
+        for handle in held:
+            await handle.signal(PARENT_SIGNAL, "release")
+        for handle in held:
+            await handle
+
+    @workflow.signal(name="child_done")
+    def on_child_done(self, done: ChildDone) -> None:
+        """A child saga's steps are done; it waits for this saga's decision."""
+        self._child_done[done.workflow_id] = done
+
+    @workflow.signal(name=PARENT_SIGNAL)
+    def on_parent(self, decision: str) -> None:
+        """The parent saga's decision for this held child: ``release`` or ``compensate``."""
+        self._from_parent = decision
+
+    async def _held_by_parent(self, data: BaseModel) -> None:
+        """As a child saga: report done to the parent, then do what it decides."""
+        parent = workflow.info().parent
+        if parent is None or not workflow.memo_value(HELD_MEMO, False, type_hint=bool):
+            return
+        done = ChildDone(workflow_id=workflow.info().workflow_id, outputs=dict(self._outputs))
+        await workflow.get_external_workflow_handle(parent.workflow_id).signal("child_done", done)
+        await workflow.wait_condition(lambda: self._from_parent is not None)
+        if self._from_parent == "compensate":
+            self._state.error = "compensated by its parent saga"
+            await self._shielded(self._compensate(data))
+            raise ApplicationError(
+                f"saga {self.saga.name} compensated by its parent saga",
+                self._report(),
+                type=SAGA_COMPENSATED,
+                non_retryable=True,
+            )
+
     async def _await_reply(self, step: Step, correlation: str) -> dict[str, Any]:
         """Wait for the participant's reply to ``step``'s command; fail the step without one."""
         assert step.reply_timeout is not None
@@ -414,6 +502,8 @@ class SagaWorkflow:
 
     def _refused(self, step: Step, err: FailureError) -> bool:
         """Whether the step failed with a non-retryable error: the participant said no."""
+        if isinstance(err, ChildWorkflowError):
+            return True  # the child saga already compensated itself
         if isinstance(err, ActivityError):
             return err.retry_state == RetryState.NON_RETRYABLE_FAILURE
         if isinstance(err, ApplicationError):  # a local activity's failure arrives unwrapped
@@ -475,6 +565,12 @@ class SagaWorkflow:
     async def _undo(self, index: int, data: BaseModel) -> None:
         """Run one step's compensation until it is done, parked and resolved, or recorded."""
         step, state = self.saga.steps[index], self._state.steps[index]
+        if isinstance(step.action, ChildSaga):
+            state.status = StepStatus.COMPENSATING
+            await self._undo_child(step)
+            state.status = StepStatus.COMPENSATED
+            self._compensations.append(CompensationState(step=step.name, ok=True))
+            return
         assert step.compensation is not None
         wid = workflow.info().workflow_id
         ctx = UndoContext(
@@ -595,7 +691,7 @@ class SagaWorkflow:
     async def _run_action(
         self,
         step: Step,
-        action: Http | Activity | Timer,
+        action: Http | Activity | Timer | ChildSaga,
         ctx: StepContext[Any],
         summary: str,
         *,
@@ -617,6 +713,8 @@ class SagaWorkflow:
             duration = action.duration(ctx) if callable(action.duration) else action.duration
             await workflow.sleep(duration, summary=summary)
             return None
+        if isinstance(action, ChildSaga):
+            return await self._run_child(step, action, ctx, summary)
         local = step.local if step.local is not None else saga.local_activities
         timeouts = _Timeouts(start_to_close, schedule_to_close, defaults.heartbeat, retry)
         if isinstance(action, Http):

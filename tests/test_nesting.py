@@ -1,0 +1,63 @@
+"""A child saga as a step: compensated as a unit when a later step fails, released on success."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import Worker
+
+from tests._helpers import Stack
+from tests._sagas import NESTING, NestingSaga, Rules2Saga
+from tests._scripted import CALLS, scripted
+from workers import Outcome, outcome, start_saga
+from workflows import SagaStatus
+
+pytestmark = pytest.mark.integration
+QUEUE = "nesting"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(stack: Stack) -> AsyncIterator[Client]:
+    async with Worker(
+        stack.client, task_queue=QUEUE, workflows=[NestingSaga, Rules2Saga], activities=[scripted]
+    ):
+        yield stack.client
+
+
+async def run(client: Client, **steps: str) -> tuple[Any, Outcome, list[str]]:
+    run_id = uuid.uuid4().hex[:8]
+    handle = await start_saga(client, NESTING, {"run": run_id, "steps": steps}, task_queue=QUEUE)
+    result = await outcome(handle)
+    return handle, result, [p for p, _ in CALLS[run_id]]
+
+
+async def test_the_child_saga_completes_with_its_parent(client: Client) -> None:
+    handle, result, calls = await run(client)
+    assert result.status is SagaStatus.COMPLETED
+    assert calls == ["/p1", "/a", "/b", "/p2"]
+    assert result.report is not None
+    assert result.report.outputs["trip"] == {"a": {"id": "a-1"}, "b": {"id": "b-1"}}
+    child = client.get_workflow_handle(f"{handle.id}:trip")
+    assert (await child.describe()).status is WorkflowExecutionStatus.COMPLETED
+
+
+async def test_a_later_failure_compensates_the_completed_child_as_a_unit(client: Client) -> None:
+    handle, result, calls = await run(client, p2="reject")
+    assert result.status is SagaStatus.COMPENSATED
+    # The child undoes its own steps in its own reverse order, then the parent's p1.
+    assert calls == ["/p1", "/a", "/b", "/p2", "/b/undo", "/a/undo", "/p1/undo"]
+    child = client.get_workflow_handle(f"{handle.id}:trip")
+    assert (await child.describe()).status is WorkflowExecutionStatus.FAILED
+    assert (await outcome(child)).status is SagaStatus.COMPENSATED
+
+
+async def test_a_child_that_compensated_itself_fails_the_parents_step(client: Client) -> None:
+    _, result, calls = await run(client, b="reject")
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.report is not None and result.report.failed_step == "trip"
+    assert calls == ["/p1", "/a", "/b", "/a/undo", "/p1/undo"]  # the child is not undone twice
