@@ -25,11 +25,14 @@ def main() -> None:
     parser.add_argument(
         "--base-port", type=int, default=0, help="ports N, N+1, … in catalog order (0: free ports)"
     )
+    parser.add_argument(
+        "--reply-url", action="append", default=[], help="the engine's reply endpoint(s)"
+    )
     args = parser.parse_args()
     ports = (
         {spec.name: args.base_port + i for i, spec in enumerate(CATALOG)} if args.base_port else {}
     )
-    running = serve(args.data_dir, host=args.host, ports=ports)
+    running = serve(args.data_dir, host=args.host, ports=ports, reply_urls=tuple(args.reply_url))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

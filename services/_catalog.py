@@ -42,6 +42,8 @@ class ServiceSpec:
     """Business rule run before an effect is applied; raises :class:`Rejection`."""
     apply: Callable[[Store, dict[str, Any], int], None] | None = None
     """Side effect on the service's own counters; called with +1 to apply and -1 to undo."""
+    asynchronous: bool = False
+    """Accept with 202 and confirm later by calling the engine's reply endpoint."""
 
 
 def _stock(store: Store, body: dict[str, Any]) -> None:
@@ -85,7 +87,7 @@ CATALOG: tuple[ServiceSpec, ...] = (
     ServiceSpec("payment", "charges", "refund", "order_id", "chg", _card, _collect),
     ServiceSpec("shipping", "shipments", "cancel", "order_id", "shp", _shippable),
     ServiceSpec("flights", "bookings", "cancel", "trip_id", "flt"),
-    ServiceSpec("hotels", "bookings", "cancel", "trip_id", "htl", _hotel_stay),
+    ServiceSpec("hotels", "bookings", "cancel", "trip_id", "htl", _hotel_stay, asynchronous=True),
     ServiceSpec("cars", "bookings", "cancel", "trip_id", "car", _car_available),
 )
 """Every demo participant service."""

@@ -21,6 +21,7 @@ import json
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +74,7 @@ class Participant:
     faults: list[Fault] = field(default_factory=list)
     faults_lock: threading.Lock = field(default_factory=threading.Lock)
     injected: dict[str, int] = field(default_factory=dict)
+    reply_urls: tuple[str, ...] = ()
 
     def fault(self, op: str, key: str) -> Fault | None:
         """The first injected fault that applies, if any (counted in ``injected``)."""
@@ -113,9 +115,33 @@ class Participant:
             if spec.apply:
                 spec.apply(store, body, +1)
             store.log("do", key, idem, trace)
+            if spec.asynchronous and self.reply_urls:
+                confirmation = {"id": effect_id, spec.key_field: key, "status": "confirmed"}
+                self.confirm_later(idem, confirmation)
+                return 202, {"id": effect_id, spec.key_field: key, "status": "pending"}
             return 201, {"id": effect_id, spec.key_field: key, "status": "active"}
 
         return self._once(idem, apply)
+
+    def confirm_later(self, correlation_id: str, data: dict[str, Any]) -> None:
+        """Send the reply to the engine's reply endpoint shortly, from a thread of its own."""
+        reply = json.dumps({"correlation_id": correlation_id, "ok": True, "data": data}).encode()
+
+        def send() -> None:
+            time.sleep(0.3)
+            for _ in range(20):  # any worker's endpoint will do; retry while none answers
+                for url in self.reply_urls:
+                    request = urllib.request.Request(
+                        url, data=reply, headers={"Content-Type": "application/json"}
+                    )
+                    try:
+                        with urllib.request.urlopen(request, timeout=5):
+                            return
+                    except OSError:
+                        continue
+                time.sleep(0.5)
+
+        threading.Thread(target=send, name=f"reply-{correlation_id}", daemon=True).start()
 
     def undo(self, body: dict[str, Any], idem: str, trace: str | None = None) -> tuple[int, Any]:
         """Undo the effect of ``body``'s business key, or leave a tombstone."""
@@ -262,6 +288,7 @@ def serve(
     host: str = "127.0.0.1",
     ports: dict[str, int] | None = None,
     specs: tuple[ServiceSpec, ...] = CATALOG,
+    reply_urls: tuple[str, ...] = (),
 ) -> RunningServices:
     """Start every demo participant, each on its own port with its own SQLite file.
 
@@ -270,6 +297,8 @@ def serve(
         host: Loopback address to bind.
         ports: Port per service name; missing or 0 picks a free port.
         specs: The services to start.
+        reply_urls: The engine's reply endpoints (``http://worker:port/replies``), where the
+            asynchronous participants (hotels) confirm; without them they answer at once.
 
     Returns:
         The running services; call ``close()`` to stop them.
@@ -280,9 +309,8 @@ def serve(
     for spec in specs:
         store = Store(data_dir / f"{spec.name}.sqlite3")
         stores.append(store)
-        handler = type(
-            f"{spec.name}Handler", (_Handler,), {"participant": Participant(spec, store)}
-        )
+        participant = Participant(spec, store, reply_urls=reply_urls)
+        handler = type(f"{spec.name}Handler", (_Handler,), {"participant": participant})
         server = ThreadingHTTPServer((host, (ports or {}).get(spec.name, 0)), handler)
         server.daemon_threads = True
         servers[spec.name] = server

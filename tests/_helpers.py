@@ -32,6 +32,8 @@ class Stack:
     services: dict[str, str]
     tmp: Path
     workers: list[subprocess.Popen[bytes]]
+    endpoints: list[str]
+    """The main workers' health-and-reply endpoints (the hotel participant replies there)."""
 
     def worker_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALOOM_")}
@@ -43,7 +45,11 @@ class Stack:
         )
         return env
 
-    def start_worker(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str, *extra: str, endpoint: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        if endpoint is not None:
+            extra = (*extra, "--health-address", endpoint)
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
         return subprocess.Popen(
             [sys.executable, "-m", "workers", "worker", *extra],

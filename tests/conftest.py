@@ -54,7 +54,13 @@ def dev_server(tmp_stack_dir: Path) -> Iterator[DevServer]:
 
 
 @pytest.fixture(scope="session")
-def services(tmp_stack_dir: Path) -> Iterator[dict[str, str]]:
+def endpoints() -> list[str]:
+    """The two main workers' health-and-reply endpoints (chosen before anything starts)."""
+    return [f"127.0.0.1:{free_port()}" for _ in range(2)]
+
+
+@pytest.fixture(scope="session")
+def services(tmp_stack_dir: Path, endpoints: list[str]) -> Iterator[dict[str, str]]:
     urls_file = tmp_stack_dir / "urls.json"
     log = open(tmp_stack_dir / "services.log", "ab")  # noqa: SIM115
     process = subprocess.Popen(
@@ -66,6 +72,7 @@ def services(tmp_stack_dir: Path) -> Iterator[dict[str, str]]:
             str(tmp_stack_dir / "svc"),
             "--urls-file",
             str(urls_file),
+            *(f"--reply-url=http://{e}/replies" for e in endpoints),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -82,11 +89,13 @@ def services(tmp_stack_dir: Path) -> Iterator[dict[str, str]]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stack(
-    dev_server: DevServer, services: dict[str, str], tmp_stack_dir: Path
+    dev_server: DevServer, services: dict[str, str], tmp_stack_dir: Path, endpoints: list[str]
 ) -> AsyncIterator[Stack]:
     client = await connect(dev_server.address)
-    stack = Stack(client, dev_server.address, services, tmp_stack_dir, [])
-    stack.workers = [stack.start_worker(f"worker-{i}") for i in (1, 2)]
+    stack = Stack(client, dev_server.address, services, tmp_stack_dir, [], endpoints)
+    stack.workers = [
+        stack.start_worker(f"worker-{i + 1}", endpoint=e) for i, e in enumerate(endpoints)
+    ]
     await stack.wait_for_pollers(2)
     yield stack
     for worker in stack.workers:

@@ -9,6 +9,7 @@ a change is *meant* to break running sagas; the replay tests exist to catch the 
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,12 @@ async def main() -> None:
             runs["order-compensated"] = await start_saga(
                 env.client, ORDER, order("h-no-route", country="AQ"), task_queue=queue
             )
+            runs["trip-completed"] = await start_saga(
+                env.client, TRIP, trip("h-trip-ok"), task_queue=queue
+            )
+            runs["trip-compensated"] = await start_saga(
+                env.client, TRIP, trip("h-trip-venice", destination="Venice"), task_queue=queue
+            )
             cancelled = await start_saga(
                 env.client, TRIP, trip("h-cancel", cooling_off_seconds=600), task_queue=queue
             )
@@ -71,11 +78,14 @@ async def main() -> None:
             await wait_until(parked, lambda s: s.status is SagaStatus.NEEDS_ATTENTION)
             await parked.execute_update("resolve", Resolution(action="retry", note="recorded"))
             runs["order-parked-resolved"] = parked
+            ids = {}
             for name, handle in runs.items():
                 result = await outcome(handle)
                 history = await handle.fetch_history()
                 (OUT / f"{name}.json").write_text(history.to_json())
+                ids[name] = handle.id  # a replay must run under the same workflow id
                 print(f"{name}: {result.status.value}, {len(history.events)} events")
+            (OUT / "workflow-ids.json").write_text(json.dumps(ids, indent=2) + "\n")
 
 
 if __name__ == "__main__":

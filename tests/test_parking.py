@@ -47,7 +47,7 @@ async def test_parked_saga_survives_worker_restarts_and_is_resolved_from_the_cli
     for i, worker in enumerate(stack.workers):
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-        stack.workers[i] = stack.start_worker(f"worker-after-park-{i}")
+        stack.workers[i] = stack.start_worker(f"worker-after-park-{i}", endpoint=stack.endpoints[i])
     await stack.wait_for_pollers(2)
     assert (await handle.query("saga_state", result_type=SagaState)).parked_step == "charge-payment"
     assert await stack.record("inventory", key) == "active"  # not undone while parked

@@ -12,11 +12,12 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from tests._helpers import Stack
+from tests._helpers import TASK_QUEUE, Stack, trip
 from tests._sagas import REPLYING, ReplyingSaga
 from tests._scripted import CALLS, scripted
 from workers import outcome, start_saga
 from workflows import Reply, SagaState, SagaStatus, StepStatus
+from workflows.trip import TRIP
 
 pytestmark = pytest.mark.integration
 QUEUE = "replies"
@@ -79,3 +80,17 @@ async def test_no_reply_in_time_fails_the_step_and_compensates(client: Client) -
     assert state.steps[1].status is StepStatus.COMPENSATED
     # A reply after the fact changes nothing.
     assert [p for p, _ in CALLS[run]] == ["/a", "/b", "/b/undo", "/a/undo"]
+
+
+async def test_the_demo_hotel_confirms_asynchronously_through_the_reply_endpoint(
+    stack: Stack, key: str
+) -> None:
+    handle = await start_saga(stack.client, TRIP, trip(key), task_queue=TASK_QUEUE)
+    result = await outcome(handle)
+    assert result.status is SagaStatus.COMPLETED
+    assert result.report is not None
+    assert result.report.outputs["book-hotel"]["trip_id"] == key
+    state = await handle.query("saga_state", result_type=SagaState)
+    hotel = state.steps[1]
+    assert hotel.started_at and hotel.ended_at
+    assert (hotel.ended_at - hotel.started_at).total_seconds() >= 0.3  # waited for the reply

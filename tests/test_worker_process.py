@@ -47,7 +47,8 @@ async def test_saga_finishes_when_the_worker_running_its_step_is_killed(
     victim = next(w for w in stack.workers if w.pid == pid)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    stack.workers[stack.workers.index(victim)] = stack.start_worker("worker-replacement")
+    index = stack.workers.index(victim)
+    stack.workers[index] = stack.start_worker("worker-replacement", endpoint=stack.endpoints[index])
     result = await asyncio.wait_for(outcome(handle), 90)
 
     assert result.status is SagaStatus.COMPLETED

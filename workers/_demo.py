@@ -20,7 +20,13 @@ from temporalio.client import Client
 from services import RunningServices, serve
 from workers._client import DEFAULT_UI, Outcome, connect, outcome, start_saga, ui_link
 from workers._config import WorkerConfig
-from workers._devserver import DevServer, DevServerOptions, ensure_search_attributes, port_open
+from workers._devserver import (
+    DevServer,
+    DevServerOptions,
+    ensure_search_attributes,
+    free_port,
+    port_open,
+)
 from workers._worker import run_worker
 from workflows import Http, Saga, SagaStatus
 from workflows.order import ORDER
@@ -193,13 +199,16 @@ async def environment(
             f"(SQLite {data_dir / 'temporal.sqlite3'}, WAL + synchronous=normal)"
         )
         await server.start()
-    services = serve(data_dir / "services")
+    endpoint = f"127.0.0.1:{free_port()}"  # the worker's health and reply endpoint
+    services = serve(data_dir / "services", reply_urls=(f"http://{endpoint}/replies",))
     stop = asyncio.Event()
     worker: asyncio.Task[None] | None = None
     try:
         client = await connect(address)
         await ensure_search_attributes(client)
-        config = WorkerConfig(address=address, task_queue=task_queue, services=services.urls)
+        config = WorkerConfig(
+            address=address, task_queue=task_queue, services=services.urls, health_address=endpoint
+        )
         worker = asyncio.create_task(run_worker(config, stop))
         ui = f"http://localhost:{ui_port}" if server else DEFAULT_UI
         yield Environment(client, services, task_queue, ui, server)

@@ -20,7 +20,7 @@ from workers._devserver import ensure_search_attributes
 from workers._health import HealthServer
 from workers._registry import load_sagas
 from workers._telemetry import metrics_runtime, tracing_interceptor
-from workflows import SagaWorkflow
+from workflows import Reply, SagaWorkflow
 
 __all__ = ["build_worker", "run_worker"]
 
@@ -127,7 +127,12 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
     )
     if config.metrics_address:
         log.info("metrics at http://%s/metrics", config.metrics_address)
-    health = HealthServer(config.health_address) if config.health_address else None
+
+    async def deliver(reply: Reply) -> None:
+        workflow_id = reply.correlation_id.rsplit(":", 1)[0]
+        await client.get_workflow_handle(workflow_id).signal("reply", reply)
+
+    health = HealthServer(config.health_address, deliver) if config.health_address else None
     if health is not None:
         await health.start()
     try:

@@ -1,5 +1,8 @@
 """Example saga: a trip — book a flight and a hotel, wait out a cooling-off period, book a car.
 
+The hotel is an asynchronous participant: it accepts the booking (202), then confirms through
+the engine's reply endpoint; the step completes with the confirmation.
+
 Its shape differs from the order saga: a durable timer sits between the bookings. Cancelling the
 saga during the cooling-off period cancels the flight and the hotel.
 """
@@ -55,12 +58,13 @@ def _cooling_off(ctx: StepContext[TripInput]) -> timedelta:
     return timedelta(seconds=ctx.input.cooling_off_seconds)
 
 
-def _booking(service: str, name: str) -> Step:
+def _booking(service: str, name: str, reply_timeout: timedelta | None = None) -> Step:
     return Step(
         name,
         Http(service, "POST", "/bookings", body=_book),
         compensation=Http(service, "POST", "/bookings/cancel", body=_ref),
         output=Booking,
+        reply_timeout=reply_timeout,
     )
 
 
@@ -72,7 +76,7 @@ TRIP: Saga[TripInput] = Saga(
     track_steps=True,
     steps=[
         _booking("flights", "book-flight"),
-        _booking("hotels", "book-hotel"),
+        _booking("hotels", "book-hotel", reply_timeout=timedelta(minutes=2)),  # confirms later
         Step("cooling-off", Timer(_cooling_off)),
         _booking("cars", "book-car"),
     ],
