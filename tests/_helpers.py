@@ -142,3 +142,14 @@ async def wait_for_step(
 
 async def count_workflows(client: Client, query: str) -> int:
     return len([w async for w in client.list_workflows(query)])
+
+
+def cli(*args: str, address: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``saga`` command against the test server."""
+    return subprocess.run(
+        [sys.executable, "-m", "workers", *args, "--address", address],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )

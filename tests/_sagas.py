@@ -70,14 +70,23 @@ def _undo(name: str) -> Any:
 FAST = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=2)
 
 
-def rules_saga(name: str, length: int) -> Saga[Plan]:
-    """A saga of ``length`` scripted HTTP steps named a, b, c, d."""
+def plan_saga(name: str, steps: list[Step], **options: Any) -> Saga[Plan]:
+    """A saga over a :class:`Plan`, with fast retries, keyed by the plan's run id."""
     return Saga(
         name=name,
         input=Plan,
         key=lambda plan: plan.run,
         defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
-        steps=[
+        steps=steps,
+        **options,
+    )
+
+
+def rules_saga(name: str, length: int) -> Saga[Plan]:
+    """A saga of ``length`` scripted HTTP steps named a, b, c, d."""
+    return plan_saga(
+        name,
+        [
             Step(
                 name,
                 Http("svc", "POST", f"/{name}", body=_forward(name)),
@@ -137,12 +146,9 @@ def _step(name: str, **extra: Any) -> Step:
     )
 
 
-CONDITIONAL = Saga(
-    name="ConditionalSaga",
-    input=Plan,
-    key=lambda plan: plan.run,
-    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
-    steps=[
+CONDITIONAL = plan_saga(
+    "ConditionalSaga",
+    [
         _step("a"),
         _step("b", when=lambda c: "b" not in c.input.skip),
         _step("c", when=lambda c: c.output("a", Out).id == "a-1"),
@@ -152,29 +158,23 @@ CONDITIONAL = Saga(
 """b runs unless the plan skips it; c runs when a's output says so."""
 ConditionalSaga = saga_workflow(CONDITIONAL)
 
-DEADLINE = Saga(
-    name="DeadlineSaga",
-    input=Plan,
-    key=lambda plan: plan.run,
-    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
-    deadline=timedelta(hours=1),
-    steps=[
+DEADLINE = plan_saga(
+    "DeadlineSaga",
+    [
         _step("a"),
         Step("wait", Timer(lambda c: timedelta(minutes=c.input.wait_minutes))),
         _step("b"),
     ],
+    deadline=timedelta(hours=1),
 )
 """Two steps around a wait, with an hour to finish."""
 DeadlineSaga = saga_workflow(DEADLINE)
 
 
 def _graph_saga(name: str, **options: Any) -> Saga[Plan]:
-    return Saga(
-        name=name,
-        input=Plan,
-        key=lambda plan: plan.run,
-        defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
-        steps=[
+    return plan_saga(
+        name,
+        [
             _step("a"),
             _step("b", after=["a"]),
             _step("c", after=["a"]),
@@ -196,12 +196,9 @@ CONTINUING = dataclasses.replace(
 """a, b, c; keeps compensating past a failed compensation."""
 ContinuingSaga = saga_workflow(CONTINUING)
 
-PIVOTED = Saga(
-    name="PivotedSaga",
-    input=Plan,
-    key=lambda plan: plan.run,
-    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
-    steps=[
+PIVOTED = plan_saga(
+    "PivotedSaga",
+    [
         _step("a"),
         Step("b", Http("svc", "POST", "/b", body=_forward("b")), kind="pivot", output=Out),
         Step("c", Http("svc", "POST", "/c", body=_forward("c")), kind="retriable", output=Out),
@@ -210,22 +207,16 @@ PIVOTED = Saga(
 """a (compensatable), b (the pivot), c (retriable)."""
 PivotedSaga = saga_workflow(PIVOTED)
 
-REPLYING = Saga(
-    name="ReplyingSaga",
-    input=Plan,
-    key=lambda plan: plan.run,
-    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
-    steps=[_step("a"), _step("b", reply_timeout=timedelta(seconds=3)), _step("c")],
+REPLYING = plan_saga(
+    "ReplyingSaga",
+    [_step("a"), _step("b", reply_timeout=timedelta(seconds=3)), _step("c")],
 )
 """b's participant confirms asynchronously, within 3 s."""
 ReplyingSaga = saga_workflow(REPLYING)
 
-NESTING = Saga(
-    name="NestingSaga",
-    input=Plan,
-    key=lambda plan: plan.run,
-    defaults=StepDefaults(retry=FAST, compensation_retry=FAST),
-    steps=[
+NESTING = plan_saga(
+    "NestingSaga",
+    [
         _step("p1"),
         Step("trip", ChildSaga(SHAPES[2], input=lambda c: c.input)),
         _step("p2"),

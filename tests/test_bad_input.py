@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from tests._helpers import ROOT, TASK_QUEUE, Stack, count_workflows, order
+from tests._helpers import TASK_QUEUE, Stack, cli, count_workflows, order
 from workers import start_saga
 from workflows import SAGA_INPUT_ERROR, SagaInputError, SagaReport
 from workflows.order import ORDER
@@ -55,18 +53,8 @@ async def test_raw_sdk_start_with_bad_input_fails_cleanly_instead_of_wedging(
     assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
 
 
-def _saga(*args: str, address: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers", *args, "--address", address],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-
-
 async def test_cli_rejects_bad_input_unknown_saga_and_invalid_json(stack: Stack, key: str) -> None:
-    bad_field = _saga(
+    bad_field = cli(
         "start",
         "OrderSaga",
         "--input",
@@ -78,11 +66,11 @@ async def test_cli_rejects_bad_input_unknown_saga_and_invalid_json(stack: Stack,
     assert bad_field.returncode == 2
     assert "country" in bad_field.stderr and "Traceback" not in bad_field.stderr
 
-    unknown = _saga("start", "NoSuchSaga", "--input", "{}", address=stack.address)
+    unknown = cli("start", "NoSuchSaga", "--input", "{}", address=stack.address)
     assert unknown.returncode == 2
     assert "unknown saga 'NoSuchSaga'" in unknown.stderr and "OrderSaga" in unknown.stderr
 
-    not_json = _saga("start", "OrderSaga", "--input", "{order_id:", address=stack.address)
+    not_json = cli("start", "OrderSaga", "--input", "{order_id:", address=stack.address)
     assert not_json.returncode == 2
     assert "not valid JSON" in not_json.stderr
 
@@ -90,7 +78,7 @@ async def test_cli_rejects_bad_input_unknown_saga_and_invalid_json(stack: Stack,
 
 
 async def test_cli_starts_a_saga_and_shows_its_step_table(stack: Stack, key: str) -> None:
-    started = _saga(
+    started = cli(
         "start",
         "OrderSaga",
         "--input",
@@ -104,7 +92,7 @@ async def test_cli_starts_a_saga_and_shows_its_step_table(stack: Stack, key: str
     assert f"OrderSaga-{key}" in started.stdout and "COMPLETED" in started.stdout
     assert f"/namespaces/default/workflows/OrderSaga-{key}" in started.stdout
 
-    status = _saga("status", f"OrderSaga-{key}", "--json", address=stack.address)
+    status = cli("status", f"OrderSaga-{key}", "--json", address=stack.address)
     assert status.returncode == 0, status.stderr
     state = json.loads(status.stdout)
     assert state["status"] == "COMPLETED"
@@ -113,5 +101,5 @@ async def test_cli_starts_a_saga_and_shows_its_step_table(stack: Stack, key: str
         "charge-payment",
         "create-shipment",
     ]
-    table = _saga("status", f"OrderSaga-{key}", address=stack.address)
+    table = cli("status", f"OrderSaga-{key}", address=stack.address)
     assert "charge-payment" in table.stdout and "done" in table.stdout

@@ -5,27 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 
-from tests._helpers import ROOT, TASK_QUEUE, Stack, order
+from tests._helpers import TASK_QUEUE, Stack, cli, order
 from workers import outcome, start_saga
 from workflows import SagaState, SagaStatus
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration
-
-
-def saga(*args: str, address: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers", *args, "--address", address],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
 
 
 async def test_parked_saga_survives_worker_restarts_and_is_resolved_from_the_cli(
@@ -40,7 +28,7 @@ async def test_parked_saga_survives_worker_restarts_and_is_resolved_from_the_cli
             break
         await asyncio.sleep(0.1)
     assert state.parked_step == "charge-payment"
-    listed = saga("list", "--status", "needs_attention", "--json", address=stack.address)
+    listed = cli("list", "--status", "needs_attention", "--json", address=stack.address)
     assert handle.id in [row["workflow_id"] for row in json.loads(listed.stdout)]
 
     # Every worker dies and new ones come up: the parked saga is rebuilt from its history.
@@ -52,9 +40,9 @@ async def test_parked_saga_survives_worker_restarts_and_is_resolved_from_the_cli
     assert (await handle.query("saga_state", result_type=SagaState)).parked_step == "charge-payment"
     assert await stack.record("inventory", key) == "active"  # not undone while parked
 
-    wrong = saga("resolve", handle.id, "--skip", "reserve-stock", address=stack.address)
+    wrong = cli("resolve", handle.id, "--skip", "reserve-stock", address=stack.address)
     assert wrong.returncode == 2 and "parked step 'charge-payment'" in wrong.stderr
-    fixed = saga(
+    fixed = cli(
         "resolve", handle.id, "--retry", "--note", "payment service fixed", address=stack.address
     )
     assert fixed.returncode == 0, fixed.stderr
