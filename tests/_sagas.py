@@ -119,7 +119,7 @@ CHAOS_ORDER: Saga[Any] = dataclasses.replace(
     defaults=StepDefaults(
         retry=CHAOS_RETRY,
         start_to_close=timedelta(seconds=2),
-        schedule_to_close=timedelta(minutes=3),
+        schedule_to_close=timedelta(minutes=10),
         heartbeat=timedelta(seconds=3),
         compensation_retry=CHAOS_RETRY,
         compensation_start_to_close=timedelta(seconds=2),
