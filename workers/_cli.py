@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -374,8 +375,21 @@ COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``saga`` console script."""
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the ``saga`` console script: run the command, then exit the process.
+
+    The process ends with ``os._exit`` once output is flushed: the Temporal runtime's native
+    threads can call into Python while the interpreter finalizes, which was seen to abort a
+    finished command (SIGABRT after its work was done).
+    """
+    code = _run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     # The demo's output is its table; its worker's log goes to a file beside its data.
     log_file = args.data_dir / "demo.log" if args.command == "demo" else None
