@@ -17,7 +17,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 
-from workflows import SagaState, StepStatus
+from workflows import SagaState, SagaStatus, StepStatus
 
 TASK_QUEUE = "sagaloom-tests"
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +138,20 @@ async def wait_for_step(
         if time.monotonic() > deadline:
             raise AssertionError(f"step {step} never reached {status}: {state}")
         await asyncio.sleep(0.2)
+
+
+async def wait_for_status(
+    handle: WorkflowHandle[Any, Any], status: SagaStatus, within: float = 30
+) -> SagaState:
+    """Poll the saga_state query until the saga has ``status``."""
+    deadline = time.monotonic() + within
+    while True:
+        state: SagaState = await handle.query("saga_state", result_type=SagaState)
+        if state.status is status:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"saga never reached {status}: {state}")
+        await asyncio.sleep(0.1)
 
 
 async def count_workflows(client: Client, query: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +11,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
-from tests._helpers import Stack
+from tests._helpers import Stack, wait_for_status
 from tests._sagas import (
     CONTINUING,
     DIAMOND,
@@ -171,11 +170,7 @@ async def test_a_retriable_step_out_of_budget_parks_and_is_never_compensated(
     client: Client,
 ) -> None:
     handle, _, run_id = await run(client, PIVOTED, c="unavailable")
-    for _ in range(200):
-        state = await handle.query("saga_state", result_type=SagaState)
-        if state.status is SagaStatus.NEEDS_ATTENTION:
-            break
-        await asyncio.sleep(0.1)
+    state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
     assert state.parked_step == "c"
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update("resolve", Resolution(action="mark_compensated", step="c"))

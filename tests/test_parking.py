@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from tests._helpers import TASK_QUEUE, Stack, cli, order
+from tests._helpers import TASK_QUEUE, Stack, cli, order, wait_for_status
 from workers import outcome, start_saga
 from workflows import SagaState, SagaStatus
 from workflows.order import ORDER
@@ -22,11 +22,7 @@ async def test_parked_saga_survives_worker_restarts_and_is_resolved_from_the_cli
     # The refund is refused once (409: non-retryable), so the compensation fails for good.
     await stack.fault("payment", op="undo", match=key, mode="reject", status=409, times=1)
     handle = await start_saga(stack.client, ORDER, order(key, country="AQ"), task_queue=TASK_QUEUE)
-    for _ in range(200):
-        state = await handle.query("saga_state", result_type=SagaState)
-        if state.status is SagaStatus.NEEDS_ATTENTION:
-            break
-        await asyncio.sleep(0.1)
+    state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
     assert state.parked_step == "charge-payment"
     listed = cli("list", "--status", "needs_attention", "--json", address=stack.address)
     assert handle.id in [row["workflow_id"] for row in json.loads(listed.stdout)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +12,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from tests._helpers import Stack
+from tests._helpers import Stack, wait_for_status
 from tests._sagas import LOCAL_RULES, RULES, LocalRulesSaga, RulesSaga
 from tests._scripted import CALLS, scripted
 from workers import outcome, start_saga
@@ -110,20 +109,11 @@ async def start(target: tuple[Client, Saga[Any]], **steps: str) -> tuple[Any, st
     return await start_saga(client, saga, plan, task_queue=QUEUE), run_id
 
 
-async def parked(handle: Any) -> SagaState:
-    for _ in range(200):
-        state: SagaState = await handle.query("saga_state", result_type=SagaState)
-        if state.status is SagaStatus.NEEDS_ATTENTION:
-            return state
-        await asyncio.sleep(0.1)
-    raise AssertionError("the saga never parked")
-
-
 async def test_failed_compensation_parks_until_an_operator_retries_it(
     rules_client: tuple[Client, Saga[Any]],
 ) -> None:
     handle, run_id = await start(rules_client, c="reject", undo_b="reject-once")
-    state = await parked(handle)
+    state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
     assert state.parked_step == "b" and "refused once" in (state.steps[1].compensation_error or "")
     assert CALLS[run_id][-1][0] == "/b/undo"  # waiting: a is not undone yet
     description = await handle.describe()
@@ -150,7 +140,7 @@ async def test_operator_skips_or_marks_a_parked_compensation_and_the_rest_contin
     rules_client: tuple[Client, Saga[Any]], action: str, ok: bool, status: StepStatus
 ) -> None:
     handle, run_id = await start(rules_client, c="reject", undo_b="reject")
-    await parked(handle)
+    await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
     await handle.execute_update(
         "resolve",
         Resolution(action=action, step="b", note="refunded by hand, ticket 42"),
@@ -170,7 +160,7 @@ async def test_a_decision_for_the_wrong_step_or_an_unparked_saga_is_refused(
     rules_client: tuple[Client, Saga[Any]],
 ) -> None:
     handle, _ = await start(rules_client, c="reject", undo_b="reject")
-    await parked(handle)
+    await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
     with pytest.raises(WorkflowUpdateFailedError) as caught:
         await handle.execute_update("resolve", Resolution(action="skip", step="a"))
     assert "parked step 'b'" in str(caught.value.cause)
