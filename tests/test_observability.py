@@ -6,15 +6,13 @@ import asyncio
 import json
 import logging
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests._helpers import ROOT, TASK_QUEUE, Stack, order
+from tests._helpers import TASK_QUEUE, Stack, cli, order
 from workers import free_port, outcome, start_saga
 from workers._demo import run_scenarios
 from workers._logging import JsonFormatter
@@ -106,44 +104,13 @@ async def test_worker_metrics_count_sagas_steps_and_compensations(
 
 
 def test_cli_list_filters_by_status_and_saga(stack: Stack) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workers",
-            "list",
-            "--status",
-            "compensated",
-            "--saga",
-            "OrderSaga",
-            "--json",
-            "--address",
-            stack.address,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
+    run = cli(
+        "list", "--status", "compensated", "--saga", "OrderSaga", "--json", address=stack.address
     )
     assert run.returncode == 0, run.stderr
     rows = json.loads(run.stdout)
     assert rows and all(r["status"] == "COMPENSATED" and r["saga"] == "OrderSaga" for r in rows)
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workers",
-            "list",
-            "--status",
-            "sideways",
-            "--address",
-            stack.address,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    bad = cli("list", "--status", "sideways", address=stack.address)
     assert bad.returncode == 2 and "unknown status 'sideways'" in bad.stderr
 
 

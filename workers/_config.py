@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 from pydantic import SecretStr
 
@@ -13,6 +14,8 @@ __all__ = ["DEFAULT_TASK_QUEUE", "ConfigError", "WorkerConfig"]
 
 DEFAULT_TASK_QUEUE = "sagaloom"
 """Task queue of the example sagas and of ``saga start`` unless told otherwise."""
+
+T = TypeVar("T", int, float)
 
 _SERVICE_PREFIX = "SAGALOOM_SERVICE_"
 _TOKEN_SUFFIX = "_TOKEN"
@@ -26,17 +29,24 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the variable or flag."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive(env: Mapping[str, str], name: str, kind: type[T]) -> T | None:
+    """A positive ``int`` or ``float`` from ``env[name]``; None when unset."""
     raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+    if not raw:
+        return None
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be positive")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _positive(env, name, int)
+    return default if value is None else value
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
@@ -47,16 +57,7 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
 
 
 def _rate(env: Mapping[str, str], name: str) -> float | None:
-    raw = env.get(name)
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be positive")
-    return value
+    return _positive(env, name, float)
 
 
 def _address(env: Mapping[str, str], name: str) -> str | None:
