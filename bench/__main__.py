@@ -26,23 +26,17 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError
 
-from activities import HttpParticipant
 from bench._sagas import ACTIVITIES, SAGA_DEFS, WORKFLOWS, BenchInput
+from sagaloom._client import start_attributes
+from sagaloom.client import connect
+from sagaloom.server import DevServer, DevServerOptions, free_port
+from sagaloom.worker import WorkerConfig, build_worker, load_sagas
 from services import serve
-from workers import (
-    DevServer,
-    DevServerOptions,
-    WorkerConfig,
-    build_worker,
-    connect,
-    free_port,
-    load_sagas,
-)
-from workers._client import start_attributes
-from workers._demo import _order
+from workers.config import SAGA_MODULES
+from workers.demo import _order
 
 TICKS = os.sysconf("SC_CLK_TCK")
-SAGAS = {s.name: s for s in (*SAGA_DEFS, *(c.saga for c in load_sagas().values()))}
+SAGAS = {s.name: s for s in (*SAGA_DEFS, *(c.saga for c in load_sagas(SAGA_MODULES).values()))}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -209,12 +203,9 @@ async def measure_eager(
 ) -> Result:
     """The fast path with eager start: the starting process hosts the worker."""
     queue = f"bench-eager-{uuid.uuid4().hex[:8]}"
-    participant = HttpParticipant({})
     worker = build_worker(
         client,
-        WorkerConfig(task_queue=queue),
-        [],
-        participant,
+        config=WorkerConfig(task_queue=queue),
         workflows=WORKFLOWS,
         activities=ACTIVITIES,
         passthrough=["bench"],
@@ -227,7 +218,6 @@ async def measure_eager(
             client, "BenchFastSaga", bench_inputs(count, fail_share), queue, eager=True
         )
         cpu, server_cpu = cpu_seconds(me) - cpu0, cpu_seconds(server.pid) - server0
-    await participant.aclose()
     result = Result(
         name, count, seconds, latencies, cpu, memory_kib(me, "VmHWM"), server_cpu, unexpected
     )

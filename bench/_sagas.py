@@ -16,7 +16,7 @@ from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import Activity, Saga, Step, StepDefaults, Timer, saga_workflow
+from sagaloom import Activity, Saga, Step, StepDefaults, Timer, saga_workflow
 
 STEPS = 4
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)

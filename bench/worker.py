@@ -10,9 +10,10 @@ import argparse
 import asyncio
 import signal
 
-from activities import HttpParticipant
 from bench._sagas import ACTIVITIES, WORKFLOWS
-from workers import WorkerConfig, build_worker, configure_logging, connect, load_sagas
+from sagaloom.client import connect
+from sagaloom.worker import WorkerConfig, build_worker, configure_logging, load_sagas
+from workers.config import SAGA_MODULES
 
 
 async def main() -> None:
@@ -34,12 +35,10 @@ async def main() -> None:
         max_cached_workflows=args.max_cached_workflows,
         services=dict(s.split("=", 1) for s in args.service),
     )
-    participant = HttpParticipant(config.services)
     worker = build_worker(
         client,
-        config,
-        load_sagas().values(),
-        participant,
+        load_sagas(SAGA_MODULES).values(),
+        config=config,
         workflows=WORKFLOWS,
         activities=ACTIVITIES,
         passthrough=["bench"],
@@ -47,7 +46,6 @@ async def main() -> None:
     async with worker:
         print("ready", flush=True)
         await stop.wait()
-    await participant.aclose()
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from sagaloom import saga_workflow
 from tests._changed_unpatched import FRAUD_CHECK
-from workflows import saga_workflow
 from workflows.order import ORDER
 
 ORDER_V2 = dataclasses.replace(

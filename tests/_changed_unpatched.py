@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from workflows import Http, Step, saga_workflow
+from sagaloom import Http, Step, saga_workflow
 from workflows.order import ORDER
 
 FRAUD_CHECK = Step(

@@ -17,9 +17,11 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 
-from workflows import SagaState, SagaStatus, StepStatus
+from sagaloom import SagaState, SagaStatus, StepStatus
 
 TASK_QUEUE = "sagaloom-tests"
+EXAMPLES = ("workflows.order", "workflows.trip")
+"""The example sagas' modules (the reference application's, as a user's project has its own)."""
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +43,7 @@ class Stack:
             {f"SAGALOOM_SERVICE_{name.upper()}": url for name, url in self.services.items()},
             TEMPORAL_ADDRESS=self.address,
             SAGALOOM_TASK_QUEUE=TASK_QUEUE,
+            SAGALOOM_SAGA_MODULES=",".join(EXAMPLES),
             SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS="5",
         )
         return env
@@ -52,7 +55,7 @@ class Stack:
             extra = (*extra, "--health-address", endpoint)
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
         return subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker", *extra],
+            [sys.executable, "-m", "sagaloom", "worker", *extra],
             env=self.worker_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -159,11 +162,13 @@ async def count_workflows(client: Client, query: str) -> int:
 
 
 def cli(*args: str, address: str) -> subprocess.CompletedProcess[str]:
-    """Run the ``saga`` command against the test server."""
+    """Run the ``saga`` command against the test server, with the example sagas named."""
+    env = {**os.environ, "SAGALOOM_SAGA_MODULES": ",".join(EXAMPLES)}
     return subprocess.run(
-        [sys.executable, "-m", "workers", *args, "--address", address],
+        [sys.executable, "-m", "sagaloom", *args, "--address", address],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
         timeout=60,
     )

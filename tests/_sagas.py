@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.common import RetryPolicy
 
-from workflows import (
+from sagaloom import (
     ChildSaga,
     Http,
     Saga,

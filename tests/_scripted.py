@@ -9,7 +9,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows import HTTP_ACTIVITY, HttpRequest, HttpResponse
+from sagaloom.participants import HTTP_ACTIVITY, HttpRequest, HttpResponse
 
 CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
 

@@ -33,9 +33,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from sagaloom import SagaState, SagaStatus
+from sagaloom.client import Outcome, connect, outcome, start_saga
+from sagaloom.server import DevServer, DevServerOptions, free_port
 from tests._sagas import CHAOS_ORDER
-from workers import DevServer, DevServerOptions, Outcome, connect, free_port, outcome, start_saga
-from workflows import SagaState, SagaStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "chaos"
@@ -151,7 +152,7 @@ class Harness:
         )
         log = open(self.tmp / "workers.log", "ab")  # noqa: SIM115
         return subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker"],
+            [sys.executable, "-m", "sagaloom", "worker"],
             env=env,
             cwd=ROOT,
             stdout=log,

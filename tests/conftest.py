@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from sagaloom.client import connect
+from sagaloom.server import DevServer, DevServerOptions, free_port
 from tests._helpers import ROOT, Stack
-from workers import DevServer, DevServerOptions, connect, free_port
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:

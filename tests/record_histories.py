@@ -16,10 +16,11 @@ from typing import Any
 
 import httpx
 
+from sagaloom import Resolution, SagaState, SagaStatus, StepStatus
+from sagaloom.client import outcome, start_saga
+from sagaloom.server import free_port
 from tests._helpers import order, trip
-from workers import free_port, outcome, start_saga
-from workers._demo import environment
-from workflows import Resolution, SagaState, SagaStatus, StepStatus
+from workers.demo import environment
 from workflows.order import ORDER
 from workflows.trip import TRIP
 

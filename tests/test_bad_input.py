@@ -8,9 +8,9 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from sagaloom import SAGA_INPUT_ERROR, SagaInputError, SagaReport
+from sagaloom.client import start_saga
 from tests._helpers import TASK_QUEUE, Stack, cli, count_workflows, order
-from workers import start_saga
-from workflows import SAGA_INPUT_ERROR, SagaInputError, SagaReport
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
+from sagaloom import SAGA_STATUS, SagaState, SagaStatus, StepStatus
+from sagaloom.client import outcome, start_saga
 from tests._helpers import TASK_QUEUE, Stack, order, trip, wait_for_step
-from workers import outcome, start_saga
-from workflows import SAGA_STATUS, SagaState, SagaStatus, StepStatus
 from workflows.order import ORDER
 from workflows.trip import TRIP
 

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from workers import ConfigError, DevServerOptions, WorkerConfig
+from sagaloom.server import DevServerOptions
+from sagaloom.worker import ConfigError, WorkerConfig
 
 
 def test_reads_the_standard_temporal_variables_and_service_urls() -> None:

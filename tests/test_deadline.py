@@ -12,11 +12,13 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from sagaloom import SagaState, SagaStatus, StepStatus
+from sagaloom.client import outcome, start_saga
+from sagaloom.converter import DATA_CONVERTER
+from sagaloom.server import temporal_cli
 from tests._helpers import Stack
 from tests._sagas import CONDITIONAL, DEADLINE, ConditionalSaga, DeadlineSaga
 from tests._scripted import CALLS, scripted
-from workers import DATA_CONVERTER, outcome, start_saga, temporal_cli
-from workflows import SagaState, SagaStatus, StepStatus
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from workflows import Http, Saga, SagaDefinitionError, SagaInputError, Step, Timer
+from sagaloom import Http, Saga, SagaDefinitionError, SagaInputError, Step, Timer
 from workflows.order import ORDER, OrderInput
 from workflows.trip import TRIP
 

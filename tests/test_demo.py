@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from sagaloom.server import free_port
 from tests._helpers import ROOT, Stack
-from workers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +19,7 @@ def _demo(tmp: Path, address: str, ui_port: int) -> subprocess.CompletedProcess[
         [
             sys.executable,
             "-m",
-            "workers",
-            "demo",
+            "workers.demo",
             "--address",
             address,
             "--ui-port",

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from workers import WorkerConfig
-from workers._cli import CLI_ENV
-from workflows import SEARCH_ATTRIBUTES
+from sagaloom import SEARCH_ATTRIBUTES
+from sagaloom._cli import CLI_ENV
+from sagaloom.worker import WorkerConfig
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 K8S = DEPLOY / "k8s"

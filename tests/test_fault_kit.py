@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 
-from activities import Fault, FaultInjector, HttpParticipant
-from tests._helpers import Stack, order
-from workers import WorkerConfig, build_worker, load_sagas, outcome, start_saga
-from workflows import SagaState, SagaStatus
+from sagaloom import SagaState, SagaStatus
+from sagaloom.client import outcome, start_saga
+from sagaloom.testing import Fault, FaultInjector
+from sagaloom.worker import WorkerConfig, build_worker, load_sagas
+from tests._helpers import EXAMPLES, Stack, order
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration
@@ -22,17 +23,14 @@ INJECTOR = FaultInjector([])
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def queue(stack: Stack) -> AsyncIterator[str]:
     name = f"faults-{uuid.uuid4().hex[:6]}"
-    participant = HttpParticipant(stack.services)
     worker = build_worker(
         stack.client,
-        WorkerConfig(task_queue=name),
-        load_sagas().values(),
-        participant,
+        load_sagas(EXAMPLES).values(),
+        config=WorkerConfig(task_queue=name, services=stack.services),
         interceptors=[INJECTOR],
     )
     async with worker:
         yield name
-    await participant.aclose()
 
 
 async def test_a_lost_reply_is_retried_and_the_charge_applies_once(

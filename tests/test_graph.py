@@ -11,6 +11,17 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
+from sagaloom import (
+    Http,
+    Resolution,
+    Saga,
+    SagaDefinitionError,
+    SagaState,
+    SagaStatus,
+    Step,
+    StepStatus,
+)
+from sagaloom.client import outcome, start_saga
 from tests._helpers import Stack, wait_for_status
 from tests._sagas import (
     CONTINUING,
@@ -23,17 +34,6 @@ from tests._sagas import (
     PivotedSaga,
 )
 from tests._scripted import CALLS, scripted
-from workers import outcome, start_saga
-from workflows import (
-    Http,
-    Resolution,
-    Saga,
-    SagaDefinitionError,
-    SagaState,
-    SagaStatus,
-    Step,
-    StepStatus,
-)
 from workflows.order import OrderInput
 
 QUEUE = "graph"

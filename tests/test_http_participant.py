@@ -10,15 +10,16 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import (
+from sagaloom.participants import (
     MALFORMED_RESPONSE,
     PARTICIPANT_REJECTED,
     PARTICIPANT_UNAVAILABLE,
     UNKNOWN_SERVICE,
     HttpParticipant,
+    HttpRequest,
+    HttpResponse,
     redact,
 )
-from workflows import HttpRequest, HttpResponse
 
 REQUEST = HttpRequest(service="payment", method="POST", path="/charges", body={"order_id": "o-1"})
 Handler = Callable[[httpx.Request], httpx.Response]

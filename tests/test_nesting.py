@@ -11,11 +11,11 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
+from sagaloom import SagaStatus
+from sagaloom.client import Outcome, outcome, start_saga
 from tests._helpers import Stack
 from tests._sagas import NESTING, NestingSaga, Rules2Saga
 from tests._scripted import CALLS, scripted
-from workers import Outcome, outcome, start_saga
-from workflows import SagaStatus
 
 pytestmark = pytest.mark.integration
 QUEUE = "nesting"

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from sagaloom import SagaStatus
+from sagaloom._logging import JsonFormatter
+from sagaloom.client import outcome, start_saga
+from sagaloom.server import free_port
 from tests._helpers import TASK_QUEUE, Stack, cli, order
-from workers import free_port, outcome, start_saga
-from workers._demo import run_scenarios
-from workers._logging import JsonFormatter
-from workflows import SagaStatus
+from workers.demo import run_scenarios
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration

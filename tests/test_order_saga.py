@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
+from sagaloom import SAGA_STATUS, SagaState, SagaStatus, StepStatus
+from sagaloom.client import outcome, start_saga
 from tests._helpers import TASK_QUEUE, Stack, order
-from workers import outcome, start_saga
-from workflows import SAGA_STATUS, SagaState, SagaStatus, StepStatus
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import signal
 
 import pytest
 
+from sagaloom import SagaState, SagaStatus
+from sagaloom.client import outcome, start_saga
 from tests._helpers import TASK_QUEUE, Stack, cli, order, wait_for_status
-from workers import outcome, start_saga
-from workflows import SagaState, SagaStatus
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from sagaloom import SagaStatus
+from sagaloom.client import outcome, start_saga
 from tests._helpers import Stack
 from tests._sagas import (
     SHAPES,
@@ -30,8 +32,6 @@ from tests._sagas import (
     RulesSaga,
 )
 from tests._scripted import CALLS, scripted
-from workers import outcome, start_saga
-from workflows import SagaStatus
 
 pytestmark = pytest.mark.integration
 QUEUE = "properties"

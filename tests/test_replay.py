@@ -15,8 +15,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from sagaloom.converter import DATA_CONVERTER
 from tests import _changed_patched, _changed_unpatched
-from workers import DATA_CONVERTER
 from workflows.order import OrderSaga
 from workflows.trip import TripSaga
 

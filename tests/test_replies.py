@@ -12,11 +12,11 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from sagaloom import Reply, SagaState, SagaStatus, StepStatus
+from sagaloom.client import outcome, start_saga
 from tests._helpers import TASK_QUEUE, Stack, trip
 from tests._sagas import REPLYING, ReplyingSaga
 from tests._scripted import CALLS, scripted
-from workers import outcome, start_saga
-from workflows import Reply, SagaState, SagaStatus, StepStatus
 from workflows.trip import TRIP
 
 pytestmark = pytest.mark.integration

@@ -12,19 +12,12 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from sagaloom import SAGA_STATUS, Resolution, Saga, SagaState, SagaStatus, StepStatus
+from sagaloom._client import Outcome
+from sagaloom.client import outcome, start_saga
 from tests._helpers import Stack, wait_for_status
 from tests._sagas import LOCAL_RULES, RULES, LocalRulesSaga, RulesSaga
 from tests._scripted import CALLS, scripted
-from workers import outcome, start_saga
-from workers._client import Outcome
-from workflows import (
-    SAGA_STATUS,
-    Resolution,
-    Saga,
-    SagaState,
-    SagaStatus,
-    StepStatus,
-)
 
 pytestmark = pytest.mark.integration
 QUEUE = "runtime-rules"

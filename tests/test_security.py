@@ -17,12 +17,14 @@ from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
-from activities import HttpParticipant
-from tests._helpers import Stack, count_workflows, order
-from workers import WorkerConfig, build_worker, connect, free_port, load_sagas, outcome, start_saga
-from workers._codec import EncryptionCodec, EncryptionKeyError
-from workers._codec_server import codec_server
-from workflows import SagaInputError, SagaStatus
+from sagaloom import SagaInputError, SagaStatus
+from sagaloom._codec import EncryptionCodec, EncryptionKeyError
+from sagaloom._codec_server import codec_server
+from sagaloom.client import connect, outcome, start_saga
+from sagaloom.participants import HttpParticipant
+from sagaloom.server import free_port
+from sagaloom.worker import WorkerConfig, build_worker, load_sagas
+from tests._helpers import EXAMPLES, Stack, count_workflows, order
 from workflows.order import ORDER
 
 KEY1, KEY2 = EncryptionCodec.new_key(), EncryptionCodec.new_key()
@@ -95,12 +97,11 @@ async def secure(stack: Stack) -> AsyncIterator[tuple[Client, str]]:
     codec = EncryptionCodec.from_spec(f"k1={KEY1}")
     client = await connect(stack.address, codec=codec, encode_failures=True)
     queue = f"secure-{uuid.uuid4().hex[:6]}"
-    participant = HttpParticipant(stack.services, tokens={"payment": SecretStr(TOKEN)})
-    async with build_worker(
-        client, WorkerConfig(task_queue=queue), load_sagas().values(), participant
-    ):
+    config = WorkerConfig(
+        task_queue=queue, services=stack.services, service_tokens={"payment": SecretStr(TOKEN)}
+    )
+    async with build_worker(client, load_sagas(EXAMPLES).values(), config=config):
         yield client, queue
-    await participant.aclose()
 
 
 @pytest.mark.integration
@@ -145,7 +146,7 @@ def test_tls_flags_become_temporal_connection_settings(
 
     from temporalio.envconfig import ClientConfig
 
-    from workers._cli import _parser, apply_tls_flags
+    from sagaloom._cli import _parser, apply_tls_flags
 
     folder = Path(str(tmp_path))
     for name in ("c.pem", "k.pem", "ca.pem"):
@@ -184,7 +185,7 @@ def test_tls_flags_become_temporal_connection_settings(
 async def test_participant_tokens_are_sent_but_never_echoed_in_errors() -> None:
     from temporalio.testing import ActivityEnvironment
 
-    from workflows import HttpRequest
+    from sagaloom.participants import HttpRequest
 
     seen: list[httpx.Request] = []
 

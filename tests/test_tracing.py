@@ -13,11 +13,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 
-from activities import HttpParticipant
-from tests._helpers import Stack, order
-from workers import WorkerConfig, build_worker, connect, load_sagas, outcome, start_saga
-from workers._telemetry import tracing_interceptor
-from workflows import SagaStatus
+from sagaloom import SagaStatus
+from sagaloom._telemetry import tracing_interceptor
+from sagaloom.client import connect, outcome, start_saga
+from sagaloom.worker import WorkerConfig, build_worker, load_sagas
+from tests._helpers import EXAMPLES, Stack, order
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration
@@ -31,11 +31,9 @@ async def traced(stack: Stack) -> AsyncIterator[tuple[Client, str]]:
     trace.set_tracer_provider(provider)
     client = await connect(stack.address, interceptors=[tracing_interceptor()])
     queue = f"traced-{uuid.uuid4().hex[:6]}"
-    participant = HttpParticipant(stack.services)
-    config = WorkerConfig(task_queue=queue, max_cached_workflows=0)
-    async with build_worker(client, config, load_sagas().values(), participant):
+    config = WorkerConfig(task_queue=queue, max_cached_workflows=0, services=stack.services)
+    async with build_worker(client, load_sagas(EXAMPLES).values(), config=config):
         yield client, queue
-    await participant.aclose()
 
 
 async def test_a_saga_is_one_trace_from_client_to_participants(

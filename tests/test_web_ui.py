@@ -16,9 +16,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
+from sagaloom import SagaStatus
+from sagaloom.client import outcome, start_saga
+from sagaloom.server import DevServer
 from tests._helpers import ROOT, TASK_QUEUE, Stack, order
-from workers import DevServer, outcome, start_saga
-from workflows import SagaStatus
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration

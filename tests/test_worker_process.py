@@ -11,9 +11,10 @@ import time
 import httpx
 import pytest
 
+from sagaloom import SagaState, SagaStatus, StepStatus
+from sagaloom.client import outcome, start_saga
+from sagaloom.server import free_port
 from tests._helpers import TASK_QUEUE, Stack, order, wait_for_step
-from workers import free_port, outcome, start_saga
-from workflows import SagaState, SagaStatus, StepStatus
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration

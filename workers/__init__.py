@@ -1,48 +1,11 @@
-"""Worker processes, configuration, graceful shutdown, the ``saga`` CLI, the embedded dev server."""
+"""The reference application's worker entry points and their configuration.
 
-from workers._client import DEFAULT_UI, Outcome, connect, outcome, start_saga, ui_link
-from workers._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
-from workers._converter import DATA_CONVERTER, QuietFailureConverter
-from workers._devserver import (
-    TUNED_PRAGMAS,
-    DevServer,
-    DevServerError,
-    DevServerOptions,
-    ensure_search_attributes,
-    free_port,
-    port_open,
-    temporal_cli,
-)
-from workers._logging import StepFailureFilter, configure_logging
-from workers._registry import EXAMPLE_MODULES, UnknownSagaError, find_saga, load_sagas
-from workers._worker import build_worker, run_worker
+Copy this layout for your own saga project: ``workflows/`` holds the sagas, ``activities/`` the
+participant-side activities they call, ``workers/`` how they are run. Here:
 
-__all__ = [
-    "DATA_CONVERTER",
-    "DEFAULT_TASK_QUEUE",
-    "DEFAULT_UI",
-    "EXAMPLE_MODULES",
-    "TUNED_PRAGMAS",
-    "ConfigError",
-    "DevServer",
-    "DevServerError",
-    "DevServerOptions",
-    "Outcome",
-    "QuietFailureConverter",
-    "StepFailureFilter",
-    "UnknownSagaError",
-    "WorkerConfig",
-    "build_worker",
-    "configure_logging",
-    "connect",
-    "ensure_search_attributes",
-    "find_saga",
-    "free_port",
-    "load_sagas",
-    "outcome",
-    "port_open",
-    "run_worker",
-    "start_saga",
-    "temporal_cli",
-    "ui_link",
-]
+* ``python -m workers`` — a worker for the example sagas (configured from the environment, as
+  ``saga worker`` is);
+* ``python -m workers.demo`` — the demo: sagas that complete and compensate against the demo
+  participants, checked against the participants' own stores (``./run demo``);
+* ``python -m workers.dev`` — the server, the demo participants and a worker until Ctrl-C.
+"""

@@ -1,7 +1,18 @@
-"""``python -m workers`` is the ``saga`` command."""
+"""``python -m workers``: a worker for the example sagas until SIGTERM or SIGINT."""
 
-import sys
+from __future__ import annotations
 
-from workers._cli import main
+import asyncio
 
-sys.exit(main())
+from sagaloom.worker import configure_logging, run_worker
+from workers.config import worker_config
+
+
+def main() -> None:
+    """Run one worker process configured from the environment."""
+    configure_logging()
+    asyncio.run(run_worker(worker_config()))
+
+
+if __name__ == "__main__":
+    main()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from workflows._definition import Http, Saga, Step, StepContext, UndoContext
-from workflows._runtime import saga_workflow
+from sagaloom import Http, Saga, Step, StepContext, UndoContext, saga_workflow
 
 __all__ = ["ORDER", "Charge", "OrderInput", "OrderSaga", "Reservation", "Shipment"]
 

@@ -13,8 +13,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, Field
 
-from workflows._definition import Http, Saga, Step, StepContext, Timer, UndoContext
-from workflows._runtime import saga_workflow
+from sagaloom import Http, Saga, Step, StepContext, Timer, UndoContext, saga_workflow
 
 __all__ = ["TRIP", "Booking", "TripInput", "TripSaga"]
 

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
-from workflows._graph import Graph, GraphError, StepKind, resolve_graph
+from sagaloom._graph import Graph, GraphError, StepKind, resolve_graph
 
 __all__ = [
     "Activity",
@@ -231,7 +231,7 @@ class Step:
     """Overrides the saga's retry policy for the compensation."""
     reply_timeout: timedelta | None = None
     """Set for an asynchronous participant: after the command, the step waits this long for
-    the participant's :class:`~workflows.Reply` (the ``reply`` signal, correlated by the
+    the participant's :class:`~sagaloom.Reply` (the ``reply`` signal, correlated by the
     command's idempotency key). Its data becomes the step's output; no reply in time, or a
     negative one, fails the step like any failure. Late and duplicate replies are ignored."""
     after: Sequence[str] | None = None
@@ -258,7 +258,7 @@ class Step:
 class Saga(Generic[InputT]):
     """A saga definition: a named sequence of steps over a typed input.
 
-    Turn it into a Temporal workflow class with :func:`workflows.saga_workflow`.
+    Turn it into a Temporal workflow class with :func:`sagaloom.saga_workflow`.
     """
 
     name: str
@@ -317,6 +317,7 @@ class Saga(Generic[InputT]):
                 )
             if step.compensation is not None and not isinstance(step.compensation, Http | Activity):
                 raise SagaDefinitionError(f"{where}: compensation must be Http or Activity")
+        object.__setattr__(self, "position", {s.name: i for i, s in enumerate(self.steps)})
         try:
             object.__setattr__(self, "graph", resolve_graph(self.steps))
         except GraphError as err:
@@ -324,6 +325,8 @@ class Saga(Generic[InputT]):
 
     graph: Graph = field(init=False, repr=False, compare=False)
     """Resolved dependencies (set when the definition is checked)."""
+    position: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    """Each step's index in ``steps``, by name."""
 
     def step_retry(self, step: Step) -> RetryPolicy:
         """Return the forward retry policy of ``step``, with its non-retryable error types."""

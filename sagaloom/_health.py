@@ -2,7 +2,7 @@
 
 ``GET /healthz`` answers 200 while the process runs; ``GET /readyz`` answers 200 once the worker
 polls its task queue and 503 before that and while it shuts down. ``POST /replies`` takes an
-asynchronous participant's :class:`~workflows.Reply` (JSON) and signals it to its saga: the
+asynchronous participant's :class:`~sagaloom.Reply` (JSON) and signals it to its saga: the
 workflow id is the correlation id up to its last ``:``.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 
-from workflows import Reply
+from sagaloom._model import Reply
 
 __all__ = ["HealthServer"]
 

@@ -8,7 +8,7 @@ Add a :class:`FaultInjector` to a test worker's interceptors and describe the fa
         Fault("reserve-stock:compensate", "fail", attempts={1, 2}),
     ])
     Worker(client, ..., interceptors=[injector])
-    # or: build_worker(..., interceptors=[injector])
+    # or: build_worker(client, sagas, interceptors=[injector])
 
 Faults match an activity by its id — a step's name, or ``<step>:compensate`` for its
 compensation — and optionally by workflow id and attempt. ``injector.injected`` counts what was

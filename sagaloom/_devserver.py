@@ -24,7 +24,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from workflows import SEARCH_ATTRIBUTES
+from sagaloom._names import SEARCH_ATTRIBUTES
 
 __all__ = [
     "TUNED_PRAGMAS",

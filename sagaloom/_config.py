@@ -113,7 +113,7 @@ class WorkerConfig:
     """Bearer tokens per participant (``SAGALOOM_SERVICE_<NAME>_TOKEN``): sent as
     ``Authorization``, never written to history or logs."""
     encryption_keys: SecretStr | None = None
-    """Payload encryption keys (``SAGALOOM_ENCRYPTION_KEYS``, see ``workers._codec``)."""
+    """Payload encryption keys (``SAGALOOM_ENCRYPTION_KEYS``, see ``sagaloom._codec``)."""
     encode_failures: bool = False
     """Encode failure messages too (``SAGALOOM_ENCODE_FAILURES=true``)."""
     graceful_shutdown: timedelta = timedelta(seconds=10)

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from workers._config import WorkerConfig
+from sagaloom._config import WorkerConfig
 
 __all__ = ["Supervisor"]
 
@@ -61,7 +61,7 @@ class Supervisor:
 
     def _start(self, child: _Child) -> None:
         child.process = subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker"], env=child.env, start_new_session=False
+            [sys.executable, "-m", "sagaloom", "worker"], env=child.env, start_new_session=False
         )
         child.started = time.monotonic()
         log.info("worker process %d started (pid %d)", child.index, child.process.pid)

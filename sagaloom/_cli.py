@@ -1,4 +1,4 @@
-"""The ``saga`` command line: dev, demo, worker, services, start, status, cancel."""
+"""The ``saga`` command line: dev, worker, start, status, show, list, cancel, resolve, reply."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from typing import Any, NoReturn
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from workers._client import DEFAULT_UI, connect, start_saga, ui_link
-from workers._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
-from workers._codec_server import codec_server
-from workers._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
-from workers._logging import configure_logging
-from workers._registry import UnknownSagaError, find_saga, load_sagas
-from workers._views import list_query, list_sagas, step_table
-from workflows import Reply, Resolution, SagaInputError, SagaState
+from sagaloom._client import DEFAULT_UI, connect, start_saga, ui_link
+from sagaloom._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
+from sagaloom._codec_server import codec_server
+from sagaloom._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
+from sagaloom._definition import SagaInputError
+from sagaloom._logging import configure_logging
+from sagaloom._model import Reply, Resolution, SagaState
+from sagaloom._registry import UnknownSagaError, find_saga, load_sagas
+from sagaloom._views import list_query, list_sagas, step_table
 
 __all__ = ["main"]
 
@@ -31,6 +32,12 @@ DATA_DIR = Path(".sagaloom")
 CLI_ENV = ("SAGALOOM_LOG_LEVEL", "SAGALOOM_LOG_FORMAT", "SAGALOOM_UI")
 # (clients also read SAGALOOM_ENCRYPTION_KEYS and SAGALOOM_ENCODE_FAILURES, as workers do)
 """Variables the ``saga`` command itself reads (the worker's are :class:`WorkerConfig`'s)."""
+
+
+MODULE_HELP = (
+    "module defining sagas, for example myapp.sagas (repeatable; also SAGALOOM_SAGA_MODULES); "
+    "found in the current folder as with python -m"
+)
 
 
 class CliError(Exception):
@@ -69,28 +76,29 @@ def worker_config(args: argparse.Namespace) -> WorkerConfig:
         overrides["services"] = {**config.services, **_services(args.service)}
     if args.module:
         overrides["saga_modules"] = (*config.saga_modules, *args.module)
-    if args.max_concurrent_activities:
-        overrides["max_concurrent_activities"] = args.max_concurrent_activities
-    if args.metrics_address:
-        overrides["metrics_address"] = args.metrics_address
-    if args.health_address:
-        overrides["health_address"] = args.health_address
-    if args.tracing:
+    for flag in ("max_concurrent_activities", "metrics_address", "health_address", "processes"):
+        if getattr(args, flag, None):
+            overrides[flag] = getattr(args, flag)
+    if getattr(args, "tracing", False):
         overrides["tracing"] = True
-    if args.processes:
-        overrides["processes"] = args.processes
     return replace(config, **overrides)
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
-    from workers._worker import run_worker
+    from sagaloom._worker import run_worker
 
     await run_worker(worker_config(args))
     return 0
 
 
+def _modules(args: argparse.Namespace) -> list[str]:
+    """The saga modules named by ``--module`` and ``SAGALOOM_SAGA_MODULES``."""
+    env = os.environ.get("SAGALOOM_SAGA_MODULES", "")
+    return [*args.module, *(m.strip() for m in env.split(",") if m.strip())]
+
+
 async def cmd_start(args: argparse.Namespace) -> int:
-    sagas = load_sagas(args.module)
+    sagas = load_sagas(_modules(args))
     saga = find_saga(args.saga, sagas)
     try:
         data = json.loads(args.input)
@@ -101,7 +109,7 @@ async def cmd_start(args: argparse.Namespace) -> int:
     handle = await start_saga(client, saga, data, id=args.id, task_queue=args.task_queue)
     print(f"started {handle.id}  {ui_link(handle.id, namespace=args.namespace, ui=args.ui)}")
     if args.wait:
-        from workers._client import outcome
+        from sagaloom._client import outcome
 
         result = await outcome(handle)
         print(f"{result.status.value} {result.error or ''}".rstrip())
@@ -218,33 +226,10 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_demo(args: argparse.Namespace) -> int:
-    from workers._demo import run_demo
-
-    return await run_demo(args.data_dir, address=args.address, ui_port=args.ui_port)
-
-
 async def cmd_dev(args: argparse.Namespace) -> int:
-    from workers._demo import environment
+    from sagaloom._dev import run_dev
 
-    async with environment(args.data_dir, address=args.address, ui_port=args.ui_port) as env:
-        urls = " ".join(f"{k}={v}" for k, v in env.services.urls.items())
-        print(f"Temporal at {args.address}; Web UI {env.ui}\nparticipants: {urls}")
-        print(f"worker polling task queue {env.task_queue!r}. Try:")
-        print(
-            '  saga start OrderSaga --input \'{"order_id": "o-1", "customer": "ada", '
-            '"sku": "widget", "quantity": 1, "amount_cents": 1200, "country": "NL"}\' --wait'
-        )
-        print("Ctrl-C stops everything.")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        import signal
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-        print("stopping…")
-    return 0
+    return await run_dev(args.data_dir, worker_config(args), ui_port=args.ui_port)
 
 
 TLS_FLAGS = (
@@ -284,20 +269,23 @@ def _parser() -> argparse.ArgumentParser:
         for flag, _ in TLS_FLAGS:
             secure.add_argument(f"--{flag}", metavar="PATH" if "path" in flag else "VALUE")
 
-    for name, helptext in (
-        ("dev", "run the embedded dev server, the demo services and a worker until Ctrl-C"),
-        ("demo", "run a batch of demo sagas unattended and check the participants' stores"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        connection(p)
-        p.add_argument("--ui-port", type=int, default=8233)
-        p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    def worker_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--task-queue", help=f"default $SAGALOOM_TASK_QUEUE or {DEFAULT_TASK_QUEUE}")
+        p.add_argument("--service", action="append", default=[], metavar="NAME=URL")
+        p.add_argument("--module", action="append", default=[], help=MODULE_HELP)
+
+    p = sub.add_parser(
+        "dev",
+        help="run the embedded Temporal dev server (and a worker for --module sagas) until Ctrl-C",
+    )
+    connection(p)
+    worker_flags(p)
+    p.add_argument("--ui-port", type=int, default=8233)
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR)
 
     p = sub.add_parser("worker", help="run a worker process (SIGTERM/SIGINT stop it gracefully)")
     connection(p)
-    p.add_argument("--task-queue", help=f"default $SAGALOOM_TASK_QUEUE or {DEFAULT_TASK_QUEUE}")
-    p.add_argument("--service", action="append", default=[], metavar="NAME=URL")
-    p.add_argument("--module", action="append", default=[], help="extra module with sagas")
+    worker_flags(p)
     p.add_argument("--max-concurrent-activities", type=int)
     p.add_argument("--processes", type=int, help="worker processes on this host (supervised)")
     p.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics")
@@ -312,7 +300,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--task-queue", default=os.environ.get("SAGALOOM_TASK_QUEUE", DEFAULT_TASK_QUEUE)
     )
-    p.add_argument("--module", action="append", default=[], help="extra module with sagas")
+    p.add_argument("--module", action="append", default=[], help=MODULE_HELP)
     p.add_argument("--wait", action="store_true", help="wait for the outcome")
 
     for name, helptext in (
@@ -370,7 +358,6 @@ COMMANDS = {
     "codec-server": cmd_codec_server,
     "new-key": cmd_new_key,
     "cancel": cmd_cancel,
-    "demo": cmd_demo,
     "dev": cmd_dev,
 }
 
@@ -391,18 +378,26 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
-    # The demo's output is its table; its worker's log goes to a file beside its data.
-    log_file = args.data_dir / "demo.log" if args.command == "demo" else None
-    configure_logging(args.log_level.upper(), log_file, json_lines=args.log_format == "json")
+    configure_logging(args.log_level.upper(), None, json_lines=args.log_format == "json")
     apply_tls_flags(args)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # find --module sagas in the current folder, as python -m
     try:
         if args.command == "worker" and worker_config(args).processes > 1:
-            from workers._supervisor import Supervisor
+            load_sagas(worker_config(args).saga_modules)  # fail here, not in every child
+            from sagaloom._supervisor import Supervisor
 
             return Supervisor(worker_config(args)).run()  # in the main thread: it owns signals
         return asyncio.run(COMMANDS[args.command](args))
     except (CliError, ConfigError, EncryptionKeyError, SagaInputError, UnknownSagaError) as err:
         print(f"saga {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        print(
+            f"saga {args.command}: error: cannot import {err.name!r} (looked in the current "
+            f"folder {os.getcwd()} and on PYTHONPATH): {err}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

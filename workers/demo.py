@@ -1,34 +1,33 @@
 """The demo: example sagas that complete and compensate against the demo participant services.
 
-``saga demo`` runs it unattended and checks that every participant's store agrees with each
-saga's outcome; ``saga dev`` keeps everything running for exploring the Web UI.
+``python -m workers.demo`` (``./run demo``) runs it unattended and checks that every
+participant's store agrees with each saga's outcome; ``python -m workers.dev`` (``./run dev``)
+keeps everything running for exploring the Web UI.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import logging
+import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 from temporalio.client import Client
 
+from sagaloom import Http, Saga, SagaStatus
+from sagaloom.client import DEFAULT_UI, Outcome, connect, outcome, start_saga, ui_link
+from sagaloom.server import DevServer, embedded_server, free_port
+from sagaloom.worker import WorkerConfig, configure_logging, run_worker
 from services import RunningServices, serve
-from workers._client import DEFAULT_UI, Outcome, connect, outcome, start_saga, ui_link
-from workers._config import WorkerConfig
-from workers._devserver import (
-    DevServer,
-    DevServerOptions,
-    ensure_search_attributes,
-    free_port,
-    port_open,
-)
-from workers._worker import run_worker
-from workflows import Http, Saga, SagaStatus
+from workers.config import SAGA_MODULES
 from workflows.order import ORDER
 from workflows.trip import TRIP
 
@@ -173,52 +172,34 @@ async def environment(
     *,
     address: str = "127.0.0.1:7233",
     ui_port: int = 8233,
-    task_queue: str = "sagaloom",
-    say: Callable[[str], None] = print,
+    task_queue: str = "sagaloom-examples",
 ) -> AsyncIterator[Environment]:
     """Run Temporal, the demo participants and a worker; stop what was started on exit.
 
     Uses the Temporal server at ``address`` if one runs there, else starts the embedded default.
     """
-    host, port = address.rsplit(":", 1)
-    server: DevServer | None = None
-    if port_open(host, int(port)):
-        say(f"using the Temporal server already running at {address}")
-    else:
-        server = DevServer(
-            DevServerOptions(
-                ip=host,
-                port=int(port),
-                ui_port=ui_port,
-                db_file=data_dir / "temporal.sqlite3",
-                log_file=data_dir / "temporal.log",
+    async with embedded_server(data_dir, address, ui_port=ui_port) as server:
+        endpoint = f"127.0.0.1:{free_port()}"  # the worker's health and reply endpoint
+        services = serve(data_dir / "services", reply_urls=(f"http://{endpoint}/replies",))
+        stop = asyncio.Event()
+        worker: asyncio.Task[None] | None = None
+        try:
+            client = await connect(address)
+            config = WorkerConfig(
+                address=address,
+                task_queue=task_queue,
+                services=services.urls,
+                saga_modules=SAGA_MODULES,
+                health_address=endpoint,
             )
-        )
-        say(
-            f"starting the embedded Temporal dev server on {address} "
-            f"(SQLite {data_dir / 'temporal.sqlite3'}, WAL + synchronous=normal)"
-        )
-        await server.start()
-    endpoint = f"127.0.0.1:{free_port()}"  # the worker's health and reply endpoint
-    services = serve(data_dir / "services", reply_urls=(f"http://{endpoint}/replies",))
-    stop = asyncio.Event()
-    worker: asyncio.Task[None] | None = None
-    try:
-        client = await connect(address)
-        await ensure_search_attributes(client)
-        config = WorkerConfig(
-            address=address, task_queue=task_queue, services=services.urls, health_address=endpoint
-        )
-        worker = asyncio.create_task(run_worker(config, stop))
-        ui = f"http://localhost:{ui_port}" if server else DEFAULT_UI
-        yield Environment(client, services, task_queue, ui, server)
-    finally:
-        stop.set()
-        if worker is not None:
-            await worker
-        services.close()
-        if server is not None:
-            server.stop()
+            worker = asyncio.create_task(run_worker(config, stop))
+            ui = server.ui_url or DEFAULT_UI if server is not None else DEFAULT_UI
+            yield Environment(client, services, task_queue, ui, server)
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            services.close()
 
 
 @dataclass(frozen=True)
@@ -295,5 +276,34 @@ async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: 
         )
         print(f"Worker log: {data_dir / 'demo.log'}")
         if env.server is not None:
-            print(f"The Web UI ({env.ui}) stops with the demo: run `saga dev` to keep it up.")
+            print(f"The Web UI ({env.ui}) stops with the demo: `./run dev` keeps it up.")
         return 0 if failures == 0 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """``python -m workers.demo [--address HOST:PORT] [--data-dir DIR] [--ui-port N]``."""
+    parser = argparse.ArgumentParser(prog="python -m workers.demo", description=__doc__)
+    parser.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
+    parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument("--data-dir", type=Path, default=Path(".sagaloom"))
+    args = parser.parse_args(argv)
+    # The demo's output is its table; the worker's log goes to a file beside its data.
+    configure_logging("INFO", args.data_dir / "demo.log")
+    code = asyncio.run(run_demo(args.data_dir, address=args.address, ui_port=args.ui_port))
+    exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit once output is flushed, without interpreter finalization.
+
+    The Temporal runtime's native threads can call into Python while the interpreter
+    finalizes, which was seen to abort a finished process (as in the ``saga`` command).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,15 +13,15 @@ from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._errors import (
+from sagaloom._model import HttpRequest, HttpResponse
+from sagaloom._names import HTTP_ACTIVITY
+from sagaloom.participants._errors import (
     MALFORMED_RESPONSE,
     UNKNOWN_SERVICE,
     classify_response,
     classify_transport_error,
 )
-from activities._idempotency import IDEMPOTENCY_HEADER, idempotency_key
-from workflows._model import HttpRequest, HttpResponse
-from workflows._runtime import HTTP_ACTIVITY
+from sagaloom.participants._idempotency import IDEMPOTENCY_HEADER, idempotency_key
 
 try:
     from opentelemetry import propagate as _propagate
@@ -34,7 +34,8 @@ __all__ = ["HttpParticipant"]
 class HttpParticipant:
     """Calls participant services over HTTP on behalf of saga steps.
 
-    Register ``participant.call`` on the worker; close the participant when the worker stops.
+    :class:`~sagaloom.worker.SagaloomPlugin` registers ``participant.call`` on the worker and
+    closes the pooled client when the worker stops; by hand, do both yourself.
     Service names used by sagas map to base URLs here, so URLs and credentials stay in worker
     configuration and never enter workflow history.
     """
@@ -61,18 +62,31 @@ class HttpParticipant:
         """
         self._services = {name: url.rstrip("/") for name, url in services.items()}
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self._pool = client
         self._headers = dict(headers or {})
         self._tokens = dict(tokens or {})
         self._heartbeat_every = heartbeat_every.total_seconds()
 
+    @property
+    def services(self) -> Mapping[str, str]:
+        """Base URLs by service name."""
+        return self._services
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """The pooled client, created on first use (so a closed participant can be used again)."""
+        if self._pool is None:
+            self._pool = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=5.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            )
+        return self._pool
+
     async def aclose(self) -> None:
         """Close the pooled client if this participant created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        if self._owns_client and self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.aclose()
 
     @activity.defn(name=HTTP_ACTIVITY)
     async def call(self, request: HttpRequest) -> HttpResponse:

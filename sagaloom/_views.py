@@ -8,8 +8,8 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionDescription
 
-from workflows import SAGA_KEY, SAGA_NAME, SAGA_STATUS, SAGA_STEP, SagaState, SagaStatus, StepStatus
-from workflows._runtime import compensation_activity_id
+from sagaloom._model import SagaState, SagaStatus, StepStatus
+from sagaloom._names import SAGA_KEY, SAGA_NAME, SAGA_STATUS, SAGA_STEP, compensation_activity_id
 
 __all__ = ["SagaRow", "list_query", "list_sagas", "step_table"]
 

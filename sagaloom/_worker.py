@@ -1,26 +1,27 @@
-"""A saga worker process: registers the sagas and the HTTP participant, stops gracefully."""
+"""A saga worker: built with the plugin from a configuration; run as a process, stops gracefully."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, Worker, WorkerTuner
+from temporalio.worker import Interceptor, Plugin, PollerBehaviorAutoscaling, Worker, WorkerTuner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities import HttpParticipant
-from workers._client import connect
-from workers._codec import EncryptionCodec
-from workers._config import WorkerConfig
-from workers._devserver import ensure_search_attributes
-from workers._health import HealthServer
-from workers._registry import load_sagas
-from workers._telemetry import metrics_runtime, tracing_interceptor
-from workflows import Reply, SagaWorkflow
+from sagaloom._client import connect
+from sagaloom._codec import EncryptionCodec
+from sagaloom._config import ConfigError, WorkerConfig
+from sagaloom._devserver import ensure_search_attributes
+from sagaloom._health import HealthServer
+from sagaloom._model import Reply
+from sagaloom._plugin import SagaloomPlugin
+from sagaloom._registry import load_sagas, saga_activities
+from sagaloom._runtime import SagaWorkflow
+from sagaloom._telemetry import metrics_runtime, tracing_interceptor
 
 __all__ = ["build_worker", "run_worker"]
 
@@ -29,30 +30,57 @@ log = logging.getLogger("sagaloom.worker")
 
 def build_worker(
     client: Client,
-    config: WorkerConfig,
-    sagas: Iterable[type[SagaWorkflow]],
-    participant: HttpParticipant,
+    sagas: Iterable[type[SagaWorkflow]] = (),
     *,
+    config: WorkerConfig | None = None,
+    task_queue: str | None = None,
+    services: Mapping[str, str] | None = None,
     workflows: Sequence[type] = (),
     activities: Sequence[Callable[..., Any]] = (),
-    passthrough: Sequence[str] = (),
     interceptors: Sequence[Interceptor] = (),
+    plugins: Sequence[Plugin] = (),
+    passthrough: Sequence[str] = (),
 ) -> Worker:
-    """Create (not start) a worker for ``sagas`` with the HTTP participant's activity.
+    """Create (not start) a worker for ``sagas``, with the :class:`SagaloomPlugin`.
+
+    A thin convenience over ``Worker(client, ..., plugins=[SagaloomPlugin(...)])`` that also
+    applies a :class:`WorkerConfig`'s slots, tuner, pollers, rate limits, cache size and
+    graceful shutdown. Use it as ``async with build_worker(client, [OrderSaga]): ...``.
 
     Args:
-        client: Connected client.
-        config: Slots, tuner, pollers, rate limits, cache size, graceful shutdown.
+        client: Connected client. If it already has a :class:`SagaloomPlugin`, the worker uses
+            that one (then pass participant URLs to it, not ``services`` here).
         sagas: Saga workflow classes.
-        participant: The HTTP participant whose activity the worker runs.
+        config: Worker settings; by default :class:`WorkerConfig` read from the environment.
+        task_queue: Overrides ``config.task_queue``.
+        services: Participant base URLs by name; by default ``config.services``.
         workflows: More workflow classes (for example hand-written ones).
         activities: More activities (your own steps' activities).
-        passthrough: More modules to pass through the sandbox (deterministic, side-effect free).
-        interceptors: Worker interceptors (for example ``activities.FaultInjector`` in tests).
+        interceptors: Worker interceptors (for example ``sagaloom.testing.FaultInjector``).
+        plugins: More worker plugins.
+        passthrough: More modules for the workflow sandbox to pass through (deterministic and
+            side-effect free at import); ``sagaloom`` always is.
 
-    The ``workflows`` package is passed through the sandbox: it is side-effect free and
-    deterministic, and re-importing it for every run would cost most of a workflow task.
+    Raises:
+        ConfigError: ``services`` given while the client's own plugin has its URLs.
     """
+    config = config or WorkerConfig.from_env()
+    has_plugin = any(isinstance(p, SagaloomPlugin) for p in client.config().get("plugins", []))
+    if has_plugin and services is not None:
+        raise ConfigError(
+            "the client already has a SagaloomPlugin: give the participant URLs to it, "
+            "not to build_worker(services=...)"
+        )
+    own = (
+        []
+        if has_plugin
+        else [
+            SagaloomPlugin(
+                services=config.services if services is None else services,
+                tokens=config.service_tokens,
+            )
+        ]
+    )
     slots: dict[str, Any] = {
         "max_concurrent_activities": config.max_concurrent_activities,
         "max_concurrent_local_activities": config.max_concurrent_activities,
@@ -69,20 +97,19 @@ def build_worker(
         slots["activity_task_poller_behavior"] = PollerBehaviorAutoscaling()
     return Worker(
         client,
-        task_queue=config.task_queue,
+        task_queue=task_queue or config.task_queue,
         workflows=[*sagas, *workflows],
-        activities=[participant.call, *activities],
+        activities=list(activities),
         max_cached_workflows=config.max_cached_workflows,
         max_activities_per_second=config.max_activities_per_second,
         max_task_queue_activities_per_second=config.max_task_queue_activities_per_second,
         graceful_shutdown_timeout=config.graceful_shutdown,
         interceptors=interceptors,
-        **slots,
+        plugins=[*own, *plugins],
         workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                "workflows", *passthrough
-            )
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough)
         ),
+        **slots,
     )
 
 
@@ -90,7 +117,7 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
     """Run a worker until ``stop`` is set (without one: until SIGTERM or SIGINT).
 
     On a stop signal the worker stops polling, lets in-flight activities finish within
-    ``config.graceful_shutdown``, then closes the HTTP participant's pooled client.
+    ``config.graceful_shutdown``; the plugin then closes the HTTP participant's pooled client.
     """
     if stop is None:  # a process of its own: stop on SIGTERM/SIGINT
         stop = asyncio.Event()
@@ -115,8 +142,9 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
     except Exception as err:  # a cluster may not let workers register them
         log.warning("could not check search attributes (register them from deploy/): %s", err)
     sagas = load_sagas(config.saga_modules)
-    participant = HttpParticipant(config.services, tokens=config.service_tokens)
-    worker = build_worker(client, config, sagas.values(), participant)
+    worker = build_worker(
+        client, sagas.values(), config=config, activities=saga_activities(sagas.values())
+    )
     log.info(
         "worker polling %s on %s/%s: sagas %s; services %s",
         config.task_queue,
@@ -144,7 +172,6 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
                 health.ready = False
             log.info("stopping: finishing in-flight tasks (up to %s)", config.graceful_shutdown)
     finally:
-        await participant.aclose()
         if health is not None:
             await health.stop()
     log.info("worker stopped")

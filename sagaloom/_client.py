@@ -16,19 +16,11 @@ from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
 from temporalio.runtime import Runtime
 
-from workers._config import DEFAULT_TASK_QUEUE
-from workers._converter import converter
-from workflows import (
-    SAGA_COMPENSATED,
-    SAGA_COMPENSATION_FAILED,
-    SAGA_KEY,
-    SAGA_NAME,
-    SAGA_STATUS,
-    Saga,
-    SagaInputError,
-    SagaReport,
-    SagaStatus,
-)
+from sagaloom._config import DEFAULT_TASK_QUEUE
+from sagaloom._converter import converter
+from sagaloom._definition import Saga, SagaInputError
+from sagaloom._model import SAGA_COMPENSATED, SAGA_COMPENSATION_FAILED, SagaReport, SagaStatus
+from sagaloom._names import SAGA_KEY, SAGA_NAME, SAGA_STATUS
 
 __all__ = [
     "DEFAULT_UI",
@@ -41,9 +33,9 @@ __all__ = [
 ]
 
 DEFAULT_UI = "http://localhost:8233"
+"""Web UI of the embedded dev server."""
 MAX_INPUT_BYTES = 2_000_000
 """Largest saga input ``start_saga`` sends (Temporal rejects payloads over 2 MB)."""
-"""Web UI of the embedded dev server."""
 
 InputT = TypeVar("InputT", bound=BaseModel)
 
@@ -173,8 +165,11 @@ class Outcome:
     """Why it did not complete."""
 
 
-async def outcome(handle: WorkflowHandle[Any, SagaReport]) -> Outcome:
-    """Wait for a saga to end and say how it ended."""
+async def outcome(handle: WorkflowHandle[Any, Any]) -> Outcome:
+    """Wait for a saga to end and say how it ended.
+
+    Any handle works: one from :func:`start_saga`, or ``client.get_workflow_handle(id)``.
+    """
     wid = handle.id
     try:
         report = await handle.result()
@@ -192,4 +187,6 @@ async def outcome(handle: WorkflowHandle[Any, SagaReport]) -> Outcome:
         if isinstance(cause, TerminatedError):
             return Outcome(wid, SagaStatus.FAILED, None, f"terminated: {cause.message}")
         return Outcome(wid, SagaStatus.FAILED, None, str(cause or err))
+    if not isinstance(report, SagaReport):  # a handle without result_type: a plain dict
+        report = SagaReport.model_validate(report)
     return Outcome(wid, report.status, report)

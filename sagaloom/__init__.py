@@ -1,0 +1,86 @@
+"""sagaloom: saga orchestration on Temporal in typed Python.
+
+Define a saga as a :class:`Saga` of :class:`Step` objects, turn it into a Temporal workflow
+class with :func:`saga_workflow`, and run it on a worker that has the :class:`SagaloomPlugin`
+(``sagaloom.worker``). Start it and read how it ended with ``sagaloom.client``.
+
+This module and everything it imports is sandbox-safe: no I/O, no environment reads, no side
+effects at import. The roles live in subpackages, as in the Temporal SDK:
+
+* ``sagaloom`` — the definition API, the models a saga reports, and its errors;
+* ``sagaloom.client`` — connect, start a saga, read its outcome, list sagas;
+* ``sagaloom.worker`` — the plugin, worker configuration, running workers;
+* ``sagaloom.participants`` — the HTTP participant and its error classification;
+* ``sagaloom.testing`` — the fault-injection kit and a ready test environment;
+* ``sagaloom.server`` — the embedded Temporal dev server.
+"""
+
+from sagaloom._definition import (
+    Activity,
+    ChildSaga,
+    Http,
+    Saga,
+    SagaDefinitionError,
+    SagaInputError,
+    Step,
+    StepContext,
+    StepDefaults,
+    Timer,
+    UndoContext,
+)
+from sagaloom._graph import StepKind
+from sagaloom._model import (
+    SAGA_COMPENSATED,
+    SAGA_COMPENSATION_FAILED,
+    SAGA_INPUT_ERROR,
+    CompensationState,
+    Decision,
+    Reply,
+    Resolution,
+    ResolveAction,
+    SagaReport,
+    SagaState,
+    SagaStatus,
+    StepState,
+    StepStatus,
+)
+from sagaloom._names import SAGA_KEY, SAGA_NAME, SAGA_STATUS, SAGA_STEP, SEARCH_ATTRIBUTES
+from sagaloom._public import publish as _publish
+from sagaloom._runtime import SagaWorkflow, saga_workflow
+
+__all__ = [
+    "SAGA_COMPENSATED",
+    "SAGA_COMPENSATION_FAILED",
+    "SAGA_INPUT_ERROR",
+    "SAGA_KEY",
+    "SAGA_NAME",
+    "SAGA_STATUS",
+    "SAGA_STEP",
+    "SEARCH_ATTRIBUTES",
+    "Activity",
+    "ChildSaga",
+    "CompensationState",
+    "Decision",
+    "Http",
+    "Reply",
+    "Resolution",
+    "ResolveAction",
+    "Saga",
+    "SagaDefinitionError",
+    "SagaInputError",
+    "SagaReport",
+    "SagaState",
+    "SagaStatus",
+    "SagaWorkflow",
+    "Step",
+    "StepContext",
+    "StepDefaults",
+    "StepKind",
+    "StepState",
+    "StepStatus",
+    "Timer",
+    "UndoContext",
+    "saga_workflow",
+]
+
+_publish(globals(), __all__, __name__)

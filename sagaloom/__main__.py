@@ -1,0 +1,5 @@
+"""``python -m sagaloom`` is the ``saga`` command."""
+
+from sagaloom._cli import main
+
+main()

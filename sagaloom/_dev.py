@@ -1,0 +1,80 @@
+"""``saga dev``: the embedded Temporal dev server and a worker for the sagas named, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+from sagaloom._client import connect
+from sagaloom._config import WorkerConfig
+from sagaloom._devserver import DevServer, DevServerOptions, ensure_search_attributes, port_open
+from sagaloom._registry import load_sagas
+from sagaloom._worker import run_worker
+
+__all__ = ["embedded_server", "run_dev"]
+
+
+@contextlib.asynccontextmanager
+async def embedded_server(
+    data_dir: Path, address: str, *, ui_port: int = 8233, say: bool = True
+) -> AsyncIterator[DevServer | None]:
+    """The Temporal server at ``address``: the one running there, or the embedded default.
+
+    Yields:
+        The embedded server when this process started it, else None.
+    """
+    host, port = address.rsplit(":", 1)
+    if port_open(host, int(port)):
+        if say:
+            print(f"using the Temporal server already running at {address}")
+        client = await connect(address)
+        await ensure_search_attributes(client)
+        yield None
+        return
+    server = DevServer(
+        DevServerOptions(
+            ip=host,
+            port=int(port),
+            ui_port=ui_port,
+            db_file=data_dir / "temporal.sqlite3",
+            log_file=data_dir / "temporal.log",
+        )
+    )
+    if say:
+        print(
+            f"starting the embedded Temporal dev server on {address} "
+            f"(SQLite {data_dir / 'temporal.sqlite3'}, WAL + synchronous=normal)"
+        )
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def run_dev(data_dir: Path, config: WorkerConfig, *, ui_port: int = 8233) -> int:
+    """Run the server (and a worker when ``config`` names saga modules) until SIGINT/SIGTERM."""
+    sagas = load_sagas(config.saga_modules)  # a bad module fails before anything starts
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with embedded_server(data_dir, config.address, ui_port=ui_port) as server:
+        ui = server.ui_url if server is not None else None
+        print(f"Temporal at {config.address}" + (f"; Web UI {ui}" if ui else ""))
+        worker = None
+        if sagas:
+            print(f"worker for {', '.join(sorted(sagas))} on task queue {config.task_queue!r}")
+            worker = asyncio.create_task(run_worker(replace(config), stop))
+        else:
+            print("no --module named: no worker runs here (start yours with `saga worker`)")
+        print("Ctrl-C stops everything.")
+        await stop.wait()
+        print("stopping…")
+        if worker is not None:
+            await worker
+    return 0

@@ -1,0 +1,105 @@
+"""The Temporal plugin that adds sagaloom to a client, a worker or a replayer."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+from pydantic import SecretStr
+from temporalio.client import Interceptor as ClientInterceptor
+from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.plugin import SimplePlugin
+from temporalio.worker import Interceptor as WorkerInterceptor
+from temporalio.worker import WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from sagaloom._config import WorkerConfig
+from sagaloom._converter import converter
+from sagaloom.participants._http import HttpParticipant
+
+__all__ = ["SagaloomPlugin"]
+
+PASSTHROUGH = ("sagaloom",)
+"""Modules the workflow sandbox takes from outside: sagaloom is deterministic and side-effect
+free at import, and re-importing it for every run would cost most of a workflow task."""
+
+
+class SagaloomPlugin(SimplePlugin):
+    """sagaloom on a Temporal client, worker or replayer, in one line.
+
+    ``Client.connect(..., plugins=[SagaloomPlugin(services={...})])`` (or ``Worker(...,
+    plugins=[...])``, ``Replayer(..., plugins=[...])``):
+
+    * the data converter: pydantic payloads, and failures raised on purpose (``ApplicationError``)
+      written without a Python traceback; a payload codec already set is kept;
+    * the workflow sandbox passes ``sagaloom`` through, so a saga module — even a single-file
+      script that also builds its worker — needs no passthrough argument;
+    * workers get the HTTP participant activity (``sagaloom.http``) with one pooled HTTP client,
+      closed when the worker stops, and the sagas and interceptors given here.
+
+    A worker built from a client that has the plugin gets it too (the SDK passes client
+    plugins on), so add it once.
+    """
+
+    def __init__(
+        self,
+        *,
+        services: Mapping[str, str] | None = None,
+        tokens: Mapping[str, SecretStr] | None = None,
+        sagas: Sequence[type] = (),
+        interceptors: Sequence[WorkerInterceptor | ClientInterceptor] = (),
+        codec: PayloadCodec | None = None,
+        encode_failures: bool = False,
+        http: bool = True,
+    ) -> None:
+        """Create the plugin.
+
+        Args:
+            services: Participant base URLs by service name. None: from the environment
+                (``SAGALOOM_SERVICE_<NAME>``, with ``SAGALOOM_SERVICE_<NAME>_TOKEN``).
+            tokens: Bearer token per service (with explicit ``services``).
+            sagas: Saga workflow classes to register on workers.
+            interceptors: Client or worker interceptors to add.
+            codec: A payload codec (for example ``EncryptionCodec``); None keeps the client's.
+            encode_failures: Move failure messages into encoded (encrypted) attributes.
+            http: Register the HTTP participant activity (False when a test registers its own
+                activity under that name).
+        """
+        if services is None:
+            env = WorkerConfig.from_env()
+            services, tokens = env.services, env.service_tokens
+        self.participant = HttpParticipant(services, tokens=tokens)
+        """The HTTP participant whose activity workers run."""
+        self._codec = codec
+        self._encode_failures = encode_failures
+        super().__init__(
+            "sagaloom",
+            data_converter=self._converter,
+            workflow_runner=_with_passthrough,
+            workflows=list(sagas) or None,
+            activities=[self.participant.call] if http else None,
+            interceptors=list(interceptors) or None,
+            run_context=self._close_participant,
+        )
+
+    def _converter(self, existing: DataConverter | None) -> DataConverter:
+        codec = self._codec or (existing.payload_codec if existing is not None else None)
+        return converter(codec, encode_failures=self._encode_failures)
+
+    @contextlib.asynccontextmanager
+    async def _close_participant(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.participant.aclose()
+
+
+def _with_passthrough(existing: WorkflowRunner | None) -> WorkflowRunner:
+    """The worker's workflow runner, with sagaloom passed through its sandbox."""
+    if existing is None:
+        existing = SandboxedWorkflowRunner()
+    if not isinstance(existing, SandboxedWorkflowRunner):
+        return existing  # an unsandboxed runner needs nothing
+    restrictions = existing.restrictions.with_passthrough_modules(*PASSTHROUGH)
+    return dataclasses.replace(existing, restrictions=restrictions)

@@ -1,0 +1,85 @@
+"""Finding the sagas a worker runs and a client may start, in the modules named."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sagaloom._definition import Activity, ChildSaga, Saga, SagaDefinitionError
+from sagaloom._runtime import SagaWorkflow, check_importable
+
+__all__ = ["UnknownSagaError", "find_saga", "load_sagas", "saga_activities"]
+
+
+class UnknownSagaError(LookupError):
+    """No registered saga has the requested name."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        """The name asked for."""
+        names = ", ".join(sorted(known)) or "none (no module with sagas was named)"
+        super().__init__(
+            f"unknown saga {name!r}; known sagas: {names}. Name the module that defines it: "
+            "--module mypackage.sagas (or SAGALOOM_SAGA_MODULES=mypackage.sagas)"
+        )
+
+
+def load_sagas(modules: Iterable[str] = ()) -> dict[str, type[SagaWorkflow]]:
+    """Import ``modules`` and collect their saga workflow classes.
+
+    Returns:
+        Workflow classes by saga name.
+
+    Raises:
+        SagaDefinitionError: if two sagas share a name or a class cannot be re-imported.
+    """
+    found: dict[str, type[SagaWorkflow]] = {}
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, SagaWorkflow)
+                and value is not SagaWorkflow
+            ):
+                check_importable(value)
+                other = found.get(value.saga.name)
+                if other is not None and other is not value:
+                    raise SagaDefinitionError(f"two sagas are named {value.saga.name!r}")
+                found[value.saga.name] = value
+    return found
+
+
+def find_saga(name: str, sagas: dict[str, type[SagaWorkflow]]) -> Saga[Any]:
+    """The definition of saga ``name``.
+
+    Raises:
+        UnknownSagaError: naming the known sagas.
+    """
+    if name not in sagas:
+        raise UnknownSagaError(name, sagas)
+    return sagas[name].saga
+
+
+def saga_activities(sagas: Iterable[type[SagaWorkflow]]) -> list[Callable[..., Any]]:
+    """The activity functions that ``sagas`` call through ``Activity(fn)`` (child sagas too).
+
+    A worker registers them with the sagas, so ``saga worker --module myapp.sagas`` runs a saga
+    whose steps call your own activities. Activities named by string are yours to register.
+    """
+    found: dict[int, Callable[..., Any]] = {}
+    seen: set[str] = set()
+    todo = [cls.saga for cls in sagas]
+    while todo:
+        saga = todo.pop()
+        if saga.name in seen:
+            continue
+        seen.add(saga.name)
+        for step in saga.steps:
+            for action in (step.action, step.compensation):
+                if isinstance(action, Activity) and callable(action.activity):
+                    found.setdefault(id(action.activity), action.activity)
+                elif isinstance(action, ChildSaga):
+                    todo.append(action.saga)
+    return list(found.values())

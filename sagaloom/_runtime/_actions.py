@@ -1,0 +1,138 @@
+"""Running one action: an HTTP call, an activity, a timer or a child saga, with its timeouts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, cast
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
+
+from sagaloom._definition import Action, Activity, ChildSaga, Http, Step, StepContext, Timer
+from sagaloom._model import HttpRequest, HttpResponse
+from sagaloom._names import HTTP_ACTIVITY, compensation_activity_id
+from sagaloom._runtime._children import Children
+from sagaloom._runtime._progress import Progress
+
+__all__ = ["Dispatcher", "jsonable"]
+
+
+def jsonable(value: Any) -> Any:
+    """Turn a builder's result into what is stored in outputs and history (JSON-able)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+@dataclass(frozen=True)
+class _Timeouts:
+    start_to_close: timedelta
+    schedule_to_close: timedelta | None
+    heartbeat: timedelta | None
+    retry: RetryPolicy
+
+
+class Dispatcher:
+    """Runs a step's action or compensation the way its kind and the step's policy say."""
+
+    def __init__(self, progress: Progress, children: Children) -> None:
+        self._progress = progress
+        self._children = children
+
+    async def run(
+        self, index: int, action: Action, ctx: StepContext[Any], summary: str, *, undo: bool
+    ) -> Any:
+        """Run ``action`` for step ``index`` (its compensation when ``undo``); return its output.
+
+        The forward action's request is recorded for the compensation's builders, and the
+        attempts reported by the HTTP activity in the step's live state.
+        """
+        saga, progress = self._progress.saga, self._progress
+        step = saga.steps[index]
+        if isinstance(action, Timer):
+            duration = action.duration(ctx) if callable(action.duration) else action.duration
+            await workflow.sleep(duration, summary=summary)
+            return None
+        if isinstance(action, ChildSaga):
+            arg = jsonable(action.input(ctx))
+            progress.inputs[step.name] = arg
+            return await self._children.run(step.name, action, arg, summary)
+        timeouts = self._timeouts(step, undo=undo)
+        local = step.local if step.local is not None else saga.local_activities
+        activity_id = compensation_activity_id(step.name) if undo else step.name
+        if isinstance(action, Http):
+            path = action.path(ctx) if callable(action.path) else action.path
+            body = jsonable(action.body(ctx)) if action.body is not None else None
+            if not undo:
+                progress.inputs[step.name] = body
+            request = HttpRequest(
+                service=action.service, method=action.method, path=path, body=body
+            )
+            response = await _call(
+                HTTP_ACTIVITY, [request], HttpResponse, activity_id, summary, timeouts, local
+            )
+            if undo:
+                progress.step(index).compensation_attempts = response.attempt
+            else:
+                progress.step(index).attempts = response.attempt
+            return response.body
+        assert isinstance(action, Activity)
+        arg = jsonable(action.arg(ctx)) if action.arg is not None else None
+        if not undo:
+            progress.inputs[step.name] = arg
+        args: list[Any] = [] if action.arg is None else [arg]
+        result_type = None if undo else step.output
+        timeouts = replace(timeouts, heartbeat=None)  # user activities may not beat
+        return await _call(
+            action.activity, args, result_type, activity_id, summary, timeouts, local
+        )
+
+    def _timeouts(self, step: Step, *, undo: bool) -> _Timeouts:
+        saga, defaults = self._progress.saga, self._progress.saga.defaults
+        if undo:
+            return _Timeouts(
+                defaults.compensation_start_to_close,
+                None,
+                defaults.heartbeat,
+                step.compensation_retry or defaults.compensation_retry,
+            )
+        return _Timeouts(
+            step.start_to_close or defaults.start_to_close,
+            step.schedule_to_close or defaults.schedule_to_close,
+            defaults.heartbeat,
+            saga.step_retry(step),
+        )
+
+
+async def _call(
+    activity: str | Callable[..., Any],
+    args: list[Any],
+    result_type: type | None,
+    activity_id: str,
+    summary: str,
+    timeouts: _Timeouts,
+    local: bool,
+) -> Any:
+    """Run an activity, as a regular one or (the fast path) as a local one.
+
+    Local activities run inside the worker that runs the workflow task and are recorded as
+    markers: fewer round trips to the server, the same retries, timeouts and ids.
+    """
+    fn = cast(Any, activity)  # a registered name or an @activity.defn function
+    options: dict[str, Any] = {
+        "args": args,
+        "result_type": result_type,
+        "activity_id": activity_id,
+        "summary": summary,
+        "start_to_close_timeout": timeouts.start_to_close,
+        "schedule_to_close_timeout": timeouts.schedule_to_close,
+        "retry_policy": timeouts.retry,
+        "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    }
+    if local:
+        return await workflow.execute_local_activity(fn, **options)
+    return await workflow.execute_activity(fn, heartbeat_timeout=timeouts.heartbeat, **options)

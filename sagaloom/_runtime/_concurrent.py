@@ -1,0 +1,46 @@
+"""One loop for running steps (or their compensations) as a dependency graph allows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from temporalio import workflow
+
+__all__ = ["run_as_ready"]
+
+
+async def run_as_ready(
+    items: Sequence[int],
+    ready: Callable[[list[int], set[int]], list[int]],
+    run: Callable[[int], Awaitable[None]],
+) -> None:
+    """Run each of ``items`` once ``ready`` allows it, concurrently, until all have finished.
+
+    Args:
+        items: Step indexes, in the order readiness is checked.
+        ready: Given the items still waiting (in order) and those finished, the ones to start.
+        run: Runs one item; an exception fails the whole loop.
+
+    Finished tasks are taken in step order, so the first failure is chosen deterministically.
+    When one fails (or the loop is cancelled), the others still running are cancelled and
+    awaited before the failure propagates.
+    """
+    waiting, finished = list(items), set[int]()
+    running: dict[asyncio.Future[None], int] = {}
+    try:
+        while waiting or running:
+            for item in ready(waiting, finished):
+                waiting.remove(item)
+                running[asyncio.ensure_future(run(item))] = item
+            done, _ = await workflow.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=running.__getitem__):
+                item = running.pop(task)
+                task.result()  # a failure raises here
+                finished.add(item)
+    except BaseException:
+        for task in running:
+            task.cancel()
+        if running:
+            await workflow.wait(list(running))
+        raise

