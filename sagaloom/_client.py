@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
-from temporalio.client import Client, Interceptor, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, Interceptor, Plugin, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.converter import PayloadCodec
 from temporalio.envconfig import ClientConfig
@@ -46,6 +46,7 @@ async def connect(
     *,
     runtime: Runtime | None = None,
     interceptors: Sequence[Interceptor] = (),
+    plugins: Sequence[Plugin] = (),
     codec: PayloadCodec | None = None,
     encode_failures: bool = False,
 ) -> Client:
@@ -55,8 +56,10 @@ async def connect(
         address: Frontend ``host:port``.
         namespace: Namespace.
         runtime: A Temporal runtime (for example one exporting metrics).
-        interceptors: Client interceptors; those that are also worker interceptors (tracing)
-            apply to workers built on this client too.
+        interceptors: Client interceptors; those that are also worker interceptors apply to
+            workers built on this client too.
+        plugins: Client plugins (for example ``OpenTelemetryPlugin``); those that are also
+            worker plugins apply to workers built on this client too.
         codec: A payload codec (for example ``EncryptionCodec``); workers built on this client
             use it too.
         encode_failures: Move failure messages into encoded (encrypted) attributes.
@@ -73,6 +76,7 @@ async def connect(
         data_converter=converter(codec, encode_failures=encode_failures),
         runtime=runtime,
         interceptors=interceptors,
+        plugins=plugins,
     )
 
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 if TYPE_CHECKING:
-    from temporalio.contrib.opentelemetry import TracingInterceptor
+    from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
 
-__all__ = ["TracingUnavailableError", "metrics_runtime", "tracing_interceptor"]
+__all__ = ["TracingUnavailableError", "metrics_runtime", "tracing_plugin"]
 
 
 class TracingUnavailableError(RuntimeError):
@@ -25,19 +25,22 @@ def metrics_runtime(address: str) -> Runtime:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
 
 
-def tracing_interceptor() -> TracingInterceptor:
-    """The SDK's OpenTelemetry interceptor, for the client (it is inherited by the worker).
+def tracing_plugin() -> OpenTelemetryPlugin:
+    """The SDK's OpenTelemetry plugin, for the client (workers built from it inherit it).
 
-    Spans go to the global tracer provider, which the application configures (for example an
-    OTLP exporter). The HTTP participant forwards the current context as ``traceparent``.
+    ``OpenTelemetryPlugin`` is the SDK's recommended path (its ``TracingInterceptor`` is labelled
+    legacy: zero-duration workflow spans). Spans go to the global tracer provider, which the
+    application configures — create it with ``temporalio.contrib.opentelemetry.
+    create_tracer_provider()`` so workflow spans are replay-safe — for example with an OTLP
+    exporter. The HTTP participant forwards the current context as ``traceparent``.
 
     Raises:
         TracingUnavailableError: without ``pip install 'sagaloom[tracing]'``.
     """
     try:
-        from temporalio.contrib.opentelemetry import TracingInterceptor
+        from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise TracingUnavailableError(
             "tracing needs OpenTelemetry: pip install 'sagaloom[tracing]'"
         ) from err
-    return TracingInterceptor()
+    return OpenTelemetryPlugin(add_temporal_spans=True)

@@ -21,7 +21,7 @@ from sagaloom._model import Reply
 from sagaloom._plugin import SagaloomPlugin
 from sagaloom._registry import load_sagas, saga_activities
 from sagaloom._runtime import SagaWorkflow
-from sagaloom._telemetry import metrics_runtime, tracing_interceptor
+from sagaloom._telemetry import metrics_runtime, tracing_plugin
 
 __all__ = ["build_worker", "run_worker"]
 
@@ -125,13 +125,13 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
     runtime = metrics_runtime(config.metrics_address) if config.metrics_address else None
-    interceptors = [tracing_interceptor()] if config.tracing else []
+    plugins = [tracing_plugin()] if config.tracing else []
     keys = config.encryption_keys
     client = await connect(
         config.address,
         config.namespace,
         runtime=runtime,
-        interceptors=interceptors,
+        plugins=plugins,
         codec=EncryptionCodec.from_spec(keys.get_secret_value()) if keys else None,
         encode_failures=config.encode_failures,
     )

@@ -18,9 +18,10 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 
 from sagaloom import SagaState, SagaStatus, StepStatus
+from workers.config import SAGA_MODULES
 
 TASK_QUEUE = "sagaloom-tests"
-EXAMPLES = ("workflows.order", "workflows.trip")
+EXAMPLES = SAGA_MODULES
 """The example sagas' modules (the reference application's, as a user's project has its own)."""
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +46,7 @@ class Stack:
             SAGALOOM_TASK_QUEUE=TASK_QUEUE,
             SAGALOOM_SAGA_MODULES=",".join(EXAMPLES),
             SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS="5",
+            LEDGER_DB=str(self.tmp / "ledger.sqlite3"),  # the transfer saga's ledger activities
         )
         return env
 

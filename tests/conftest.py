@@ -93,6 +93,9 @@ async def stack(
     dev_server: DevServer, services: dict[str, str], tmp_stack_dir: Path, endpoints: list[str]
 ) -> AsyncIterator[Stack]:
     client = await connect(dev_server.address)
+    os.environ["LEDGER_DB"] = str(
+        tmp_stack_dir / "ledger.sqlite3"
+    )  # checks read the workers' ledger
     stack = Stack(client, dev_server.address, services, tmp_stack_dir, [], endpoints)
     stack.workers = [
         stack.start_worker(f"worker-{i + 1}", endpoint=e) for i, e in enumerate(endpoints)

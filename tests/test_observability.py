@@ -74,6 +74,8 @@ async def test_worker_metrics_count_sagas_steps_and_compensations(
 
     assert scrape(text, "sagaloom_saga_started", saga="OrderSaga") == 5
     assert scrape(text, "sagaloom_saga_started", saga="TripSaga") == 2
+    assert scrape(text, "sagaloom_saga_started", saga="TransferSaga") == 2
+    assert scrape(text, "sagaloom_saga_ended", saga="TransferSaga", status="COMPENSATED") == 1
     assert scrape(text, "sagaloom_saga_ended", saga="OrderSaga", status="COMPLETED") == 2
     assert scrape(text, "sagaloom_saga_ended", saga="OrderSaga", status="COMPENSATED") == 3
     assert scrape(text, "sagaloom_saga_ended", saga="TripSaga", status="COMPLETED") == 1

@@ -16,6 +16,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from sagaloom.converter import DATA_CONVERTER
+from sagaloom.worker import SagaloomPlugin
 from tests import _changed_patched, _changed_unpatched
 from workflows.order import OrderSaga
 from workflows.trip import TripSaga
@@ -44,6 +45,13 @@ def test_every_kind_of_run_is_recorded() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_recorded_histories_replay_on_the_current_code(path: Path) -> None:
     replayer = Replayer(workflows=[OrderSaga, TripSaga], data_converter=DATA_CONVERTER)
+    await replayer.replay_workflow(load(path))
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_recorded_histories_replay_with_the_plugin_alone(path: Path) -> None:
+    """A team's own replay tests need only the plugin: converter and sandbox come with it."""
+    replayer = Replayer(workflows=[OrderSaga, TripSaga], plugins=[SagaloomPlugin()])
     await replayer.replay_workflow(load(path))
 
 

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import create_tracer_provider
 
 from sagaloom import SagaStatus
-from sagaloom._telemetry import tracing_interceptor
+from sagaloom._telemetry import tracing_plugin
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.worker import WorkerConfig, build_worker, load_sagas
 from tests._helpers import EXAMPLES, Stack, order
@@ -26,10 +26,10 @@ EXPORTER = InMemorySpanExporter()
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def traced(stack: Stack) -> AsyncIterator[tuple[Client, str]]:
-    provider = TracerProvider()
+    provider = create_tracer_provider()
     provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
     trace.set_tracer_provider(provider)
-    client = await connect(stack.address, interceptors=[tracing_interceptor()])
+    client = await connect(stack.address, plugins=[tracing_plugin()])
     queue = f"traced-{uuid.uuid4().hex[:6]}"
     config = WorkerConfig(task_queue=queue, max_cached_workflows=0, services=stack.services)
     async with build_worker(client, load_sagas(EXAMPLES).values(), config=config):

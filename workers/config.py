@@ -9,7 +9,7 @@ from sagaloom.worker import WorkerConfig
 
 __all__ = ["SAGA_MODULES", "TASK_QUEUE", "worker_config"]
 
-SAGA_MODULES = ("workflows.order", "workflows.trip")
+SAGA_MODULES = ("workflows.order", "workflows.trip", "workflows.transfer")
 """Modules defining the example sagas."""
 
 TASK_QUEUE = "sagaloom-examples"

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import httpx
 from temporalio.client import Client
 
+from activities.ledger import entries
 from sagaloom import Http, Saga, SagaStatus
 from sagaloom.client import DEFAULT_UI, Outcome, connect, outcome, start_saga, ui_link
 from sagaloom.server import DevServer, embedded_server, free_port
@@ -29,6 +30,7 @@ from sagaloom.worker import WorkerConfig, configure_logging, run_worker
 from services import RunningServices, serve
 from workers.config import SAGA_MODULES
 from workflows.order import ORDER
+from workflows.transfer import TRANSFER
 from workflows.trip import TRIP
 
 __all__ = [
@@ -84,6 +86,15 @@ def _trip(destination: str = "Lisbon", cooling_off: int = 0) -> Callable[[str], 
     }
 
 
+def _transfer(target: str) -> Callable[[str], dict[str, Any]]:
+    return lambda key: {
+        "transfer_id": key,
+        "source": f"acc-{key}",
+        "target": f"{target}-{key}",
+        "amount_cents": 1_500,
+    }
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("ok", ORDER, _order(), SagaStatus.COMPLETED),
     Scenario("no-stock", ORDER, _order(sku="unobtainium"), SagaStatus.COMPENSATED, "reserve-stock"),
@@ -98,6 +109,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario("ok", TRIP, _trip(cooling_off=1), SagaStatus.COMPLETED),
     Scenario("venice", TRIP, _trip(destination="Venice"), SagaStatus.COMPENSATED, "book-car"),
+    Scenario("ok", TRANSFER, _transfer("acc-ada"), SagaStatus.COMPLETED),
+    Scenario("frozen", TRANSFER, _transfer("frozen-bob"), SagaStatus.COMPENSATED, "credit"),
 )
 """The demo batch: completions, a compensation at each order step, a retried 503, two trips."""
 
@@ -135,6 +148,8 @@ async def check_stores(
         applied more than once for the key.
     """
     problems: list[str] = []
+    if saga is TRANSFER:
+        return check_ledger(key, result)
     for service, want in expected_records(saga, result).items():
         state = (await http.get(f"{urls[service]}/_admin/state")).json()
         record = next((r for r in state["records"] if r["key"] == key), None)
@@ -148,6 +163,18 @@ async def check_stores(
         if len(applied) > 1:
             problems.append(f"{key}: {service} applied the effect {len(applied)} times")
     return problems
+
+
+def check_ledger(key: str, result: Outcome) -> list[str]:
+    """Compare the ledger with a transfer's outcome: the money moved once, or not at all."""
+    moved = entries(f"{TRANSFER.name}-{key}:")
+    source, amount = f"acc-{key}", 1_500
+    if result.status is SagaStatus.COMPLETED:
+        targets = [account for account in moved if account != source]
+        ok = moved.get(source) == -amount and [moved[t] for t in targets] == [amount]
+    else:
+        ok = all(total == 0 for total in moved.values())
+    return [] if ok else [f"{key}: the ledger holds {moved} for a {result.status.value} transfer"]
 
 
 @dataclass
@@ -180,6 +207,7 @@ async def environment(
     """
     async with embedded_server(data_dir, address, ui_port=ui_port) as server:
         endpoint = f"127.0.0.1:{free_port()}"  # the worker's health and reply endpoint
+        os.environ["LEDGER_DB"] = str(data_dir / "ledger.sqlite3")  # the ledger activities' store
         services = serve(data_dir / "services", reply_urls=(f"http://{endpoint}/replies",))
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None

@@ -1,0 +1,42 @@
+"""What ``pip install sagaloom`` puts into site-packages: one package, and the ``saga`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests._helpers import ROOT
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [built] = out.glob("sagaloom-*.whl")
+    return built
+
+
+def test_the_wheel_installs_sagaloom_and_nothing_else_at_top_level(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names}
+    assert top == {"sagaloom", next(t for t in top if t.endswith(".dist-info"))}
+    for package in ("sagaloom/client.py", "sagaloom/worker.py", "sagaloom/_runtime/_workflow.py"):
+        assert package in names
+    assert "sagaloom/py.typed" in names
+    # The reference application stays in the repository.
+    assert not [n for n in names if n.startswith(("workflows/", "workers/", "services/", "bench/"))]
+
+
+def test_the_wheel_declares_the_saga_command(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    [entry_points] = [n for n in archive.namelist() if n.endswith("entry_points.txt")]
+    assert "saga = sagaloom._cli:main" in archive.read(entry_points).decode()

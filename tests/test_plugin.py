@@ -1,0 +1,117 @@
+"""Adding sagaloom to an existing Temporal project: one plugin line, nothing else breaks."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from sagaloom import SagaStatus
+from sagaloom.client import outcome, start_saga
+from sagaloom.converter import EncryptionCodec
+from sagaloom.server import DevServer
+from sagaloom.testing import SagaEnvironment, ScriptedParticipant
+from sagaloom.worker import SagaloomPlugin
+from tests._helpers import Stack, order
+from tests._team import GreetWorkflow, greet
+from workflows.order import ORDER, OrderSaga
+
+pytestmark = pytest.mark.integration
+
+
+class CountingInterceptor(Interceptor):
+    """The team's own worker interceptor: counts the activities it sees."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        seen = self.seen
+
+        class Inbound(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                seen.append(input.fn.__name__)
+                return await super().execute_activity(input)
+
+        return Inbound(next)
+
+
+async def test_one_plugin_line_adds_sagas_beside_the_teams_own_workflows(
+    stack: Stack, key: str
+) -> None:
+    client = await Client.connect(
+        stack.address,
+        data_converter=pydantic_data_converter,  # what the team had
+        plugins=[SagaloomPlugin(services=stack.services)],
+    )
+    queue = f"team-{uuid.uuid4().hex[:6]}"
+    counting = CountingInterceptor()
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[GreetWorkflow, OrderSaga],
+        activities=[greet],
+        interceptors=[counting],
+    ):
+        greeting = await client.execute_workflow(
+            GreetWorkflow.run, "ada", id=f"greet-{key}", task_queue=queue
+        )
+        handle = await start_saga(client, ORDER, order(key), task_queue=queue)
+        result = await outcome(handle)
+    assert greeting == "hello ada"
+    assert result.status is SagaStatus.COMPLETED
+    assert await stack.record("payment", key) == "active"
+    assert "greet" in counting.seen and "call" in counting.seen  # both kinds of activity
+
+
+def test_the_plugin_keeps_a_codec_and_a_sandbox_the_team_set() -> None:
+    codec = EncryptionCodec.from_spec(f"k1={EncryptionCodec.new_key()}")
+    team = dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    plugin = SagaloomPlugin(services={})
+    configured = plugin.configure_client({"data_converter": team})  # type: ignore[typeddict-item]
+    converter = configured["data_converter"]
+    assert converter.payload_codec is codec
+    assert converter.failure_converter_class.__name__ == "QuietFailureConverter"
+
+    runner = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("teamlib")
+    )
+    worker_config: Any = {"workflow_runner": runner, "client": None, "activities": [greet]}
+    configured_worker = plugin.configure_worker(worker_config)
+    out = configured_worker["workflow_runner"]
+    assert isinstance(out, SandboxedWorkflowRunner)
+    assert {"teamlib", "sagaloom"} <= set(out.restrictions.passthrough_modules)
+    assert [fn.__name__ for fn in configured_worker["activities"]] == ["greet", "call"]
+
+
+async def test_a_scripted_participant_stands_in_for_the_services(
+    stack: Stack, dev_server: DevServer, key: str
+) -> None:
+    env = SagaEnvironment(stack.client, dev_server)
+    participant = ScriptedParticipant(
+        {
+            "inventory POST /reservations": {"id": "res-1", "order_id": key},
+            "payment POST /charges": ApplicationError("declined", non_retryable=True),
+        }
+    )
+    async with env.worker([OrderSaga], participant=participant) as worker:
+        handle = await start_saga(env.client, ORDER, order(key), task_queue=worker.task_queue)
+        result = await outcome(handle)
+    assert result.status is SagaStatus.COMPENSATED
+    assert participant.keys() == [
+        "inventory POST /reservations",
+        "payment POST /charges",
+        "inventory POST /reservations/release",
+    ]
