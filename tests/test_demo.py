@@ -37,14 +37,14 @@ def _demo(tmp: Path, address: str, ui_port: int) -> subprocess.CompletedProcess[
 def _check(run: subprocess.CompletedProcess[str], ui_port: int) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     lines = [line for line in run.stdout.splitlines() if "/workflows/" in line]
-    assert len(lines) == 7
-    assert sum(line.startswith("COMPLETED") for line in lines) == 3
-    assert sum(line.startswith("COMPENSATED") for line in lines) == 4
+    assert len(lines) == 9
+    assert sum(line.startswith("COMPLETED") for line in lines) == 4
+    assert sum(line.startswith("COMPENSATED") for line in lines) == 5
     assert all("stores agree" in line for line in lines)
     assert all(
         f"http://localhost:{ui_port}/namespaces/default/workflows/" in line for line in lines
     )
-    assert "7/7 sagas ended as expected" in run.stdout
+    assert "9/9 sagas ended as expected" in run.stdout
 
 
 def test_demo_starts_the_embedded_dev_server_when_none_runs(tmp_path: Path) -> None:
