@@ -7,6 +7,8 @@ import asyncio
 import json
 import logging
 import os
+import secrets
+import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,11 +20,12 @@ from temporalio.service import RPCError
 
 from sagaloom._client import DEFAULT_UI, connect, start_saga, ui_link
 from sagaloom._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
-from sagaloom._codec_server import codec_server
+from sagaloom._codec_server import CodecServerError, codec_server, is_loopback
 from sagaloom._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
 from sagaloom._definition import SagaInputError
 from sagaloom._logging import configure_logging
-from sagaloom._model import Reply, Resolution, SagaState
+from sagaloom._model import Reply, Resolution, SagaState, reply_problem
+from sagaloom._names import REPLY_UPDATE
 from sagaloom._registry import UnknownSagaError, find_saga, load_sagas
 from sagaloom._views import list_query, list_sagas, step_table
 
@@ -97,14 +100,56 @@ def _modules(args: argparse.Namespace) -> list[str]:
     return [*args.module, *(m.strip() for m in env.split(",") if m.strip())]
 
 
+MAX_ID_LENGTH = 1000
+"""Longest workflow id Temporal accepts by default."""
+
+
+def _workflow_id(value: str, flag: str = "--id") -> str:
+    """A workflow id as given on the command line, checked.
+
+    Raises:
+        CliError: empty, too long, or with control characters (a newline, say).
+    """
+    if not value:
+        raise CliError(f"{flag} is empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise CliError(f"{flag} is {len(value)} characters; the limit is {MAX_ID_LENGTH}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise CliError(f"{flag} {value!r} holds control characters")
+    return value
+
+
+def _json(text: str, flag: str) -> Any:
+    """JSON from a flag: inline, ``@path`` (a file) or ``-`` (standard input).
+
+    Raises:
+        CliError: naming the flag, when it cannot be read or parsed.
+    """
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as err:
+            raise CliError(f"{flag} {text}: {err.strerror or err}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CliError(f"{flag} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise CliError(f"{flag} is nested too deeply") from None
+
+
 async def cmd_start(args: argparse.Namespace) -> int:
     sagas = load_sagas(_modules(args))
     saga = find_saga(args.saga, sagas)
+    if args.id is not None:
+        _workflow_id(args.id)
+    data = _json(args.input, "--input")
     try:
-        data = json.loads(args.input)
-    except json.JSONDecodeError as err:
-        raise CliError(f"--input is not valid JSON: {err}") from None
-    saga.parse_input(data)  # rejects bad input before connecting
+        saga.parse_input(data)  # rejects bad input before connecting
+    except RecursionError:
+        raise CliError("--input is nested too deeply") from None
     client = await _client(args)
     handle = await start_saga(client, saga, data, id=args.id, task_queue=args.task_queue)
     print(f"started {handle.id}  {ui_link(handle.id, namespace=args.namespace, ui=args.ui)}")
@@ -118,6 +163,7 @@ async def cmd_start(args: argparse.Namespace) -> int:
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
+    _workflow_id(args.id, "id")
     client = await _client(args)
     handle = client.get_workflow_handle(args.id)
     try:
@@ -135,6 +181,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_resolve(args: argparse.Namespace) -> int:
+    _workflow_id(args.id, "id")
     if args.retry:
         resolution = Resolution(action="retry", note=args.note)
     elif args.skip:
@@ -158,19 +205,25 @@ async def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 async def cmd_reply(args: argparse.Namespace) -> int:
-    try:
-        data = json.loads(args.data)
-    except json.JSONDecodeError as err:
-        raise CliError(f"--data is not valid JSON: {err}") from None
+    _workflow_id(args.id, "id")
+    data = _json(args.data, "--data")
+    if not isinstance(data, dict):
+        raise CliError('--data must be a JSON object, for example \'{"id": "htl-1"}\'')
     reply = Reply(
         correlation_id=f"{args.id}:{args.step}",
         ok=args.reject is None,
         data=data,
         reason=args.reject or "",
     )
+    problem = reply_problem(reply)
+    if problem is not None:
+        raise CliError(problem)
     client = await _client(args)
     try:
-        await client.get_workflow_handle(args.id).signal("reply", reply)
+        await client.get_workflow_handle(args.id).execute_update(REPLY_UPDATE, reply)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise CliError(f"saga {args.id!r}: {getattr(cause, 'message', cause)}") from None
     except RPCError as err:
         raise CliError(f"saga {args.id!r}: {err.message}") from None
     print(f"reply sent to {args.id} step {args.step}: {'ok' if reply.ok else 'rejected'}")
@@ -181,8 +234,32 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
     codec = codec_from_env()
     if codec is None:
         raise CliError("set SAGALOOM_ENCRYPTION_KEYS (the workers' keys) first")
-    server = codec_server(codec, args.host, args.port, args.ui)
-    print(f"codec endpoint http://{args.host}:{args.port} for the Web UI at {args.ui}")
+    token = os.environ.get("SAGALOOM_CODEC_TOKEN") or None
+    if token is None and not args.no_auth:
+        token = secrets.token_urlsafe(24)
+        print(f"no SAGALOOM_CODEC_TOKEN: requests must send Authorization: Bearer {token}")
+    if args.no_auth and not is_loopback(args.host):
+        raise CliError("--no-auth is for loopback only")
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise CliError("--tls-cert and --tls-key go together")
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    try:
+        server = codec_server(
+            codec,
+            args.host,
+            args.port,
+            args.ui,
+            token=None if args.no_auth else token,
+            tls=tls,
+            allow_plaintext=args.allow_plaintext,
+        )
+    except CodecServerError as err:
+        raise CliError(str(err)) from None
+    scheme = "https" if tls else "http"
+    print(f"codec endpoint {scheme}://{args.host}:{args.port} for the Web UI at {args.ui}")
     await asyncio.to_thread(server.serve_forever)
     return 0
 
@@ -213,6 +290,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
+    _workflow_id(args.id, "id")
     client = await _client(args)
     handle = client.get_workflow_handle(args.id)
     try:
@@ -295,7 +373,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("start", help="validate the input and start a saga")
     connection(p)
     p.add_argument("saga")
-    p.add_argument("--input", required=True, help="the saga input as JSON")
+    p.add_argument(
+        "--input", required=True, help="the saga input as JSON, @file.json, or - (stdin)"
+    )
     p.add_argument("--id", help="workflow id (default: <saga>-<business key>)")
     p.add_argument(
         "--task-queue", default=os.environ.get("SAGALOOM_TASK_QUEUE", DEFAULT_TASK_QUEUE)
@@ -327,13 +407,21 @@ def _parser() -> argparse.ArgumentParser:
     connection(p)
     p.add_argument("id")
     p.add_argument("--step", required=True)
-    p.add_argument("--data", default="{}", help="JSON object reported by the participant")
+    p.add_argument(
+        "--data", default="{}", help="JSON object reported by the participant (@file, -)"
+    )
     p.add_argument("--reject", metavar="REASON", help="a negative reply")
 
     p = sub.add_parser("codec-server", help="decrypt payloads for the Web UI (codec endpoint)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8888)
     p.add_argument("--ui", default=os.environ.get("SAGALOOM_UI", DEFAULT_UI), help="UI origin")
+    p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate")
+    p.add_argument("--tls-key", metavar="PATH", help="and this key")
+    p.add_argument("--allow-plaintext", action="store_true", help="allow HTTP off loopback")
+    p.add_argument(
+        "--no-auth", action="store_true", help="no bearer token (loopback only, local dev)"
+    )
 
     p = sub.add_parser("new-key", help="print a new encryption key entry (<id>=<base64>)")
     p.add_argument("id", help="key id, for example 2026-11")

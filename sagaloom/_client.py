@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import sys
+import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -27,6 +32,7 @@ __all__ = [
     "Outcome",
     "connect",
     "outcome",
+    "run",
     "start_attributes",
     "start_saga",
     "ui_link",
@@ -194,3 +200,26 @@ async def outcome(handle: WorkflowHandle[Any, Any]) -> Outcome:
     if not isinstance(report, SagaReport):  # a handle without result_type: a plain dict
         report = SagaReport.model_validate(report)
     return Outcome(wid, report.status, report)
+
+
+def run(main: Coroutine[Any, Any, Any]) -> NoReturn:
+    """Run an asyncio program that uses Temporal, then exit the process at once.
+
+    ``asyncio.run(main)``, then exit without interpreter finalization: the Temporal runtime's
+    native threads can call into Python while the interpreter finalizes and abort a finished
+    program ("Fatal Python error: PyGILState_Release", sdk-python#300). The exit code is 0, or
+    the integer ``main`` returns; an exception is printed and exits 1.
+    """
+    code = 0
+    try:
+        result = asyncio.run(main)
+        code = result if isinstance(result, int) else 0
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

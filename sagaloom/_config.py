@@ -112,6 +112,10 @@ class WorkerConfig:
     service_tokens: Mapping[str, SecretStr] = field(default_factory=dict)
     """Bearer tokens per participant (``SAGALOOM_SERVICE_<NAME>_TOKEN``): sent as
     ``Authorization``, never written to history or logs."""
+    reply_secret: SecretStr | None = None
+    """Secret of the reply tokens, the same on every worker (``SAGALOOM_REPLY_SECRET``); without
+    it each process makes its own, and a reply is taken only by the worker that sent the
+    command."""
     encryption_keys: SecretStr | None = None
     """Payload encryption keys (``SAGALOOM_ENCRYPTION_KEYS``, see ``sagaloom._codec``)."""
     encode_failures: bool = False
@@ -144,7 +148,9 @@ class WorkerConfig:
             m.strip() for m in env.get("SAGALOOM_SAGA_MODULES", "").split(",") if m.strip()
         )
         keys = env.get("SAGALOOM_ENCRYPTION_KEYS", "").strip()
+        reply_secret = env.get("SAGALOOM_REPLY_SECRET", "").strip()
         return cls(
+            reply_secret=SecretStr(reply_secret) if reply_secret else None,
             service_tokens=tokens,
             encryption_keys=SecretStr(keys) if keys else None,
             encode_failures=_flag(env, "SAGALOOM_ENCODE_FAILURES"),
@@ -207,4 +213,7 @@ class WorkerConfig:
             self.encryption_keys.get_secret_value() if self.encryption_keys else ""
         )
         env["SAGALOOM_ENCODE_FAILURES"] = "true" if self.encode_failures else ""
+        env["SAGALOOM_REPLY_SECRET"] = (
+            self.reply_secret.get_secret_value() if self.reply_secret else ""
+        )
         return env

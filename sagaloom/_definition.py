@@ -198,9 +198,13 @@ class StepDefaults:
             maximum_attempts=0,
         )
     )
-    """Retry policy of compensations: by default retry until done."""
+    """Retry policy of compensations: by default retry (within their budget) until done."""
     compensation_start_to_close: timedelta = timedelta(seconds=30)
     """Limit of one attempt of a compensation."""
+    compensation_budget: timedelta = timedelta(minutes=30)
+    """Total time a compensation may keep failing, retries included, before the saga parks in
+    NEEDS_ATTENTION with the last error for an operator (``saga resolve --retry`` resumes it;
+    with ``continue_on_compensation_error`` it is recorded as failed instead)."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -63,6 +64,22 @@ class ReplyRequest(BaseModel):
     """Why it said no."""
 
 
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs a malformed request with a traceback; make it one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            first = str(error.message).strip().splitlines()[0][:200] if error.message else ""
+            record.msg, record.args = "%s: %s %s", (record.getMessage(), error.code, first)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_QUIET = _OneLineBadRequests()
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -93,6 +110,9 @@ class WorkerEndpoint:
 
     async def start(self) -> None:
         """Start listening."""
+        server_log = logging.getLogger("aiohttp.server")
+        if _QUIET not in server_log.filters:
+            server_log.addFilter(_QUIET)
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -106,9 +126,10 @@ class WorkerEndpoint:
             max_line_size=4096,
             max_field_size=4096,
             max_headers=64,
+            shutdown_timeout=1,
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port, shutdown_timeout=1).start()
+        await web.TCPSite(self._runner, self._host, self._port).start()
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -119,7 +140,9 @@ class WorkerEndpoint:
         return web.Response(text="ok")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ready") if self.ready else web.Response(text="not ready", status=503)
+        return (
+            web.Response(text="ready") if self.ready else web.Response(text="not ready", status=503)
+        )
 
     async def _replies(self, request: web.Request) -> web.Response:
         assert self._deliver is not None and self._signer is not None

@@ -6,6 +6,7 @@ Everything here crosses the wire through the pydantic data converter.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -13,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_REPLY_BYTES",
+    "MAX_REPLY_DEPTH",
     "SAGA_COMPENSATED",
     "SAGA_COMPENSATION_FAILED",
     "SAGA_INPUT_ERROR",
@@ -29,6 +32,7 @@ __all__ = [
     "SagaStatus",
     "StepState",
     "StepStatus",
+    "reply_problem",
 ]
 
 SAGA_COMPENSATED = "SagaCompensated"
@@ -103,7 +107,7 @@ class Resolution(BaseModel):
 
 
 class Reply(BaseModel):
-    """A participant's answer to a step's command (the ``reply`` signal).
+    """A participant's answer to a step's command (the ``participant_reply`` update).
 
     ``correlation_id`` is the command's ``Idempotency-Key`` (``<workflow id>:<step>``).
     """
@@ -116,6 +120,40 @@ class Reply(BaseModel):
     """What the participant reports (becomes the step's output)."""
     reason: str = ""
     """Why it said no."""
+
+
+MAX_REPLY_BYTES = 64 * 1024
+"""Largest reply a saga takes (its data as JSON): far under Temporal's 2 MB payload limit, so
+even the replies a saga may take in its life stay far under the 50 MB history limit."""
+MAX_REPLY_DEPTH = 32
+"""Deepest nesting of a reply's data."""
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counting no further than ``limit + 1``."""
+    todo, deepest = [(value, 1)], 0
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if level > limit:
+            break
+        if isinstance(item, dict):
+            todo.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def reply_problem(reply: Reply) -> str | None:
+    """Why a saga would refuse ``reply`` for its size or shape; None when it is acceptable."""
+    size = len(json.dumps(reply.data, separators=(",", ":"), default=str))
+    if size > MAX_REPLY_BYTES:
+        return f"reply data is {size} bytes; the limit is {MAX_REPLY_BYTES} bytes"
+    if _depth(reply.data, MAX_REPLY_DEPTH) > MAX_REPLY_DEPTH:
+        return f"reply data nests deeper than {MAX_REPLY_DEPTH} levels"
+    if len(reply.reason) > 1000:
+        return "reply reason is over 1000 characters"
+    return None
 
 
 class ChildDone(BaseModel):

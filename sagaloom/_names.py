@@ -13,8 +13,11 @@ __all__ = [
     "CHILD_DONE_SIGNAL",
     "HELD_MEMO",
     "HTTP_ACTIVITY",
+    "MALFORMED_RESPONSE",
     "PARENT_SIGNAL",
+    "REPLY_PATCH",
     "REPLY_SIGNAL",
+    "REPLY_UPDATE",
     "RESOLVE_UPDATE",
     "SAGA_KEY",
     "SAGA_NAME",
@@ -22,6 +25,7 @@ __all__ = [
     "SAGA_STEP",
     "SEARCH_ATTRIBUTES",
     "STATE_QUERY",
+    "TOOK_EFFECT",
     "compensation_activity_id",
 ]
 
@@ -34,9 +38,20 @@ PARENT_SIGNAL = "parent"
 CHILD_DONE_SIGNAL = "child_done"
 """Signal a child saga sends its parent when its steps are done."""
 REPLY_SIGNAL = "reply"
-"""Signal carrying an asynchronous participant's reply."""
+"""Signal that carried replies before the ``participant_reply`` update; taken only by sagas
+started before it (their histories replay with it), ignored by newer ones."""
+REPLY_UPDATE = "participant_reply"
+"""Update carrying an asynchronous participant's reply; its validator refuses what the saga
+does not wait for, so a refused reply never enters history."""
+REPLY_PATCH = "sagaloom-reply-update"
+"""Patch id marking sagas that take replies through ``participant_reply`` only."""
 RESOLVE_UPDATE = "resolve"
 """Update carrying an operator's decision for a parked saga."""
+MALFORMED_RESPONSE = "MalformedResponse"
+"""Error type of a 2xx answer whose body cannot be read: non-retryable, yet the call took effect,
+so the step is compensated (never counted as a refusal)."""
+TOOK_EFFECT = frozenset({MALFORMED_RESPONSE})
+"""Non-retryable error types that still mean the call took effect."""
 STATE_QUERY = "saga_state"
 """Query returning a saga's live state."""
 

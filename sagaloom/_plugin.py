@@ -16,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sagaloom._config import WorkerConfig
 from sagaloom._converter import converter
+from sagaloom._reply_auth import ReplySigner
 from sagaloom.participants._http import HttpParticipant
 
 __all__ = ["SagaloomPlugin"]
@@ -52,6 +53,7 @@ class SagaloomPlugin(SimplePlugin):
         codec: PayloadCodec | None = None,
         encode_failures: bool = False,
         http: bool = True,
+        reply_secret: SecretStr | None = None,
     ) -> None:
         """Create the plugin.
 
@@ -65,11 +67,17 @@ class SagaloomPlugin(SimplePlugin):
             encode_failures: Move failure messages into encoded (encrypted) attributes.
             http: Register the HTTP participant activity (False when a test registers its own
                 activity under that name).
+            reply_secret: Secret of the reply tokens sent with commands (the workers' reply
+                endpoints check them). None: ``SAGALOOM_REPLY_SECRET`` with ``services=None``,
+                else a random one.
         """
         if services is None:
             env = WorkerConfig.from_env()
             services, tokens = env.services, env.service_tokens
-        self.participant = HttpParticipant(services, tokens=tokens)
+            reply_secret = reply_secret or env.reply_secret
+        self.participant = HttpParticipant(
+            services, tokens=tokens, replies=ReplySigner(reply_secret)
+        )
         """The HTTP participant whose activity workers run."""
         self._codec = codec
         self._encode_failures = encode_failures

@@ -6,10 +6,10 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sagaloom._definition import Activity, ChildSaga, Saga, SagaDefinitionError
+from sagaloom._definition import Activity, ChildSaga, Http, Saga, SagaDefinitionError
 from sagaloom._runtime import SagaWorkflow, check_importable
 
-__all__ = ["UnknownSagaError", "find_saga", "load_sagas", "saga_activities"]
+__all__ = ["UnknownSagaError", "find_saga", "load_sagas", "saga_activities", "saga_services"]
 
 
 class UnknownSagaError(LookupError):
@@ -69,17 +69,33 @@ def saga_activities(sagas: Iterable[type[SagaWorkflow]]) -> list[Callable[..., A
     whose steps call your own activities. Activities named by string are yours to register.
     """
     found: dict[int, Callable[..., Any]] = {}
-    seen: set[str] = set()
-    todo = [cls.saga for cls in sagas]
+    for saga in _with_children(cls.saga for cls in sagas):
+        for step in saga.steps:
+            for action in (step.action, step.compensation):
+                if isinstance(action, Activity) and callable(action.activity):
+                    found.setdefault(id(action.activity), action.activity)
+    return list(found.values())
+
+
+def saga_services(sagas: Iterable[type[SagaWorkflow]]) -> list[tuple[str, str, str]]:
+    """``(saga, step, service)`` for every HTTP action of ``sagas`` (child sagas too)."""
+    found: list[tuple[str, str, str]] = []
+    for saga in _with_children(cls.saga for cls in sagas):
+        for step in saga.steps:
+            for action in (step.action, step.compensation):
+                if isinstance(action, Http):
+                    found.append((saga.name, step.name, action.service))
+    return found
+
+
+def _with_children(sagas: Iterable[Saga[Any]]) -> list[Saga[Any]]:
+    """``sagas`` and every saga they run as a child step, each once."""
+    todo, seen, out = list(sagas), set[str](), []
     while todo:
         saga = todo.pop()
         if saga.name in seen:
             continue
         seen.add(saga.name)
-        for step in saga.steps:
-            for action in (step.action, step.compensation):
-                if isinstance(action, Activity) and callable(action.activity):
-                    found.setdefault(id(action.activity), action.activity)
-                elif isinstance(action, ChildSaga):
-                    todo.append(action.saga)
-    return list(found.values())
+        out.append(saga)
+        todo.extend(s.action.saga for s in saga.steps if isinstance(s.action, ChildSaga))
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,14 +17,15 @@ from sagaloom._client import connect
 from sagaloom._codec import EncryptionCodec
 from sagaloom._config import ConfigError, WorkerConfig
 from sagaloom._devserver import ensure_search_attributes
-from sagaloom._health import HealthServer
+from sagaloom._endpoint import WorkerEndpoint
 from sagaloom._model import Reply
+from sagaloom._names import REPLY_UPDATE
 from sagaloom._plugin import SagaloomPlugin
-from sagaloom._registry import load_sagas, saga_activities
+from sagaloom._registry import load_sagas, saga_activities, saga_services
 from sagaloom._runtime import SagaWorkflow
 from sagaloom._telemetry import metrics_runtime, tracing_plugin
 
-__all__ = ["build_worker", "run_worker"]
+__all__ = ["build_worker", "check_services", "run_worker"]
 
 log = logging.getLogger("sagaloom.worker")
 
@@ -73,11 +75,12 @@ def build_worker(
         )
     own = (
         []
-        if has_plugin
+        if has_plugin or any(isinstance(p, SagaloomPlugin) for p in plugins)
         else [
             SagaloomPlugin(
                 services=config.services if services is None else services,
                 tokens=config.service_tokens,
+                reply_secret=config.reply_secret,
             )
         ]
     )
@@ -116,62 +119,131 @@ def build_worker(
 async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) -> None:
     """Run a worker until ``stop`` is set (without one: until SIGTERM or SIGINT).
 
-    On a stop signal the worker stops polling, lets in-flight activities finish within
-    ``config.graceful_shutdown``; the plugin then closes the HTTP participant's pooled client.
+    The endpoint (health, readiness, replies) comes up first; the worker then connects to
+    Temporal, retrying with back-off while the server is unreachable (``/readyz`` says 503
+    meanwhile). On a stop signal the worker stops polling and lets in-flight activities finish
+    within ``config.graceful_shutdown``; the plugin then closes the HTTP participant's client.
+
+    Raises:
+        SagaDefinitionError: a saga module defines a broken saga.
+        ConfigError: a registered saga calls a service with no URL configured.
     """
     if stop is None:  # a process of its own: stop on SIGTERM/SIGINT
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    runtime = metrics_runtime(config.metrics_address) if config.metrics_address else None
-    plugins = [tracing_plugin()] if config.tracing else []
-    keys = config.encryption_keys
-    client = await connect(
-        config.address,
-        config.namespace,
-        runtime=runtime,
-        plugins=plugins,
-        codec=EncryptionCodec.from_spec(keys.get_secret_value()) if keys else None,
-        encode_failures=config.encode_failures,
-    )
-    try:
-        added = await ensure_search_attributes(client, config.namespace)
-        if added:
-            log.info("registered search attributes %s on %s", added, config.namespace)
-    except Exception as err:  # a cluster may not let workers register them
-        log.warning("could not check search attributes (register them from deploy/): %s", err)
     sagas = load_sagas(config.saga_modules)
-    worker = build_worker(
-        client, sagas.values(), config=config, activities=saga_activities(sagas.values())
+    check_services(sagas.values(), config.services)
+    plugin = SagaloomPlugin(
+        services=config.services, tokens=config.service_tokens, reply_secret=config.reply_secret
     )
-    log.info(
-        "worker polling %s on %s/%s: sagas %s; services %s",
-        config.task_queue,
-        config.address,
-        config.namespace,
-        ", ".join(sorted(sagas)),
-        ", ".join(f"{k}={v}" for k, v in sorted(config.services.items())) or "none",
-    )
-    if config.metrics_address:
-        log.info("metrics at http://%s/metrics", config.metrics_address)
+    signer = plugin.participant.replies
+    client_box: list[Client] = []
 
     async def deliver(reply: Reply) -> None:
         workflow_id = reply.correlation_id.rsplit(":", 1)[0]
-        await client.get_workflow_handle(workflow_id).signal("reply", reply)
+        handle = client_box[0].get_workflow_handle(workflow_id)
+        await handle.execute_update(REPLY_UPDATE, reply)
 
-    health = HealthServer(config.health_address, deliver) if config.health_address else None
-    if health is not None:
-        await health.start()
+    endpoint = None
+    if config.health_address:
+        endpoint = WorkerEndpoint(config.health_address, deliver, signer)
+        await endpoint.start()
+        if signer.generated:
+            log.warning(
+                "SAGALOOM_REPLY_SECRET is not set: replies are taken only by this process "
+                "(set the same secret on every worker)"
+            )
     try:
+        client = await _connect_patiently(config, stop)
+        if client is None:
+            return
+        client_box.append(client)
+        await _register_attributes(client, config.namespace)
+        worker = build_worker(
+            client,
+            sagas.values(),
+            config=config,
+            activities=saga_activities(sagas.values()),
+            plugins=[plugin],
+        )
+        log.info(
+            "worker polling %s on %s/%s: sagas %s; services %s",
+            config.task_queue,
+            config.address,
+            config.namespace,
+            ", ".join(sorted(sagas)) or "none",
+            ", ".join(f"{k}={v}" for k, v in sorted(config.services.items())) or "none",
+        )
+        if config.metrics_address:
+            log.info("metrics at http://%s/metrics", config.metrics_address)
         async with worker:
-            if health is not None:
-                health.ready = True
+            if endpoint is not None:
+                endpoint.ready = True
             await stop.wait()
-            if health is not None:
-                health.ready = False
+            if endpoint is not None:
+                endpoint.ready = False
             log.info("stopping: finishing in-flight tasks (up to %s)", config.graceful_shutdown)
     finally:
-        if health is not None:
-            await health.stop()
+        if endpoint is not None:
+            await endpoint.stop()
     log.info("worker stopped")
+
+
+async def _connect_patiently(config: WorkerConfig, stop: asyncio.Event) -> Client | None:
+    """Connect to Temporal, retrying with back-off (1 s doubling to 30 s) until ``stop``."""
+    runtime = metrics_runtime(config.metrics_address) if config.metrics_address else None
+    plugins = [tracing_plugin()] if config.tracing else []
+    keys = config.encryption_keys
+    delay, attempt = 1.0, 1
+    while not stop.is_set():
+        try:
+            return await connect(
+                config.address,
+                config.namespace,
+                runtime=runtime,
+                plugins=plugins,
+                codec=EncryptionCodec.from_spec(keys.get_secret_value()) if keys else None,
+                encode_failures=config.encode_failures,
+            )
+        except RuntimeError as err:  # the SDK's connection failure
+            reason = str(err).splitlines()[0][:200]
+            log.warning(
+                "Temporal at %s not reachable (attempt %d): %s; retrying in %.0fs",
+                config.address,
+                attempt,
+                reason,
+                delay,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay, attempt = min(delay * 2, 30.0), attempt + 1
+    return None
+
+
+async def _register_attributes(client: Client, namespace: str) -> None:
+    try:
+        added = await ensure_search_attributes(client, namespace)
+        if added:
+            log.info("registered search attributes %s on %s", added, namespace)
+    except Exception as err:  # a cluster may not let workers register them
+        log.warning("could not check search attributes (register them from deploy/): %s", err)
+
+
+def check_services(sagas: Iterable[type[SagaWorkflow]], services: Mapping[str, str]) -> None:
+    """Refuse to run sagas that call a participant service with no URL configured.
+
+    Without the URL every such saga would compensate at its first call: a configuration
+    mistake turned into business compensations.
+
+    Raises:
+        ConfigError: naming the saga, the step and the variable to set.
+    """
+    missing = [
+        f"saga {saga}, step {step}: service {service!r} (set SAGALOOM_SERVICE_{service.upper()})"
+        for saga, step, service in dict.fromkeys(saga_services(sagas))
+        if service not in services
+    ]
+    if missing:
+        raise ConfigError("no URL for participant services: " + "; ".join(missing))

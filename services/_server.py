@@ -9,10 +9,11 @@ Endpoints of a service with resource ``R`` and undo endpoint ``U``:
   tombstone. Idempotent.
 * ``GET /R/<key>``: the record; ``GET /_admin/state``: every record, the effect log, counters.
 * ``POST /_admin/faults``: inject a fault; ``DELETE /_admin/faults``: clear them. A fault is
-  ``{"op": "do"|"undo", "match": "<key>"|"*", "mode": "error"|"reject"|"slow"|"drop",
-  "times": N|null, "status": 503, "delay": 2.0, "rate": 1.0, "seed": 0}``: ``drop`` applies
-  the effect, then closes the connection without answering; ``rate`` below 1 hits that share of
-  the matching calls.
+  ``{"op": "do"|"undo", "match": "<key>"|"*", "mode": MODE, "times": N|null, "status": 503,
+  "delay": 2.0, "rate": 1.0, "seed": 0}`` with MODE ``error``, ``reject``, ``slow``, ``drop``
+  (applies the effect, then closes the connection without answering), ``garble`` or ``empty``
+  (applies it, then answers 200 with a body that is not JSON, or none); ``rate`` below 1 hits
+  that share of the matching calls.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import random
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,8 +96,17 @@ class Participant:
             self.store.remember(idem, *answer)
             return answer
 
-    def do(self, body: dict[str, Any], idem: str, trace: str | None = None) -> tuple[int, Any]:
-        """Apply the effect of ``body`` once per idempotency key and business key."""
+    def do(
+        self,
+        body: dict[str, Any],
+        idem: str,
+        trace: str | None = None,
+        reply: tuple[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Apply the effect of ``body`` once per idempotency key and business key.
+
+        ``reply``: the command's correlation id and reply token, for an asynchronous answer.
+        """
         spec, store = self.spec, self.store
         key = str(body[spec.key_field])
 
@@ -115,17 +126,23 @@ class Participant:
             if spec.apply:
                 spec.apply(store, body, +1)
             store.log("do", key, idem, trace)
-            if spec.asynchronous and self.reply_urls:
+            if spec.asynchronous and self.reply_urls and reply is not None:
                 confirmation = {"id": effect_id, spec.key_field: key, "status": "confirmed"}
-                self.confirm_later(idem, confirmation)
+                self.confirm_later(*reply, confirmation)
                 return 202, {"id": effect_id, spec.key_field: key, "status": "pending"}
             return 201, {"id": effect_id, spec.key_field: key, "status": "active"}
 
         return self._once(idem, apply)
 
-    def confirm_later(self, correlation_id: str, data: dict[str, Any]) -> None:
-        """Send the reply to the engine's reply endpoint shortly, from a thread of its own."""
-        reply = json.dumps({"correlation_id": correlation_id, "ok": True, "data": data}).encode()
+    def confirm_later(self, correlation_id: str, token: str, data: dict[str, Any]) -> None:
+        """Send the reply to the engine's reply endpoint shortly, from a thread of its own.
+
+        The reply carries the command's correlation id and token back. A 4xx answer is final
+        (bad token, late, duplicate, finished saga); a 5xx or no answer is retried.
+        """
+        reply = json.dumps(
+            {"correlation_id": correlation_id, "token": token, "ok": True, "data": data}
+        ).encode()
 
         def send() -> None:
             time.sleep(0.3)
@@ -137,6 +154,9 @@ class Participant:
                     try:
                         with urllib.request.urlopen(request, timeout=5):
                             return
+                    except urllib.error.HTTPError as err:
+                        if 400 <= err.code < 500:
+                            return  # refused for good: retrying cannot help
                     except OSError:
                         continue
                 time.sleep(0.5)
@@ -236,6 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or not isinstance(body.get(spec.key_field), str):
             self._reply(400, {"error": f"body must be an object with a string {spec.key_field!r}"})
             return
+        self.participant.store.received(op, body[spec.key_field], idem)
         fault = self.participant.fault(op, body[spec.key_field])
         if fault is not None and fault.mode == "slow":
             time.sleep(fault.delay)
@@ -243,8 +264,23 @@ class _Handler(BaseHTTPRequestHandler):
             status = fault.status if fault.mode == "error" else (fault.status or 409)
             self._reply(status, {"error": f"injected {fault.mode}"})
             return
-        apply = self.participant.do if op == "do" else self.participant.undo
-        status, answer = apply(body, idem, self.headers.get("traceparent"))
+        trace = self.headers.get("traceparent")
+        if op == "do":
+            correlation = self.headers.get("Sagaloom-Correlation-Id") or idem
+            token = self.headers.get("Sagaloom-Reply-Token")
+            reply = (correlation, token) if token else None
+            status, answer = self.participant.do(body, idem, trace, reply)
+        else:
+            status, answer = self.participant.undo(body, idem, trace)
+        if fault is not None and fault.mode in ("garble", "empty"):
+            # The effect applied, but the answer cannot be read: not JSON, or no body at all.
+            data = b"<html>502 upstream confused</html>" if fault.mode == "garble" else b""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if fault is not None and fault.mode == "drop":
             self.close_connection = True
             self.connection.close()

@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS log (     -- one row per effect actually applied (rep
     trace TEXT                      -- the caller's traceparent header, when it sent one
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS received ( -- every call received, with the key it carried
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL,
+    key TEXT NOT NULL,
+    idem_key TEXT NOT NULL
+);
 """
 
 
@@ -91,6 +97,13 @@ class Store:
             (op, key, idem_key, time.time_ns(), trace),
         )
 
+    def received(self, op: str, key: str, idem_key: str) -> None:
+        """Note a call as it arrived (before any fault or replay), with its idempotency key."""
+        with self.lock:
+            self._db.execute(
+                "INSERT INTO received (op, key, idem_key) VALUES (?, ?, ?)", (op, key, idem_key)
+            )
+
     def next_id(self, prefix: str) -> str:
         """Return a new sequential id such as ``res-000042``."""
         self._db.execute(
@@ -135,7 +148,11 @@ class Store:
                 )
             ]
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-        return {"records": records, "log": log, "counters": counters}
+            received = [
+                {"op": r[0], "key": r[1], "idem_key": r[2]}
+                for r in self._db.execute("SELECT op, key, idem_key FROM received ORDER BY seq")
+            ]
+        return {"records": records, "log": log, "counters": counters, "received": received}
 
     @staticmethod
     def _row(row: tuple[Any, ...]) -> dict[str, Any]:

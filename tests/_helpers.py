@@ -21,6 +21,8 @@ from sagaloom import SagaState, SagaStatus, StepStatus
 from workers.config import SAGA_MODULES
 
 TASK_QUEUE = "sagaloom-tests"
+REPLY_SECRET = "tests-reply-secret"
+"""The stack's workers' shared secret of reply tokens."""
 EXAMPLES = SAGA_MODULES
 """The example sagas' modules (the reference application's, as a user's project has its own)."""
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,7 @@ class Stack:
             SAGALOOM_SAGA_MODULES=",".join(EXAMPLES),
             SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS="5",
             LEDGER_DB=str(self.tmp / "ledger.sqlite3"),  # the transfer saga's ledger activities
+            SAGALOOM_REPLY_SECRET=REPLY_SECRET,  # every worker takes every participant's reply
         )
         return env
 

@@ -106,29 +106,6 @@ LOCAL_RULES: Saga[Plan] = dataclasses.replace(RULES, name="LocalRulesSaga", loca
 
 LocalRulesSaga = saga_workflow(LOCAL_RULES)
 
-CHAOS_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=2),
-    maximum_attempts=0,
-)
-
-CHAOS_ORDER: Saga[Any] = dataclasses.replace(
-    ORDER,
-    name="ChaosOrderSaga",
-    defaults=StepDefaults(
-        retry=CHAOS_RETRY,
-        start_to_close=timedelta(seconds=2),
-        schedule_to_close=timedelta(minutes=10),
-        heartbeat=timedelta(seconds=3),
-        compensation_retry=CHAOS_RETRY,
-        compensation_start_to_close=timedelta(seconds=2),
-    ),
-)
-"""The order saga with short timeouts and unlimited retries, for the chaos harness."""
-
-ChaosOrderSaga = saga_workflow(CHAOS_ORDER)
-
 SHAPES = {n: rules_saga(f"Rules{n}Saga", n) for n in (1, 2, 3)} | {4: RULES}
 """Scripted sagas of each length, for the property tests."""
 Rules1Saga = saga_workflow(SHAPES[1])
@@ -214,6 +191,13 @@ REPLYING = plan_saga(
 """b's participant confirms asynchronously, within 3 s."""
 ReplyingSaga = saga_workflow(REPLYING)
 
+PATIENT = plan_saga(
+    "PatientSaga",
+    [_step("a"), _step("b", reply_timeout=timedelta(minutes=2)), _step("c")],
+)
+"""b waits up to two minutes for its reply: time for a flood of refused ones."""
+PatientSaga = saga_workflow(PATIENT)
+
 NESTING = plan_saga(
     "NestingSaga",
     [
@@ -224,3 +208,17 @@ NESTING = plan_saga(
 )
 """p1, then a child saga (Rules2Saga: a, b) as one step, then p2."""
 NestingSaga = saga_workflow(NESTING)
+
+BUDGET_ORDER = dataclasses.replace(
+    ORDER,
+    name="BudgetOrderSaga",
+    track_steps=False,
+    defaults=StepDefaults(
+        compensation_retry=RetryPolicy(
+            initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=1)
+        ),
+        compensation_budget=timedelta(seconds=3),
+    ),
+)
+"""The order saga with a 3-second budget for each compensation (the default is 30 minutes)."""
+BudgetOrderSaga = saga_workflow(BUDGET_ORDER)

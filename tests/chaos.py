@@ -1,25 +1,34 @@
-"""The chaos harness: many sagas while workers are killed, the server restarts and participants
-misbehave; then the participants' own stores are checked.
+"""The chaos harness: many sagas while workers, the Temporal server and the participants are
+SIGKILLed and restarted and participants misbehave; then the participants' own stores are checked.
 
-``tests/test_chaos.py`` runs it with about 100 sagas; run it by hand for a longer report:
-``python -m tests.chaos --sagas 500 --report docs/chaos.md``.
+``tests/test_chaos.py`` runs it in CI with about 100 sagas; run it by hand for a longer report:
+``python -m tests.chaos --sagas 600 --report docs/chaos.md`` (exits 1 on any violation or
+unexpected outcome).
 
-Faults at the participants (seeded, per call): 5xx, a response slower than the step's timeout,
-and "commit, then drop the connection". Harness faults: SIGKILL a random worker process every
-few seconds (then start a new one), and restart the Temporal dev server once, keeping its
-SQLite file. Invariants, from the participants' stores when everything settles: every saga is
-fully done or fully compensated (or parked with its state recorded); no effect is applied twice
-for one idempotency key; no saga is lost.
+The mix: the order saga on regular activities, on the fast path (local activities) and in a
+parallel shape; the trip saga (an asynchronous hotel replying through the workers' endpoints, a
+durable timer); some sagas cancelled while they run. Faults at the participants (seeded, per
+call): 5xx, a response slower than the step's timeout, "commit, then drop the connection".
+Harness faults: SIGKILL a random worker process every few seconds (a new one starts on the same
+endpoint); SIGKILL the Temporal dev server's whole process group several times and restart it on
+the same SQLite file; SIGKILL the participants and restart them on their stores and ports.
+
+Invariants, from the participants' stores once everything settles: every saga is fully done,
+fully compensated or cancelled (nothing active), or parked with its compensated steps undone; no
+effect is applied twice; every call a participant received for a step carried that step's own
+idempotency key (``<workflow id>:<step>``, ``…:compensate`` for the undo); no saga is lost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,18 +38,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from sagaloom import SagaState, SagaStatus
+from sagaloom import Saga, SagaState, SagaStatus
 from sagaloom.client import Outcome, connect, outcome, start_saga
 from sagaloom.server import DevServer, DevServerOptions, free_port
-from tests._sagas import CHAOS_ORDER
+from services import CATALOG
+from tests._chaos_sagas import CHAOS_FAST_ORDER, CHAOS_ORDER, CHAOS_PARALLEL_ORDER, CHAOS_TRIP
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "chaos"
-SERVICES = ("inventory", "payment", "shipping")
+WORKERS = 2
+REPLY_SECRET = "chaos-reply-secret"
 PARTICIPANT_FAULTS = [
     {"op": "do", "match": "*", "mode": "error", "status": 503, "rate": 0.10},
     {"op": "do", "match": "*", "mode": "slow", "delay": 3.0, "rate": 0.03},
@@ -50,60 +64,139 @@ PARTICIPANT_FAULTS = [
 ]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One saga of the run: which, with what input, what it must end as."""
+
+    saga: Saga[Any]
+    data: dict[str, Any]
+    want: SagaStatus
+    failed_step: str | None
+    cancel_after: float | None = None
+
+    @property
+    def key(self) -> str:
+        return str(self.data.get("order_id") or self.data.get("trip_id"))
+
+
+def plan(i: int, batch: str) -> Plan:
+    """The i-th saga: a mix of shapes, a share failing at a chosen step, a share cancelled."""
+    key = f"{batch}-{i}"
+    kind = i % 10
+    if kind >= 8:  # trips: the async hotel and the timer
+        venice = i % 20 == 9
+        data = {"trip_id": key, "traveller": "chaos", "nights": 2, "cooling_off_seconds": 1,
+                "destination": "Venice" if venice else "Lisbon"}  # fmt: skip
+        return Plan(
+            CHAOS_TRIP,
+            data,
+            SagaStatus.COMPENSATED if venice else SagaStatus.COMPLETED,
+            "book-car" if venice else None,
+        )
+    saga = CHAOS_ORDER if kind < 4 else CHAOS_FAST_ORDER if kind < 6 else CHAOS_PARALLEL_ORDER
+    data = {"order_id": key, "customer": "chaos", "sku": "widget", "quantity": 1,
+            "amount_cents": 1_000, "country": "NL"}  # fmt: skip
+    if i % 15 == 7:
+        return Plan(saga, data, SagaStatus.CANCELED, None, cancel_after=0.5)
+    if i % 5 == 1:
+        return Plan(
+            saga, {**data, "amount_cents": 500_000}, SagaStatus.COMPENSATED, "charge-payment"
+        )
+    if i % 10 == 3:
+        return Plan(saga, {**data, "country": "AQ"}, SagaStatus.COMPENSATED, "create-shipment")
+    return Plan(saga, data, SagaStatus.COMPLETED, None)
+
+
 @dataclass
 class ChaosReport:
     """What happened and what was checked."""
 
     sagas: int = 0
-    completed: int = 0
-    compensated: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, int] = field(default_factory=dict)
     parked: int = 0
     lost: int = 0
     kills: int = 0
-    server_restarts: int = 0
+    server_kills: int = 0
+    participant_kills: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     seconds: float = 0.0
+    settle_seconds: list[float] = field(default_factory=list)
+    """Per saga: from its start to its outcome seen."""
+    after_faults: float = 0.0
+    """From the last fault to the last saga settled."""
+    keys_checked: int = 0
     violations: list[str] = field(default_factory=list)
-    """Broken guarantees: a store half-done, an effect applied twice, a saga lost."""
+    """Broken guarantees: a store half-done, an effect applied twice, a wrong key, a saga lost."""
     unexpected: list[str] = field(default_factory=list)
     """Sagas that ended otherwise than their plan, consistently (for example a step that ran
-    out of its time budget under the chaos and was compensated): allowed, but counted."""
+    out of its time budget under the chaos and was compensated): counted, and a long run exits
+    non-zero on them."""
+
+    @property
+    def completed(self) -> int:
+        return self.outcomes.get("COMPLETED", 0)
+
+    def percentile(self, share: float) -> float:
+        times = sorted(self.settle_seconds)
+        return times[min(len(times) - 1, int(share * len(times)))] if times else 0.0
 
     def markdown(self) -> str:
         """The report as a markdown section."""
         faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
+        ends = ", ".join(f"{n} {k.lower()}" for k, n in sorted(self.outcomes.items()))
+        shapes = ", ".join(f"{n} {k}" for k, n in sorted(self.shapes.items()))
         lines = [
-            f"- sagas: {self.sagas} ({self.completed} completed, {self.compensated} compensated, "
-            f"{self.parked} parked, {self.lost} lost) in {self.seconds:.0f} s",
+            f"- sagas: {self.sagas} ({ends}; {self.parked} parked, {self.lost} lost) in "
+            f"{self.seconds:.0f} s",
+            f"- shapes: {shapes}",
             f"- worker processes SIGKILLed and restarted: {self.kills}",
-            f"- Temporal dev server restarts (SQLite kept): {self.server_restarts}",
+            f"- Temporal dev server SIGKILLed (process group) and restarted on its SQLite file: "
+            f"{self.server_kills}",
+            f"- participant services SIGKILLed and restarted on their stores: "
+            f"{self.participant_kills}",
             f"- faults injected by the participants: {faults}",
             f"- retries seen (attempts beyond the first, from the sagas' state): {self.retries}",
-            f"- sagas that ended otherwise than planned, consistently (a step out of its time "
-            f"budget under the chaos, then compensated): {len(self.unexpected)}",
-            f"- violations (a store half-done, an effect applied twice, a saga lost): "
-            f"{len(self.violations)}",
+            f"- time to settle, start to outcome: p50 {self.percentile(0.5):.1f} s, "
+            f"p99 {self.percentile(0.99):.1f} s, max {max(self.settle_seconds, default=0):.1f} s",
+            f"- last saga settled {self.after_faults:.1f} s after the last fault",
+            f"- participant calls whose idempotency key was checked: {self.keys_checked}",
+            f"- sagas that ended otherwise than planned, consistently: {len(self.unexpected)}",
+            *(f"  - {u}" for u in self.unexpected[:10]),
+            f"- violations (a store half-done, an effect applied twice, a wrong key, a saga "
+            f"lost): {len(self.violations)}",
             *(f"  - {v}" for v in self.violations[:20]),
         ]
         return "\n".join(lines)
 
 
-def expected(i: int) -> tuple[dict[str, Any], SagaStatus, str | None]:
-    """The i-th saga's input tweaks and the outcome it must reach."""
-    if i % 5 == 1:
-        return {"amount_cents": 500_000}, SagaStatus.COMPENSATED, "charge-payment"
-    if i % 10 == 3:
-        return {"country": "AQ"}, SagaStatus.COMPENSATED, "create-shipment"
-    return {}, SagaStatus.COMPLETED, None
+def _free_block(size: int) -> int:
+    """A base port with ``size`` free ports after it."""
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000)
+        sockets = []
+        try:
+            for port in range(base, base + size):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no block of free ports")
 
 
 class Harness:
     """The processes under test and the faults done to them."""
 
-    def __init__(self, tmp: Path, seed: int) -> None:
+    def __init__(self, tmp: Path, seed: int, *, broken_keys: bool = False) -> None:
         self.tmp = tmp
         self.rng = random.Random(seed)
+        self.broken_keys = broken_keys
         self.server = DevServer(
             DevServerOptions(
                 port=free_port(),
@@ -112,43 +205,43 @@ class Harness:
                 log_file=tmp / "temporal.log",
             )
         )
+        self.base_port = _free_block(len(CATALOG))
+        self.endpoints = [f"127.0.0.1:{free_port()}" for _ in range(WORKERS)]
         self.urls: dict[str, str] = {}
         self.services: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.report = ChaosReport()
+        self.last_fault = time.monotonic()
 
     def start_services(self) -> None:
         urls_file = self.tmp / "urls.json"
+        urls_file.unlink(missing_ok=True)
+        log = open(self.tmp / "services.log", "ab")  # noqa: SIM115
         self.services = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services",
-                "--data-dir",
-                str(self.tmp / "svc"),
-                "--urls-file",
-                str(urls_file),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
+            [sys.executable, "-m", "services", "--data-dir", str(self.tmp / "svc"),
+             "--urls-file", str(urls_file), "--base-port", str(self.base_port),
+             *(f"--reply-url=http://{e}/replies" for e in self.endpoints)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
         deadline = time.monotonic() + 30
         while not urls_file.exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError("participants did not start")
+            if time.monotonic() > deadline or self.services.poll() is not None:
+                raise RuntimeError(f"participants did not start; see {self.tmp}/services.log")
             time.sleep(0.05)
         self.urls = json.loads(urls_file.read_text())
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, slot: int) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALOOM_")}
         env.update({f"SAGALOOM_SERVICE_{k.upper()}": v for k, v in self.urls.items()})
+        modules = "tests._chaos_sagas" + (",tests._broken_keys" if self.broken_keys else "")
         env.update(
             TEMPORAL_ADDRESS=self.server.address,
             SAGALOOM_TASK_QUEUE=QUEUE,
-            SAGALOOM_SAGA_MODULES="tests._sagas",
+            SAGALOOM_SAGA_MODULES=modules,
             SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS="2",
             SAGALOOM_LOG_LEVEL="ERROR",
+            SAGALOOM_HEALTH_ADDRESS=self.endpoints[slot],
+            SAGALOOM_REPLY_SECRET=REPLY_SECRET,
         )
         log = open(self.tmp / "workers.log", "ab")  # noqa: SIM115
         return subprocess.Popen(
@@ -159,26 +252,79 @@ class Harness:
             stderr=subprocess.STDOUT,
         )
 
-    async def chaos(self, stop: asyncio.Event, kill_every: float, restart_after: float) -> None:
-        """Kill a random worker every ``kill_every`` s; restart the server once."""
-        begin = time.monotonic()
-        restarted = False
+    async def wait_until_polling(self, client: Client, within: float = 60) -> None:
+        """Fail fast when a worker cannot start (its log says why) instead of waiting it out."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for worker in self.workers:
+                if worker.poll() is not None:
+                    log = (self.tmp / "workers.log").read_text()[-2000:]
+                    raise RuntimeError(f"a chaos worker exited at start:\n{log}")
+            response = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace="default",
+                    task_queue=TaskQueue(name=QUEUE),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
+            )
+            if len({p.identity for p in response.pollers}) >= len(self.workers):
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("chaos workers did not start polling in time")
+
+    async def chaos(
+        self, stop: asyncio.Event, kill_every: float, server_every: int, services_every: int
+    ) -> None:
+        """Every ``kill_every`` s SIGKILL a worker; every n-th time the server or participants."""
+        tick = 0
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), kill_every)
                 return
             except TimeoutError:
                 pass
-            index = self.rng.randrange(len(self.workers))
-            self.workers[index].send_signal(signal.SIGKILL)
-            await asyncio.to_thread(self.workers[index].wait)
-            self.workers[index] = self.start_worker()
+            tick += 1
+            slot = self.rng.randrange(len(self.workers))
+            self.workers[slot].send_signal(signal.SIGKILL)
+            await asyncio.to_thread(self.workers[slot].wait)
+            self.workers[slot] = self.start_worker(slot)
             self.report.kills += 1
-            if not restarted and time.monotonic() - begin > restart_after:
-                restarted = True
-                await asyncio.to_thread(self.server.stop)
+            if server_every and tick % server_every == 0:
+                process = self.server._process
+                if process is not None:
+                    os.killpg(process.pid, signal.SIGKILL)  # its whole process group
+                    await asyncio.to_thread(process.wait)
+                    self.server._process = None
                 await self.server.start()
-                self.report.server_restarts += 1
+                self.report.server_kills += 1
+            if services_every and tick % services_every == 0 and self.services is not None:
+                await self.count_faults()  # the counts live in the processes about to die
+                self.services.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(self.services.wait)
+                await asyncio.to_thread(self.start_services)  # same stores, same ports
+                await self.inject_faults()
+                self.report.participant_kills += 1
+            self.last_fault = time.monotonic()
+
+    async def count_faults(self) -> None:
+        """Add the faults the participants injected so far to the report."""
+        async with httpx.AsyncClient(timeout=30) as http:
+            for url in self.urls.values():
+                try:
+                    injected = (await http.get(f"{url}/_admin/state")).json()["injected"]
+                except httpx.HTTPError:
+                    continue
+                for mode, count in injected.items():
+                    self.report.faults[mode] = self.report.faults.get(mode, 0) + count
+
+    async def inject_faults(self, seed: int = 7) -> None:
+        async with httpx.AsyncClient() as http:
+            for service, url in self.urls.items():
+                for n, fault in enumerate(PARTICIPANT_FAULTS):
+                    await http.post(
+                        f"{url}/_admin/faults",
+                        json={**fault, "seed": seed * 100 + n + hash(service) % 97},
+                    )
 
     def stop(self) -> None:
         for process in [*self.workers, *([self.services] if self.services else [])]:
@@ -192,97 +338,116 @@ class Harness:
         self.server.stop()
 
 
-async def start(client: Client, data: dict[str, Any]) -> WorkflowHandle[Any, Any]:
+async def start(client: Client, item: Plan) -> WorkflowHandle[Any, Any]:
     """Start a saga, retrying through a server restart (a start that did land is kept)."""
-    for _ in range(120):
+    for _ in range(240):
         try:
-            return await start_saga(client, CHAOS_ORDER, data, task_queue=QUEUE)
+            return await start_saga(client, item.saga, item.data, task_queue=QUEUE)
         except WorkflowAlreadyStartedError:
-            return client.get_workflow_handle(f"{CHAOS_ORDER.name}-{data['order_id']}")
+            return client.get_workflow_handle(f"{item.saga.name}-{item.key}")
         except RPCError:
             await asyncio.sleep(0.5)
-    raise RuntimeError(f"could not start saga {data['order_id']}")
+    raise RuntimeError(f"could not start saga {item.key}")
 
 
-async def settle(client: Client, handle: WorkflowHandle[Any, Any], within: float) -> Outcome | None:
-    """The saga's outcome, retrying through server restarts; None if it never settles."""
-    deadline = time.monotonic() + within
+async def settle(
+    handle: WorkflowHandle[Any, Any], item: Plan, within: float
+) -> tuple[Outcome | None, float]:
+    """The saga's outcome (cancelling it first when planned) and when it was seen."""
+    begin = time.monotonic()
+    deadline = begin + within
+    if item.cancel_after is not None:
+        await asyncio.sleep(item.cancel_after)
+        while time.monotonic() < deadline:
+            try:
+                await handle.cancel()
+                break
+            except RPCError as err:
+                if "completed" in err.message or "not found" in err.message.lower():
+                    break
+                await asyncio.sleep(0.5)
     while time.monotonic() < deadline:
         try:
-            return await asyncio.wait_for(outcome(handle), max(1.0, deadline - time.monotonic()))
+            result = await asyncio.wait_for(outcome(handle), max(1.0, deadline - time.monotonic()))
+            return result, time.monotonic() - begin
         except (RPCError, RuntimeError, TimeoutError):
             await asyncio.sleep(1)
-    return None
+    return None, time.monotonic() - begin
 
 
 async def run_chaos(
-    tmp: Path, sagas: int, *, seed: int = 7, kill_every: float = 3.0, within: float = 420
+    tmp: Path,
+    sagas: int,
+    *,
+    seed: int = 7,
+    kill_every: float = 3.0,
+    server_every: int = 4,
+    services_every: int = 5,
+    within: float = 420,
+    broken_keys: bool = False,
+    chaos_seconds: float | None = None,
 ) -> ChaosReport:
     """Run the whole scenario and return its report."""
-    harness = Harness(tmp, seed)
+    harness = Harness(tmp, seed, broken_keys=broken_keys)
     report = harness.report
     report.sagas = sagas
     await harness.server.start()
     harness.start_services()
     try:
-        async with httpx.AsyncClient() as http:
-            for service in SERVICES:
-                for n, fault in enumerate(PARTICIPANT_FAULTS):
-                    await http.post(
-                        f"{harness.urls[service]}/_admin/faults",
-                        json={**fault, "seed": seed * 100 + n},
-                    )
-        harness.workers = [harness.start_worker() for _ in range(2)]
+        await harness.inject_faults(seed)
+        harness.workers = [harness.start_worker(slot) for slot in range(WORKERS)]
         client = await connect(harness.server.address)
+        await harness.wait_until_polling(client)
         begin = time.monotonic()
         batch = os.urandom(3).hex()
-        plans = [expected(i) for i in range(sagas)]
+        plans = [plan(i, batch) for i in range(sagas)]
         stop = asyncio.Event()
         # The chaos starts with the first saga and lasts until the last one settles.
-        chaos = asyncio.create_task(harness.chaos(stop, kill_every, restart_after=kill_every * 3))
-        handles = []
-        for i, (tweak, _, _) in enumerate(plans):
-            data = {
-                "order_id": f"{batch}-{i}",
-                "customer": "chaos",
-                "sku": "widget",
-                "quantity": 1,
-                "amount_cents": 1_000,
-                "country": "NL",
-                **tweak,
-            }
-            handles.append(await start(client, data))
-        results = await asyncio.gather(*(settle(client, h, within) for h in handles))
+        chaos = asyncio.create_task(harness.chaos(stop, kill_every, server_every, services_every))
+        handles = [await start(client, item) for item in plans]
+        settling = asyncio.gather(
+            *(settle(h, item, within) for h, item in zip(handles, plans, strict=True))
+        )
+        # The faults last until every saga settles, or for chaos_seconds (then they settle).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(settling), chaos_seconds)
         stop.set()
         await chaos
+        results = await settling
         report.seconds = time.monotonic() - begin
-        await check(harness, client, handles, plans, results, batch)
+        report.after_faults = max(0.0, time.monotonic() - harness.last_fault)
+        await check(harness, client, handles, plans, results)
     finally:
         harness.stop()
     return report
+
+
+STEP_OF = {"inventory": "reserve-stock", "payment": "charge-payment", "shipping": "create-shipment",
+           "flights": "book-flight", "hotels": "book-hotel", "cars": "book-car"}  # fmt: skip
+SERVICES_OF = {
+    "ChaosTripSaga": ("flights", "hotels", "cars"),
+}
 
 
 async def check(
     harness: Harness,
     client: Client,
     handles: list[WorkflowHandle[Any, Any]],
-    plans: list[tuple[dict[str, Any], SagaStatus, str | None]],
-    results: list[Outcome | None],
-    batch: str,
+    plans: list[Plan],
+    results: list[tuple[Outcome | None, float]],
 ) -> None:
     """Check every invariant from the participants' stores and the sagas' outcomes."""
     report = harness.report
-    async with httpx.AsyncClient(timeout=30) as http:
-        states = {s: (await http.get(f"{harness.urls[s]}/_admin/state")).json() for s in SERVICES}
-    for state in states.values():
-        for mode, count in state["injected"].items():
-            report.faults[mode] = report.faults.get(mode, 0) + count
-    for i, (handle, (_, want, failed_step), result) in enumerate(
-        zip(handles, plans, results, strict=True)
-    ):
-        key = f"{batch}-{i}"
+    async with httpx.AsyncClient(timeout=60) as http:
+        states = {s: (await http.get(f"{u}/_admin/state")).json() for s, u in harness.urls.items()}
+    await harness.count_faults()
+    for handle, item, (result, seconds) in zip(handles, plans, results, strict=True):
+        key, wid = item.key, handle.id
+        report.shapes[item.saga.name] = report.shapes.get(item.saga.name, 0) + 1
+        services = SERVICES_OF.get(item.saga.name, ("inventory", "payment", "shipping"))
         held = {}
-        for service, state in states.items():
+        for service in services:
+            state = states[service]
             record = next((r for r in state["records"] if r["key"] == key), None)
             held[service] = (
                 "absent" if record is None or record["payload"] is None else record["status"]
@@ -290,27 +455,38 @@ async def check(
             applied = [e for e in state["log"] if e["key"] == key and e["op"] == "do"]
             if len(applied) > 1:
                 report.violations.append(f"{key}: {service} applied {len(applied)} times")
+            own = f"{wid}:{STEP_OF[service]}"
+            for seen in (r for r in state["received"] if r["key"] == key):
+                report.keys_checked += 1
+                want = own if seen["op"] == "do" else f"{own}:compensate"
+                if seen["idem_key"] != want:
+                    report.violations.append(
+                        f"{key}: {service} received {seen['op']} under key {seen['idem_key']!r}, "
+                        f"not the step's own {want!r}"
+                    )
+                    break
         if result is None:
-            report.lost += 1
-            report.violations.append(f"{key}: never settled ({held})")
+            await _unsettled(report, handle, key, held)
             continue
+        report.settle_seconds.append(seconds)
+        status = result.status.value
+        report.outcomes[status] = report.outcomes.get(status, 0) + 1
         if result.status is SagaStatus.COMPLETED:
-            report.completed += 1
             if set(held.values()) != {"active"}:
                 report.violations.append(f"{key}: completed but stores hold {held}")
-        elif result.status is SagaStatus.COMPENSATED:
-            report.compensated += 1
+        elif result.status in (SagaStatus.COMPENSATED, SagaStatus.CANCELED):
             if "active" in held.values():
-                report.violations.append(f"{key}: compensated but stores hold {held}")
-        elif result.status is SagaStatus.NEEDS_ATTENTION:
-            report.parked += 1
+                report.violations.append(f"{key}: {status.lower()} but stores hold {held}")
         else:
-            report.violations.append(f"{key}: ended {result.status.value}: {result.error}")
+            report.violations.append(f"{key}: ended {status}: {result.error}")
         reported = result.report.failed_step if result.report else None
-        if result.status is not want or reported != failed_step:
+        if item.cancel_after is not None:  # cancelled, unless it finished first
+            as_planned = result.status in (SagaStatus.CANCELED, SagaStatus.COMPLETED)
+        else:
+            as_planned = result.status is item.want and reported == item.failed_step
+        if not as_planned:
             report.unexpected.append(
-                f"{key}: {result.status.value} at {reported}, expected "
-                f"{want.value} at {failed_step}"
+                f"{key}: {status} at {reported}, expected {item.want.value} at {item.failed_step}"
             )
         try:
             state = await handle.query("saga_state", result_type=SagaState)
@@ -321,18 +497,48 @@ async def check(
             pass
 
 
+async def _unsettled(
+    report: ChaosReport, handle: WorkflowHandle[Any, Any], key: str, held: dict[str, str]
+) -> None:
+    """A saga with no outcome: parked (then its undone steps must be undone) or lost."""
+    try:
+        state = await handle.query("saga_state", result_type=SagaState)
+    except RPCError:
+        state = None
+    if state is None or state.status is not SagaStatus.NEEDS_ATTENTION:
+        report.lost += 1
+        report.violations.append(f"{key}: never settled ({held})")
+        return
+    report.parked += 1
+    by_step = {step: service for service, step in STEP_OF.items()}
+    for step in state.steps:
+        service = by_step.get(step.name)
+        if step.status.value == "compensated" and service in held and held[service] != "undone":
+            report.violations.append(f"{key}: parked, {step.name} compensated but {held}")
+
+
 def main() -> None:
     """``python -m tests.chaos``: a longer run with a report."""
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
-    parser.add_argument("--sagas", type=int, default=500)
+    parser.add_argument("--sagas", type=int, default=600)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--kill-every", type=float, default=3.0)
+    parser.add_argument("--kill-every", type=float, default=1.0)
+    parser.add_argument("--server-every", type=int, default=15, help="kill ticks per server kill")
+    parser.add_argument("--services-every", type=int, default=12, help="… per participants kill")
+    parser.add_argument("--chaos-seconds", type=float, default=300, help="then faults stop")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sagaloom-chaos-") as tmp:
         report = asyncio.run(
             run_chaos(
-                Path(tmp), args.sagas, seed=args.seed, kill_every=args.kill_every, within=1800
+                Path(tmp),
+                args.sagas,
+                seed=args.seed,
+                kill_every=args.kill_every,
+                server_every=args.server_every,
+                services_every=args.services_every,
+                within=1800,
+                chaos_seconds=args.chaos_seconds,
             )
         )
     text = report.markdown()
@@ -340,11 +546,12 @@ def main() -> None:
     if args.report:
         args.report.write_text(
             "# Chaos run\n\nGenerated by `python -m tests.chaos "
-            f"--sagas {args.sagas} --seed {args.seed} --kill-every {args.kill_every}` on "
-            f"{time.strftime('%Y-%m-%d')}, "
-            f"{os.cpu_count()} cores.\n\n{text}\n"
+            f"--sagas {args.sagas} --seed {args.seed} --kill-every {args.kill_every} "
+            f"--server-every {args.server_every} --services-every {args.services_every} "
+            f"--chaos-seconds {args.chaos_seconds:g}` on "
+            f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores.\n\n{text}\n"
         )
-    sys.exit(1 if report.violations else 0)
+    sys.exit(1 if report.violations or report.unexpected else 0)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
@@ -10,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from sagaloom import SAGA_INPUT_ERROR, SagaInputError, SagaReport
 from sagaloom.client import start_saga
-from tests._helpers import TASK_QUEUE, Stack, cli, count_workflows, order
+from tests._helpers import EXAMPLES, ROOT, TASK_QUEUE, Stack, cli, count_workflows, order
 from workflows.order import ORDER
 
 pytestmark = pytest.mark.integration
@@ -103,3 +107,37 @@ async def test_cli_starts_a_saga_and_shows_its_step_table(stack: Stack, key: str
     ]
     table = cli("status", f"OrderSaga-{key}", address=stack.address)
     assert "charge-payment" in table.stdout and "done" in table.stdout
+
+
+def test_cli_input_from_a_file_or_stdin_and_clear_errors_for_bad_ids(
+    stack: Stack, key: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "order.json"
+    data.write_text(json.dumps(order(f"{key}-file")))
+    from_file = cli("start", "OrderSaga", "--input", f"@{data}", "--task-queue", TASK_QUEUE,
+                    address=stack.address)  # fmt: skip
+    assert from_file.returncode == 0, from_file.stderr
+    assert f"OrderSaga-{key}-file" in from_file.stdout
+
+    deep = cli("start", "OrderSaga", "--input", "[" * 60_000 + "]" * 60_000, address=stack.address)
+    assert deep.returncode == 2 and "nested too deeply" in deep.stderr
+    missing = cli("start", "OrderSaga", "--input", "@/no/such/file.json", address=stack.address)
+    assert missing.returncode == 2 and "No such file" in missing.stderr
+    for bad_id, says in (("", "empty"), ("x" * 2000, "the limit is 1000"), ("a\nb", "control")):
+        run = cli("start", "OrderSaga", "--input", "{}", "--id", bad_id, address=stack.address)
+        assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr
+    for tool in ("show", "cancel"):
+        run = cli(tool, "a\nb", address=stack.address)
+        assert run.returncode == 2 and "control characters" in run.stderr
+
+
+def test_cli_input_from_stdin(stack: Stack, key: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "sagaloom", "start", "OrderSaga", "--input", "-",
+         "--task-queue", TASK_QUEUE, "--address", stack.address],
+        input=json.dumps(order(f"{key}-stdin")),
+        env={**os.environ, "SAGALOOM_SAGA_MODULES": ",".join(EXAMPLES)},
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"OrderSaga-{key}-stdin" in run.stdout

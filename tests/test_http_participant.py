@@ -111,7 +111,8 @@ async def test_an_unknown_service_names_the_variable_to_set() -> None:
     err = await failure(
         lambda r: httpx.Response(200), REQUEST.model_copy(update={"service": "tax"})
     )
-    assert err.type == UNKNOWN_SERVICE and err.non_retryable
+    # A configuration mistake, not a refusal: retried (and logged), never compensated as a "no".
+    assert err.type == UNKNOWN_SERVICE and not err.non_retryable
     assert "SAGALOOM_SERVICE_TAX" in err.message
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -19,7 +20,7 @@ from temporalio.client import Client
 
 from sagaloom import SagaInputError, SagaStatus
 from sagaloom._codec import EncryptionCodec, EncryptionKeyError
-from sagaloom._codec_server import codec_server
+from sagaloom._codec_server import CodecServerError, codec_server
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.participants import HttpParticipant
 from sagaloom.server import free_port
@@ -67,7 +68,7 @@ def test_bad_key_specs_are_named() -> None:
 async def test_the_ui_codec_endpoint_decodes_with_cors() -> None:
     codec = EncryptionCodec.from_spec(f"k1={KEY1}")
     port = free_port()
-    server = codec_server(codec, "127.0.0.1", port, "http://localhost:8233")
+    server = codec_server(codec, "127.0.0.1", port, "http://localhost:8233", token="s3cret")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         [sealed] = await codec.encode([payload("hello")])
@@ -82,13 +83,34 @@ async def test_the_ui_codec_endpoint_decodes_with_cors() -> None:
             ]
         }
         async with httpx.AsyncClient() as http:
-            response = await http.post(f"http://127.0.0.1:{port}/decode", json=body)
+            url = f"http://127.0.0.1:{port}/decode"
+            anonymous = await http.post(url, json=body)
+            wrong = await http.post(url, json=body, headers={"Authorization": "Bearer nope"})
+            response = await http.post(url, json=body, headers={"Authorization": "Bearer s3cret"})
+        assert anonymous.status_code == 401 and wrong.status_code == 401
+        # A body announced over the limit is refused before it is read.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /decode HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+            b"Content-Length: 999999999\r\n\r\n{"
+        )
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"HTTP/1.0 413")
+        writer.close()
         assert response.status_code == 200
         assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:8233"
         [decoded] = response.json()["payloads"]
         assert base64.b64decode(decoded["data"]) == b'"hello"'
     finally:
         server.shutdown()
+
+
+def test_the_codec_server_refuses_to_expose_itself() -> None:
+    codec = EncryptionCodec.from_spec(f"k1={KEY1}")
+    with pytest.raises(CodecServerError, match="token is required"):
+        codec_server(codec, "0.0.0.0", free_port(), "http://ui", token=None)
+    with pytest.raises(CodecServerError, match="TLS"):
+        codec_server(codec, "0.0.0.0", free_port(), "http://ui", token="t")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from sagaloom.client import run
 from sagaloom.worker import configure_logging, run_worker
 from workers.config import worker_config
 
@@ -11,7 +10,7 @@ from workers.config import worker_config
 def main() -> None:
     """Run one worker process configured from the environment."""
     configure_logging()
-    asyncio.run(run_worker(worker_config()))
+    run(run_worker(worker_config()))
 
 
 if __name__ == "__main__":

@@ -10,21 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import secrets
-import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.ledger import entries
 from sagaloom import Http, Saga, SagaStatus
-from sagaloom.client import DEFAULT_UI, Outcome, connect, outcome, start_saga, ui_link
+from sagaloom.client import DEFAULT_UI, Outcome, connect, outcome, run, start_saga, ui_link
 from sagaloom.server import DevServer, embedded_server, free_port
 from sagaloom.worker import WorkerConfig, configure_logging, run_worker
 from services import RunningServices, serve
@@ -219,6 +218,7 @@ async def environment(
                 services=services.urls,
                 saga_modules=SAGA_MODULES,
                 health_address=endpoint,
+                reply_secret=SecretStr(secrets.token_urlsafe(24)),
             )
             worker = asyncio.create_task(run_worker(config, stop))
             ui = server.ui_url or DEFAULT_UI if server is not None else DEFAULT_UI
@@ -317,20 +317,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parser.parse_args(argv)
     # The demo's output is its table; the worker's log goes to a file beside its data.
     configure_logging("INFO", args.data_dir / "demo.log")
-    code = asyncio.run(run_demo(args.data_dir, address=args.address, ui_port=args.ui_port))
-    exit_now(code)
-
-
-def exit_now(code: int) -> NoReturn:
-    """Exit once output is flushed, without interpreter finalization.
-
-    The Temporal runtime's native threads can call into Python while the interpreter
-    finalizes, which was seen to abort a finished process (as in the ``saga`` command).
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
+    run(run_demo(args.data_dir, address=args.address, ui_port=args.ui_port))
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import os
 import signal
 from pathlib import Path
 
+from sagaloom.client import run as run_then_exit
 from sagaloom.worker import configure_logging
 from workers.config import TASK_QUEUE
-from workers.demo import environment, exit_now
+from workers.demo import environment
 
 EXAMPLE = (
     './run start OrderSaga --wait --input \'{"order_id": "o-1", "customer": "ada", '
@@ -48,7 +49,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(".sagaloom"))
     args = parser.parse_args()
     configure_logging("INFO", args.data_dir / "dev.log")
-    exit_now(asyncio.run(run(args.data_dir, args.address, args.ui_port)))
+    run_then_exit(run(args.data_dir, args.address, args.ui_port))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ class Dispatcher:
         if undo:
             return _Timeouts(
                 defaults.compensation_start_to_close,
-                None,
+                defaults.compensation_budget,
                 defaults.heartbeat,
                 step.compensation_retry or defaults.compensation_retry,
             )

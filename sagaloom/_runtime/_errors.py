@@ -9,9 +9,12 @@ from temporalio.exceptions import (
     FailureError,
     RetryState,
     TimeoutError,
+    is_cancelled_exception,
 )
 
-__all__ = ["StepFailed", "attempt_of", "describe", "refused"]
+from sagaloom._names import TOOK_EFFECT
+
+__all__ = ["StepFailed", "attempt_of", "cancelled", "describe", "refused"]
 
 
 def describe(err: BaseException) -> str:
@@ -20,7 +23,9 @@ def describe(err: BaseException) -> str:
     while isinstance(cause, ActivityError) and cause.cause is not None:
         cause = cause.cause
     if isinstance(cause, TimeoutError):
-        return f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
+        what = f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
+        last = cause.cause  # the last attempt's failure, when retries used the budget up
+        return f"{what}; last error: {describe(last)}" if last is not None else what
     if isinstance(cause, ApplicationError):
         kind = f"{cause.type}: " if cause.type else ""
         return f"{kind}{cause.message}"
@@ -37,6 +42,20 @@ def attempt_of(err: BaseException) -> int | None:
     return None
 
 
+def cancelled(err: BaseException) -> bool:
+    """Whether an action ended because the saga was cancelled.
+
+    Also when the cancellation reached an activity between two attempts: its failure is then the
+    last attempt's error, with the retry state saying a cancel was requested.
+    """
+    if is_cancelled_exception(err):
+        return True
+    return (
+        isinstance(err, ActivityError | ChildWorkflowError)
+        and err.retry_state == RetryState.CANCEL_REQUESTED
+    )
+
+
 def refused(err: FailureError, non_retryable_types: tuple[str, ...] | list[str]) -> bool:
     """Whether an action failed with a non-retryable error: the participant said no.
 
@@ -48,6 +67,9 @@ def refused(err: FailureError, non_retryable_types: tuple[str, ...] | list[str])
     """
     if isinstance(err, ChildWorkflowError):
         return True  # the child saga already compensated itself
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError) and cause.type in TOOK_EFFECT:
+        return False  # it answered 2xx: it took effect, however unreadable the answer
     if isinstance(err, ActivityError):
         return err.retry_state == RetryState.NON_RETRYABLE_FAILURE
     if isinstance(err, ApplicationError):  # a local activity's failure arrives unwrapped

@@ -1,4 +1,9 @@
-"""Asynchronous participants: the replies a saga waits for, correlated by idempotency key."""
+"""Asynchronous participants: the replies a saga waits for, correlated by idempotency key.
+
+Replies arrive through the ``participant_reply`` update. Its validator (:meth:`Replies.check`)
+refuses a reply nothing waits for — unexpected, late, duplicate — and one too large or too deep,
+so such a reply is never written to history, whoever sends it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from typing import Any
 
 from temporalio import workflow
 
-from sagaloom._model import Reply
+from sagaloom._model import Reply, reply_problem
+from sagaloom._names import REPLY_PATCH
 
 __all__ = ["Replies", "ReplyFailed"]
 
@@ -23,10 +29,32 @@ class Replies:
     def __init__(self) -> None:
         self._awaiting: set[str] = set()
         self._received: dict[str, Reply] = {}
+        self._legacy = False
 
     def expect(self, correlation: str) -> None:
         """Wait for a reply to ``correlation`` (before the command: a reply may come first)."""
+        # Sagas started before the update took their replies as signals: they still do.
+        self._legacy = not workflow.patched(REPLY_PATCH)
         self._awaiting.add(correlation)
+
+    def check(self, reply: Reply) -> None:
+        """Refuse a reply the saga does not wait for, or too large (the update's validator).
+
+        Raises:
+            ValueError: saying why; the reply never reaches history.
+        """
+        correlation = reply.correlation_id
+        if correlation in self._received:
+            raise ValueError(f"duplicate reply for {correlation}: the first one was taken")
+        if correlation not in self._awaiting:
+            raise ValueError(f"no step waits for a reply to {correlation} (late or unexpected)")
+        problem = reply_problem(reply)
+        if problem is not None:
+            raise ValueError(problem)
+
+    def take(self, reply: Reply) -> None:
+        """Take a checked reply."""
+        self._received[reply.correlation_id] = reply
 
     async def wait(self, correlation: str, within: timedelta, step: str) -> dict[str, Any]:
         """Wait for the reply to ``correlation``; return its data.
@@ -49,8 +77,16 @@ class Replies:
             raise ReplyFailed(f"ReplyNegative: {reply.reason or 'the participant said no'}")
         return reply.data
 
-    def offer(self, reply: Reply) -> None:
-        """Take a reply; one that nothing waits for (late, duplicate) is ignored."""
+    def offer_signal(self, reply: Reply) -> None:
+        """A reply sent as a signal: taken by sagas started before the update, else ignored."""
+        if not self._legacy:
+            workflow.logger.warning(
+                "saga %s: ignored a reply signal for %s (replies come through the %s update)",
+                workflow.info().workflow_id,
+                reply.correlation_id,
+                "participant_reply",
+            )
+            return
         if reply.correlation_id in self._awaiting and reply.correlation_id not in self._received:
             self._received[reply.correlation_id] = reply
         else:

@@ -58,6 +58,7 @@ from sagaloom._names import (
     CHILD_DONE_SIGNAL,
     PARENT_SIGNAL,
     REPLY_SIGNAL,
+    REPLY_UPDATE,
     RESOLVE_UPDATE,
     SAGA_KEY,
     SAGA_NAME,
@@ -68,7 +69,7 @@ from sagaloom._names import (
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import run_as_ready
-from sagaloom._runtime._errors import StepFailed, attempt_of, describe, refused
+from sagaloom._runtime._errors import StepFailed, attempt_of, cancelled, describe, refused
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies, ReplyFailed
@@ -107,10 +108,19 @@ class SagaWorkflow:
     def _check_resolution(self, resolution: Resolution) -> None:
         self._parking.check(resolution)
 
+    @workflow.update(name=REPLY_UPDATE)
+    def participant_reply(self, reply: Reply) -> None:
+        """An asynchronous participant's reply to a step's command."""
+        self._replies.take(reply)
+
+    @participant_reply.validator
+    def _check_reply(self, reply: Reply) -> None:
+        self._replies.check(reply)
+
     @workflow.signal(name=REPLY_SIGNAL)
-    def on_reply(self, reply: Reply) -> None:
-        """Take a participant's reply; one that nothing waits for (late, duplicate) is ignored."""
-        self._replies.offer(reply)
+    def on_reply_signal(self, reply: Reply) -> None:
+        """A reply as a signal: only sagas started before the update take it."""
+        self._replies.offer_signal(reply)
 
     @workflow.signal(name=CHILD_DONE_SIGNAL)
     def on_child_done(self, done: ChildDone) -> None:
@@ -267,7 +277,7 @@ class SagaWorkflow:
                 output = (
                     await self._replies.wait(correlation, step.reply_timeout, step.name) or output
                 )
-            if step.output is not None and output is not None:
+            if step.output is not None:  # an empty answer does not fit a declared output either
                 output = step.output.model_validate(output).model_dump(mode="json")
         except ValidationError as err:
             # It answered 2xx, so it took effect: its compensation stays registered.
@@ -282,9 +292,11 @@ class SagaWorkflow:
             self._log_failure(step.name, "failed", str(err))
             raise StepFailed(step.name, ApplicationError(str(err))) from None
         except FailureError as err:  # ActivityError; a local activity's ApplicationError
-            if is_cancelled_exception(err):
+            if cancelled(err):
                 progress.step_ended(index, StepStatus.FAILED, "cancelled")
-                raise
+                if is_cancelled_exception(err):
+                    raise
+                raise asyncio.CancelledError from None  # cancelled between two attempts
             state.attempts = attempt_of(err) or state.attempts
             progress.step_ended(index, StepStatus.FAILED, describe(err))
             if step.kind == "retriable":  # past the pivot: never undone, so wait for an operator

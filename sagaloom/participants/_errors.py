@@ -15,6 +15,8 @@ from email.utils import parsedate_to_datetime
 import httpx
 from temporalio.exceptions import ApplicationError
 
+from sagaloom._names import MALFORMED_RESPONSE
+
 __all__ = [
     "MALFORMED_RESPONSE",
     "PARTICIPANT_REJECTED",
@@ -30,10 +32,9 @@ PARTICIPANT_UNAVAILABLE = "ParticipantUnavailable"
 """Retryable: the participant could not be reached, timed out, or answered 5xx/408/429."""
 PARTICIPANT_REJECTED = "ParticipantRejected"
 """Non-retryable: the participant refused the request (4xx other than 408/429)."""
-MALFORMED_RESPONSE = "MalformedResponse"
-"""Non-retryable: a 2xx response whose body is not JSON."""
 UNKNOWN_SERVICE = "UnknownService"
-"""Non-retryable: the step names a service the worker has no URL for."""
+"""Retryable: the step names a service the worker has no URL for (a configuration mistake,
+logged as an error on every attempt; never a participant's refusal)."""
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 _BODY_LIMIT = 300

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from sagaloom._model import HttpRequest, HttpResponse
 from sagaloom._names import HTTP_ACTIVITY
+from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 from sagaloom.participants._errors import (
     MALFORMED_RESPONSE,
     UNKNOWN_SERVICE,
@@ -48,6 +49,7 @@ class HttpParticipant:
         headers: Mapping[str, str] | None = None,
         tokens: Mapping[str, SecretStr] | None = None,
         heartbeat_every: timedelta = timedelta(seconds=2),
+        replies: ReplySigner | None = None,
     ) -> None:
         """Create the participant.
 
@@ -59,6 +61,8 @@ class HttpParticipant:
                 here, in worker configuration: never in workflow history, errors or logs.
             heartbeat_every: How often an in-flight call heartbeats, so cancellation and worker
                 death are noticed promptly.
+            replies: Signs the reply token sent with every command (``Sagaloom-Reply-Token``,
+                with ``Sagaloom-Correlation-Id``); by default under a random secret.
         """
         self._services = {name: url.rstrip("/") for name, url in services.items()}
         self._owns_client = client is None
@@ -66,6 +70,8 @@ class HttpParticipant:
         self._headers = dict(headers or {})
         self._tokens = dict(tokens or {})
         self._heartbeat_every = heartbeat_every.total_seconds()
+        self.replies = replies or ReplySigner()
+        """Signs reply tokens; the worker's reply endpoint checks them with the same secret."""
 
     @property
     def services(self) -> Mapping[str, str]:
@@ -105,9 +111,14 @@ class HttpParticipant:
                 f"no URL configured for service {request.service!r} (known: {known}); "
                 f"set SAGALOOM_SERVICE_{request.service.upper()}",
                 type=UNKNOWN_SERVICE,
-                non_retryable=True,
             )
-        headers = {**self._headers, IDEMPOTENCY_HEADER: idempotency_key()}
+        key = idempotency_key()
+        headers = {
+            **self._headers,
+            IDEMPOTENCY_HEADER: key,
+            CORRELATION_HEADER: key,
+            TOKEN_HEADER: self.replies.token(key),
+        }
         token = self._tokens.get(request.service)
         secrets = [token.get_secret_value()] if token is not None else []
         if secrets:

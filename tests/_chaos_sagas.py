@@ -1,0 +1,63 @@
+"""The chaos harness's sagas, in a module of their own: its workers register exactly these.
+
+The order saga three ways (regular activities, the fast path of local activities, and a
+parallel shape where stock and payment run at once) and the trip saga (an asynchronous hotel
+and a durable timer), all with short timeouts and unlimited retries. Kept with few imports:
+the workflow sandbox re-imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+
+from sagaloom import Saga, StepDefaults, saga_workflow
+from workflows.order import ORDER
+from workflows.trip import TRIP
+
+CHAOS_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=0,
+)
+CHAOS_DEFAULTS = StepDefaults(
+    retry=CHAOS_RETRY,
+    start_to_close=timedelta(seconds=2),
+    schedule_to_close=timedelta(minutes=10),
+    heartbeat=timedelta(seconds=3),
+    compensation_retry=CHAOS_RETRY,
+    compensation_start_to_close=timedelta(seconds=2),
+)
+
+CHAOS_ORDER: Saga[Any] = dataclasses.replace(ORDER, name="ChaosOrderSaga", defaults=CHAOS_DEFAULTS)
+"""The order saga with short timeouts and unlimited retries."""
+ChaosOrderSaga = saga_workflow(CHAOS_ORDER)
+
+CHAOS_FAST_ORDER: Saga[Any] = dataclasses.replace(
+    CHAOS_ORDER, name="ChaosFastOrderSaga", local_activities=True
+)
+"""The same on the fast path: every step a local activity."""
+ChaosFastOrderSaga = saga_workflow(CHAOS_FAST_ORDER)
+
+_reserve, _charge, _ship = ORDER.steps
+CHAOS_PARALLEL_ORDER: Saga[Any] = dataclasses.replace(
+    CHAOS_ORDER,
+    name="ChaosParallelOrderSaga",
+    steps=[
+        dataclasses.replace(_reserve, after=()),
+        dataclasses.replace(_charge, after=()),
+        dataclasses.replace(_ship, after=("reserve-stock", "charge-payment")),
+    ],
+)
+"""Stock and payment at once, then the shipment: compensated in reverse topological order."""
+ChaosParallelOrderSaga = saga_workflow(CHAOS_PARALLEL_ORDER)
+
+CHAOS_TRIP: Saga[Any] = dataclasses.replace(
+    TRIP, name="ChaosTripSaga", defaults=CHAOS_DEFAULTS, track_steps=False
+)
+"""The trip saga: its hotel confirms asynchronously through the workers' reply endpoints."""
+ChaosTripSaga = saga_workflow(CHAOS_TRIP)
