@@ -222,3 +222,18 @@ BUDGET_ORDER = dataclasses.replace(
 )
 """The order saga with a 3-second budget for each compensation (the default is 30 minutes)."""
 BudgetOrderSaga = saga_workflow(BUDGET_ORDER)
+
+TIMEOUT_RULES = plan_saga(
+    "TimeoutRulesSaga",
+    [
+        _step("a"),
+        _step("b", start_to_close=timedelta(seconds=1), schedule_to_close=timedelta(seconds=1)),
+        _step("c"),
+    ],
+)
+"""b has one second in all: a slow participant uses its budget up (it may still take effect)."""
+TimeoutRulesSaga = saga_workflow(TIMEOUT_RULES)
+LOCAL_TIMEOUT_RULES: Saga[Plan] = dataclasses.replace(
+    TIMEOUT_RULES, name="LocalTimeoutRulesSaga", local_activities=True
+)
+LocalTimeoutRulesSaga = saga_workflow(LOCAL_TIMEOUT_RULES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -12,12 +13,24 @@ from temporalio.exceptions import ApplicationError
 from sagaloom.participants import HTTP_ACTIVITY, HttpRequest, HttpResponse
 
 CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+ENDED: dict[str, list[tuple[str, float]]] = defaultdict(list)
+"""When each call returned (monotonic clock), by run: ``(path, time)``."""
+STARTED: dict[str, list[tuple[str, float]]] = defaultdict(list)
+"""When each call arrived (monotonic clock), by run: ``(path, time)``."""
 
 
 @activity.defn(name=HTTP_ACTIVITY)
 async def scripted(request: HttpRequest) -> HttpResponse:
     """Record the call under the plan's run id, then do what the plan says for this path."""
     body = request.body or {}
+    STARTED[body["run"]].append((request.path, time.monotonic()))
+    try:
+        return await _answer(request, body)
+    finally:
+        ENDED[body["run"]].append((request.path, time.monotonic()))
+
+
+async def _answer(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     CALLS[body["run"]].append((request.path, body))
     first = sum(path == request.path for path, _ in CALLS[body["run"]]) == 1
     match body["do"]:

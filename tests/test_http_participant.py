@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -66,7 +67,7 @@ async def test_sends_json_and_a_stable_idempotency_key() -> None:
     assert seen[0].read() == b'{"order_id":"o-1"}'
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 425, 429])
 async def test_server_errors_timeouts_and_throttling_are_retryable(status: int) -> None:
     err = await failure(lambda r: httpx.Response(status, text="busy"))
     assert err.type == PARTICIPANT_UNAVAILABLE and not err.non_retryable
@@ -77,6 +78,24 @@ async def test_server_errors_timeouts_and_throttling_are_retryable(status: int) 
 async def test_retry_after_becomes_the_next_retry_delay() -> None:
     err = await failure(lambda r: httpx.Response(429, headers={"Retry-After": "7"}))
     assert err.next_retry_delay == timedelta(seconds=7)
+
+
+async def test_retry_after_as_an_http_date_on_a_503_is_honoured() -> None:
+    headers = {
+        "Retry-After": "Wed, 21 Oct 2026 07:28:30 GMT",
+        "Date": "Wed, 21 Oct 2026 07:28:00 GMT",
+    }
+    err = await failure(lambda r: httpx.Response(503, headers=headers))
+    assert err.type == PARTICIPANT_UNAVAILABLE and not err.non_retryable
+    assert err.next_retry_delay == timedelta(seconds=30)
+
+
+async def test_retry_after_as_an_http_date_without_a_date_header_counts_from_now() -> None:
+    later = datetime.now(UTC) + timedelta(seconds=40)
+    headers = {"Retry-After": format_datetime(later, usegmt=True)}
+    err = await failure(lambda r: httpx.Response(503, headers=headers))
+    assert err.next_retry_delay is not None
+    assert timedelta(seconds=35) < err.next_retry_delay <= timedelta(seconds=40)
 
 
 @pytest.mark.parametrize("status", [400, 402, 404, 409, 422])

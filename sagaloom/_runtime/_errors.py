@@ -53,6 +53,7 @@ def cancelled(err: BaseException) -> bool:
     return (
         isinstance(err, ActivityError | ChildWorkflowError)
         and err.retry_state == RetryState.CANCEL_REQUESTED
+        and not isinstance(err.cause, TimeoutError)  # a local activity's timeout reads so too
     )
 
 

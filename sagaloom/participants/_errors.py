@@ -1,7 +1,8 @@
 """Classification of participant failures into retryable and non-retryable errors.
 
-Connect errors, timeouts, 5xx, 408 and 429 are retryable (``Retry-After`` becomes the next retry
-delay); every other 4xx is non-retryable and fails the step at once, which starts compensation.
+Connect errors, timeouts, 5xx, 408, 425 and 429 are retryable (``Retry-After``, seconds or an
+HTTP date, becomes the next retry delay); every other 4xx is non-retryable and fails the step at
+once, which starts compensation.
 Error messages carry the status and a short body with credentials redacted.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -29,9 +30,9 @@ __all__ = [
 ]
 
 PARTICIPANT_UNAVAILABLE = "ParticipantUnavailable"
-"""Retryable: the participant could not be reached, timed out, or answered 5xx/408/429."""
+"""Retryable: the participant could not be reached, timed out, or answered 5xx/408/425/429."""
 PARTICIPANT_REJECTED = "ParticipantRejected"
-"""Non-retryable: the participant refused the request (4xx other than 408/429)."""
+"""Non-retryable: the participant refused the request (4xx other than 408/425/429)."""
 UNKNOWN_SERVICE = "UnknownService"
 """Retryable: the step names a service the worker has no URL for (a configuration mistake,
 logged as an error on every attempt; never a participant's refusal)."""
@@ -67,10 +68,15 @@ def retry_after(response: httpx.Response) -> timedelta | None:
         pass
     try:
         when = parsedate_to_datetime(value)
-        date = parsedate_to_datetime(response.headers.get("Date", value))
+        sent = response.headers.get("Date")
+        now = parsedate_to_datetime(sent) if sent else datetime.now(UTC)
     except (TypeError, ValueError):
         return None
-    return max(timedelta(0), when - date)
+    if when.tzinfo is None:  # an obsolete date form without a zone: GMT, as HTTP says
+        when = when.replace(tzinfo=UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return max(timedelta(0), when - now)
 
 
 def classify_response(

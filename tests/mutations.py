@@ -1,0 +1,325 @@
+"""Mutation testing by hand: break one README promise at a time, run the tests that guard it.
+
+``./run mutate`` (``python -m tests.mutations``) applies each mutation below to a copy of the
+source on disk (one small textual change in the runtime, the HTTP participant, the endpoint or
+the demo participants), runs only the tests that bear on it, restores the file, and prints
+whether the suite caught it and with which test first. It is run by hand, not in CI (a full run
+takes minutes); ``tests/test_mutations.py`` checks in CI that every mutation still applies to
+today's code, so the list cannot rot silently.
+
+Why not mutmut or cosmic-ray: they generate thousands of operator swaps and run a chosen test
+command per mutant; with the integration suite (a dev server, worker processes and participant
+services per run) that is hours. A curated list, each item named after the promise it breaks,
+runs the few relevant tests in tens of seconds per mutant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One small change that breaks one promise."""
+
+    promise: str
+    """The README promise it breaks."""
+    path: str
+    """File, from the repository root."""
+    old: str
+    """Text that must occur exactly once."""
+    new: str
+    """What it becomes."""
+    tests: tuple[str, ...]
+    """Pytest arguments selecting the tests that bear on it."""
+
+
+R = "sagaloom/_runtime/"
+MUTATIONS: tuple[Mutation, ...] = (
+    Mutation(
+        "rule 1: a step that took effect and then timed out is still undone",
+        R + "_errors.py",
+        "        return False  # it answered 2xx: it took effect, however unreadable the answer\n",
+        "        return False  # it answered 2xx: it took effect, however unreadable the answer\n"
+        "    if 'timed out' in describe(err):  # mutated: a timeout counted as a refusal\n"
+        "        return True\n",
+        ("tests/test_rule_edges.py", "-k", "budget"),
+    ),
+    Mutation(
+        "rule 1: compensations run in reverse order of the steps that started",
+        R + "_workflow.py",
+        "order = list(reversed(progress.started))",
+        "order = list(progress.started)",
+        ("tests/test_runtime_rules.py", "-k", "rejected_step"),
+    ),
+    Mutation(
+        "rule 1: the compensation is registered before its step runs",
+        R + "_workflow.py",
+        "            progress.started.append(index)  # registered before the step runs",
+        "            pass",
+        ("tests/test_order_saga.py", "-k", "failure_at_step_k"),
+    ),
+    Mutation(
+        "rule 2: a refused step is not undone",
+        R + "_workflow.py",
+        "                progress.started.remove(index)",
+        "                pass",
+        ("tests/test_runtime_rules.py", "-k", "rejected_step"),
+    ),
+    Mutation(
+        "rule 2: a step that ran out of retries has an unknown outcome and is undone",
+        R + "_errors.py",
+        "        return err.retry_state == RetryState.NON_RETRYABLE_FAILURE",
+        "        return err.retry_state in (RetryState.NON_RETRYABLE_FAILURE, "
+        "RetryState.MAXIMUM_ATTEMPTS_REACHED)",
+        ("tests/test_runtime_rules.py", "-k", "ran_out_of_retries"),
+    ),
+    Mutation(
+        "rule 2: a 2xx took effect: an unreadable answer is compensated",
+        "sagaloom/_names.py",
+        "TOOK_EFFECT = frozenset({MALFORMED_RESPONSE})",
+        "TOOK_EFFECT = frozenset[str]()",
+        ("tests/test_failure_semantics.py", "-k", "2xx"),
+    ),
+    Mutation(
+        "rule 2: output= validates what a step returned; a mismatch fails and undoes it",
+        R + "_workflow.py",
+        "            if step.output is not None:  # an empty answer does not fit",
+        "            if False:  # an empty answer does not fit",
+        ("tests/test_runtime_rules.py", "-k", "malformed_output"),
+    ),
+    Mutation(
+        "rule 3: HTTP 425 is retryable",
+        "sagaloom/participants/_errors.py",
+        "_RETRYABLE_4XX = frozenset({408, 425, 429})",
+        "_RETRYABLE_4XX = frozenset({408, 429})",
+        ("tests/test_http_participant.py",),
+    ),
+    Mutation(
+        "rule 3: 5xx are retryable",
+        "sagaloom/participants/_errors.py",
+        "    if status >= 500 or status in _RETRYABLE_4XX:",
+        "    if status in _RETRYABLE_4XX:",
+        ("tests/test_http_participant.py",),
+    ),
+    Mutation(
+        "rule 3: Retry-After as an HTTP date becomes the retry delay",
+        "sagaloom/participants/_errors.py",
+        "        now = parsedate_to_datetime(sent) if sent else datetime.now(UTC)",
+        "        now = parsedate_to_datetime(sent) if sent else when",
+        ("tests/test_http_participant.py",),
+    ),
+    Mutation(
+        "rule 4: cancellation compensates the started steps",
+        R + "_workflow.py",
+        "        await _shielded(self._compensate(data))\n        self._progress.set_status("
+        "SagaStatus.CANCELED)",
+        "        self._progress.set_status(SagaStatus.CANCELED)",
+        ("tests/test_cancellation.py",),
+    ),
+    Mutation(
+        "rule 4: compensations run where cancellation cannot reach",
+        R + "_workflow.py",
+        "            return await asyncio.shield(task)",
+        "            return await task",
+        ("tests/test_cancellation.py",),
+    ),
+    Mutation(
+        "rule 5: a compensated saga is never Completed",
+        R + "_workflow.py",
+        "            raise self._compensated(why) from None",
+        "            return progress.report()",
+        ("tests/test_order_saga.py", "-k", "failure_at_step_k"),
+    ),
+    Mutation(
+        "rule 6: a failing compensation parks the saga once its budget is used up",
+        R + "_actions.py",
+        "                defaults.compensation_budget,",
+        "                None,",
+        ("tests/test_failure_semantics.py", "-k", "undo"),
+    ),
+    Mutation(
+        "rule 6: a decision naming the wrong step is refused",
+        R + "_parking.py",
+        '        if resolution.action != "retry" and resolution.step != parked:',
+        "        if False:",
+        ("tests/test_runtime_rules.py", "-k", "decision_for_the_wrong_step"),
+    ),
+    Mutation(
+        "rule 6: mark-compensated records the step as undone by hand",
+        R + "_workflow.py",
+        '                done = decision.action == "mark_compensated"',
+        "                done = False",
+        ("tests/test_runtime_rules.py", "-k", "skips_or_marks"),
+    ),
+    Mutation(
+        "rule 7: bad input fails the run at once, it never runs a step",
+        "sagaloom/_definition.py",
+        "            return self.input.model_validate(raw)",
+        "            return self.input.model_construct(**raw)",
+        ("tests/test_bad_input.py", "-k", "raw_sdk"),
+    ),
+    Mutation(
+        "idempotency: every call carries <workflow id>:<step>, stable across retries",
+        "sagaloom/participants/_idempotency.py",
+        '    return f"{workflow_id}:{activity_id}"',
+        '    return f"{workflow_id}:{activity_id}:{activity.info().attempt}"',
+        ("tests/test_http_participant.py", "-k", "idempotency_key"),
+    ),
+    Mutation(
+        "idempotency: the participants replay a repeated key (the contract the chaos run needs)",
+        "services/_server.py",
+        "            replayed = self.store.replay(idem)",
+        "            replayed = None",
+        ("tests/test_rule_edges.py", "-k", "replay"),
+    ),
+    Mutation(
+        "parallel steps: reverse topological compensation waits for dependents' undos to finish",
+        "sagaloom/_schedule.py",
+        "        if all(later in undone for later in descendants[step] if later in started)",
+        "        if all(later not in todo for later in descendants[step] if later in started)",
+        ("tests/test_rule_edges.py", "-k", "dependency"),
+    ),
+    Mutation(
+        "parallel steps: a step runs only after the steps it names",
+        "sagaloom/_schedule.py",
+        "    return [step for step in waiting if all(dep in finished for dep in depends_on[step])]",
+        "    return list(waiting)",
+        ("tests/test_schedule.py",),
+    ),
+    Mutation(
+        "parallel steps: a failing branch cancels the branches still running",
+        R + "_concurrent.py",
+        "        for task in running:\n            task.cancel()",
+        "        for task in running:\n            pass",
+        ("tests/test_graph.py", "-k", "failing_branch"),
+    ),
+    Mutation(
+        "when=: a step whose condition is false is skipped and never undone",
+        R + "_workflow.py",
+        "        if step.when is not None and not step.when(ctx):",
+        "        if False:",
+        ("tests/test_deadline.py", "-k", "condition"),
+    ),
+    Mutation(
+        "deadline: when it passes, the running step is cancelled and the saga compensated",
+        R + "_workflow.py",
+        "        deadline = self.saga.deadline\n",
+        "        deadline = None\n",
+        ("tests/test_deadline.py", "-k", "past_its_deadline"),
+    ),
+    Mutation(
+        "replies: a duplicate reply is refused and never reaches history",
+        R + "_replies.py",
+        "        if correlation in self._received:",
+        "        if False:",
+        ("tests/test_replies.py", "-k", "positive or forged"),
+    ),
+    Mutation(
+        "replies: a reply without the command's token is refused (401)",
+        "sagaloom/_endpoint.py",
+        "        if not self._signer.verify(body.correlation_id, body.token):",
+        "        if not body.token:",
+        ("tests/test_replies.py", "-k", "forged"),
+    ),
+    Mutation(
+        "replies: replies over 64 KiB are refused before they reach history",
+        "sagaloom/_model.py",
+        "    if size > MAX_REPLY_BYTES:",
+        "    if size > 100 * MAX_REPLY_BYTES:",
+        ("tests/test_replies.py", "-k", "flood"),
+    ),
+)
+
+
+def apply(mutation: Mutation) -> str:
+    """Apply ``mutation`` on disk and return the original text.
+
+    Raises:
+        ValueError: the text to change does not occur exactly once (the code moved on).
+    """
+    path = ROOT / mutation.path
+    original = path.read_text()
+    count = original.count(mutation.old)
+    if count != 1:
+        raise ValueError(f"{mutation.path}: expected the text once, found it {count} times")
+    path.write_text(original.replace(mutation.old, mutation.new))
+    return original
+
+
+def run_one(mutation: Mutation, timeout: float) -> tuple[bool, str, float]:
+    """Apply, test, restore. Returns (caught, first failing test or why, seconds)."""
+    begin = time.monotonic()
+    original = apply(mutation)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        output = run.stdout + run.stderr
+        failed = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.M)
+        if run.returncode == 0:
+            return False, "all selected tests passed", time.monotonic() - begin
+        if run.returncode == 5:
+            return False, "no test selected", time.monotonic() - begin
+        return (
+            True,
+            failed.group(1) if failed else f"pytest exit {run.returncode}",
+            (time.monotonic() - begin),
+        )
+    except subprocess.TimeoutExpired:
+        return True, f"timed out after {timeout:.0f}s (a hang counts as caught)", timeout
+    finally:
+        (ROOT / mutation.path).write_text(original)
+
+
+def main() -> None:
+    """Run every mutation (or those matching ``-k``) and print what was caught."""
+    parser = argparse.ArgumentParser(prog="python -m tests.mutations", description=__doc__)
+    parser.add_argument("-k", help="only mutations whose promise contains this text")
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--report", type=Path, help="write the table as markdown here")
+    args = parser.parse_args()
+    chosen = [m for m in MUTATIONS if not args.k or args.k.lower() in m.promise.lower()]
+    rows, begin = [], time.monotonic()
+    for number, mutation in enumerate(chosen, 1):
+        caught, why, seconds = run_one(mutation, args.timeout)
+        verdict = "caught" if caught else "MISSED"
+        print(f"{number:2}/{len(chosen)} {verdict:<6} {seconds:5.0f}s  {mutation.promise}\n"
+              f"           {why}", flush=True)  # fmt: skip
+        rows.append((mutation, caught, why, seconds))
+    total = time.monotonic() - begin
+    missed = [m for m, caught, _, _ in rows if not caught]
+    print(f"\n{len(rows) - len(missed)}/{len(rows)} mutations caught in {total:.0f}s")
+    if args.report:
+        lines = [
+            "# Mutation run",
+            "",
+            f"`python -m tests.mutations` on {time.strftime('%Y-%m-%d')}: "
+            f"{len(rows) - len(missed)}/{len(rows)} caught in {total:.0f} s.",
+            "",
+            "| promise broken | file | caught by | s |",
+            "|---|---|---|---|",
+            *(
+                f"| {m.promise} | `{m.path}` | {'`' + why + '`' if caught else '**missed**'} "
+                f"| {seconds:.0f} |"
+                for m, caught, why, seconds in rows
+            ),
+        ]
+        args.report.write_text("\n".join(lines) + "\n")
+    sys.exit(1 if missed else 0)
+
+
+if __name__ == "__main__":
+    main()
