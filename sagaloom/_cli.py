@@ -27,7 +27,7 @@ from sagaloom._logging import configure_logging
 from sagaloom._model import Reply, Resolution, SagaState, reply_problem
 from sagaloom._names import REPLY_UPDATE
 from sagaloom._registry import UnknownSagaError, find_saga, load_sagas
-from sagaloom._views import list_query, list_sagas, step_table
+from sagaloom._views import list_query, list_sagas, read_saga, step_table
 
 __all__ = ["main"]
 
@@ -165,18 +165,22 @@ async def cmd_start(args: argparse.Namespace) -> int:
 async def cmd_show(args: argparse.Namespace) -> int:
     _workflow_id(args.id, "id")
     client = await _client(args)
-    handle = client.get_workflow_handle(args.id)
     try:
-        description = await handle.describe()
-        state = await handle.query("saga_state", result_type=SagaState)
+        state, description, source = await read_saga(client, args.id)
     except RPCError as err:
         raise CliError(f"saga {args.id!r}: {err.message}") from None
     if args.json:
-        print(json.dumps({"workflow_id": args.id, **state.model_dump(mode="json")}, indent=2))
+        body = {"workflow_id": args.id, "source": source, **state.model_dump(mode="json")}
+        print(json.dumps(body, indent=2))
         return 0
     print(step_table(state, description))
     status = description.status.name.lower() if description.status else "unknown"
     print(f"\nworkflow {status}; {ui_link(args.id, namespace=args.namespace, ui=args.ui)}")
+    if source == "history":
+        print(
+            "(from the history: no worker answered the live query, or the saga ended without a "
+            "report; timers, child sagas and local activities are not listed)"
+        )
     return 0
 
 

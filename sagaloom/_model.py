@@ -239,6 +239,22 @@ class SagaReport(BaseModel):
     """Outputs of the steps that completed, by step name."""
     compensations: list[CompensationState] = Field(default_factory=list)
     """Compensations that ran, in the order they ran."""
+    steps: list[StepState] = Field(default_factory=list)
+    """Each step as it ended (the step table), so a finished saga reads without a worker."""
+    decisions: list[Decision] = Field(default_factory=list)
+    """Operators' decisions, in order."""
+
+    def state(self) -> SagaState:
+        """The report as a :class:`SagaState` (what the ``saga_state`` query answered)."""
+        return SagaState(
+            saga=self.saga,
+            key=self.key,
+            status=self.status,
+            failed_step=self.failed_step,
+            error=self.error,
+            decisions=list(self.decisions),
+            steps=list(self.steps),
+        )
 
 
 class HttpRequest(BaseModel):

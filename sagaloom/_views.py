@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecution, WorkflowExecutionDescription
+from pydantic import ValidationError
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
-from sagaloom._model import SagaState, SagaStatus, StepStatus
-from sagaloom._names import SAGA_KEY, SAGA_NAME, SAGA_STATUS, SAGA_STEP, compensation_activity_id
+from sagaloom._model import SagaReport, SagaState, SagaStatus, StepState, StepStatus
+from sagaloom._names import (
+    SAGA_KEY,
+    SAGA_NAME,
+    SAGA_STATUS,
+    SAGA_STEP,
+    STATE_QUERY,
+    compensation_activity_id,
+)
 
-__all__ = ["SagaRow", "list_query", "list_sagas", "step_table"]
+__all__ = ["SagaRow", "list_query", "list_sagas", "read_saga", "step_table"]
 
 
 def list_query(status: str | None = None, saga: str | None = None) -> str:
@@ -135,3 +154,102 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
             f" ({decision.error}){': ' + decision.note if decision.note else ''}"
         )
     return "\n".join(lines)
+
+
+async def read_saga(
+    client: Client, workflow_id: str
+) -> tuple[SagaState, WorkflowExecutionDescription, str]:
+    """A saga's state for ``saga show``, with or without a worker running.
+
+    Running: the live ``saga_state`` query; when no worker answers it, what the history says.
+    Finished: its report — the result of a completed saga, the failure details of a compensated
+    or failed one — read from Temporal alone; a cancelled or terminated one from its history.
+
+    Returns:
+        The state, the execution's description, and where the state came from (``live``,
+        ``report`` or ``history``).
+    """
+    handle = client.get_workflow_handle(workflow_id, result_type=SagaReport)
+    description = await handle.describe()
+    if description.status is WorkflowExecutionStatus.RUNNING:
+        try:
+            state = await handle.query(
+                STATE_QUERY, result_type=SagaState, rpc_timeout=timedelta(seconds=10)
+            )
+            return state, description, "live"
+        except (RPCError, WorkflowQueryFailedError):
+            return await _from_history(handle, description), description, "history"
+    try:
+        report = await handle.result()
+        return report.state(), description, "report"
+    except WorkflowFailureError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.details:
+            with contextlib.suppress(ValidationError, TypeError):
+                report = SagaReport.model_validate(cause.details[0])
+                if report.steps:
+                    return report.state(), description, "report"
+    return await _from_history(handle, description), description, "history"
+
+
+_CLOSED = {
+    WorkflowExecutionStatus.RUNNING: SagaStatus.RUNNING,
+    WorkflowExecutionStatus.COMPLETED: SagaStatus.COMPLETED,
+    WorkflowExecutionStatus.CANCELED: SagaStatus.CANCELED,
+}
+
+
+async def _from_history(
+    handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
+) -> SagaState:
+    """The step table as far as the history tells: activities scheduled, and how they ended.
+
+    (Timers, child sagas and local activities are not activities there; a live query or the
+    saga's report has them.)
+    """
+    attrs = description.typed_search_attributes
+    closed = _CLOSED.get(description.status or WorkflowExecutionStatus.RUNNING, SagaStatus.FAILED)
+    live = attrs.get(SAGA_STATUS)
+    state = SagaState(
+        saga=attrs.get(SAGA_NAME) or description.workflow_type,
+        key=attrs.get(SAGA_KEY),
+        status=SagaStatus(live) if closed is SagaStatus.RUNNING and live else closed,
+    )
+    steps: dict[str, StepState] = {}
+    scheduled: dict[int, str] = {}
+    async for event in handle.fetch_history_events():
+        kind = event.WhichOneof("attributes")
+        if kind == "activity_task_scheduled_event_attributes":
+            activity_id = event.activity_task_scheduled_event_attributes.activity_id
+            scheduled[event.event_id] = activity_id
+            name = activity_id.removesuffix(":compensate")
+            step = steps.setdefault(name, StepState(name=name, kind="activity"))
+            if activity_id == name:
+                step.status, step.started_at = StepStatus.RUNNING, event.event_time.ToDatetime(UTC)
+            else:
+                step.has_compensation, step.status = True, StepStatus.COMPENSATING
+        elif kind in _ENDINGS:
+            ending = getattr(event, kind)
+            activity_id = scheduled.get(ending.scheduled_event_id, "")
+            name = activity_id.removesuffix(":compensate")
+            if name not in steps:
+                continue
+            step, ok = steps[name], _ENDINGS[kind]
+            failure = getattr(ending, "failure", None)
+            error = failure.message if failure is not None and failure.message else None
+            if activity_id == name:
+                step.status = StepStatus.DONE if ok else StepStatus.FAILED
+                step.error, step.ended_at = error, event.event_time.ToDatetime(UTC)
+            else:
+                step.status = StepStatus.COMPENSATED if ok else StepStatus.COMPENSATION_FAILED
+                step.compensation_error = error
+    state.steps = list(steps.values())
+    return state
+
+
+_ENDINGS = {
+    "activity_task_completed_event_attributes": True,
+    "activity_task_failed_event_attributes": False,
+    "activity_task_timed_out_event_attributes": False,
+    "activity_task_canceled_event_attributes": False,
+}

@@ -237,3 +237,11 @@ LOCAL_TIMEOUT_RULES: Saga[Plan] = dataclasses.replace(
     TIMEOUT_RULES, name="LocalTimeoutRulesSaga", local_activities=True
 )
 LocalTimeoutRulesSaga = saga_workflow(LOCAL_TIMEOUT_RULES)
+
+CANCEL_RULES: Saga[Plan] = dataclasses.replace(
+    RULES,
+    name="CancelRulesSaga",
+    defaults=StepDefaults(retry=FAST, compensation_retry=FAST, heartbeat=timedelta(seconds=1)),
+)
+"""The rules saga with a 1 s heartbeat: a cancellation reaches a running call within a second."""
+CancelRulesSaga = saga_workflow(CANCEL_RULES)

@@ -62,14 +62,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "rule 1: the compensation is registered before its step runs",
-        R + "_workflow.py",
+        R + "_step.py",
         "            progress.started.append(index)  # registered before the step runs",
         "            pass",
         ("tests/test_order_saga.py", "-k", "failure_at_step_k"),
     ),
     Mutation(
         "rule 2: a refused step is not undone",
-        R + "_workflow.py",
+        R + "_step.py",
         "                progress.started.remove(index)",
         "                pass",
         ("tests/test_runtime_rules.py", "-k", "rejected_step"),
@@ -91,7 +91,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "rule 2: output= validates what a step returned; a mismatch fails and undoes it",
-        R + "_workflow.py",
+        R + "_step.py",
         "            if step.output is not None:  # an empty answer does not fit",
         "            if False:  # an empty answer does not fit",
         ("tests/test_runtime_rules.py", "-k", "malformed_output"),
@@ -120,17 +120,17 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "rule 4: cancellation compensates the started steps",
         R + "_workflow.py",
-        "        await _shielded(self._compensate(data))\n        self._progress.set_status("
+        "        await shielded(self._compensate(data))\n        self._progress.set_status("
         "SagaStatus.CANCELED)",
         "        self._progress.set_status(SagaStatus.CANCELED)",
         ("tests/test_cancellation.py",),
     ),
     Mutation(
         "rule 4: compensations run where cancellation cannot reach",
-        R + "_workflow.py",
+        R + "_concurrent.py",
         "            return await asyncio.shield(task)",
         "            return await task",
-        ("tests/test_cancellation.py",),
+        ("tests/test_rule_edges.py", "tests/test_cancellation.py", "-k", "cancel"),
     ),
     Mutation(
         "rule 5: a compensated saga is never Completed",
@@ -155,7 +155,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "rule 6: mark-compensated records the step as undone by hand",
-        R + "_workflow.py",
+        R + "_step.py",
         '                done = decision.action == "mark_compensated"',
         "                done = False",
         ("tests/test_runtime_rules.py", "-k", "skips_or_marks"),
@@ -204,7 +204,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "when=: a step whose condition is false is skipped and never undone",
-        R + "_workflow.py",
+        R + "_step.py",
         "        if step.when is not None and not step.when(ctx):",
         "        if False:",
         ("tests/test_deadline.py", "-k", "condition"),

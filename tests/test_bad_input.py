@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -49,7 +50,7 @@ async def test_raw_sdk_start_with_bad_input_fails_cleanly_instead_of_wedging(
         result_type=SagaReport,
     )
     with pytest.raises(WorkflowFailureError) as caught:
-        await handle.result()
+        await asyncio.wait_for(handle.result(), 30)  # "at once": not a task retried for ever
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError)
     assert cause.type == SAGA_INPUT_ERROR

@@ -18,7 +18,9 @@ import yaml
 
 from sagaloom import SEARCH_ATTRIBUTES
 from sagaloom._cli import CLI_ENV
-from sagaloom.worker import WorkerConfig
+from sagaloom._worker import check_services
+from sagaloom.worker import WorkerConfig, load_sagas
+from workers.config import APP_ENV
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 K8S = DEPLOY / "k8s"
@@ -129,6 +131,7 @@ def known(name: str) -> bool:
         or name in TEMPORAL_ENV
         or name in CLI_ENV
         or (name.startswith("SAGALOOM_SERVICE_") and name.isupper())
+        or name in APP_ENV
     )
 
 
@@ -138,9 +141,12 @@ def test_manifests_compose_and_worker_agree_on_names_ports_and_queue() -> None:
     worker_env = compose["worker"]["environment"]
     for name in [*config_map, *worker_env]:
         assert known(name), f"{name} is not a variable the worker reads"
-    # Every value parses into a valid configuration.
-    WorkerConfig.from_env(config_map)
-    WorkerConfig.from_env(worker_env)
+    # Every value parses into a valid configuration, and the sagas named find their services
+    # (a worker refuses to start otherwise).
+    for env in (config_map, worker_env):
+        config = WorkerConfig.from_env(env)
+        assert config.saga_modules
+        check_services(load_sagas(config.saga_modules).values(), config.services)
 
     # Task queue, namespace and endpoint: the ConfigMap, KEDA and compose agree.
     meta = kind("ScaledObject")["spec"]["triggers"][0]["metadata"]

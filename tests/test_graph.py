@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -128,7 +129,8 @@ async def test_a_failing_branch_cancels_the_running_one_which_is_then_undone(
     client: Client,
 ) -> None:
     handle, _, run_id = await run(client, DIAMOND, b="hang", c="reject")
-    result = await outcome(handle)
+    # b hangs until cancelled; its 30 s attempt limit must not be what ends it.
+    result = await asyncio.wait_for(outcome(handle), 20)
     calls = [p for p, _ in CALLS[run_id]]
     assert result.status is SagaStatus.COMPENSATED
     assert result.report is not None and result.report.failed_step == "c"
@@ -142,6 +144,7 @@ async def test_a_failing_branch_cancels_the_running_one_which_is_then_undone(
         StepStatus.FAILED,
         StepStatus.PENDING,
     ]
+    assert state.steps[1].error == "cancelled"
 
 
 @pytest.mark.integration

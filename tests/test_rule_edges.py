@@ -4,6 +4,7 @@ the step that depends on it; the demo participants replay a repeated key byte fo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -19,9 +20,11 @@ from sagaloom import Saga, SagaStatus
 from sagaloom.client import outcome, start_saga
 from tests._helpers import Stack
 from tests._sagas import (
+    CANCEL_RULES,
     LOCAL_TIMEOUT_RULES,
     PARALLEL_DIAMOND,
     TIMEOUT_RULES,
+    CancelRulesSaga,
     LocalTimeoutRulesSaga,
     ParallelDiamondSaga,
     TimeoutRulesSaga,
@@ -37,7 +40,7 @@ async def client(stack: Stack) -> AsyncIterator[Client]:
     async with Worker(
         stack.client,
         task_queue=QUEUE,
-        workflows=[TimeoutRulesSaga, LocalTimeoutRulesSaga, ParallelDiamondSaga],
+        workflows=[TimeoutRulesSaga, LocalTimeoutRulesSaga, ParallelDiamondSaga, CancelRulesSaga],
         activities=[scripted],
     ):
         yield stack.client
@@ -80,6 +83,29 @@ async def test_a_dependency_is_undone_only_after_its_dependents_undos_have_finis
     assert started["/a/undo"] >= ended["/b/undo"]
     assert started["/a/undo"] >= ended["/c/undo"]
     assert abs(started["/b/undo"] - started["/c/undo"]) < 1.0  # independent undos at once
+
+
+async def test_a_cancel_that_arrives_while_compensating_does_not_cut_the_undo_short(
+    client: Client,
+) -> None:
+    # d is refused; c's undo takes 2 s; the saga is cancelled in the middle of it (a 1 s
+    # heartbeat would carry the cancellation to the call). The undo of c finishes and b and a are
+    # still undone: compensations run where cancellation cannot reach.
+    run_id = uuid.uuid4().hex[:8]
+    plan = {"run": run_id, "steps": {"d": "reject", "undo-c": "slow"}}
+    handle = await start_saga(client, CANCEL_RULES, plan, task_queue=QUEUE)
+    for _ in range(200):
+        if "/c/undo" in dict(STARTED[run_id]):
+            break
+        await asyncio.sleep(0.05)
+    await handle.cancel()
+    result = await outcome(handle)
+    calls = [p for p, _ in CALLS[run_id]]
+    assert calls[-3:] == ["/c/undo", "/b/undo", "/a/undo"], calls
+    assert "/c/undo" in dict(ENDED[run_id])
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.report is not None
+    assert [c.step for c in result.report.compensations if c.ok] == ["c", "b", "a"]
 
 
 async def test_the_demo_participants_replay_a_repeated_key_byte_for_byte(

@@ -7,10 +7,13 @@ from dataclasses import replace
 
 from sagaloom.worker import WorkerConfig
 
-__all__ = ["SAGA_MODULES", "TASK_QUEUE", "worker_config"]
+__all__ = ["APP_ENV", "SAGA_MODULES", "TASK_QUEUE", "worker_config"]
 
 SAGA_MODULES = ("workflows.order", "workflows.trip", "workflows.transfer")
 """Modules defining the example sagas."""
+
+APP_ENV = ("LEDGER_DB",)
+"""The reference application's own variables (the ledger activities' database)."""
 
 TASK_QUEUE = "sagaloom-examples"
 """The examples' own task queue: a worker of your project on ``sagaloom`` never sees them."""

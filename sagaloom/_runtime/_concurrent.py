@@ -1,13 +1,16 @@
-"""One loop for running steps (or their compensations) as a dependency graph allows."""
+"""Concurrency in a saga: one loop running steps (or undos) as the graph allows; shielding."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from temporalio import workflow
 
-__all__ = ["run_as_ready"]
+__all__ = ["run_as_ready", "shielded"]
+
+_T = TypeVar("_T")
 
 
 async def run_as_ready(
@@ -44,3 +47,14 @@ async def run_as_ready(
         if running:
             await workflow.wait(list(running))
         raise
+
+
+async def shielded(work: Awaitable[_T]) -> _T:
+    """Run ``work`` to the end even if the saga is cancelled meanwhile (compensations)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                return task.result()

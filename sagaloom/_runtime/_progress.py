@@ -102,6 +102,8 @@ class Progress:
             error=self.state.error,
             outputs=dict(self.outputs),
             compensations=list(self.compensations),
+            steps=[s.model_copy() for s in self.state.steps],
+            decisions=list(self.state.decisions),
         )
 
     @staticmethod

@@ -14,10 +14,11 @@ Rules it keeps:
   resolves it (the ``resolve`` update): retry, skip with a reason, or mark done by hand;
 * a step with a ``patch`` id is skipped by runs that started before it was added.
 
-The concerns live beside it: the record (``_progress``), action dispatch (``_actions``),
-parking (``_parking``), child sagas (``_children``), replies (``_replies``); which step may run
-or be undone is decided by the pure functions of ``sagaloom._schedule``. Deterministic and
-sandbox-safe: no I/O, clock or randomness but through ``temporalio.workflow``.
+The concerns live beside it: one step forward and back (``_step``), the record
+(``_progress``), action dispatch (``_actions``), parking (``_parking``), child sagas
+(``_children``), replies (``_replies``), the graph loop and shielding (``_concurrent``); which
+step may run or be undone is decided by the pure functions of ``sagaloom._schedule``.
+Deterministic and sandbox-safe: no I/O, clock or randomness but through ``temporalio.workflow``.
 """
 
 from __future__ import annotations
@@ -25,22 +26,16 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import sys
-from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 from sagaloom._definition import (
-    ChildSaga,
     Saga,
-    SagaDefinitionError,
     SagaInputError,
-    StepContext,
-    UndoContext,
 )
 from sagaloom._model import (
     SAGA_COMPENSATED,
@@ -63,21 +58,19 @@ from sagaloom._names import (
     SAGA_KEY,
     SAGA_NAME,
     SAGA_STATUS,
-    SAGA_STEP,
     STATE_QUERY,
 )
-from sagaloom._runtime._actions import Dispatcher, jsonable
+from sagaloom._runtime._actions import Dispatcher
 from sagaloom._runtime._children import Children
-from sagaloom._runtime._concurrent import run_as_ready
-from sagaloom._runtime._errors import StepFailed, attempt_of, cancelled, describe, refused
+from sagaloom._runtime._concurrent import run_as_ready, shielded
+from sagaloom._runtime._errors import StepFailed, describe
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
-from sagaloom._runtime._replies import Replies, ReplyFailed
+from sagaloom._runtime._replies import Replies
+from sagaloom._runtime._step import StepRunner
 from sagaloom._schedule import ready_to_run, ready_to_undo
 
-__all__ = ["SagaWorkflow", "check_importable", "saga_workflow"]
-
-_T = TypeVar("_T")
+__all__ = ["SagaWorkflow"]
 
 
 class SagaWorkflow:
@@ -90,7 +83,10 @@ class SagaWorkflow:
         self._parking = Parking(self._progress)
         self._children = Children()
         self._replies = Replies()
-        self._actions = Dispatcher(self._progress, self._children)
+        actions = Dispatcher(self._progress, self._children)
+        self._steps = StepRunner(
+            self._progress, actions, self._parking, self._replies, self._children
+        )
 
     # -- handlers: Temporal wants them on the class; each hands over to its concern ------------
 
@@ -157,7 +153,7 @@ class SagaWorkflow:
             await self._forward_all(data)
         except StepFailed as failed:
             state.failed_step, state.error = failed.step, describe(failed.error)
-            await _shielded(self._compensate(data))
+            await shielded(self._compensate(data))
             why = f"compensated: step {failed.step} failed: {state.error}"
             raise self._compensated(why) from None
         except BaseException as err:
@@ -176,7 +172,7 @@ class SagaWorkflow:
             raise
         if decision == "compensate":
             state.error = "compensated by its parent saga"
-            await _shielded(self._compensate(data))
+            await shielded(self._compensate(data))
             raise self._compensated(state.error)
         await self._children.release()
         progress.set_status(SagaStatus.COMPLETED)
@@ -184,7 +180,7 @@ class SagaWorkflow:
 
     async def _undo_cancelled(self, data: BaseModel) -> None:
         """The saga was cancelled: compensate in a task cancellation cannot reach."""
-        await _shielded(self._compensate(data))
+        await shielded(self._compensate(data))
         self._progress.set_status(SagaStatus.CANCELED)
 
     def _compensated(self, why: str) -> ApplicationError:
@@ -237,7 +233,7 @@ class SagaWorkflow:
         saga = self.saga
         if saga.graph.sequential:
             for index in range(len(saga.steps)):
-                await self._forward(index, data)
+                await self._steps.forward(index, data)
             return
         names = [s.name for s in saga.steps]
         await run_as_ready(
@@ -248,84 +244,7 @@ class SagaWorkflow:
                     saga.graph.depends_on, [names[i] for i in waiting], {names[i] for i in finished}
                 )
             ],
-            lambda index: self._forward(index, data),
-        )
-
-    async def _forward(self, index: int, data: BaseModel) -> None:
-        """Run step ``index``: skip it, or run it and record its output or why it failed."""
-        saga, progress = self.saga, self._progress
-        step, state = saga.steps[index], progress.step(index)
-        if step.patch is not None and not workflow.patched(step.patch):
-            state.status = StepStatus.SKIPPED  # added after this run started: it replays as it ran
-            return
-        ctx = StepContext(saga_id=workflow.info().workflow_id, input=data, outputs=progress.outputs)
-        if step.when is not None and not step.when(ctx):
-            state.status = StepStatus.SKIPPED  # its condition is false: never run, never undone
-            return
-        if step.compensation is not None or isinstance(step.action, ChildSaga):
-            progress.started.append(index)  # registered before the step runs
-        state.status, state.started_at = StepStatus.RUNNING, workflow.now()
-        if saga.track_steps:
-            progress.upsert(SAGA_STEP.value_set(step.name))
-        summary = f"step {index + 1}/{len(saga.steps)} {step.name}"
-        try:
-            correlation = f"{ctx.saga_id}:{step.name}"
-            if step.reply_timeout is not None:
-                self._replies.expect(correlation)  # a reply may arrive before the command returns
-            output = jsonable(await self._actions.run(index, step.action, ctx, summary, undo=False))
-            if step.reply_timeout is not None:
-                output = (
-                    await self._replies.wait(correlation, step.reply_timeout, step.name) or output
-                )
-            if step.output is not None:  # an empty answer does not fit a declared output either
-                output = step.output.model_validate(output).model_dump(mode="json")
-        except ValidationError as err:
-            # It answered 2xx, so it took effect: its compensation stays registered.
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "<output>"
-            assert step.output is not None
-            reason = f"MalformedOutput: {step.output.__name__}.{where}: {first['msg']}"
-            progress.step_ended(index, StepStatus.FAILED, reason)
-            raise StepFailed(step.name, ApplicationError(reason)) from None
-        except ReplyFailed as err:
-            progress.step_ended(index, StepStatus.FAILED, str(err))
-            self._log_failure(step.name, "failed", str(err))
-            raise StepFailed(step.name, ApplicationError(str(err))) from None
-        except FailureError as err:  # ActivityError; a local activity's ApplicationError
-            if cancelled(err):
-                progress.step_ended(index, StepStatus.FAILED, "cancelled")
-                if is_cancelled_exception(err):
-                    raise
-                raise asyncio.CancelledError from None  # cancelled between two attempts
-            state.attempts = attempt_of(err) or state.attempts
-            progress.step_ended(index, StepStatus.FAILED, describe(err))
-            if step.kind == "retriable":  # past the pivot: never undone, so wait for an operator
-                decision = await self._parking.park(index, describe(err), forward=True)
-                if decision.action == "retry":
-                    return await self._forward(index, data)
-                state.status = StepStatus.SKIPPED
-                return
-            listed = saga.step_retry(step).non_retryable_error_types or ()
-            if refused(err, list(listed)) and index in progress.started:
-                # The participant refused: nothing took effect, so nothing to undo. Any other
-                # failure (timeout, retries exhausted) leaves the outcome unknown: undo it.
-                progress.started.remove(index)
-            self._log_failure(step.name, "failed for good", state.error or "")
-            raise StepFailed(step.name, err) from None
-        except BaseException:  # cancelled during a timer (asyncio.CancelledError)
-            progress.step_ended(index, StepStatus.FAILED, "cancelled")
-            raise
-        progress.outputs[step.name] = output
-        progress.step_ended(index, StepStatus.DONE)
-
-    def _log_failure(self, step: str, how: str, error: str) -> None:
-        workflow.logger.warning(
-            "saga %s %s: step %s %s: %s",
-            self.saga.name,
-            workflow.info().workflow_id,
-            step,
-            how,
-            error,
+            lambda index: self._steps.forward(index, data),
         )
 
     async def _compensate(self, data: BaseModel) -> None:
@@ -342,7 +261,7 @@ class SagaWorkflow:
         order = list(reversed(progress.started))
         if not saga.parallel_compensation:
             for index in order:
-                await self._undo(index, data)
+                await self._steps.undo(index, data)
         else:
             names = [s.name for s in saga.steps]
             started = {names[i] for i in order}
@@ -357,7 +276,7 @@ class SagaWorkflow:
                         {names[i] for i in undone},
                     )
                 ],
-                lambda index: self._undo(index, data),
+                lambda index: self._steps.undo(index, data),
             )
         failed = [c for c in progress.compensations if not c.ok and c.resolution is None]
         if failed:
@@ -370,103 +289,3 @@ class SagaWorkflow:
                 non_retryable=True,
             )
         progress.set_status(SagaStatus.COMPENSATED)
-
-    async def _undo(self, index: int, data: BaseModel) -> None:
-        """Run one step's compensation until it is done, parked and resolved, or recorded."""
-        saga, progress = self.saga, self._progress
-        step, state = saga.steps[index], progress.step(index)
-        if isinstance(step.action, ChildSaga):
-            state.status = StepStatus.COMPENSATING
-            await self._children.undo(step.name)
-            progress.compensation_ended(index, StepStatus.COMPENSATED, ok=True)
-            return
-        assert step.compensation is not None
-        ctx = UndoContext(
-            saga_id=workflow.info().workflow_id,
-            input=data,
-            outputs=progress.outputs,
-            step_input=progress.inputs.get(step.name),
-            step_output=progress.outputs.get(step.name),
-        )
-        summary = f"compensate {index + 1}/{len(saga.steps)} {step.name}"
-        while True:
-            state.status = StepStatus.COMPENSATING
-            if saga.track_steps:
-                progress.upsert(SAGA_STEP.value_set(step.name))
-            try:
-                await self._actions.run(index, step.compensation, ctx, summary, undo=True)
-            except FailureError as err:
-                if is_cancelled_exception(err):
-                    raise
-                progress.count_compensation(step.name, ok=False)
-                if saga.continue_on_compensation_error:
-                    state.compensation_error = describe(err)
-                    progress.compensation_ended(
-                        index, StepStatus.COMPENSATION_FAILED, ok=False, error=describe(err)
-                    )
-                    return
-                decision = await self._parking.park(index, describe(err))
-                if decision.action == "retry":
-                    continue
-                done = decision.action == "mark_compensated"
-                progress.compensation_ended(
-                    index,
-                    StepStatus.COMPENSATED if done else StepStatus.COMPENSATION_SKIPPED,
-                    ok=done,
-                    error=decision.error,
-                    resolution=f"{decision.action}: {decision.note}".rstrip(": "),
-                )
-                return
-            progress.compensation_ended(index, StepStatus.COMPENSATED, ok=True)
-            progress.count_compensation(step.name, ok=True)
-            return
-
-
-async def _shielded(work: Awaitable[_T]) -> _T:
-    """Run ``work`` to the end even if the saga is cancelled meanwhile (compensations)."""
-    task = asyncio.ensure_future(work)
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                return task.result()
-
-
-def saga_workflow(saga: Saga[Any]) -> type[SagaWorkflow]:
-    """Build the Temporal workflow class that runs ``saga``; register it on a worker.
-
-    Assign the result to a module-level name equal to ``saga.name`` (the workflow sandbox
-    re-imports it by that name)::
-
-        OrderSaga = saga_workflow(ORDER)
-
-    Args:
-        saga: The saga definition.
-
-    Returns:
-        A ``@workflow.defn`` class named ``saga.name`` whose run method takes the saga input
-        (a model or its JSON) and returns a :class:`SagaReport`.
-    """
-    module = sys._getframe(1).f_globals.get("__name__", __name__)
-
-    async def run(self: SagaWorkflow, input: Any) -> SagaReport:
-        return await self._execute(input)
-
-    run.__qualname__ = f"{saga.name}.run"
-    run.__module__ = module
-    namespace = {"saga": saga, "run": workflow.run(run), "__module__": module}
-    cls = type(saga.name, (SagaWorkflow,), namespace)
-    cls.__qualname__ = saga.name
-    cls.__doc__ = saga.description or f"Saga {saga.name}."
-    return workflow.defn(name=saga.name)(cls)
-
-
-def check_importable(cls: type[SagaWorkflow]) -> None:
-    """Fail clearly if the sandbox could not re-import ``cls`` by its module and name."""
-    module = sys.modules.get(cls.__module__)
-    if module is None or getattr(module, cls.__name__, None) is not cls:
-        raise SagaDefinitionError(
-            f"saga workflow {cls.__name__!r} must be assigned to the module-level name "
-            f"{cls.__name__!r} in {cls.__module__}"
-        )

@@ -1,0 +1,173 @@
+"""One step of a saga: its forward action, and its compensation, with every rule that applies.
+
+Forward: skipped when patched out or its condition is false; its compensation registered before
+it runs; its output validated; a refusal unregisters the compensation, any other failure leaves
+it (the step may have taken effect); a retriable step out of budget parks for an operator.
+Undo: run until done, or parked for an operator's decision, or recorded as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel, ValidationError
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+
+from sagaloom._definition import ChildSaga, StepContext, UndoContext
+from sagaloom._model import StepStatus
+from sagaloom._names import SAGA_STEP
+from sagaloom._runtime._actions import Dispatcher, jsonable
+from sagaloom._runtime._children import Children
+from sagaloom._runtime._errors import StepFailed, attempt_of, cancelled, describe, refused
+from sagaloom._runtime._parking import Parking
+from sagaloom._runtime._progress import Progress
+from sagaloom._runtime._replies import Replies, ReplyFailed
+
+__all__ = ["StepRunner"]
+
+
+class StepRunner:
+    """Runs steps forward and back for one saga run."""
+
+    def __init__(
+        self,
+        progress: Progress,
+        actions: Dispatcher,
+        parking: Parking,
+        replies: Replies,
+        children: Children,
+    ) -> None:
+        self._progress = progress
+        self._actions = actions
+        self._parking = parking
+        self._replies = replies
+        self._children = children
+        self.saga = progress.saga
+
+    async def forward(self, index: int, data: BaseModel) -> None:
+        """Run step ``index``: skip it, or run it and record its output or why it failed."""
+        saga, progress = self.saga, self._progress
+        step, state = saga.steps[index], progress.step(index)
+        if step.patch is not None and not workflow.patched(step.patch):
+            state.status = StepStatus.SKIPPED  # added after this run started: it replays as it ran
+            return
+        ctx = StepContext(saga_id=workflow.info().workflow_id, input=data, outputs=progress.outputs)
+        if step.when is not None and not step.when(ctx):
+            state.status = StepStatus.SKIPPED  # its condition is false: never run, never undone
+            return
+        if step.compensation is not None or isinstance(step.action, ChildSaga):
+            progress.started.append(index)  # registered before the step runs
+        state.status, state.started_at = StepStatus.RUNNING, workflow.now()
+        if saga.track_steps:
+            progress.upsert(SAGA_STEP.value_set(step.name))
+        summary = f"step {index + 1}/{len(saga.steps)} {step.name}"
+        try:
+            correlation = f"{ctx.saga_id}:{step.name}"
+            if step.reply_timeout is not None:
+                self._replies.expect(correlation)  # a reply may arrive before the command returns
+            output = jsonable(await self._actions.run(index, step.action, ctx, summary, undo=False))
+            if step.reply_timeout is not None:
+                output = (
+                    await self._replies.wait(correlation, step.reply_timeout, step.name) or output
+                )
+            if step.output is not None:  # an empty answer does not fit a declared output either
+                output = step.output.model_validate(output).model_dump(mode="json")
+        except ValidationError as err:
+            # It answered 2xx, so it took effect: its compensation stays registered.
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "<output>"
+            assert step.output is not None
+            reason = f"MalformedOutput: {step.output.__name__}.{where}: {first['msg']}"
+            progress.step_ended(index, StepStatus.FAILED, reason)
+            raise StepFailed(step.name, ApplicationError(reason)) from None
+        except ReplyFailed as err:
+            progress.step_ended(index, StepStatus.FAILED, str(err))
+            self._log_failure(step.name, "failed", str(err))
+            raise StepFailed(step.name, ApplicationError(str(err))) from None
+        except FailureError as err:  # ActivityError; a local activity's ApplicationError
+            if cancelled(err):
+                progress.step_ended(index, StepStatus.FAILED, "cancelled")
+                if is_cancelled_exception(err):
+                    raise
+                raise asyncio.CancelledError from None  # cancelled between two attempts
+            state.attempts = attempt_of(err) or state.attempts
+            progress.step_ended(index, StepStatus.FAILED, describe(err))
+            if step.kind == "retriable":  # past the pivot: never undone, so wait for an operator
+                decision = await self._parking.park(index, describe(err), forward=True)
+                if decision.action == "retry":
+                    return await self.forward(index, data)
+                state.status = StepStatus.SKIPPED
+                return
+            listed = saga.step_retry(step).non_retryable_error_types or ()
+            if refused(err, list(listed)) and index in progress.started:
+                # The participant refused: nothing took effect, so nothing to undo. Any other
+                # failure (timeout, retries exhausted) leaves the outcome unknown: undo it.
+                progress.started.remove(index)
+            self._log_failure(step.name, "failed for good", state.error or "")
+            raise StepFailed(step.name, err) from None
+        except BaseException:  # cancelled during a timer (asyncio.CancelledError)
+            progress.step_ended(index, StepStatus.FAILED, "cancelled")
+            raise
+        progress.outputs[step.name] = output
+        progress.step_ended(index, StepStatus.DONE)
+
+    def _log_failure(self, step: str, how: str, error: str) -> None:
+        workflow.logger.warning(
+            "saga %s %s: step %s %s: %s",
+            self.saga.name,
+            workflow.info().workflow_id,
+            step,
+            how,
+            error,
+        )
+
+    async def undo(self, index: int, data: BaseModel) -> None:
+        """Run one step's compensation until it is done, parked and resolved, or recorded."""
+        saga, progress = self.saga, self._progress
+        step, state = saga.steps[index], progress.step(index)
+        if isinstance(step.action, ChildSaga):
+            state.status = StepStatus.COMPENSATING
+            await self._children.undo(step.name)
+            progress.compensation_ended(index, StepStatus.COMPENSATED, ok=True)
+            return
+        assert step.compensation is not None
+        ctx = UndoContext(
+            saga_id=workflow.info().workflow_id,
+            input=data,
+            outputs=progress.outputs,
+            step_input=progress.inputs.get(step.name),
+            step_output=progress.outputs.get(step.name),
+        )
+        summary = f"compensate {index + 1}/{len(saga.steps)} {step.name}"
+        while True:
+            state.status = StepStatus.COMPENSATING
+            if saga.track_steps:
+                progress.upsert(SAGA_STEP.value_set(step.name))
+            try:
+                await self._actions.run(index, step.compensation, ctx, summary, undo=True)
+            except FailureError as err:
+                if is_cancelled_exception(err):
+                    raise
+                progress.count_compensation(step.name, ok=False)
+                if saga.continue_on_compensation_error:
+                    state.compensation_error = describe(err)
+                    progress.compensation_ended(
+                        index, StepStatus.COMPENSATION_FAILED, ok=False, error=describe(err)
+                    )
+                    return
+                decision = await self._parking.park(index, describe(err))
+                if decision.action == "retry":
+                    continue
+                done = decision.action == "mark_compensated"
+                progress.compensation_ended(
+                    index,
+                    StepStatus.COMPENSATED if done else StepStatus.COMPENSATION_SKIPPED,
+                    ok=done,
+                    error=decision.error,
+                    resolution=f"{decision.action}: {decision.note}".rstrip(": "),
+                )
+                return
+            progress.compensation_ended(index, StepStatus.COMPENSATED, ok=True)
+            progress.count_compensation(step.name, ok=True)
+            return
