@@ -54,6 +54,9 @@ async def test_a_later_failure_compensates_the_completed_child_as_a_unit(client:
     child = client.get_workflow_handle(f"{handle.id}:trip")
     assert (await child.describe()).status is WorkflowExecutionStatus.FAILED
     assert (await outcome(child)).status is SagaStatus.COMPENSATED
+    # The step table lists the child step as compensated (as a unit).
+    trip = next(s for s in result.report.steps if s.name == "trip")
+    assert trip.has_compensation and trip.status.value == "compensated"
 
 
 async def test_a_child_that_compensated_itself_fails_the_parents_step(client: Client) -> None:
@@ -61,3 +64,7 @@ async def test_a_child_that_compensated_itself_fails_the_parents_step(client: Cl
     assert result.status is SagaStatus.COMPENSATED
     assert result.report is not None and result.report.failed_step == "trip"
     assert calls == ["/p1", "/a", "/b", "/a/undo", "/p1/undo"]  # the child is not undone twice
+    # The parent says why: the child's failed step and its error, not "child workflow failed".
+    assert "step b failed" in (result.report.error or "")
+    assert "Rejected: refused" in (result.report.error or "")
+    assert "Child Workflow execution failed" not in (result.error or "")

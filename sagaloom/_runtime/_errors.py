@@ -20,8 +20,8 @@ __all__ = ["StepFailed", "attempt_of", "cancelled", "describe", "refused"]
 def describe(err: BaseException) -> str:
     """One line saying why an action failed, from the innermost meaningful cause."""
     cause: BaseException | None = err
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
+        cause = cause.cause  # a child saga's own failure says which of its steps failed and why
     if isinstance(cause, TimeoutError):
         what = f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
         last = cause.cause  # the last attempt's failure, when retries used the budget up

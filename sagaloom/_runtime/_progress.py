@@ -7,7 +7,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 
-from sagaloom._definition import Saga
+from sagaloom._definition import ChildSaga, Saga
 from sagaloom._metrics import SagaMetrics
 from sagaloom._model import (
     CompensationState,
@@ -31,7 +31,10 @@ class Progress:
             saga=saga.name,
             steps=[
                 StepState(
-                    name=s.name, kind=s.action.kind, has_compensation=s.compensation is not None
+                    name=s.name,
+                    kind=s.action.kind,
+                    # a child saga is compensated as a unit
+                    has_compensation=s.compensation is not None or isinstance(s.action, ChildSaga),
                 )
                 for s in saga.steps
             ],
