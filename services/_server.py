@@ -143,23 +143,32 @@ class Participant:
         reply = json.dumps(
             {"correlation_id": correlation_id, "token": token, "ok": True, "data": data}
         ).encode()
+        self.store.outbox_add(correlation_id, reply)  # survives a crash; resent on restart
+        self.send_later(correlation_id, reply)
+
+    def send_later(self, correlation_id: str, reply: bytes, delay: float = 0.3) -> None:
+        """Send a reply from the outbox from a thread of its own, retrying for a few minutes."""
 
         def send() -> None:
-            time.sleep(0.3)
-            for _ in range(20):  # any worker's endpoint will do; retry while none answers
+            time.sleep(delay)
+            pause = 0.5
+            for _ in range(40):  # any worker's endpoint will do; retry while none answers
                 for url in self.reply_urls:
                     request = urllib.request.Request(
                         url, data=reply, headers={"Content-Type": "application/json"}
                     )
                     try:
                         with urllib.request.urlopen(request, timeout=5):
+                            self.store.outbox_done(correlation_id)
                             return
                     except urllib.error.HTTPError as err:
                         if 400 <= err.code < 500:
+                            self.store.outbox_done(correlation_id)
                             return  # refused for good: retrying cannot help
                     except OSError:
                         continue
-                time.sleep(0.5)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
         threading.Thread(target=send, name=f"reply-{correlation_id}", daemon=True).start()
 
@@ -183,8 +192,19 @@ class Participant:
         return self._once(idem, apply)
 
 
+MAX_BODY = 256 * 1024
+"""Largest request body a demo participant reads."""
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 10  # seconds a client may stay silent (slow requests, idle keep-alive)
     participant: Participant
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -199,8 +219,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"null")
+        """The JSON body, bounded: a bad or oversized request raises :class:`_BadRequest`."""
+        raw = self.headers.get("Content-Length") or "0"
+        if not raw.isdigit():
+            raise _BadRequest(400, "Content-Length must be a non-negative integer")
+        if int(raw) > MAX_BODY:
+            raise _BadRequest(413, f"body over {MAX_BODY} bytes")
+        try:
+            return json.loads(self.rfile.read(int(raw)) or b"null")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise _BadRequest(400, "body is not JSON (or is nested too deeply)") from None
 
     def do_GET(self) -> None:
         spec, store = self.participant.spec, self.participant.store
@@ -229,8 +257,9 @@ class _Handler(BaseHTTPRequestHandler):
         spec = self.participant.spec
         try:
             body = self._body()
-        except (ValueError, UnicodeDecodeError):
-            self._reply(400, {"error": "body is not JSON"})
+        except _BadRequest as bad:
+            self.close_connection = True  # the unread body must not be taken for a request
+            self._reply(bad.status, {"error": bad.reason})
             return
         if self.path == "/_admin/faults":
             try:
@@ -346,6 +375,9 @@ def serve(
         store = Store(data_dir / f"{spec.name}.sqlite3")
         stores.append(store)
         participant = Participant(spec, store, reply_urls=reply_urls)
+        if reply_urls:
+            for correlation_id, reply in store.outbox_pending():  # replies a crash left unsent
+                participant.send_later(correlation_id, reply, delay=0)
         handler = type(f"{spec.name}Handler", (_Handler,), {"participant": participant})
         server = ThreadingHTTPServer((host, (ports or {}).get(spec.name, 0)), handler)
         server.daemon_threads = True

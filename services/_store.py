@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS log (     -- one row per effect actually applied (rep
     trace TEXT                      -- the caller's traceparent header, when it sent one
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (   -- replies to send: kept until the engine took them
+    correlation_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS received ( -- every call received, with the key it carried
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     op TEXT NOT NULL,
@@ -103,6 +108,27 @@ class Store:
             self._db.execute(
                 "INSERT INTO received (op, key, idem_key) VALUES (?, ?, ?)", (op, key, idem_key)
             )
+
+    def outbox_add(self, correlation_id: str, body: bytes) -> None:
+        """Keep a reply to send (in the same store as the effect: it survives a crash)."""
+        with self.lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO outbox (correlation_id, body) VALUES (?, ?)",
+                (correlation_id, body.decode()),
+            )
+
+    def outbox_done(self, correlation_id: str) -> None:
+        """The engine answered the reply (taken, or refused for good)."""
+        with self.lock:
+            self._db.execute(
+                "UPDATE outbox SET sent = 1 WHERE correlation_id = ?", (correlation_id,)
+            )
+
+    def outbox_pending(self) -> list[tuple[str, bytes]]:
+        """Replies not sent yet (after a restart: resend them)."""
+        with self.lock:
+            rows = self._db.execute("SELECT correlation_id, body FROM outbox WHERE sent = 0")
+            return [(r[0], r[1].encode()) for r in rows.fetchall()]
 
     def next_id(self, prefix: str) -> str:
         """Return a new sequential id such as ``res-000042``."""

@@ -59,7 +59,7 @@ async def test_an_undo_that_keeps_failing_parks_for_an_operator_and_resumes(
     await stack.fault("payment", op="undo", match=key, mode="error", status=500)  # for good
     data = order(key, country="AQ")  # shipping refuses: the charge must be refunded
     handle = await start_saga(stack.client, BUDGET_ORDER, data, task_queue=budget_queue)
-    state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION, within=60)
+    state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION, within=20)
     assert state.parked_step == "charge-payment"
     charge = state.steps[1]
     assert "timed out" in (charge.compensation_error or "")

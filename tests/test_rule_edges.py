@@ -132,3 +132,16 @@ async def test_the_demo_participants_replay_a_repeated_key_byte_for_byte(
     assert collected == 1_000  # the repeat with another amount applied nothing
     record = next(r for r in after["records"] if r["key"] == key)
     assert json.loads(json.dumps(record["payload"]))["amount_cents"] == 1_000
+
+
+async def test_the_demo_participants_refuse_bad_and_oversized_bodies(stack: Stack) -> None:
+    url = f"{stack.services['payment']}/charges"
+    headers = {"Idempotency-Key": "probe:charge-payment"}
+    async with httpx.AsyncClient() as http:
+        huge = await http.post(url, content=b"{" + b" " * 300_000 + b"}", headers=headers)
+        not_json = await http.post(url, content=b"{nope", headers=headers)
+        deep = await http.post(url, content=b"[" * 50_000 + b"]" * 50_000, headers=headers)
+        alive = await http.get(f"{stack.services['payment']}/health")
+    assert huge.status_code == 413
+    assert not_json.status_code == 400 and deep.status_code == 400
+    assert alive.status_code == 200

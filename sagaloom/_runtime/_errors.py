@@ -42,18 +42,20 @@ def attempt_of(err: BaseException) -> int | None:
     return None
 
 
-def cancelled(err: BaseException) -> bool:
+def cancelled(err: BaseException, *, task_cancelled: bool) -> bool:
     """Whether an action ended because the saga was cancelled.
 
     Also when the cancellation reached an activity between two attempts: its failure is then the
-    last attempt's error, with the retry state saying a cancel was requested.
+    last attempt's error (a heartbeat timeout, say), with the retry state saying a cancel was
+    requested. A local activity that timed out carries that same retry state, so it counts only
+    when the task running the step was itself cancelled (``task_cancelled``).
     """
     if is_cancelled_exception(err):
         return True
     return (
-        isinstance(err, ActivityError | ChildWorkflowError)
+        task_cancelled
+        and isinstance(err, ActivityError | ChildWorkflowError)
         and err.retry_state == RetryState.CANCEL_REQUESTED
-        and not isinstance(err.cause, TimeoutError)  # a local activity's timeout reads so too
     )
 
 

@@ -1,8 +1,9 @@
 """Asynchronous participants: the replies a saga waits for, correlated by idempotency key.
 
 Replies arrive through the ``participant_reply`` update. Its validator (:meth:`Replies.check`)
-refuses a reply nothing waits for — unexpected, late, duplicate — and one too large or too deep,
-so such a reply is never written to history, whoever sends it.
+refuses a reply nothing waits for — unexpected, late, duplicate — and one too large or too deep
+(``MAX_REPLY_BYTES``; the HTTP endpoint answers those 413 before they get here), so such a reply
+is never written to history, whoever sends it.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ class StepRunner:
             self._log_failure(step.name, "failed", str(err))
             raise StepFailed(step.name, ApplicationError(str(err))) from None
         except FailureError as err:  # ActivityError; a local activity's ApplicationError
-            if cancelled(err):
+            task = asyncio.current_task()
+            if cancelled(err, task_cancelled=task is not None and task.cancelling() > 0):
                 progress.step_ended(index, StepStatus.FAILED, "cancelled")
                 if is_cancelled_exception(err):
                     raise
