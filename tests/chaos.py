@@ -485,8 +485,10 @@ async def check(
         else:
             as_planned = result.status is item.want and reported == item.failed_step
         if not as_planned:
+            why = (result.report.error or "") if result.report else (result.error or "")
             report.unexpected.append(
-                f"{key}: {status} at {reported}, expected {item.want.value} at {item.failed_step}"
+                f"{key}: {status} at {reported}, expected {item.want.value} at "
+                f"{item.failed_step} ({why[:160]})"
             )
         try:
             state = await handle.query("saga_state", result_type=SagaState)

@@ -19,7 +19,7 @@ from sagaloom._model import (
 )
 from sagaloom._names import SAGA_STATUS, SAGA_STEP
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "details"]
 
 
 class Progress:
@@ -62,6 +62,7 @@ class Progress:
         """Record how a forward action ended, with its duration and attempts."""
         state = self.state.steps[index]
         state.status, state.error, state.ended_at = status, error, workflow.now()
+        self.publish()
         if self.metrics is not None and state.started_at is not None:
             outcome = "done" if status is StepStatus.DONE else "failed"
             outcome = "cancelled" if error == "cancelled" else outcome
@@ -74,6 +75,7 @@ class Progress:
     ) -> None:
         """Record how a step's compensation ended (``extra``: a resolution)."""
         self.state.steps[index].status = status
+        self.publish()
         self.compensations.append(
             CompensationState(step=self.saga.steps[index].name, ok=ok, error=error, **extra)
         )
@@ -82,6 +84,14 @@ class Progress:
         """Count one compensation attempt's outcome in the metrics."""
         if self.metrics is not None:
             self.metrics.compensation(step, ok)
+
+    def publish(self) -> None:
+        """Show the step table as the run's current details (the Web UI's run page).
+
+        Served from memory by the SDK's built-in ``__temporal_workflow_metadata`` query: no
+        history event and no visibility write, so every saga shows where it is at no cost.
+        """
+        workflow.set_current_details(details(self.state, workflow.info().workflow_id))
 
     def set_status(self, status: SagaStatus, *, error: str | None = None) -> None:
         """Change the saga's status; mirror it into ``SagaStatus`` and the metrics."""
@@ -92,6 +102,7 @@ class Progress:
         if status is SagaStatus.COMPENSATED and self.state.failed_step:
             updates.append(SAGA_STEP.value_set(self.state.failed_step))  # where it failed
         self.upsert(*updates)
+        self.publish()
         if self.metrics is not None:
             self.metrics.ended(status)
 
@@ -113,3 +124,22 @@ class Progress:
     def upsert(*updates: SearchAttributeUpdate[Any]) -> None:
         """Write search attributes."""
         workflow.upsert_search_attributes(list(updates))
+
+
+def details(state: SagaState, workflow_id: str) -> str:
+    """The saga's live step table in Temporal's markdown (its run page in the Web UI)."""
+    key = f" · `{state.key}`" if state.key else ""
+    lines = [
+        f"**{state.saga}**{key} — **{state.status.value}**",
+        "",
+        "| # | step | status | tries | error |",
+        "|---|---|---|---|---|",
+    ]
+    for number, step in enumerate(state.steps, 1):
+        error = (step.compensation_error or step.error or "").replace("|", "/")[:120]
+        lines.append(
+            f"| {number} | {step.name} | {step.status.value} | {step.attempts or ''} | {error} |"
+        )
+    if state.parked_step:
+        lines += ["", f"Needs attention: `saga resolve {workflow_id} --retry` (or `--skip`)"]
+    return "\n".join(lines)

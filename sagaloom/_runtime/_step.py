@@ -59,6 +59,7 @@ class StepRunner:
         if step.compensation is not None or isinstance(step.action, ChildSaga):
             progress.started.append(index)  # registered before the step runs
         state.status, state.started_at = StepStatus.RUNNING, workflow.now()
+        progress.publish()
         if saga.track_steps:
             progress.upsert(SAGA_STEP.value_set(step.name))
         summary = f"step {index + 1}/{len(saga.steps)} {step.name}"
@@ -143,6 +144,7 @@ class StepRunner:
         summary = f"compensate {index + 1}/{len(saga.steps)} {step.name}"
         while True:
             state.status = StepStatus.COMPENSATING
+            progress.publish()
             if saga.track_steps:
                 progress.upsert(SAGA_STEP.value_set(step.name))
             try:
