@@ -179,10 +179,12 @@ class WorkerEndpoint:
             cause = getattr(err.cause, "message", None) or str(err.cause or err)
             return _error(409, f"reply not taken: {cause}")
         except RPCError as err:
-            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            if err.status is RPCStatusCode.NOT_FOUND:  # no such saga, or it already ended
                 return _error(410, "the saga is finished or unknown")
+            # Unreachable, or the saga cannot take updates for now (its workflow task failed or
+            # timed out while a worker restarts): the participant must try again later.
             log.warning("reply for %s not delivered: %s", reply.correlation_id, err.message)
-            return _error(503, "Temporal is not reachable now: retry later")
+            return _error(503, "the saga cannot take the reply now: retry later")
         except (TimeoutError, OSError, RuntimeError) as err:
             log.warning("reply for %s not delivered: %s", reply.correlation_id, err)
             return _error(503, "Temporal is not reachable now: retry later")

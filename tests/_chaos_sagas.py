@@ -57,7 +57,15 @@ CHAOS_PARALLEL_ORDER: Saga[Any] = dataclasses.replace(
 ChaosParallelOrderSaga = saga_workflow(CHAOS_PARALLEL_ORDER)
 
 CHAOS_TRIP: Saga[Any] = dataclasses.replace(
-    TRIP, name="ChaosTripSaga", defaults=CHAOS_DEFAULTS, track_steps=False
+    TRIP,
+    name="ChaosTripSaga",
+    defaults=CHAOS_DEFAULTS,
+    track_steps=False,
+    steps=[
+        dataclasses.replace(s, reply_timeout=timedelta(minutes=10)) if s.reply_timeout else s
+        for s in TRIP.steps
+    ],
 )
-"""The trip saga: its hotel confirms asynchronously through the workers' reply endpoints."""
+"""The trip saga: its hotel confirms asynchronously through the workers' reply endpoints,
+within the same 10-minute budget the chaos gives every step (the demo's is 2 minutes)."""
 ChaosTripSaga = saga_workflow(CHAOS_TRIP)
