@@ -96,6 +96,16 @@ class DevServerOptions:
     log_file: Path | None = None
     """Where the server's output goes; None discards it."""
 
+    @classmethod
+    def in_folder(cls, folder: Path, *, ui: bool = True) -> DevServerOptions:
+        """Free loopback ports, its SQLite file and log in ``folder`` (tests, tools)."""
+        return cls(
+            port=free_port(),
+            ui_port=free_port() if ui else None,
+            db_file=folder / "temporal.sqlite3",
+            log_file=folder / "temporal.log",
+        )
+
     def command(self) -> list[str]:
         """The ``temporal server start-dev`` command line."""
         cmd = [temporal_cli(), "server", "start-dev", "--ip", self.ip, "--port", str(self.port)]

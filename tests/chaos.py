@@ -197,14 +197,7 @@ class Harness:
         self.tmp = tmp
         self.rng = random.Random(seed)
         self.broken_keys = broken_keys
-        self.server = DevServer(
-            DevServerOptions(
-                port=free_port(),
-                ui_port=None,
-                db_file=tmp / "temporal.sqlite3",
-                log_file=tmp / "temporal.log",
-            )
-        )
+        self.server = DevServer(DevServerOptions.in_folder(tmp, ui=False))
         self.base_port = _free_block(len(CATALOG))
         self.endpoints = [f"127.0.0.1:{free_port()}" for _ in range(WORKERS)]
         self.urls: dict[str, str] = {}

@@ -41,14 +41,7 @@ def tmp_stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def dev_server(tmp_stack_dir: Path) -> Iterator[DevServer]:
-    server = DevServer(
-        DevServerOptions(
-            port=free_port(),
-            ui_port=free_port(),
-            db_file=tmp_stack_dir / "temporal.sqlite3",
-            log_file=tmp_stack_dir / "temporal.log",
-        )
-    )
+    server = DevServer(DevServerOptions.in_folder(tmp_stack_dir))
     asyncio.run(server.start())
     yield server
     server.stop()

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -129,10 +130,7 @@ async def test_a_worker_started_before_its_server_waits_for_it(
     }
     log = tmp_path / "worker.log"
     worker = _spawn(env, log, "--health-address", health)
-    options = DevServerOptions(
-        port=port, ui_port=None, db_file=tmp_path / "t.sqlite3", log_file=tmp_path / "t.log"
-    )
-    server = DevServer(options)
+    server = DevServer(replace(DevServerOptions.in_folder(tmp_path, ui=False), port=port))
     try:
         async with httpx.AsyncClient() as http:
             for _ in range(100):

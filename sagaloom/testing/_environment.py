@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
 from sagaloom._client import connect
-from sagaloom._devserver import DevServer, DevServerOptions, free_port
+from sagaloom._devserver import DevServer, DevServerOptions
 from sagaloom._plugin import SagaloomPlugin
 from sagaloom.testing._scripted import ScriptedParticipant
 
@@ -76,14 +76,7 @@ async def saga_environment(data_dir: Path | None = None) -> AsyncIterator[SagaEn
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sagaloom-")))
-        server = DevServer(
-            DevServerOptions(
-                port=free_port(),
-                ui_port=free_port(),
-                db_file=data_dir / "temporal.sqlite3",
-                log_file=data_dir / "temporal.log",
-            )
-        )
+        server = DevServer(DevServerOptions.in_folder(data_dir))
         await server.start()
         stack.callback(server.stop)
         yield SagaEnvironment(await connect(server.address), server)
