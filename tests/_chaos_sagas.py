@@ -1,8 +1,9 @@
 """The chaos harness's sagas, in a module of their own: its workers register exactly these.
 
 The order saga three ways (regular activities, the fast path of local activities, and a
-parallel shape where stock and payment run at once) and the trip saga (an asynchronous hotel
-and a durable timer), all with short timeouts and unlimited retries. Kept with few imports:
+parallel shape where stock and payment run at once), the trip saga (an asynchronous hotel and
+a durable timer), and a parent saga running the trip as a child; all with short timeouts and
+unlimited retries. Kept with few imports:
 the workflow sandbox re-imports it.
 """
 
@@ -14,9 +15,18 @@ from typing import Any
 
 from temporalio.common import RetryPolicy
 
-from sagaloom import Saga, StepDefaults, saga_workflow
+from sagaloom import (
+    ChildSaga,
+    Http,
+    Saga,
+    Step,
+    StepContext,
+    StepDefaults,
+    UndoContext,
+    saga_workflow,
+)
 from workflows.order import ORDER
-from workflows.trip import TRIP
+from workflows.trip import TRIP, TripInput
 
 CHAOS_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -69,3 +79,39 @@ CHAOS_TRIP: Saga[Any] = dataclasses.replace(
 """The trip saga: its hotel confirms asynchronously through the workers' reply endpoints,
 within the same 10-minute budget the chaos gives every step (the demo's is 2 minutes)."""
 ChaosTripSaga = saga_workflow(CHAOS_TRIP)
+
+
+def _stock(ctx: StepContext[TripInput]) -> dict[str, Any]:
+    return {"order_id": ctx.input.trip_id, "sku": "widget", "quantity": 1}
+
+
+def _charge(ctx: StepContext[TripInput]) -> dict[str, Any]:
+    return {"order_id": ctx.input.trip_id, "customer": ctx.input.traveller, "amount_cents": 900}
+
+
+def _ref(ctx: UndoContext[TripInput]) -> dict[str, Any]:
+    return {"order_id": ctx.input.trip_id}
+
+
+CHAOS_NESTED: Saga[TripInput] = Saga(
+    name="ChaosNestedSaga",
+    input=TripInput,
+    key=lambda t: t.trip_id,
+    description="Package: reserve a kit, book the trip (a child saga), charge",
+    defaults=CHAOS_DEFAULTS,
+    steps=[
+        Step(
+            "reserve-stock",
+            Http("inventory", "POST", "/reservations", body=_stock),
+            compensation=Http("inventory", "POST", "/reservations/release", body=_ref),
+        ),
+        Step("trip", ChildSaga(CHAOS_TRIP, input=lambda c: c.input)),
+        Step(
+            "charge-payment",
+            Http("payment", "POST", "/charges", body=_charge),
+            compensation=Http("payment", "POST", "/charges/refund", body=_ref),
+        ),
+    ],
+)
+"""A parent saga with the chaos trip as a child step: compensated as a unit, or released."""
+ChaosNestedSaga = saga_workflow(CHAOS_NESTED)

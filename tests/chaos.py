@@ -49,7 +49,13 @@ from sagaloom import Saga, SagaState, SagaStatus
 from sagaloom.client import Outcome, connect, outcome, start_saga
 from sagaloom.server import DevServer, DevServerOptions, free_port
 from services import CATALOG
-from tests._chaos_sagas import CHAOS_FAST_ORDER, CHAOS_ORDER, CHAOS_PARALLEL_ORDER, CHAOS_TRIP
+from tests._chaos_sagas import (
+    CHAOS_FAST_ORDER,
+    CHAOS_NESTED,
+    CHAOS_ORDER,
+    CHAOS_PARALLEL_ORDER,
+    CHAOS_TRIP,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "chaos"
@@ -83,15 +89,19 @@ def plan(i: int, batch: str) -> Plan:
     """The i-th saga: a mix of shapes, a share failing at a chosen step, a share cancelled."""
     key = f"{batch}-{i}"
     kind = i % 10
-    if kind >= 8:  # trips: the async hotel and the timer
-        venice = i % 20 == 9
+    if kind >= 8:  # trips (the async hotel, the timer), alone or as a parent's child step
+        nested = kind == 9
+        venice = i % 20 in (8, 19)
         data = {"trip_id": key, "traveller": "chaos", "nights": 2, "cooling_off_seconds": 1,
                 "destination": "Venice" if venice else "Lisbon"}  # fmt: skip
+        saga = CHAOS_NESTED if nested else CHAOS_TRIP
+        if nested and i % 30 == 29:
+            return Plan(saga, data, SagaStatus.CANCELED, None, cancel_after=1.0)
         return Plan(
-            CHAOS_TRIP,
+            saga,
             data,
             SagaStatus.COMPENSATED if venice else SagaStatus.COMPLETED,
-            "book-car" if venice else None,
+            ("trip" if nested else "book-car") if venice else None,
         )
     saga = CHAOS_ORDER if kind < 4 else CHAOS_FAST_ORDER if kind < 6 else CHAOS_PARALLEL_ORDER
     data = {"order_id": key, "customer": "chaos", "sku": "widget", "quantity": 1,
@@ -419,7 +429,18 @@ STEP_OF = {"inventory": "reserve-stock", "payment": "charge-payment", "shipping"
            "flights": "book-flight", "hotels": "book-hotel", "cars": "book-car"}  # fmt: skip
 SERVICES_OF = {
     "ChaosTripSaga": ("flights", "hotels", "cars"),
+    "ChaosNestedSaga": ("inventory", "payment", "flights", "hotels", "cars"),
 }
+CHILD_STEP = {"ChaosNestedSaga": "trip"}
+"""Sagas whose trip services are called by a child saga: ``<workflow id>:<child step>``."""
+
+
+def own_key(saga: str, workflow_id: str, service: str) -> str:
+    """The idempotency key a step's call to ``service`` must carry."""
+    child = CHILD_STEP.get(saga)
+    if child and service in ("flights", "hotels", "cars"):
+        workflow_id = f"{workflow_id}:{child}"
+    return f"{workflow_id}:{STEP_OF[service]}"
 
 
 async def check(
@@ -448,7 +469,7 @@ async def check(
             applied = [e for e in state["log"] if e["key"] == key and e["op"] == "do"]
             if len(applied) > 1:
                 report.violations.append(f"{key}: {service} applied {len(applied)} times")
-            own = f"{wid}:{STEP_OF[service]}"
+            own = own_key(item.saga.name, wid, service)
             for seen in (r for r in state["received"] if r["key"] == key):
                 report.keys_checked += 1
                 want = own if seen["op"] == "do" else f"{own}:compensate"

@@ -22,7 +22,7 @@ async def test_every_saga_ends_done_or_undone_through_chaos(tmp_path: Path) -> N
     assert report.lost == 0 and report.parked == 0
     assert sum(report.outcomes.values()) == 100
     assert {"COMPLETED", "COMPENSATED", "CANCELED"} <= set(report.outcomes)
-    assert len(report.shapes) == 4  # regular, local activities, parallel, trip (async replies)
+    assert len(report.shapes) == 5  # regular, local activities, parallel, trip, nested trip
     assert report.kills >= 3 and report.server_kills >= 1 and report.participant_kills >= 1
     assert sum(report.faults.values()) > 20 and report.retries > 20
     assert report.keys_checked > 300
