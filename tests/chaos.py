@@ -91,11 +91,12 @@ def plan(i: int, batch: str) -> Plan:
     kind = i % 10
     if kind >= 8:  # trips (the async hotel, the timer), alone or as a parent's child step
         nested = kind == 9
-        venice = i % 20 in (8, 19)
+        cancel = nested and i % 30 == 29
+        venice = i % 20 in (8, 19) and not cancel  # a cancelled one must not also fail
         data = {"trip_id": key, "traveller": "chaos", "nights": 2, "cooling_off_seconds": 1,
                 "destination": "Venice" if venice else "Lisbon"}  # fmt: skip
         saga = CHAOS_NESTED if nested else CHAOS_TRIP
-        if nested and i % 30 == 29:
+        if cancel:
             return Plan(saga, data, SagaStatus.CANCELED, None, cancel_after=1.0)
         return Plan(
             saga,
