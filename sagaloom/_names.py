@@ -10,6 +10,7 @@ from __future__ import annotations
 from temporalio.common import SearchAttributeKey
 
 __all__ = [
+    "CHILD_CANCEL_PATCH",
     "CHILD_DONE_SIGNAL",
     "HELD_MEMO",
     "HTTP_ACTIVITY",
@@ -43,6 +44,8 @@ started before it (their histories replay with it), ignored by newer ones."""
 REPLY_UPDATE = "participant_reply"
 """Update carrying an asynchronous participant's reply; its validator refuses what the saga
 does not wait for, so a refused reply never enters history."""
+CHILD_CANCEL_PATCH = "sagaloom-child-cancel"
+"""Patch id marking parent sagas that cancel a running child through its external handle."""
 REPLY_PATCH = "sagaloom-reply-update"
 """Patch id marking sagas that take replies through ``participant_reply`` only."""
 RESOLVE_UPDATE = "resolve"

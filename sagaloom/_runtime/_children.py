@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -11,7 +12,7 @@ from temporalio.workflow import ChildWorkflowHandle
 
 from sagaloom._definition import ChildSaga
 from sagaloom._model import ChildDone
-from sagaloom._names import CHILD_DONE_SIGNAL, HELD_MEMO, PARENT_SIGNAL
+from sagaloom._names import CHILD_CANCEL_PATCH, CHILD_DONE_SIGNAL, HELD_MEMO, PARENT_SIGNAL
 
 __all__ = ["Children"]
 
@@ -53,9 +54,14 @@ class Children:
             return
         if handle.id in self._done:
             await handle.signal(PARENT_SIGNAL, "compensate")
+        elif workflow.patched(CHILD_CANCEL_PATCH):
+            # Still running its steps: ask the child itself to cancel (it compensates them),
+            # then wait for it to end. (Cancelling the handle's future instead gave up waiting
+            # at once, and the parent could end, terminating the child mid-compensation.)
+            await workflow.get_external_workflow_handle(handle.id).cancel()
         else:
-            handle.cancel()  # still running its steps: cancelling it compensates them
-        with contextlib.suppress(ChildWorkflowError):
+            handle.cancel()  # as sagas started before the patch ran
+        with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
             await handle
 
     async def release(self) -> None:
