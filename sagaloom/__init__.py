@@ -32,7 +32,9 @@ from sagaloom._graph import StepKind
 from sagaloom._model import (
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
+    SAGA_ENDED_FIRST,
     SAGA_INPUT_ERROR,
+    SAGA_NEEDS_ATTENTION,
     CompensationState,
     Decision,
     Reply,
@@ -51,9 +53,11 @@ from sagaloom._runtime import SagaWorkflow, saga_workflow
 __all__ = [
     "SAGA_COMPENSATED",
     "SAGA_COMPENSATION_FAILED",
+    "SAGA_ENDED_FIRST",
     "SAGA_INPUT_ERROR",
     "SAGA_KEY",
     "SAGA_NAME",
+    "SAGA_NEEDS_ATTENTION",
     "SAGA_STATUS",
     "SAGA_STEP",
     "SEARCH_ATTRIBUTES",

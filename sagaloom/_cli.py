@@ -22,7 +22,7 @@ from sagaloom._client import DEFAULT_UI, connect, start_saga, ui_link
 from sagaloom._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
 from sagaloom._codec_server import CodecServerError, codec_server, is_loopback
 from sagaloom._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
-from sagaloom._definition import SagaInputError
+from sagaloom._definition import Saga, SagaInputError
 from sagaloom._logging import configure_logging
 from sagaloom._model import Reply, Resolution, SagaState, reply_problem
 from sagaloom._names import REPLY_UPDATE
@@ -150,7 +150,12 @@ async def cmd_start(args: argparse.Namespace) -> int:
         saga.parse_input(data)  # rejects bad input before connecting
     except RecursionError:
         raise CliError("--input is nested too deeply") from None
+    if args.wait_for is not None and args.wait_for not in saga.position:
+        steps = ", ".join(s.name for s in saga.steps)
+        raise CliError(f"--wait-for {args.wait_for!r}: {saga.name} has no such step ({steps})")
     client = await _client(args)
+    if args.wait_for is not None:
+        return await _start_and_wait_for(client, saga, data, args)
     handle = await start_saga(client, saga, data, id=args.id, task_queue=args.task_queue)
     print(f"started {handle.id}  {ui_link(handle.id, namespace=args.namespace, ui=args.ui)}")
     if args.wait:
@@ -160,6 +165,23 @@ async def cmd_start(args: argparse.Namespace) -> int:
         print(f"{result.status.value} {result.error or ''}".rstrip())
         return 0 if result.status.value == "COMPLETED" else 1
     return 0
+
+
+async def _start_and_wait_for(
+    client: Client, saga: Saga[Any], data: Any, args: argparse.Namespace
+) -> int:
+    """``saga start --wait-for STEP``: the step's output as JSON, or how the saga failed first."""
+    answer = await start_saga(
+        client, saga, data, id=args.id, task_queue=args.task_queue, wait_for=args.wait_for
+    )
+    wid = answer.handle.id
+    print(f"saga {wid}  {ui_link(wid, namespace=args.namespace, ui=args.ui)}", file=sys.stderr)
+    if answer.ended is None:
+        print(json.dumps({"step": answer.step, "output": answer.output}))
+        return 0
+    ended = answer.ended
+    print(json.dumps({"step": answer.step, "status": ended.status.value, "error": ended.error}))
+    return 1
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
@@ -386,6 +408,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--module", action="append", default=[], help=MODULE_HELP)
     p.add_argument("--wait", action="store_true", help="wait for the outcome")
+    p.add_argument(
+        "--wait-for",
+        metavar="STEP",
+        help="answer early: print STEP's output once it is done (or the saga's failure if "
+        "first); a saga already running for the same key is attached to, not started again",
+    )
 
     for name, helptext in (
         ("show", "a saga's live step table: status, attempts, timings, compensations"),

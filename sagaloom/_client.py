@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -10,25 +11,51 @@ import traceback
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar, overload
 from urllib.parse import quote
 
 from pydantic import BaseModel
-from temporalio.client import Client, Interceptor, Plugin, WorkflowFailureError, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.client import (
+    Client,
+    Interceptor,
+    Plugin,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.converter import PayloadCodec
 from temporalio.envconfig import ClientConfig
-from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    TerminatedError,
+    WorkflowAlreadyStartedError,
+)
 from temporalio.runtime import Runtime
 
 from sagaloom._config import DEFAULT_TASK_QUEUE
 from sagaloom._converter import converter
 from sagaloom._definition import Saga, SagaInputError
-from sagaloom._model import SAGA_COMPENSATED, SAGA_COMPENSATION_FAILED, SagaReport, SagaStatus
-from sagaloom._names import SAGA_KEY, SAGA_NAME, SAGA_STATUS
+from sagaloom._model import (
+    SAGA_COMPENSATED,
+    SAGA_COMPENSATION_FAILED,
+    SAGA_ENDED_FIRST,
+    SAGA_NEEDS_ATTENTION,
+    SagaReport,
+    SagaStatus,
+)
+from sagaloom._names import SAGA_KEY, SAGA_NAME, SAGA_STATUS, WAIT_UPDATE
 
 __all__ = [
     "DEFAULT_UI",
+    "EarlyAnswer",
     "Outcome",
     "connect",
     "outcome",
@@ -91,6 +118,7 @@ def ui_link(workflow_id: str, *, namespace: str = "default", ui: str = DEFAULT_U
     return f"{ui}/namespaces/{quote(namespace)}/workflows/{quote(workflow_id, safe='')}"
 
 
+@overload
 async def start_saga(
     client: Client,
     saga: Saga[InputT],
@@ -99,8 +127,42 @@ async def start_saga(
     id: str | None = None,
     task_queue: str = DEFAULT_TASK_QUEUE,
     request_eager_start: bool = False,
-) -> WorkflowHandle[Any, SagaReport]:
+    wait_for: None = None,
+) -> WorkflowHandle[Any, SagaReport]: ...
+
+
+@overload
+async def start_saga(
+    client: Client,
+    saga: Saga[InputT],
+    data: InputT | dict[str, Any] | str,
+    *,
+    id: str | None = None,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    request_eager_start: Literal[False] = False,
+    wait_for: str,
+) -> EarlyAnswer: ...
+
+
+async def start_saga(
+    client: Client,
+    saga: Saga[InputT],
+    data: InputT | dict[str, Any] | str,
+    *,
+    id: str | None = None,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    request_eager_start: bool = False,
+    wait_for: str | None = None,
+) -> WorkflowHandle[Any, SagaReport] | EarlyAnswer:
     """Validate ``data`` and start ``saga``; nothing starts if the input is invalid.
+
+    With ``wait_for``, answer early: one round trip (Update-with-Start) that starts the saga
+    and returns once step ``wait_for`` is done, with its output — or once the saga has failed
+    and compensated, if that comes first. A saga already running under the same id (the same
+    business key) is not started again: the call attaches to it; one that completed is not run
+    again either (its report answers), while one that compensated, failed or was cancelled is
+    started anew. The rest of the saga goes on after the answer; ``outcome(answer.handle)``
+    waits for its end.
 
     Args:
         client: A connected client (see :func:`connect`).
@@ -108,13 +170,16 @@ async def start_saga(
         data: Its input: a model, a dict or a JSON string.
         id: Workflow id; defaults to ``<saga name>-<business key>`` (one run per business key).
         task_queue: Where its workers poll.
-        request_eager_start: Ask the server to hand the first task to a local worker.
+        request_eager_start: Ask the server to hand the first task to a local worker (not
+            with ``wait_for``).
+        wait_for: Name of the step whose output to wait for.
 
     Returns:
-        The handle of the started run.
+        The handle of the started run; with ``wait_for``, an :class:`EarlyAnswer`.
 
     Raises:
-        SagaInputError: naming each field that failed validation, or an input over 2 MB.
+        SagaInputError: naming each field that failed validation, an input over 2 MB, or a
+            ``wait_for`` step the saga does not have.
     """
     parsed = saga.parse_input(data)
     size = len(parsed.model_dump_json())
@@ -133,16 +198,71 @@ async def start_saga(
     if id is None:
         id = f"{saga.name}-{key}" if key else f"{saga.name}-{uuid.uuid4()}"
     summary = saga.description or saga.name
-    return await client.start_workflow(
+    summary = f"{summary} · {key}" if key else summary
+    if wait_for is None:
+        return await client.start_workflow(
+            saga.name,
+            parsed,
+            id=id,
+            task_queue=task_queue,
+            result_type=SagaReport,
+            search_attributes=start_attributes(saga, parsed),
+            static_summary=summary,
+            request_eager_start=request_eager_start,
+        )
+    if wait_for not in saga.position:
+        steps = ", ".join(s.name for s in saga.steps)
+        raise SagaInputError(saga.name, [("wait_for", f"no step {wait_for!r}; steps: {steps}")])
+    start: WithStartWorkflowOperation[Any, SagaReport] = WithStartWorkflowOperation(
         saga.name,
         parsed,
         id=id,
         task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         result_type=SagaReport,
         search_attributes=start_attributes(saga, parsed),
-        static_summary=f"{summary} · {key}" if key else summary,
-        request_eager_start=request_eager_start,
+        static_summary=summary,
     )
+    try:
+        output = await client.execute_update_with_start_workflow(
+            WAIT_UPDATE, wait_for, start_workflow_operation=start
+        )
+    except WorkflowAlreadyStartedError:
+        # it completed already: answer from its report, never run a completed saga twice
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await start.workflow_handle()  # (retrieve the operation's own copy of the error)
+        done = client.get_workflow_handle(id, result_type=SagaReport)
+        ended = await outcome(done)
+        if ended.report is not None and ended.status is SagaStatus.COMPLETED:
+            return EarlyAnswer(done, wait_for, ended.report.outputs.get(wait_for), None)
+        return EarlyAnswer(done, wait_for, None, ended)
+    except WorkflowUpdateFailedError as err:
+        handle = await start.workflow_handle()
+        ended = _failure_outcome(id, err.cause) or Outcome(
+            id, SagaStatus.FAILED, None, str(err.cause or err)
+        )
+        return EarlyAnswer(handle, wait_for, None, ended)
+    return EarlyAnswer(await start.workflow_handle(), wait_for, output, None)
+
+
+@dataclass(frozen=True)
+class EarlyAnswer:
+    """What an answer-early start (``start_saga(..., wait_for=STEP)``) heard."""
+
+    handle: WorkflowHandle[Any, SagaReport]
+    """The saga run (started by this call, or the one already running under its id)."""
+    step: str
+    """The step waited for."""
+    output: Any
+    """The step's output (JSON-able), when it was done first."""
+    ended: Outcome | None
+    """How the saga ended (compensated, parked, cancelled) when that came before the step."""
+
+    @property
+    def ok(self) -> bool:
+        """The step was done: its output is here and the saga goes on."""
+        return self.ended is None
 
 
 def start_attributes(saga: Saga[InputT], data: InputT | dict[str, Any]) -> TypedSearchAttributes:
@@ -185,13 +305,9 @@ async def outcome(handle: WorkflowHandle[Any, Any]) -> Outcome:
         report = await handle.result()
     except WorkflowFailureError as err:
         cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type in (
-            SAGA_COMPENSATED,
-            SAGA_COMPENSATION_FAILED,
-        ):
-            failed = SagaReport.model_validate(cause.details[0]) if cause.details else None
-            status = failed.status if failed else SagaStatus.COMPENSATED
-            return Outcome(wid, status, failed, cause.message)
+        ended = _failure_outcome(wid, cause)
+        if ended is not None:
+            return ended
         if isinstance(cause, CancelledError):
             return Outcome(wid, SagaStatus.CANCELED, None, "cancelled")
         if isinstance(cause, TerminatedError):
@@ -200,6 +316,22 @@ async def outcome(handle: WorkflowHandle[Any, Any]) -> Outcome:
     if not isinstance(report, SagaReport):  # a handle without result_type: a plain dict
         report = SagaReport.model_validate(report)
     return Outcome(wid, report.status, report)
+
+
+def _failure_outcome(workflow_id: str, cause: BaseException | None) -> Outcome | None:
+    """The outcome an engine failure carries (its report as first detail), else None."""
+    if not isinstance(cause, ApplicationError) or cause.type not in _REPORTED:
+        return None
+    try:
+        report = SagaReport.model_validate(cause.details[0]) if cause.details else None
+    except ValueError:
+        report = None
+    status = report.status if report else SagaStatus.COMPENSATED
+    return Outcome(workflow_id, status, report, cause.message)
+
+
+_REPORTED = (SAGA_COMPENSATED, SAGA_COMPENSATION_FAILED, SAGA_NEEDS_ATTENTION, SAGA_ENDED_FIRST)
+"""Failure types whose first detail is the saga's report."""
 
 
 def run(main: Coroutine[Any, Any, Any]) -> NoReturn:

@@ -18,7 +18,9 @@ __all__ = [
     "MAX_REPLY_DEPTH",
     "SAGA_COMPENSATED",
     "SAGA_COMPENSATION_FAILED",
+    "SAGA_ENDED_FIRST",
     "SAGA_INPUT_ERROR",
+    "SAGA_NEEDS_ATTENTION",
     "ChildDone",
     "CompensationState",
     "Decision",
@@ -42,6 +44,11 @@ SAGA_COMPENSATION_FAILED = "SagaCompensationFailed"
 """``ApplicationError.type`` of a saga with ``continue_on_compensation_error`` whose compensations
 did not all succeed (the report lists each failure)."""
 
+SAGA_ENDED_FIRST = "SagaEndedFirst"
+"""``ApplicationError.type`` of an answer-early wait whose saga ended without the step's output
+(cancelled, or completed with the step skipped)."""
+SAGA_NEEDS_ATTENTION = "SagaNeedsAttention"
+"""``ApplicationError.type`` of an answer-early wait whose saga was parked for an operator first."""
 SAGA_INPUT_ERROR = "SagaInputError"
 """``ApplicationError.type`` of a saga started with input that fails validation."""
 

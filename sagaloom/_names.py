@@ -15,6 +15,8 @@ __all__ = [
     "HELD_MEMO",
     "HTTP_ACTIVITY",
     "MALFORMED_RESPONSE",
+    "OLD_CHILD_DONE_SIGNAL",
+    "OLD_PARENT_SIGNAL",
     "PARENT_SIGNAL",
     "REPLY_PATCH",
     "REPLY_SIGNAL",
@@ -25,8 +27,10 @@ __all__ = [
     "SAGA_STATUS",
     "SAGA_STEP",
     "SEARCH_ATTRIBUTES",
+    "SIGNAL_NAMES_PATCH",
     "STATE_QUERY",
     "TOOK_EFFECT",
+    "WAIT_UPDATE",
     "compensation_activity_id",
 ]
 
@@ -34,10 +38,18 @@ HTTP_ACTIVITY = "sagaloom.http"
 """Registered name of the engine's HTTP participant activity."""
 HELD_MEMO = "sagaloom.held"
 """Memo set on a child saga started by a parent saga: it stays open for the parent's decision."""
-PARENT_SIGNAL = "parent"
+PARENT_SIGNAL = "parent_saga_decision"
 """Signal a parent saga sends its held child: ``release`` or ``compensate``."""
-CHILD_DONE_SIGNAL = "child_done"
-"""Signal a child saga sends its parent when its steps are done."""
+CHILD_DONE_SIGNAL = "child_saga_steps_done"
+"""Signal a child saga sends its parent when its steps are done (it then waits, held open)."""
+OLD_PARENT_SIGNAL = "parent"
+""":data:`PARENT_SIGNAL` as sagas started before :data:`SIGNAL_NAMES_PATCH` send it."""
+OLD_CHILD_DONE_SIGNAL = "child_done"
+""":data:`CHILD_DONE_SIGNAL` as sagas started before :data:`SIGNAL_NAMES_PATCH` send it."""
+SIGNAL_NAMES_PATCH = "sagaloom-readable-signals"
+"""Patch id marking sagas that send the parent/child signals under their readable names."""
+WAIT_UPDATE = "wait_for_step"
+"""Update an answer-early start waits on: a step's output, or the saga's end if it comes first."""
 REPLY_SIGNAL = "reply"
 """Signal that carried replies before the ``participant_reply`` update; taken only by sagas
 started before it (their histories replay with it), ignored by newer ones."""

@@ -7,6 +7,7 @@ add validation before a saga starts, its summary and search attributes, and a re
 from sagaloom._client import (
     DEFAULT_UI,
     MAX_INPUT_BYTES,
+    EarlyAnswer,
     Outcome,
     connect,
     outcome,
@@ -21,6 +22,7 @@ from sagaloom._views import SagaRow, list_query, list_sagas
 __all__ = [
     "DEFAULT_UI",
     "MAX_INPUT_BYTES",
+    "EarlyAnswer",
     "Outcome",
     "SagaRow",
     "connect",

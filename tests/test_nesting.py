@@ -68,3 +68,16 @@ async def test_a_child_that_compensated_itself_fails_the_parents_step(client: Cl
     assert "step b failed" in (result.report.error or "")
     assert "Rejected: refused" in (result.report.error or "")
     assert "Child Workflow execution failed" not in (result.error or "")
+
+
+async def test_the_signals_between_parent_and_child_read_as_what_they_mean(client: Client) -> None:
+    handle, result, _ = await run(client, p2="reject")
+    assert result.status is SagaStatus.COMPENSATED
+    child = client.get_workflow_handle(f"{handle.id}:trip")
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for h in (handle, child)
+        async for e in h.fetch_history_events()
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert sorted(signals) == ["child_saga_steps_done", "parent_saga_decision"]

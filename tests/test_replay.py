@@ -18,6 +18,7 @@ from temporalio.workflow import NondeterminismError
 from sagaloom.converter import DATA_CONVERTER
 from sagaloom.worker import SagaloomPlugin
 from tests import _changed_patched, _changed_unpatched
+from tests._sagas import NestingSaga, Rules2Saga
 from workflows.order import OrderSaga
 from workflows.trip import TripSaga
 
@@ -53,6 +54,18 @@ async def test_recorded_histories_replay_with_the_plugin_alone(path: Path) -> No
     """A team's own replay tests need only the plugin: converter and sandbox come with it."""
     replayer = Replayer(workflows=[OrderSaga, TripSaga], plugins=[SagaloomPlugin()])
     await replayer.replay_workflow(load(path))
+
+
+NESTING_IDS: dict[str, str] = json.loads((FOLDER / "nesting-ids.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(NESTING_IDS))
+async def test_nested_sagas_started_before_the_signal_rename_replay(name: str) -> None:
+    """Parent and child histories recorded with the old ``parent``/``child_done`` signals."""
+    history = (FOLDER / f"{name}.json").read_text()
+    assert '"signalName": "child_done"' in history  # recorded before the rename
+    replayer = Replayer(workflows=[NestingSaga, Rules2Saga], plugins=[SagaloomPlugin()])
+    await replayer.replay_workflow(WorkflowHistory.from_json(NESTING_IDS[name], history))
 
 
 @pytest.mark.parametrize("name", ["order-completed", "order-compensated", "order-parked-resolved"])

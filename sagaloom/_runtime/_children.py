@@ -12,7 +12,15 @@ from temporalio.workflow import ChildWorkflowHandle
 
 from sagaloom._definition import ChildSaga
 from sagaloom._model import ChildDone
-from sagaloom._names import CHILD_CANCEL_PATCH, CHILD_DONE_SIGNAL, HELD_MEMO, PARENT_SIGNAL
+from sagaloom._names import (
+    CHILD_CANCEL_PATCH,
+    CHILD_DONE_SIGNAL,
+    HELD_MEMO,
+    OLD_CHILD_DONE_SIGNAL,
+    OLD_PARENT_SIGNAL,
+    PARENT_SIGNAL,
+    SIGNAL_NAMES_PATCH,
+)
 
 __all__ = ["Children"]
 
@@ -53,7 +61,7 @@ class Children:
         if handle is None or handle.done():
             return
         if handle.id in self._done:
-            await handle.signal(PARENT_SIGNAL, "compensate")
+            await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "compensate")
         elif workflow.patched(CHILD_CANCEL_PATCH):
             # Still running its steps: ask the child itself to cancel (it compensates them),
             # then wait for it to end. (Cancelling the handle's future instead gave up waiting
@@ -68,7 +76,7 @@ class Children:
         """The parent completed: let every held child saga complete too."""
         held = [h for h in self._handles.values() if h.id in self._done and not h.done()]
         for handle in held:
-            await handle.signal(PARENT_SIGNAL, "release")
+            await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "release")
         for handle in held:
             await handle
 
@@ -91,7 +99,12 @@ class Children:
             return None
         done = ChildDone(workflow_id=workflow.info().workflow_id, outputs=outputs)
         await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-            CHILD_DONE_SIGNAL, done
+            _name(CHILD_DONE_SIGNAL, OLD_CHILD_DONE_SIGNAL), done
         )
         await workflow.wait_condition(lambda: self._from_parent is not None)
         return self._from_parent
+
+
+def _name(readable: str, old: str) -> str:
+    """The signal name to send: the readable one, or the old one in sagas started before it."""
+    return readable if workflow.patched(SIGNAL_NAMES_PATCH) else old

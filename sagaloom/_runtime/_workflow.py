@@ -51,6 +51,8 @@ from sagaloom._model import (
 )
 from sagaloom._names import (
     CHILD_DONE_SIGNAL,
+    OLD_CHILD_DONE_SIGNAL,
+    OLD_PARENT_SIGNAL,
     PARENT_SIGNAL,
     REPLY_SIGNAL,
     REPLY_UPDATE,
@@ -59,8 +61,10 @@ from sagaloom._names import (
     SAGA_NAME,
     SAGA_STATUS,
     STATE_QUERY,
+    WAIT_UPDATE,
 )
 from sagaloom._runtime._actions import Dispatcher
+from sagaloom._runtime._answers import EarlyAnswers
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import run_as_ready, shielded
 from sagaloom._runtime._errors import StepFailed, describe
@@ -83,6 +87,7 @@ class SagaWorkflow:
         self._parking = Parking(self._progress)
         self._children = Children()
         self._replies = Replies()
+        self._answers = EarlyAnswers(self._progress)
         actions = Dispatcher(self._progress, self._children)
         self._steps = StepRunner(
             self._progress, actions, self._parking, self._replies, self._children
@@ -113,6 +118,15 @@ class SagaWorkflow:
     def _check_reply(self, reply: Reply) -> None:
         self._replies.check(reply)
 
+    @workflow.update(name=WAIT_UPDATE)
+    async def wait_for_step(self, step: str) -> Any:
+        """Answer early: the step's output once done, or the saga's failure if decided first."""
+        return await self._answers.wait(step)
+
+    @wait_for_step.validator
+    def _check_wait(self, step: str) -> None:
+        self._answers.check(step)
+
     @workflow.signal(name=REPLY_SIGNAL)
     def on_reply_signal(self, reply: Reply) -> None:
         """A reply as a signal: only sagas started before the update take it."""
@@ -128,9 +142,26 @@ class SagaWorkflow:
         """The parent saga's decision for this held child: ``release`` or ``compensate``."""
         self._children.parent_says(decision)
 
+    @workflow.signal(name=OLD_CHILD_DONE_SIGNAL)
+    def on_child_done_old(self, done: ChildDone) -> None:
+        """:meth:`on_child_done` under the name sagas started before it was renamed send."""
+        self._children.child_done(done)
+
+    @workflow.signal(name=OLD_PARENT_SIGNAL)
+    def on_parent_old(self, decision: str) -> None:
+        """:meth:`on_parent` under the name sagas started before it was renamed send."""
+        self._children.parent_says(decision)
+
     # -- the life of a saga --------------------------------------------------------------------
 
     async def _execute(self, raw_input: Any) -> SagaReport:
+        try:
+            return await self._live(raw_input)
+        finally:
+            # a caller waiting for an early answer hears the outcome before the run closes
+            await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _live(self, raw_input: Any) -> SagaReport:
         saga, progress, state = self.saga, self._progress, self._progress.state
         progress.begin()
         try:
