@@ -21,8 +21,9 @@ from temporalio.service import RPCError
 from sagaloom._client import DEFAULT_UI, connect, start_saga, ui_link
 from sagaloom._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
 from sagaloom._codec_server import CodecServerError, codec_server, is_loopback
-from sagaloom._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
+from sagaloom._config import DEFAULT_TASK_QUEUE, VERSIONING_BEHAVIORS, ConfigError, WorkerConfig
 from sagaloom._definition import Saga, SagaInputError
+from sagaloom._deployments import set_current_build
 from sagaloom._logging import configure_logging
 from sagaloom._model import Reply, Resolution, SagaState, reply_problem
 from sagaloom._names import REPLY_UPDATE
@@ -79,7 +80,15 @@ def worker_config(args: argparse.Namespace) -> WorkerConfig:
         overrides["services"] = {**config.services, **_services(args.service)}
     if args.module:
         overrides["saga_modules"] = (*config.saga_modules, *args.module)
-    for flag in ("max_concurrent_activities", "metrics_address", "health_address", "processes"):
+    for flag in (
+        "max_concurrent_activities",
+        "metrics_address",
+        "health_address",
+        "processes",
+        "deployment",
+        "build_id",
+        "versioning",
+    ):
         if getattr(args, flag, None):
             overrides[flag] = getattr(args, flag)
     if getattr(args, "tracing", False):
@@ -330,6 +339,20 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_set_current(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    try:
+        await set_current_build(client, args.deployment, args.build_id)
+    except RPCError as err:
+        what = f"deployment {args.deployment!r} build {args.build_id!r}"
+        raise CliError(f"{what}: {err.message}") from None
+    print(
+        f"{args.deployment} build {args.build_id} is current: new sagas start on it; "
+        "pinned sagas finish on the build they started on (keep its workers until they do)"
+    )
+    return 0
+
+
 async def cmd_dev(args: argparse.Namespace) -> int:
     from sagaloom._dev import run_dev
 
@@ -395,6 +418,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics")
     p.add_argument("--health-address", metavar="HOST:PORT", help="serve /healthz and /readyz")
     p.add_argument("--tracing", action="store_true", help="OpenTelemetry tracing interceptors")
+    p.add_argument(
+        "--deployment",
+        metavar="NAME",
+        help="Worker Versioning: this worker's deployment (with --build-id; SAGALOOM_DEPLOYMENT)",
+    )
+    p.add_argument(
+        "--build-id", metavar="ID", help="Worker Versioning: this build (SAGALOOM_BUILD_ID)"
+    )
+    p.add_argument(
+        "--versioning",
+        choices=VERSIONING_BEHAVIORS,
+        help="pinned (default: a saga finishes on the build it started on) or auto-upgrade",
+    )
+
+    p = sub.add_parser(
+        "set-current",
+        help="Worker Versioning: route new sagas to a build (pinned sagas stay on theirs)",
+    )
+    connection(p)
+    p.add_argument("--deployment", metavar="NAME", required=True)
+    p.add_argument("--build-id", metavar="ID", required=True)
 
     p = sub.add_parser("start", help="validate the input and start a saga")
     connection(p)
@@ -478,6 +522,7 @@ COMMANDS = {
     "codec-server": cmd_codec_server,
     "new-key": cmd_new_key,
     "cancel": cmd_cancel,
+    "set-current": cmd_set_current,
     "dev": cmd_dev,
 }
 

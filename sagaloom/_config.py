@@ -10,10 +10,13 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
-__all__ = ["DEFAULT_TASK_QUEUE", "ConfigError", "WorkerConfig"]
+__all__ = ["DEFAULT_TASK_QUEUE", "VERSIONING_BEHAVIORS", "ConfigError", "WorkerConfig"]
 
 DEFAULT_TASK_QUEUE = "sagaloom"
 """Task queue of the example sagas and of ``saga start`` unless told otherwise."""
+
+VERSIONING_BEHAVIORS = ("pinned", "auto-upgrade")
+"""What a versioned saga does when a newer build becomes current."""
 
 T = TypeVar("T", int, float)
 
@@ -122,6 +125,30 @@ class WorkerConfig:
     """Encode failure messages too (``SAGALOOM_ENCODE_FAILURES=true``)."""
     graceful_shutdown: timedelta = timedelta(seconds=10)
     """Time in-flight activities get on SIGTERM (``SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS``)."""
+    deployment: str | None = None
+    """Worker Versioning: the worker deployment this worker belongs to
+    (``SAGALOOM_DEPLOYMENT``); with :attr:`build_id`, or neither (unversioned)."""
+    build_id: str | None = None
+    """Worker Versioning: this worker's build id within :attr:`deployment`
+    (``SAGALOOM_BUILD_ID``), for example the image tag or the commit."""
+    versioning: str = "pinned"
+    """With Worker Versioning, what a saga does when a newer build becomes current: ``pinned``
+    (finishes on the build it started on; the default) or ``auto-upgrade`` (moves to the current
+    build at its next task; then code changes need ``patch=``) (``SAGALOOM_VERSIONING``)."""
+
+    def __post_init__(self) -> None:
+        if (self.deployment is None) != (self.build_id is None):
+            raise ConfigError(
+                "SAGALOOM_DEPLOYMENT / --deployment and SAGALOOM_BUILD_ID / --build-id go "
+                "together: set both (Worker Versioning) or neither"
+            )
+        if self.deployment is not None and "." in self.deployment:
+            # Temporal names a version "<deployment>.<build id>"
+            raise ConfigError(f"deployment {self.deployment!r} must not contain '.'")
+        if self.versioning not in VERSIONING_BEHAVIORS:
+            raise ConfigError(
+                f"versioning {self.versioning!r} must be one of {', '.join(VERSIONING_BEHAVIORS)}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -175,6 +202,9 @@ class WorkerConfig:
             graceful_shutdown=timedelta(
                 seconds=_int(env, "SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS", 10)
             ),
+            deployment=env.get("SAGALOOM_DEPLOYMENT") or None,
+            build_id=env.get("SAGALOOM_BUILD_ID") or None,
+            versioning=_choice(env, "SAGALOOM_VERSIONING", VERSIONING_BEHAVIORS),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -213,6 +243,9 @@ class WorkerConfig:
             self.encryption_keys.get_secret_value() if self.encryption_keys else ""
         )
         env["SAGALOOM_ENCODE_FAILURES"] = "true" if self.encode_failures else ""
+        env["SAGALOOM_DEPLOYMENT"] = self.deployment or ""
+        env["SAGALOOM_BUILD_ID"] = self.build_id or ""
+        env["SAGALOOM_VERSIONING"] = self.versioning
         env["SAGALOOM_REPLY_SECRET"] = (
             self.reply_secret.get_secret_value() if self.reply_secret else ""
         )

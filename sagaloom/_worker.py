@@ -10,7 +10,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, Plugin, PollerBehaviorAutoscaling, Worker, WorkerTuner
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import (
+    Interceptor,
+    Plugin,
+    PollerBehaviorAutoscaling,
+    Worker,
+    WorkerDeploymentConfig,
+    WorkerTuner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from sagaloom._client import connect
@@ -95,6 +103,16 @@ def build_worker(
                 target_memory_usage=0.8, target_cpu_usage=0.9
             )
         }
+    if config.deployment and config.build_id:
+        slots["deployment_config"] = WorkerDeploymentConfig(
+            version=WorkerDeploymentVersion(config.deployment, config.build_id),
+            use_worker_versioning=True,
+            default_versioning_behavior=(
+                VersioningBehavior.PINNED
+                if config.versioning == "pinned"
+                else VersioningBehavior.AUTO_UPGRADE
+            ),
+        )
     if config.poller == "autoscaling":
         slots["workflow_task_poller_behavior"] = PollerBehaviorAutoscaling()
         slots["activity_task_poller_behavior"] = PollerBehaviorAutoscaling()

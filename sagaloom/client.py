@@ -16,6 +16,7 @@ from sagaloom._client import (
     start_saga,
     ui_link,
 )
+from sagaloom._deployments import set_current_build
 from sagaloom._public import publish as _publish
 from sagaloom._views import SagaRow, list_query, list_sagas
 
@@ -30,6 +31,7 @@ __all__ = [
     "list_sagas",
     "outcome",
     "run",
+    "set_current_build",
     "start_attributes",
     "start_saga",
     "ui_link",
