@@ -19,6 +19,7 @@ import yaml
 from sagaloom import SEARCH_ATTRIBUTES
 from sagaloom._cli import CLI_ENV
 from sagaloom._worker import check_services
+from sagaloom.server import temporal_cli
 from sagaloom.worker import WorkerConfig, load_sagas
 from workers.config import APP_ENV
 
@@ -198,3 +199,76 @@ def test_the_search_attributes_registered_are_the_ones_the_runtime_writes(where:
     names = line.split("for sa in", 1)[1].split(";", 1)[0].split()
     assert names == [key.name for key in SEARCH_ATTRIBUTES]
     assert "--type Keyword" in text
+
+
+def dev_server_versions() -> dict[str, str]:
+    """Server and UI versions of the dev server the tests run on (``temporal --version``)."""
+    out = run(temporal_cli(), "--version").stdout  # "... (Server 1.32.0, UI 2.54.1)"
+    inside = out.split("(", 1)[1].split(")", 1)[0]
+    return dict(part.strip().split(" ", 1) for part in inside.split(","))
+
+
+def images(text: str) -> dict[str, str]:
+    """``temporalio/<name>`` image tags named in a YAML file's text."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if "temporalio/" in line and "image:" in line:
+            name, tag = line.split("temporalio/", 1)[1].strip().split(":", 1)
+            found[name] = tag
+    return found
+
+
+def test_current_temporal_images_at_the_dev_servers_versions() -> None:
+    versions = dev_server_versions()
+    compose = (DEPLOY / "compose.yaml").read_text()
+    for path in DEPLOY.rglob("*.yaml"):
+        code = "\n".join(
+            ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")
+        )
+        assert "auto-setup" not in code, f"{path}: temporalio/auto-setup is deprecated"
+        assert "tctl" not in code, f"{path}: tctl is end-of-life; use the temporal CLI"
+    assert images(compose) == {
+        "admin-tools": versions["Server"],
+        "server": versions["Server"],
+        "ui": versions["UI"],
+    }
+    assert images((K8S / "search-attributes-job.yaml").read_text()) == {
+        "admin-tools": versions["Server"]
+    }
+    helm = yaml.safe_load((DEPLOY / "helm" / "temporal-values.yaml").read_text())
+    assert helm["server"]["image"] == {"repository": "temporalio/server", "tag": versions["Server"]}
+    assert helm["admintools"]["image"]["tag"] == versions["Server"]
+    assert helm["web"]["image"] == {"repository": "temporalio/ui", "tag": versions["UI"]}
+    assert all(helm["schema"][job]["enabled"] for job in ("createDatabase", "setup", "update"))
+
+
+def test_compose_sets_up_the_schema_then_the_server_then_namespace_and_attributes() -> None:
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+
+    def after(name: str) -> dict[str, str]:
+        return {k: v["condition"] for k, v in services[name]["depends_on"].items()}
+
+    # Schema: both databases created, set up and updated to this version's schema.
+    schema = " ".join(services["temporal-schema"]["command"])
+    for step in ("create-database", "setup-schema -v 0.0", "update-schema -d"):
+        assert step in schema
+    assert "temporal:temporal temporal_visibility:visibility" in schema
+    assert "/etc/temporal/schema/postgresql/v12/" in schema
+    env = services["temporal-schema"]["environment"]
+    server = services["temporal"]["environment"]
+    assert env["SQL_PLUGIN"] == server["DB"] == "postgres12"
+    assert env["SQL_HOST"] == server["POSTGRES_SEEDS"] == "postgresql"
+    assert env["SQL_USER"] == server["POSTGRES_USER"]
+    assert env["SQL_PASSWORD"] == server["POSTGRES_PWD"]
+    assert server["VISIBILITY_DBNAME"] == "temporal_visibility" and server["DBNAME"] == "temporal"
+    # Order: database healthy -> schema done -> server -> health + namespace + attributes done
+    # -> UI and workers.
+    assert after("temporal-schema") == {"postgresql": "service_healthy"}
+    assert after("temporal") == {"temporal-schema": "service_completed_successfully"}
+    setup = " ".join(services["temporal-setup"]["command"])
+    assert setup.startswith("until temporal operator cluster health;")
+    assert "temporal operator namespace create --namespace default" in setup
+    assert services["temporal-setup"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert after("temporal-ui")["temporal-setup"] == "service_completed_successfully"
+    assert after("worker")["temporal-setup"] == "service_completed_successfully"
+    assert services["worker"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
