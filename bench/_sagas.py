@@ -11,44 +11,20 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel
-from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
-
+from bench._models import RETRY, STEPS, BenchInput, StepArg, bench_step, bench_undo
+from bench._raw import RawSaga
 from sagaloom import Activity, Saga, Step, StepDefaults, Timer, saga_workflow
 
-STEPS = 4
-RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
-
-
-class BenchInput(BaseModel):
-    """Which step fails (0: none) and how long to wait (timer saga)."""
-
-    id: str
-    fail_at: int = 0
-    wait_seconds: int = 0
-
-
-class StepArg(BaseModel):
-    """One step's argument."""
-
-    id: str
-    step: int
-    fail: bool = False
-
-
-@activity.defn(name="bench.step")
-async def bench_step(arg: StepArg) -> dict[str, Any]:
-    """A participant call that takes no time; fails for good when told to."""
-    if arg.fail:
-        raise ApplicationError(f"step {arg.step} refused", type="Refused", non_retryable=True)
-    return {"id": f"{arg.id}-{arg.step}"}
-
-
-@activity.defn(name="bench.undo")
-async def bench_undo(arg: StepArg) -> None:
-    """A compensation that takes no time."""
+__all__ = [
+    "ACTIVITIES",
+    "BENCH",
+    "BENCH_FAST",
+    "BENCH_LEAN",
+    "SAGA_DEFS",
+    "WORKFLOWS",
+    "BenchInput",
+    "RawSaga",
+]
 
 
 def _arg(step: int) -> Any:
@@ -101,36 +77,6 @@ BENCH_WAIT = Saga(
     ],
 )
 BenchWaitSaga = saga_workflow(BENCH_WAIT)
-
-
-@workflow.defn(name="RawSaga")
-class RawSaga:
-    """The same 4-step saga written by hand with the raw SDK: try, compensate, raise."""
-
-    @workflow.run
-    async def run(self, data: BenchInput) -> dict[str, Any]:
-        """Run the steps; on a failure undo the started ones in reverse and fail."""
-        started: list[StepArg] = []
-        outputs: dict[str, Any] = {}
-        try:
-            for i in range(1, STEPS + 1):
-                arg = StepArg(id=data.id, step=i, fail=data.fail_at == i)
-                started.append(arg)
-                outputs[f"step-{i}"] = await workflow.execute_activity(
-                    bench_step,
-                    arg,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=RETRY,
-                )
-        except ActivityError as err:
-            for arg in reversed(started):
-                await workflow.execute_activity(
-                    bench_undo, arg, start_to_close_timeout=timedelta(seconds=30)
-                )
-            raise ApplicationError(
-                "compensated", type="SagaCompensated", non_retryable=True
-            ) from err
-        return outputs
 
 
 WORKFLOWS = [BenchSaga, BenchLeanSaga, BenchFastSaga, BenchWaitSaga, RawSaga]

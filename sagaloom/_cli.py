@@ -93,6 +93,8 @@ def worker_config(args: argparse.Namespace) -> WorkerConfig:
             overrides[flag] = getattr(args, flag)
     if getattr(args, "tracing", False):
         overrides["tracing"] = True
+    if getattr(args, "no_sandbox", False):
+        overrides["sandboxed"] = False
     return replace(config, **overrides)
 
 
@@ -418,6 +420,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics")
     p.add_argument("--health-address", metavar="HOST:PORT", help="serve /healthz and /readyz")
     p.add_argument("--tracing", action="store_true", help="OpenTelemetry tracing interceptors")
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run workflow code unsandboxed: less CPU per saga, but non-determinism in your "
+        "step builders is no longer caught (SAGALOOM_SANDBOX=off)",
+    )
     p.add_argument(
         "--deployment",
         metavar="NAME",

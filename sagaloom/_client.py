@@ -51,7 +51,7 @@ from sagaloom._model import (
     SagaReport,
     SagaStatus,
 )
-from sagaloom._names import SAGA_KEY, SAGA_NAME, SAGA_STATUS, WAIT_UPDATE
+from sagaloom._names import SAGA_KEY, SAGA_NAME, WAIT_UPDATE
 
 __all__ = [
     "DEFAULT_UI",
@@ -266,16 +266,17 @@ class EarlyAnswer:
 
 
 def start_attributes(saga: Saga[InputT], data: InputT | dict[str, Any]) -> TypedSearchAttributes:
-    """The search attributes a saga run starts with: its name, RUNNING and its business key.
+    """The search attributes a saga run starts with: its name and its business key.
 
-    With them set at start the workflow need not write them itself.
+    With them set at start the workflow need not write them itself. ``SagaStatus`` is not set
+    at start: a running or completed saga is found by its execution status (``ExecutionStatus
+    = "Running"`` / ``"Completed"``), and the attribute is written only when a saga leaves the
+    happy path (COMPENSATING, COMPENSATED, NEEDS_ATTENTION, FAILED, CANCELED), so a saga that
+    completes costs no visibility write of its own.
     """
     parsed = saga.parse_input(data)
     key = saga.key(parsed) if saga.key else None
-    pairs = [
-        SearchAttributePair(SAGA_NAME, saga.name),
-        SearchAttributePair(SAGA_STATUS, SagaStatus.RUNNING.value),
-    ]
+    pairs = [SearchAttributePair(SAGA_NAME, saga.name)]
     if key:
         pairs.append(SearchAttributePair(SAGA_KEY, key))
     return TypedSearchAttributes(pairs)

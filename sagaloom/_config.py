@@ -125,6 +125,11 @@ class WorkerConfig:
     """Encode failure messages too (``SAGALOOM_ENCODE_FAILURES=true``)."""
     graceful_shutdown: timedelta = timedelta(seconds=10)
     """Time in-flight activities get on SIGTERM (``SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS``)."""
+    sandboxed: bool = True
+    """Run workflow code in the SDK's sandbox (``SAGALOOM_SANDBOX=on``, the default). ``off``
+    runs it unsandboxed: about a third less worker CPU per saga (docs/benchmarks.md), but a
+    non-deterministic call in your own step builders (a clock, randomness, I/O) is no longer
+    caught; the engine's runtime itself is deterministic either way (replay-tested)."""
     deployment: str | None = None
     """Worker Versioning: the worker deployment this worker belongs to
     (``SAGALOOM_DEPLOYMENT``); with :attr:`build_id`, or neither (unversioned)."""
@@ -202,6 +207,7 @@ class WorkerConfig:
             graceful_shutdown=timedelta(
                 seconds=_int(env, "SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS", 10)
             ),
+            sandboxed=_choice(env, "SAGALOOM_SANDBOX", ("on", "off")) == "on",
             deployment=env.get("SAGALOOM_DEPLOYMENT") or None,
             build_id=env.get("SAGALOOM_BUILD_ID") or None,
             versioning=_choice(env, "SAGALOOM_VERSIONING", VERSIONING_BEHAVIORS),
@@ -243,6 +249,7 @@ class WorkerConfig:
             self.encryption_keys.get_secret_value() if self.encryption_keys else ""
         )
         env["SAGALOOM_ENCODE_FAILURES"] = "true" if self.encode_failures else ""
+        env["SAGALOOM_SANDBOX"] = "on" if self.sandboxed else "off"
         env["SAGALOOM_DEPLOYMENT"] = self.deployment or ""
         env["SAGALOOM_BUILD_ID"] = self.build_id or ""
         env["SAGALOOM_VERSIONING"] = self.versioning

@@ -293,6 +293,10 @@ class Saga(Generic[InputT]):
     visibility write per step (measured: about a quarter of the dev server's saga throughput,
     see docs/benchmarks.md); without it ``SagaStep`` is set only where a saga compensated, and
     the running step is still in the query and the UI's pending activities."""
+    live_details: bool = True
+    """Show the saga's step table as the run's current details (the Web UI's run page, the SDK's
+    built-in metadata query). Kept in worker memory: no history event, no visibility write
+    (measured cost in docs/benchmarks.md); off only to measure that cost."""
 
     def __post_init__(self) -> None:
         """Check the definition and fail with an error naming the offending step."""

@@ -33,6 +33,27 @@ from sagaloom._names import (
 __all__ = ["SagaRow", "list_query", "list_sagas", "read_saga", "step_table"]
 
 
+_STATUS_QUERY = {
+    # a saga on the happy path has no SagaStatus: its execution status says where it is
+    SagaStatus.RUNNING: (
+        'ExecutionStatus = "Running" AND (SagaStatus IS NULL OR SagaStatus = "RUNNING")'
+    ),
+    SagaStatus.COMPLETED: 'ExecutionStatus = "Completed"',
+}
+_CLOSED = {
+    WorkflowExecutionStatus.RUNNING: SagaStatus.RUNNING,
+    WorkflowExecutionStatus.COMPLETED: SagaStatus.COMPLETED,
+    WorkflowExecutionStatus.CANCELED: SagaStatus.CANCELED,
+}
+
+
+"""The saga status an execution status implies (for sagas without a ``SagaStatus``)."""
+
+
+def _by_execution(status: WorkflowExecutionStatus | None) -> SagaStatus:
+    return _CLOSED.get(status or WorkflowExecutionStatus.RUNNING, SagaStatus.FAILED)
+
+
 def list_query(status: str | None = None, saga: str | None = None) -> str:
     """A visibility query over sagas, for the CLI, ``temporal workflow list`` and the Web UI.
 
@@ -46,7 +67,7 @@ def list_query(status: str | None = None, saga: str | None = None) -> str:
         except ValueError:
             known = ", ".join(s.value.lower() for s in SagaStatus)
             raise ValueError(f"unknown status {status!r}; one of: {known}") from None
-        clauses.append(f'SagaStatus = "{value.value}"')
+        clauses.append(_STATUS_QUERY.get(value, f'SagaStatus = "{value.value}"'))
     if saga:
         clauses.append(f'SagaName = "{saga}"')
     return " AND ".join(clauses)
@@ -83,7 +104,7 @@ def _row(execution: WorkflowExecution) -> SagaRow:
         workflow_id=execution.id,
         saga=attrs.get(SAGA_NAME) or execution.workflow_type,
         key=attrs.get(SAGA_KEY),
-        status=attrs.get(SAGA_STATUS) or (execution.status.name if execution.status else "?"),
+        status=attrs.get(SAGA_STATUS) or _by_execution(execution.status),
         step=attrs.get(SAGA_STEP),
         started=execution.start_time,
         closed=execution.close_time,
@@ -192,13 +213,6 @@ async def read_saga(
     return await _from_history(handle, description), description, "history"
 
 
-_CLOSED = {
-    WorkflowExecutionStatus.RUNNING: SagaStatus.RUNNING,
-    WorkflowExecutionStatus.COMPLETED: SagaStatus.COMPLETED,
-    WorkflowExecutionStatus.CANCELED: SagaStatus.CANCELED,
-}
-
-
 async def _from_history(
     handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
 ) -> SagaState:
@@ -208,7 +222,7 @@ async def _from_history(
     saga's report has them.)
     """
     attrs = description.typed_search_attributes
-    closed = _CLOSED.get(description.status or WorkflowExecutionStatus.RUNNING, SagaStatus.FAILED)
+    closed = _by_execution(description.status)
     live = attrs.get(SAGA_STATUS)
     state = SagaState(
         saga=attrs.get(SAGA_NAME) or description.workflow_type,

@@ -15,6 +15,7 @@ from temporalio.worker import (
     Interceptor,
     Plugin,
     PollerBehaviorAutoscaling,
+    UnsandboxedWorkflowRunner,
     Worker,
     WorkerDeploymentConfig,
     WorkerTuner,
@@ -127,8 +128,12 @@ def build_worker(
         graceful_shutdown_timeout=config.graceful_shutdown,
         interceptors=interceptors,
         plugins=[*own, *plugins],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough)
+        workflow_runner=(
+            SandboxedWorkflowRunner(
+                restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough)
+            )
+            if config.sandboxed
+            else UnsandboxedWorkflowRunner()
         ),
         **slots,
     )

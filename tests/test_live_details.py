@@ -8,7 +8,7 @@ import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from sagaloom import SagaStatus, StepStatus
-from sagaloom.client import outcome, start_saga
+from sagaloom.client import list_query, list_sagas, outcome, start_saga
 from tests._helpers import TASK_QUEUE, Stack, order, wait_for_step
 from workflows.order import ORDER
 
@@ -25,6 +25,9 @@ async def test_a_running_saga_shows_its_current_step_in_its_details(stack: Stack
     assert "| 1 | reserve-stock | done | 1 |" in live
     assert "| 2 | charge-payment | running |" in live
     assert "| 3 | create-shipment | pending |" in live
+    # Running, with no SagaStatus written: the running listing finds it by execution status.
+    [row] = await list_sagas(stack.client, f'{list_query("running")} AND SagaKey = "{key}"', 5)
+    assert row.status == "RUNNING" and row.workflow_id == handle.id
     result = await asyncio.wait_for(outcome(handle), 30)
     assert result.status is SagaStatus.COMPLETED
     # Finished: the details stay as the last table (the Web UI shows them on the run page).

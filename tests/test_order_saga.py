@@ -6,7 +6,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from sagaloom import SAGA_STATUS, SagaState, SagaStatus, StepStatus
-from sagaloom.client import outcome, start_saga
+from sagaloom.client import list_query, list_sagas, outcome, start_saga
 from tests._helpers import TASK_QUEUE, Stack, order
 from workflows.order import ORDER
 
@@ -29,7 +29,12 @@ async def test_happy_path_completes_and_every_effect_stands(stack: Stack, key: s
     assert [s.status for s in state.steps] == [StepStatus.DONE] * 3
     description = await handle.describe()
     assert description.status is WorkflowExecutionStatus.COMPLETED
-    assert description.typed_search_attributes.get(SAGA_STATUS) == "COMPLETED"
+    # The happy path writes no SagaStatus (no visibility write of its own): the execution
+    # status says Completed, and `saga list --status completed` finds it by that.
+    assert description.typed_search_attributes.get(SAGA_STATUS) is None
+    [row] = await list_sagas(stack.client, f'{list_query("completed")} AND SagaKey = "{key}"', 5)
+    assert row.status == "COMPLETED" and row.workflow_id == handle.id
+    assert not await list_sagas(stack.client, f'{list_query("running")} AND SagaKey = "{key}"', 5)
 
 
 @pytest.mark.parametrize("failing", [1, 2, 3])

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from sagaloom import SAGA_STATUS, Resolution, Saga, SagaState, SagaStatus, StepStatus
 from sagaloom._client import Outcome
@@ -21,35 +21,54 @@ from tests._scripted import CALLS, scripted
 
 pytestmark = pytest.mark.integration
 QUEUE = "runtime-rules"
+Target = tuple[Client, Saga[Any], str]
+"""A client, the saga to start, and the task queue its worker polls."""
+
+
+UNSANDBOXED = "runtime-rules-unsandboxed"
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def worker(stack: Stack) -> AsyncIterator[Client]:
-    async with Worker(
-        stack.client,
-        task_queue=QUEUE,
-        workflows=[RulesSaga, LocalRulesSaga],
-        activities=[scripted],
+    async with (
+        Worker(
+            stack.client,
+            task_queue=QUEUE,
+            workflows=[RulesSaga, LocalRulesSaga],
+            activities=[scripted],
+        ),
+        Worker(
+            stack.client,
+            task_queue=UNSANDBOXED,
+            workflows=[LocalRulesSaga],
+            activities=[scripted],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ),
     ):
         yield stack.client
 
 
-@pytest.fixture(params=[RULES, LOCAL_RULES], ids=["activities", "local-activities"])
-def rules_client(worker: Client, request: pytest.FixtureRequest) -> tuple[Client, Saga[Any]]:
-    """Every rule holds on the regular path and on the fast path (local activities) alike."""
-    return worker, request.param
+@pytest.fixture(
+    params=[(RULES, QUEUE), (LOCAL_RULES, QUEUE), (LOCAL_RULES, UNSANDBOXED)],
+    ids=["activities", "local-activities", "local-unsandboxed"],
+)
+def rules_client(worker: Client, request: pytest.FixtureRequest) -> Target:
+    """Every rule holds on the regular path, the fast path (local activities) and the fast
+    path run unsandboxed (``SAGALOOM_SANDBOX=off``) alike."""
+    saga, queue = request.param
+    return worker, saga, queue
 
 
-async def run(target: tuple[Client, Saga[Any]], **steps: str) -> tuple[Outcome, list[str]]:
-    client, saga = target
+async def run(target: Target, **steps: str) -> tuple[Outcome, list[str]]:
+    client, saga, queue = target
     run_id = uuid.uuid4().hex[:8]
     plan = {"run": run_id, "steps": {k.replace("_", "-"): v for k, v in steps.items()}}
-    result = await outcome(await start_saga(client, saga, plan, task_queue=QUEUE))
+    result = await outcome(await start_saga(client, saga, plan, task_queue=queue))
     return result, [path for path, _ in CALLS[run_id]]
 
 
 async def test_all_steps_run_in_order_and_nothing_is_undone(
-    rules_client: tuple[Client, Saga[Any]],
+    rules_client: Target,
 ) -> None:
     result, calls = await run(rules_client)
     assert result.status is SagaStatus.COMPLETED
@@ -57,7 +76,7 @@ async def test_all_steps_run_in_order_and_nothing_is_undone(
 
 
 async def test_rejected_step_is_not_undone_and_earlier_steps_are_in_reverse(
-    rules_client: tuple[Client, Saga[Any]],
+    rules_client: Target,
 ) -> None:
     result, calls = await run(rules_client, c="reject")
     assert result.status is SagaStatus.COMPENSATED
@@ -66,7 +85,7 @@ async def test_rejected_step_is_not_undone_and_earlier_steps_are_in_reverse(
 
 
 async def test_step_that_ran_out_of_retries_may_have_taken_effect_so_it_is_undone(
-    rules_client: tuple[Client, Saga[Any]],
+    rules_client: Target,
 ) -> None:
     result, calls = await run(rules_client, c="unavailable")
     assert result.status is SagaStatus.COMPENSATED
@@ -74,7 +93,7 @@ async def test_step_that_ran_out_of_retries_may_have_taken_effect_so_it_is_undon
 
 
 async def test_malformed_output_fails_the_step_and_undoes_it(
-    rules_client: tuple[Client, Saga[Any]],
+    rules_client: Target,
 ) -> None:
     result, calls = await run(rules_client, b="malformed")
     assert result.status is SagaStatus.COMPENSATED
@@ -83,7 +102,7 @@ async def test_malformed_output_fails_the_step_and_undoes_it(
 
 
 async def test_builders_see_earlier_outputs_and_undo_sees_step_input_and_output(
-    rules_client: tuple[Client, Saga[Any]],
+    rules_client: Target,
 ) -> None:
     result, _ = await run(rules_client, d="reject")
     assert result.report is not None and result.report.key is not None
@@ -95,15 +114,15 @@ async def test_builders_see_earlier_outputs_and_undo_sees_step_input_and_output(
     assert bodies["/b/undo"]["step_input"]["seen"] == ["a"]
 
 
-async def start(target: tuple[Client, Saga[Any]], **steps: str) -> tuple[Any, str]:
-    client, saga = target
+async def start(target: Target, **steps: str) -> tuple[Any, str]:
+    client, saga, queue = target
     run_id = uuid.uuid4().hex[:8]
     plan = {"run": run_id, "steps": {k.replace("_", "-"): v for k, v in steps.items()}}
-    return await start_saga(client, saga, plan, task_queue=QUEUE), run_id
+    return await start_saga(client, saga, plan, task_queue=queue), run_id
 
 
 async def test_failed_compensation_parks_until_an_operator_retries_it(
-    rules_client: tuple[Client, Saga[Any]],
+    rules_client: Target,
 ) -> None:
     handle, run_id = await start(rules_client, c="reject", undo_b="reject-once")
     state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
@@ -130,7 +149,7 @@ async def test_failed_compensation_parks_until_an_operator_retries_it(
     ],
 )
 async def test_operator_skips_or_marks_a_parked_compensation_and_the_rest_continues(
-    rules_client: tuple[Client, Saga[Any]], action: str, ok: bool, status: StepStatus
+    rules_client: Target, action: str, ok: bool, status: StepStatus
 ) -> None:
     handle, run_id = await start(rules_client, c="reject", undo_b="reject")
     await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
@@ -150,7 +169,7 @@ async def test_operator_skips_or_marks_a_parked_compensation_and_the_rest_contin
 
 
 async def test_a_decision_for_the_wrong_step_or_an_unparked_saga_is_refused(
-    rules_client: tuple[Client, Saga[Any]],
+    rules_client: Target,
 ) -> None:
     handle, _ = await start(rules_client, c="reject", undo_b="reject")
     await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)

@@ -91,17 +91,26 @@ class Progress:
         Served from memory by the SDK's built-in ``__temporal_workflow_metadata`` query: no
         history event and no visibility write, so every saga shows where it is at no cost.
         """
-        workflow.set_current_details(details(self.state, workflow.info().workflow_id))
+        if self.saga.live_details:
+            workflow.set_current_details(details(self.state, workflow.info().workflow_id))
 
     def set_status(self, status: SagaStatus, *, error: str | None = None) -> None:
-        """Change the saga's status; mirror it into ``SagaStatus`` and the metrics."""
+        """Change the saga's status; mirror it into ``SagaStatus`` and the metrics.
+
+        A saga that completes without ever leaving the happy path writes no ``SagaStatus``: its
+        execution status (Completed) says it, and the upsert would cost an event and a
+        visibility write per saga. Once the attribute holds a value (a compensation, a park, a
+        start by a plain client, a run started before this rule), every change is written.
+        """
         self.state.status = status
         if error is not None:
             self.state.error = error
-        updates = [SAGA_STATUS.value_set(status)]
-        if status is SagaStatus.COMPENSATED and self.state.failed_step:
-            updates.append(SAGA_STEP.value_set(self.state.failed_step))  # where it failed
-        self.upsert(*updates)
+        written = workflow.info().typed_search_attributes.get(SAGA_STATUS) is not None
+        if status is not SagaStatus.COMPLETED or written:
+            updates = [SAGA_STATUS.value_set(status)]
+            if status is SagaStatus.COMPENSATED and self.state.failed_step:
+                updates.append(SAGA_STEP.value_set(self.state.failed_step))  # where it failed
+            self.upsert(*updates)
         self.publish()
         if self.metrics is not None:
             self.metrics.ended(status)
