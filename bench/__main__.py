@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any

@@ -10,14 +10,16 @@ effects at import. The roles live in subpackages, as in the Temporal SDK:
 * ``sagaloom`` — the definition API, the models a saga reports, and its errors;
 * ``sagaloom.client`` — connect, start a saga, read its outcome, list sagas;
 * ``sagaloom.worker`` — the plugin, worker configuration, running workers;
-* ``sagaloom.participants`` — the HTTP participant and its error classification;
+* ``sagaloom.participants`` — the HTTP participant, its error classification, and the broker
+  protocol (subjects, headers) an event-driven participant codes against;
 * ``sagaloom.testing`` — the fault-injection kit and a ready test environment;
-* ``sagaloom.server`` — the embedded Temporal dev server.
+* ``sagaloom.server`` — the embedded Temporal dev server and NATS JetStream broker.
 """
 
 from sagaloom._definition import (
     Activity,
     ChildSaga,
+    Command,
     Http,
     Saga,
     SagaDefinitionError,
@@ -30,6 +32,7 @@ from sagaloom._definition import (
 )
 from sagaloom._graph import StepKind
 from sagaloom._model import (
+    EVENT_TYPES,
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
     SAGA_ENDED_FIRST,
@@ -40,6 +43,7 @@ from sagaloom._model import (
     Reply,
     Resolution,
     ResolveAction,
+    SagaEvent,
     SagaReport,
     SagaState,
     SagaStatus,
@@ -51,6 +55,7 @@ from sagaloom._public import publish as _publish
 from sagaloom._runtime import SagaWorkflow, saga_workflow
 
 __all__ = [
+    "EVENT_TYPES",
     "SAGA_COMPENSATED",
     "SAGA_COMPENSATION_FAILED",
     "SAGA_ENDED_FIRST",
@@ -63,6 +68,7 @@ __all__ = [
     "SEARCH_ATTRIBUTES",
     "Activity",
     "ChildSaga",
+    "Command",
     "CompensationState",
     "Decision",
     "Http",
@@ -71,6 +77,7 @@ __all__ = [
     "ResolveAction",
     "Saga",
     "SagaDefinitionError",
+    "SagaEvent",
     "SagaInputError",
     "SagaReport",
     "SagaState",

@@ -95,6 +95,10 @@ def worker_config(args: argparse.Namespace) -> WorkerConfig:
         overrides["tracing"] = True
     if getattr(args, "no_sandbox", False):
         overrides["sandboxed"] = False
+    if getattr(args, "nats", None):
+        overrides["nats_url"] = args.nats
+    if getattr(args, "trigger", None):
+        overrides["triggers"] = (*config.triggers, *args.trigger)
     return replace(config, **overrides)
 
 
@@ -355,6 +359,64 @@ async def cmd_set_current(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from sagaloom._broker._admin import dead_letters, redeliver
+
+    try:
+        if args.redeliver is not None:
+            subject = await redeliver(args.nats, args.redeliver)
+            print(f"dead letter {args.redeliver} published again to {subject}")
+            return 0
+        letters = await dead_letters(args.nats, args.limit)
+    except LookupError as err:
+        raise CliError(str(err)) from None
+    except OSError as err:
+        raise CliError(f"NATS at {args.nats}: {err}") from None
+    for letter in letters:
+        if args.json:
+            body = letter.data.decode(errors="replace")
+            print(
+                json.dumps(
+                    {
+                        "seq": letter.seq,
+                        "kind": letter.kind,
+                        "subject": letter.subject,
+                        "reason": letter.reason,
+                        "time": letter.time,
+                        "data": body,
+                    }
+                )
+            )
+        else:
+            preview = letter.data[:80].decode(errors="replace").replace("\n", " ")
+            print(
+                f"{letter.seq:>6}  {letter.kind:<8} {letter.subject:<24} {letter.reason}  {preview}"
+            )
+    print(f"({len(letters)} dead letter(s))", file=sys.stderr)
+    return 0
+
+
+async def cmd_events(args: argparse.Namespace) -> int:
+    from sagaloom._broker._admin import saga_events
+
+    _workflow_id(args.id, "id")
+    try:
+        events = await saga_events(args.nats, args.id)
+    except OSError as err:
+        raise CliError(f"NATS at {args.nats}: {err}") from None
+    for event in events:
+        if args.json:
+            print(event.model_dump_json())
+            continue
+        data = event.data
+        what = " ".join(
+            f"{k}={data[k]}" for k in ("step", "attempt", "status", "error") if k in data
+        )
+        print(f"{event.time}  {event.type.removeprefix('io.sagaloom.'):<24} {what}".rstrip())
+    print(f"({len(events)} event(s) for {args.id})", file=sys.stderr)
+    return 0
+
+
 async def cmd_dev(args: argparse.Namespace) -> int:
     from sagaloom._dev import run_dev
 
@@ -402,6 +464,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--task-queue", help=f"default $SAGALOOM_TASK_QUEUE or {DEFAULT_TASK_QUEUE}")
         p.add_argument("--service", action="append", default=[], metavar="NAME=URL")
         p.add_argument("--module", action="append", default=[], help=MODULE_HELP)
+        p.add_argument(
+            "--trigger",
+            action="append",
+            default=[],
+            metavar="SUBJECT=SAGA",
+            help="each NATS message on SUBJECT starts SAGA (SAGALOOM_TRIGGERS)",
+        )
 
     p = sub.add_parser(
         "dev",
@@ -420,6 +489,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics")
     p.add_argument("--health-address", metavar="HOST:PORT", help="serve /healthz and /readyz")
     p.add_argument("--tracing", action="store_true", help="OpenTelemetry tracing interceptors")
+    p.add_argument(
+        "--nats", metavar="URL", help="NATS JetStream for Command steps, events, triggers"
+    )
     p.add_argument(
         "--no-sandbox",
         action="store_true",
@@ -507,6 +579,20 @@ def _parser() -> argparse.ArgumentParser:
         "--no-auth", action="store_true", help="no bearer token (loopback only, local dev)"
     )
 
+    nats_default = os.environ.get("SAGALOOM_NATS_URL", "nats://127.0.0.1:4222")
+    p = sub.add_parser(
+        "dead-letters", help="list the broker's dead letters (or re-deliver one after a fix)"
+    )
+    p.add_argument("--nats", metavar="URL", default=nats_default)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--redeliver", type=int, metavar="SEQ", help="publish it again, then drop it")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("events", help="a saga run's lifecycle events, from the broker")
+    p.add_argument("id", help="workflow id")
+    p.add_argument("--nats", metavar="URL", default=nats_default)
+    p.add_argument("--json", action="store_true", help="one CloudEvent per line")
+
     p = sub.add_parser("new-key", help="print a new encryption key entry (<id>=<base64>)")
     p.add_argument("id", help="key id, for example 2026-11")
 
@@ -531,6 +617,8 @@ COMMANDS = {
     "new-key": cmd_new_key,
     "cancel": cmd_cancel,
     "set-current": cmd_set_current,
+    "dead-letters": cmd_dead_letters,
+    "events": cmd_events,
     "dev": cmd_dev,
 }
 

@@ -125,6 +125,12 @@ class WorkerConfig:
     """Encode failure messages too (``SAGALOOM_ENCODE_FAILURES=true``)."""
     graceful_shutdown: timedelta = timedelta(seconds=10)
     """Time in-flight activities get on SIGTERM (``SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS``)."""
+    nats_url: str | None = None
+    """NATS JetStream for event-driven participants, lifecycle events and triggers
+    (``SAGALOOM_NATS_URL``, for example ``nats://127.0.0.1:4222``); None: no broker."""
+    triggers: tuple[str, ...] = ()
+    """``SUBJECT=SagaName`` pairs: each message on the subject starts that saga
+    (``SAGALOOM_TRIGGERS``, comma-separated); needs :attr:`nats_url`."""
     sandboxed: bool = True
     """Run workflow code in the SDK's sandbox (``SAGALOOM_SANDBOX=on``, the default). ``off``
     runs it unsandboxed: about a third less worker CPU per saga (docs/benchmarks.md), but a
@@ -150,6 +156,10 @@ class WorkerConfig:
         if self.deployment is not None and "." in self.deployment:
             # Temporal names a version "<deployment>.<build id>"
             raise ConfigError(f"deployment {self.deployment!r} must not contain '.'")
+        if self.nats_url is not None and not self.nats_url.startswith(("nats://", "tls://")):
+            raise ConfigError(f"SAGALOOM_NATS_URL={self.nats_url!r} is not a nats:// URL")
+        if self.triggers and self.nats_url is None:
+            raise ConfigError("triggers (SAGALOOM_TRIGGERS / --trigger) need SAGALOOM_NATS_URL")
         if self.versioning not in VERSIONING_BEHAVIORS:
             raise ConfigError(
                 f"versioning {self.versioning!r} must be one of {', '.join(VERSIONING_BEHAVIORS)}"
@@ -208,6 +218,10 @@ class WorkerConfig:
                 seconds=_int(env, "SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS", 10)
             ),
             sandboxed=_choice(env, "SAGALOOM_SANDBOX", ("on", "off")) == "on",
+            nats_url=env.get("SAGALOOM_NATS_URL") or None,
+            triggers=tuple(
+                t.strip() for t in env.get("SAGALOOM_TRIGGERS", "").split(",") if t.strip()
+            ),
             deployment=env.get("SAGALOOM_DEPLOYMENT") or None,
             build_id=env.get("SAGALOOM_BUILD_ID") or None,
             versioning=_choice(env, "SAGALOOM_VERSIONING", VERSIONING_BEHAVIORS),
@@ -250,6 +264,8 @@ class WorkerConfig:
         )
         env["SAGALOOM_ENCODE_FAILURES"] = "true" if self.encode_failures else ""
         env["SAGALOOM_SANDBOX"] = "on" if self.sandboxed else "off"
+        env["SAGALOOM_NATS_URL"] = self.nats_url or ""
+        env["SAGALOOM_TRIGGERS"] = ",".join(self.triggers)
         env["SAGALOOM_DEPLOYMENT"] = self.deployment or ""
         env["SAGALOOM_BUILD_ID"] = self.build_id or ""
         env["SAGALOOM_VERSIONING"] = self.versioning

@@ -14,11 +14,13 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
+from sagaloom._broker._protocol import subject_problem
 from sagaloom._graph import Graph, GraphError, StepKind, resolve_graph
 
 __all__ = [
     "Activity",
     "ChildSaga",
+    "Command",
     "Http",
     "Saga",
     "SagaDefinitionError",
@@ -114,6 +116,31 @@ class Http:
 
 
 @dataclass(frozen=True)
+class Command:
+    """Send a command to an event-driven participant over NATS JetStream, and wait for its reply.
+
+    The command is published to ``sagaloom.cmd.<subject>`` (stream ``SAGALOOM_COMMANDS``) with
+    ``Nats-Msg-Id`` set, so a retried publish is stored once, and the step's idempotency key,
+    correlation id and reply token as headers; the participant publishes its reply to
+    ``sagaloom.replies`` (see ``sagaloom.participants`` for the protocol). The step waits for
+    the reply up to its ``reply_timeout`` (5 minutes by default); the reply's data is the step's
+    output, a negative reply or none in time fails it. As a compensation, the undo command's
+    reply is awaited the same way. Workers need ``SAGALOOM_NATS_URL``.
+    """
+
+    subject: str
+    """Where the participant listens, for example ``"shipping.create"`` (published under
+    ``sagaloom.cmd.``)."""
+    body: Builder | None = None
+    """Builder returning the JSON body: a pydantic model or a dict."""
+
+    @property
+    def kind(self) -> str:
+        """The action kind shown in the saga state."""
+        return "command"
+
+
+@dataclass(frozen=True)
 class Activity:
     """Call any Temporal activity registered on the workers."""
 
@@ -163,8 +190,8 @@ class ChildSaga:
         return "saga"
 
 
-Action = Http | Activity | Timer | ChildSaga
-Compensation = Http | Activity
+Action = Http | Command | Activity | Timer | ChildSaga
+Compensation = Http | Command | Activity
 
 
 @dataclass(frozen=True)
@@ -288,6 +315,11 @@ class Saga(Generic[InputT]):
     deadline: timedelta | None = None
     """Time the saga has, from its start, to finish its steps; when it passes, the running step
     is cancelled and the started steps are compensated (error type ``DeadlineExceeded``)."""
+    events: bool = False
+    """Publish the saga's life — started, each step completed or failed, each compensation,
+    parked, resolved, completed, compensated, cancelled — as CloudEvents to the broker's
+    ``SAGALOOM_EVENTS`` stream, each stored exactly once (workers need ``SAGALOOM_NATS_URL``).
+    Off: nothing is published and nothing is recorded."""
     track_steps: bool = False
     """Mirror the running step into the ``SagaStep`` search attribute as the saga goes. Costs a
     visibility write per step (measured: about a quarter of the dev server's saga throughput,
@@ -319,12 +351,19 @@ class Saga(Generic[InputT]):
                 raise SagaDefinitionError(
                     f"{where}: a child saga is compensated as a unit; it takes no compensation"
                 )
-            if not isinstance(step.action, Http | Activity | Timer | ChildSaga):
+            if not isinstance(step.action, Http | Command | Activity | Timer | ChildSaga):
                 raise SagaDefinitionError(
-                    f"{where}: action must be Http, Activity, Timer or ChildSaga"
+                    f"{where}: action must be Http, Command, Activity, Timer or ChildSaga"
                 )
-            if step.compensation is not None and not isinstance(step.compensation, Http | Activity):
-                raise SagaDefinitionError(f"{where}: compensation must be Http or Activity")
+            if step.compensation is not None and not isinstance(
+                step.compensation, Http | Command | Activity
+            ):
+                raise SagaDefinitionError(
+                    f"{where}: compensation must be Http, Command or Activity"
+                )
+            for part in (step.action, step.compensation):
+                if isinstance(part, Command) and (problem := subject_problem(part.subject)):
+                    raise SagaDefinitionError(f"{where}: {problem}")
         object.__setattr__(self, "position", {s.name: i for i, s in enumerate(self.steps)})
         try:
             object.__setattr__(self, "graph", resolve_graph(self.steps))

@@ -9,13 +9,51 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+from sagaloom._broker._server import NatsServer, NatsServerOptions
 from sagaloom._client import connect
 from sagaloom._config import WorkerConfig
 from sagaloom._devserver import DevServer, DevServerOptions, ensure_search_attributes, port_open
 from sagaloom._registry import load_sagas
 from sagaloom._worker import run_worker
 
-__all__ = ["embedded_server", "run_dev"]
+__all__ = ["DEFAULT_NATS_URL", "embedded_broker", "embedded_server", "run_dev"]
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+"""Where ``saga dev`` runs (or finds) the broker."""
+
+
+@contextlib.asynccontextmanager
+async def embedded_broker(
+    data_dir: Path, url: str = DEFAULT_NATS_URL, *, say: bool = True
+) -> AsyncIterator[NatsServer | None]:
+    """The NATS JetStream server at ``url``: the one running there, or an embedded one.
+
+    Yields:
+        The embedded server when this process started it, else None.
+    """
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    if port_open(host, int(port)):
+        if say:
+            print(f"using the NATS server already running at {url}")
+        yield None
+        return
+    server = NatsServer(
+        NatsServerOptions(
+            store_dir=data_dir / "jetstream",
+            ip=host,
+            port=int(port),
+            log_file=data_dir / "nats.log",
+        )
+    )
+    if say:
+        print(
+            f"starting the embedded NATS JetStream server on {url} (store {data_dir / 'jetstream'})"
+        )
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @contextlib.asynccontextmanager
@@ -63,9 +101,15 @@ async def run_dev(data_dir: Path, config: WorkerConfig, *, ui_port: int = 8233) 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with embedded_server(data_dir, config.address, ui_port=ui_port) as server:
+    nats_url = config.nats_url or DEFAULT_NATS_URL
+    async with (
+        embedded_server(data_dir, config.address, ui_port=ui_port) as server,
+        embedded_broker(data_dir, nats_url),
+    ):
+        config = replace(config, nats_url=nats_url)
         ui = server.ui_url if server is not None else None
         print(f"Temporal at {config.address}" + (f"; Web UI {ui}" if ui else ""))
+        print(f"NATS JetStream at {nats_url} (commands, replies, lifecycle events)")
         worker = None
         if sagas:
             print(f"worker for {', '.join(sorted(sagas))} on task queue {config.task_queue!r}")

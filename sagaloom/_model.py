@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "EVENT_TYPES",
     "MAX_REPLY_BYTES",
     "MAX_REPLY_DEPTH",
     "SAGA_COMPENSATED",
@@ -21,6 +22,7 @@ __all__ = [
     "SAGA_ENDED_FIRST",
     "SAGA_INPUT_ERROR",
     "SAGA_NEEDS_ATTENTION",
+    "BrokerCommand",
     "ChildDone",
     "CompensationState",
     "Decision",
@@ -29,6 +31,7 @@ __all__ = [
     "Reply",
     "Resolution",
     "ResolveAction",
+    "SagaEvent",
     "SagaReport",
     "SagaState",
     "SagaStatus",
@@ -290,3 +293,52 @@ class HttpResponse(BaseModel):
     """Decoded JSON body (None for an empty body)."""
     attempt: int = 1
     """Activity attempt that succeeded."""
+
+
+class BrokerCommand(BaseModel):
+    """A command a saga step sends over the broker (the ``sagaloom.nats.command`` activity)."""
+
+    subject: str
+    """The participant's subject (published under ``sagaloom.cmd.``)."""
+    body: Any = None
+    """The JSON body."""
+    correlation_id: str
+    """``<workflow id>:<step>`` (``:compensate`` for an undo): the reply names it; also the
+    step's idempotency key."""
+    msg_id: str
+    """``Nats-Msg-Id``: the same on every retry of this send, so the stream stores it once."""
+
+
+class SagaEvent(BaseModel):
+    """One lifecycle event of a saga run, as a CloudEvents 1.0 JSON document."""
+
+    specversion: str = "1.0"
+    id: str
+    """``<workflow id>/<run id>/<n>``: unique, and the same when its publish is retried."""
+    type: str
+    """``io.sagaloom.saga.started``, ``io.sagaloom.step.completed``, ... (:data:`EVENT_TYPES`)."""
+    source: str
+    """``sagaloom/<saga name>``."""
+    subject: str
+    """The workflow id."""
+    time: str
+    """When it happened (workflow time, RFC 3339)."""
+    datacontenttype: str = "application/json"
+    data: dict[str, Any] = Field(default_factory=dict)
+    """``saga``, ``key`` and, where they apply, ``step``, ``attempt``, ``error``, ``status``."""
+
+
+EVENT_TYPES = (
+    "io.sagaloom.saga.started",
+    "io.sagaloom.step.completed",
+    "io.sagaloom.step.failed",
+    "io.sagaloom.compensation.completed",
+    "io.sagaloom.compensation.failed",
+    "io.sagaloom.saga.parked",
+    "io.sagaloom.saga.resolved",
+    "io.sagaloom.saga.completed",
+    "io.sagaloom.saga.compensated",
+    "io.sagaloom.saga.failed",
+    "io.sagaloom.saga.cancelled",
+)
+"""Every lifecycle event type a saga publishes."""

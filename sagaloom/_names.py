@@ -12,6 +12,10 @@ from temporalio.common import SearchAttributeKey
 __all__ = [
     "CHILD_CANCEL_PATCH",
     "CHILD_DONE_SIGNAL",
+    "COMMAND_ACTIVITY",
+    "COMPENSATE_SUFFIX",
+    "EVENTS_ACTIVITY",
+    "EVENTS_PATCH",
     "HELD_MEMO",
     "HTTP_ACTIVITY",
     "MALFORMED_RESPONSE",
@@ -36,6 +40,13 @@ __all__ = [
 
 HTTP_ACTIVITY = "sagaloom.http"
 """Registered name of the engine's HTTP participant activity."""
+COMMAND_ACTIVITY = "sagaloom.nats.command"
+"""Registered name of the activity that publishes a broker command."""
+EVENTS_ACTIVITY = "sagaloom.nats.events"
+"""Registered name of the (local) activity that publishes lifecycle events."""
+EVENTS_PATCH = "sagaloom-events"
+"""Patch id marking runs that publish lifecycle events (runs started before ``events=True``
+replay without them)."""
 HELD_MEMO = "sagaloom.held"
 """Memo set on a child saga started by a parent saga: it stays open for the parent's decision."""
 PARENT_SIGNAL = "parent_saga_decision"
@@ -87,6 +98,10 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
 """Custom search attributes the runtime writes; register them on the namespace (Keyword)."""
 
 
+COMPENSATE_SUFFIX = "compensate"
+"""Last part of a compensation's activity id and correlation id (``<step>:compensate``)."""
+
+
 def compensation_activity_id(step: str) -> str:
     """Activity id of a step's compensation (the forward action's activity id is the step name)."""
-    return f"{step}:compensate"
+    return f"{step}:{COMPENSATE_SUFFIX}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from pydantic import SecretStr
 from temporalio.client import Interceptor as ClientInterceptor
@@ -14,6 +15,7 @@ from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from sagaloom._broker._bus import Broker
 from sagaloom._config import WorkerConfig
 from sagaloom._converter import converter
 from sagaloom._reply_auth import ReplySigner
@@ -54,6 +56,7 @@ class SagaloomPlugin(SimplePlugin):
         encode_failures: bool = False,
         http: bool = True,
         reply_secret: SecretStr | None = None,
+        nats_url: str | None = None,
     ) -> None:
         """Create the plugin.
 
@@ -70,15 +73,22 @@ class SagaloomPlugin(SimplePlugin):
             reply_secret: Secret of the reply tokens sent with commands (the workers' reply
                 endpoints check them). None: ``SAGALOOM_REPLY_SECRET`` with ``services=None``,
                 else a random one.
+            nats_url: NATS JetStream for ``Command`` steps and lifecycle events; registers the
+                broker activities. None: ``SAGALOOM_NATS_URL`` with ``services=None``.
         """
         if services is None:
             env = WorkerConfig.from_env()
             services, tokens = env.services, env.service_tokens
             reply_secret = reply_secret or env.reply_secret
-        self.participant = HttpParticipant(
-            services, tokens=tokens, replies=ReplySigner(reply_secret)
-        )
+            nats_url = nats_url or env.nats_url
+        signer = ReplySigner(reply_secret)
+        self.participant = HttpParticipant(services, tokens=tokens, replies=signer)
         """The HTTP participant whose activity workers run."""
+        self.broker = Broker(nats_url, signer) if nats_url else None
+        """The broker connection whose activities workers run (with ``nats_url``)."""
+        activities: list[Callable[..., Any]] = [self.participant.call] if http else []
+        if self.broker is not None:
+            activities += [self.broker.send, self.broker.publish_events]
         self._codec = codec
         self._encode_failures = encode_failures
         super().__init__(
@@ -86,7 +96,7 @@ class SagaloomPlugin(SimplePlugin):
             data_converter=self._converter,
             workflow_runner=_with_passthrough,
             workflows=list(sagas) or None,
-            activities=[self.participant.call] if http else None,
+            activities=activities or None,
             interceptors=list(interceptors) or None,
             run_context=self._close_participant,
         )
@@ -101,6 +111,8 @@ class SagaloomPlugin(SimplePlugin):
             yield
         finally:
             await self.participant.aclose()
+            if self.broker is not None:
+                await self.broker.aclose()
 
 
 def _with_passthrough(existing: WorkflowRunner | None) -> WorkflowRunner:

@@ -6,10 +6,17 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sagaloom._definition import Activity, ChildSaga, Http, Saga, SagaDefinitionError
+from sagaloom._definition import Activity, ChildSaga, Command, Http, Saga, SagaDefinitionError
 from sagaloom._runtime import SagaWorkflow, check_importable
 
-__all__ = ["UnknownSagaError", "find_saga", "load_sagas", "saga_activities", "saga_services"]
+__all__ = [
+    "UnknownSagaError",
+    "broker_users",
+    "find_saga",
+    "load_sagas",
+    "saga_activities",
+    "saga_services",
+]
 
 
 class UnknownSagaError(LookupError):
@@ -86,6 +93,16 @@ def saga_services(sagas: Iterable[type[SagaWorkflow]]) -> list[tuple[str, str, s
                 if isinstance(action, Http):
                     found.append((saga.name, step.name, action.service))
     return found
+
+
+def broker_users(sagas: Iterable[type[SagaWorkflow]]) -> list[str]:
+    """The sagas (child sagas too) that need the broker: a ``Command`` step or ``events=True``."""
+    return [
+        saga.name
+        for saga in _with_children(cls.saga for cls in sagas)
+        if saga.events
+        or any(isinstance(a, Command) for s in saga.steps for a in (s.action, s.compensation))
+    ]
 
 
 def _with_children(sagas: Iterable[Saga[Any]]) -> list[Saga[Any]]:

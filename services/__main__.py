@@ -28,11 +28,18 @@ def main() -> None:
     parser.add_argument(
         "--reply-url", action="append", default=[], help="the engine's reply endpoint(s)"
     )
+    parser.add_argument("--nats", metavar="URL", help="also run the warehouse, over NATS")
     args = parser.parse_args()
     ports = (
         {spec.name: args.base_port + i for i, spec in enumerate(CATALOG)} if args.base_port else {}
     )
-    running = serve(args.data_dir, host=args.host, ports=ports, reply_urls=tuple(args.reply_url))
+    running = serve(
+        args.data_dir,
+        host=args.host,
+        ports=ports,
+        reply_urls=tuple(args.reply_url),
+        nats_url=args.nats,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -32,6 +32,7 @@ from typing import Any
 
 from services._catalog import CATALOG, Rejection, ServiceSpec
 from services._store import Store
+from services._warehouse import Warehouse
 
 __all__ = ["Fault", "Participant", "RunningServices", "serve"]
 
@@ -321,11 +322,17 @@ class RunningServices:
     """Demo participant servers running on loopback in background threads."""
 
     def __init__(
-        self, host: str, servers: dict[str, ThreadingHTTPServer], stores: list[Store]
+        self,
+        host: str,
+        servers: dict[str, ThreadingHTTPServer],
+        stores: list[Store],
+        warehouse: Warehouse | None = None,
     ) -> None:
         self._host = host
         self._servers = servers
         self._stores = stores
+        self.warehouse = warehouse
+        """The event-driven participant (over NATS), when started."""
         self._threads = [
             threading.Thread(target=s.serve_forever, name=f"svc-{n}", daemon=True)
             for n, s in servers.items()
@@ -340,6 +347,8 @@ class RunningServices:
 
     def close(self) -> None:
         """Stop the servers and close their stores."""
+        if self.warehouse is not None:
+            self.warehouse.close()
         for server in self._servers.values():
             server.shutdown()
             server.server_close()
@@ -354,6 +363,7 @@ def serve(
     ports: dict[str, int] | None = None,
     specs: tuple[ServiceSpec, ...] = CATALOG,
     reply_urls: tuple[str, ...] = (),
+    nats_url: str | None = None,
 ) -> RunningServices:
     """Start every demo participant, each on its own port with its own SQLite file.
 
@@ -364,6 +374,7 @@ def serve(
         specs: The services to start.
         reply_urls: The engine's reply endpoints (``http://worker:port/replies``), where the
             asynchronous participants (hotels) confirm; without them they answer at once.
+        nats_url: Also run the warehouse, which takes its commands over NATS JetStream.
 
     Returns:
         The running services; call ``close()`` to stop them.
@@ -382,4 +393,7 @@ def serve(
         server = ThreadingHTTPServer((host, (ports or {}).get(spec.name, 0)), handler)
         server.daemon_threads = True
         servers[spec.name] = server
-    return RunningServices(host, servers, stores)
+    warehouse = None
+    if nats_url:
+        warehouse = Warehouse(nats_url, data_dir / "warehouse.sqlite3").start()
+    return RunningServices(host, servers, stores, warehouse)

@@ -37,14 +37,26 @@ def _demo(tmp: Path, address: str, ui_port: int) -> subprocess.CompletedProcess[
 def _check(run: subprocess.CompletedProcess[str], ui_port: int) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     lines = [line for line in run.stdout.splitlines() if "/workflows/" in line]
-    assert len(lines) == 9
-    assert sum(line.startswith("COMPLETED") for line in lines) == 4
-    assert sum(line.startswith("COMPENSATED") for line in lines) == 5
+    assert len(lines) == 11
+    assert sum(line.startswith("COMPLETED") for line in lines) == 5
+    assert sum(line.startswith("COMPENSATED") for line in lines) == 6
     assert all("stores agree" in line for line in lines)
     assert all(
         f"http://localhost:{ui_port}/namespaces/default/workflows/" in line for line in lines
     )
-    assert "9/9 sagas ended as expected" in run.stdout
+    assert "11/11 sagas ended as expected" in run.stdout
+    # The event-driven example: its warehouse answers over NATS, and a subscriber of the
+    # lifecycle stream saw the compensated saga's life, in order.
+    events = run.stdout.split("as a subscriber of SAGALOOM_EVENTS saw them:", 1)[1]
+    kinds = [ln.split()[0] for ln in events.splitlines() if ln.startswith("  io.sagaloom.")]
+    assert kinds == [
+        "io.sagaloom.saga.started",
+        "io.sagaloom.step.completed",
+        "io.sagaloom.step.failed",
+        "io.sagaloom.compensation.completed",
+        "io.sagaloom.compensation.completed",
+        "io.sagaloom.saga.compensated",
+    ]
 
 
 def test_demo_starts_the_embedded_dev_server_when_none_runs(tmp_path: Path) -> None:
@@ -53,6 +65,7 @@ def test_demo_starts_the_embedded_dev_server_when_none_runs(tmp_path: Path) -> N
     _check(run, ui_port)
     assert "starting the embedded Temporal dev server" in run.stdout
     assert "WAL + synchronous=normal" in run.stdout
+    assert "starting the embedded NATS JetStream server" in run.stdout
 
 
 def test_demo_uses_a_dev_server_that_already_runs(stack: Stack, tmp_path: Path) -> None:

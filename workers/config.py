@@ -7,10 +7,12 @@ from dataclasses import replace
 
 from sagaloom.worker import WorkerConfig
 
-__all__ = ["APP_ENV", "SAGA_MODULES", "TASK_QUEUE", "worker_config"]
+__all__ = ["APP_ENV", "BROKER_SAGA_MODULES", "SAGA_MODULES", "TASK_QUEUE", "worker_config"]
 
 SAGA_MODULES = ("workflows.order", "workflows.trip", "workflows.transfer")
-"""Modules defining the example sagas."""
+"""Modules defining the example sagas whose participants answer over HTTP."""
+BROKER_SAGA_MODULES = ("workflows.fulfilment",)
+"""Example sagas with an event-driven participant: registered where a broker is configured."""
 
 APP_ENV = ("LEDGER_DB",)
 """The reference application's own variables (the ledger activities' database)."""
@@ -20,10 +22,14 @@ TASK_QUEUE = "sagaloom-examples"
 
 
 def worker_config() -> WorkerConfig:
-    """The environment's worker configuration, with the example sagas and their task queue."""
+    """The environment's worker configuration, with the example sagas and their task queue.
+
+    The event-driven example (``workflows.fulfilment``) joins when ``SAGALOOM_NATS_URL`` is set.
+    """
     config = WorkerConfig.from_env()
+    broker = BROKER_SAGA_MODULES if config.nats_url else ()
     return replace(
         config,
-        saga_modules=(*SAGA_MODULES, *config.saga_modules),
+        saga_modules=(*SAGA_MODULES, *broker, *config.saga_modules),
         task_queue=os.environ.get("SAGALOOM_TASK_QUEUE") or TASK_QUEUE,
     )

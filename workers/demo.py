@@ -22,12 +22,29 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.ledger import entries
-from sagaloom import Http, Saga, SagaStatus
-from sagaloom.client import DEFAULT_UI, Outcome, connect, outcome, run, start_saga, ui_link
-from sagaloom.server import DevServer, embedded_server, free_port
+from sagaloom import Command, Http, Saga, SagaStatus
+from sagaloom.client import (
+    DEFAULT_UI,
+    Outcome,
+    connect,
+    outcome,
+    run,
+    saga_events,
+    start_saga,
+    ui_link,
+)
+from sagaloom.participants import EVENTS_STREAM
+from sagaloom.server import (
+    DEFAULT_NATS_URL,
+    DevServer,
+    embedded_broker,
+    embedded_server,
+    free_port,
+)
 from sagaloom.worker import WorkerConfig, configure_logging, run_worker
 from services import RunningServices, serve
-from workers.config import SAGA_MODULES
+from workers.config import BROKER_SAGA_MODULES, SAGA_MODULES
+from workflows.fulfilment import FULFILMENT
 from workflows.order import ORDER
 from workflows.transfer import TRANSFER
 from workflows.trip import TRIP
@@ -85,6 +102,10 @@ def _trip(destination: str = "Lisbon", cooling_off: int = 0) -> Callable[[str], 
     }
 
 
+def _fulfilment(quantity: int = 3) -> Callable[[str], dict[str, Any]]:
+    return lambda key: {"order_id": key, "sku": "gadget", "quantity": quantity}
+
+
 def _transfer(target: str) -> Callable[[str], dict[str, Any]]:
     return lambda key: {
         "transfer_id": key,
@@ -110,8 +131,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("venice", TRIP, _trip(destination="Venice"), SagaStatus.COMPENSATED, "book-car"),
     Scenario("ok", TRANSFER, _transfer("acc-ada"), SagaStatus.COMPLETED),
     Scenario("frozen", TRANSFER, _transfer("frozen-bob"), SagaStatus.COMPENSATED, "credit"),
+    Scenario("ok", FULFILMENT, _fulfilment(), SagaStatus.COMPLETED),
+    Scenario("too-many", FULFILMENT, _fulfilment(80), SagaStatus.COMPENSATED, "pack"),
 )
-"""The demo batch: completions, a compensation at each order step, a retried 503, two trips."""
+"""The demo batch: completions, a compensation at each order step, a retried 503, two trips,
+two transfers, and two fulfilments whose warehouse answers over NATS."""
 
 
 def expected_records(saga: Saga[Any], result: Outcome) -> dict[str, str]:
@@ -126,19 +150,28 @@ def expected_records(saga: Saga[Any], result: Outcome) -> dict[str, str]:
     undone = {c.step for c in report.compensations if c.ok} if report else set()
     expected: dict[str, str] = {}
     for step in saga.steps:
-        if not isinstance(step.action, Http):
+        if isinstance(step.action, Http):
+            service = step.action.service
+        elif isinstance(step.action, Command):
+            service = step.action.subject.split(".", 1)[0]  # warehouse.pack: the warehouse
+        else:
             continue
         if step.name in undone and step.name in done:
-            expected[step.action.service] = "undone"
+            expected[service] = "undone"
         elif step.name in done and result.status is SagaStatus.COMPLETED:
-            expected[step.action.service] = "active"
+            expected[service] = "active"
         else:
-            expected[step.action.service] = "absent"
+            expected[service] = "absent"
     return expected
 
 
 async def check_stores(
-    http: httpx.AsyncClient, urls: dict[str, str], saga: Saga[Any], key: str, result: Outcome
+    http: httpx.AsyncClient,
+    urls: dict[str, str],
+    saga: Saga[Any],
+    key: str,
+    result: Outcome,
+    services: RunningServices | None = None,
 ) -> list[str]:
     """Compare the participants' stores with a saga's outcome.
 
@@ -150,7 +183,11 @@ async def check_stores(
     if saga is TRANSFER:
         return check_ledger(key, result)
     for service, want in expected_records(saga, result).items():
-        state = (await http.get(f"{urls[service]}/_admin/state")).json()
+        if service == "warehouse":  # over NATS: its store is read in-process
+            assert services is not None and services.warehouse is not None
+            state = services.warehouse.store.dump()
+        else:
+            state = (await http.get(f"{urls[service]}/_admin/state")).json()
         record = next((r for r in state["records"] if r["key"] == key), None)
         if record is None or record["payload"] is None:
             have = "absent"
@@ -190,6 +227,8 @@ class Environment:
     """Web UI base URL."""
     server: DevServer | None
     """The embedded dev server, when this process started it."""
+    nats_url: str
+    """The broker the event-driven example uses."""
 
 
 @contextlib.asynccontextmanager
@@ -199,15 +238,24 @@ async def environment(
     address: str = "127.0.0.1:7233",
     ui_port: int = 8233,
     task_queue: str = "sagaloom-examples",
+    nats_url: str = DEFAULT_NATS_URL,
 ) -> AsyncIterator[Environment]:
-    """Run Temporal, the demo participants and a worker; stop what was started on exit.
+    """Run Temporal, NATS, the demo participants and a worker; stop what was started on exit.
 
-    Uses the Temporal server at ``address`` if one runs there, else starts the embedded default.
+    Uses the Temporal server at ``address`` and the NATS server at ``nats_url`` if they run
+    there, else starts the embedded defaults.
     """
-    async with embedded_server(data_dir, address, ui_port=ui_port) as server:
+    async with (
+        embedded_server(data_dir, address, ui_port=ui_port) as server,
+        embedded_broker(data_dir, nats_url),
+    ):
         endpoint = f"127.0.0.1:{free_port()}"  # the worker's health and reply endpoint
         os.environ["LEDGER_DB"] = str(data_dir / "ledger.sqlite3")  # the ledger activities' store
-        services = serve(data_dir / "services", reply_urls=(f"http://{endpoint}/replies",))
+        services = serve(
+            data_dir / "services",
+            reply_urls=(f"http://{endpoint}/replies",),
+            nats_url=nats_url,
+        )
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None
         try:
@@ -216,13 +264,14 @@ async def environment(
                 address=address,
                 task_queue=task_queue,
                 services=services.urls,
-                saga_modules=SAGA_MODULES,
+                saga_modules=(*SAGA_MODULES, *BROKER_SAGA_MODULES),
                 health_address=endpoint,
                 reply_secret=SecretStr(secrets.token_urlsafe(24)),
+                nats_url=nats_url,
             )
             worker = asyncio.create_task(run_worker(config, stop))
             ui = server.ui_url or DEFAULT_UI if server is not None else DEFAULT_UI
-            yield Environment(client, services, task_queue, ui, server)
+            yield Environment(client, services, task_queue, ui, server, nats_url)
         finally:
             stop.set()
             if worker is not None:
@@ -251,12 +300,16 @@ class Checked:
 
 
 async def run_scenarios(
-    client: Client, urls: dict[str, str], task_queue: str, batch: str
+    client: Client,
+    services: RunningServices,
+    task_queue: str,
+    batch: str,
 ) -> list[Checked]:
     """Inject each scenario's faults, run all scenarios at once, and check every outcome.
 
     Business keys are ``<batch>-<label>``, so batches never collide.
     """
+    urls = services.urls
     async with httpx.AsyncClient(timeout=10) as http:
         for scenario in SCENARIOS:
             for service, fault in scenario.faults:
@@ -271,7 +324,7 @@ async def run_scenarios(
         ]
         results = await asyncio.wait_for(asyncio.gather(*(outcome(h) for h in handles)), 180)
         return [
-            Checked(s, r, await check_stores(http, urls, s.saga, f"{batch}-{s.label}", r))
+            Checked(s, r, await check_stores(http, urls, s.saga, f"{batch}-{s.label}", r, services))
             for s, r in zip(SCENARIOS, results, strict=True)
         ]
 
@@ -281,7 +334,7 @@ async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: 
     batch = secrets.token_hex(3)
     queue = f"sagaloom-demo-{batch}"
     async with environment(data_dir, address=address, ui_port=ui_port, task_queue=queue) as env:
-        checked = await run_scenarios(env.client, env.services.urls, env.task_queue, batch)
+        checked = await run_scenarios(env.client, env.services, env.task_queue, batch)
         print()
         for item in checked:
             result, report = item.outcome, item.outcome.report
@@ -296,6 +349,7 @@ async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: 
             for problem in item.problems:
                 print(f"    {problem}")
         failures = sum(not item.ok for item in checked)
+        failures += await print_events(env.nats_url, f"{FULFILMENT.name}-{batch}-too-many")
         print(
             f"\n{len(checked)}/{len(checked)} sagas ended as expected and their "
             "participants' stores agree."
@@ -306,6 +360,21 @@ async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: 
         if env.server is not None:
             print(f"The Web UI ({env.ui}) stops with the demo: `./run dev` keeps it up.")
         return 0 if failures == 0 else 1
+
+
+async def print_events(nats_url: str, workflow_id: str) -> int:
+    """Print the lifecycle events a subscriber of the broker saw for one saga.
+
+    Returns:
+        1 when none were seen (the event stream is part of what the demo shows), else 0.
+    """
+    events = await saga_events(nats_url, workflow_id)
+    print(f"\nLifecycle events of {workflow_id}, as a subscriber of {EVENTS_STREAM} saw them:")
+    for event in events:
+        data = event.data
+        what = " ".join(f"{k}={data[k]}" for k in ("step", "status", "error") if k in data)
+        print(f"  {event.type:<36} {what}"[:140])
+    return 0 if events else 1
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -10,15 +10,29 @@ from typing import Any, cast
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
-from sagaloom._definition import Action, Activity, ChildSaga, Http, Step, StepContext, Timer
-from sagaloom._model import HttpRequest, HttpResponse
-from sagaloom._names import HTTP_ACTIVITY, compensation_activity_id
+from sagaloom._definition import (
+    Action,
+    Activity,
+    ChildSaga,
+    Command,
+    Http,
+    Step,
+    StepContext,
+    Timer,
+)
+from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
+from sagaloom._names import COMMAND_ACTIVITY, HTTP_ACTIVITY, compensation_activity_id
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._progress import Progress
+from sagaloom._runtime._replies import Replies, ReplyFailed
 
-__all__ = ["Dispatcher", "jsonable"]
+__all__ = ["DEFAULT_COMMAND_REPLY_TIMEOUT", "Dispatcher", "jsonable"]
+
+DEFAULT_COMMAND_REPLY_TIMEOUT = timedelta(minutes=5)
+"""How long a :class:`Command` step waits for its reply unless ``reply_timeout`` says."""
 
 
 def jsonable(value: Any) -> Any:
@@ -39,9 +53,11 @@ class _Timeouts:
 class Dispatcher:
     """Runs a step's action or compensation the way its kind and the step's policy say."""
 
-    def __init__(self, progress: Progress, children: Children) -> None:
+    def __init__(self, progress: Progress, children: Children, replies: Replies) -> None:
         self._progress = progress
         self._children = children
+        self._replies = replies
+        self._sends: dict[str, int] = {}
 
     async def run(
         self, index: int, action: Action, ctx: StepContext[Any], summary: str, *, undo: bool
@@ -80,6 +96,8 @@ class Dispatcher:
             else:
                 progress.step(index).attempts = response.attempt
             return response.body
+        if isinstance(action, Command):
+            return await self._command(index, action, ctx, summary, timeouts, undo=undo)
         assert isinstance(action, Activity)
         arg = jsonable(action.arg(ctx)) if action.arg is not None else None
         if not undo:
@@ -90,6 +108,46 @@ class Dispatcher:
         return await _call(
             action.activity, args, result_type, activity_id, summary, timeouts, local
         )
+
+    async def _command(
+        self,
+        index: int,
+        action: Command,
+        ctx: StepContext[Any],
+        summary: str,
+        timeouts: _Timeouts,
+        *,
+        undo: bool,
+    ) -> Any:
+        """Publish a broker command, then wait for the participant's reply.
+
+        Raises:
+            ReplyFailed: (forward) a negative reply, or none in time.
+            ApplicationError: (compensation) the same, as a failure the undo loop handles.
+        """
+        step = self._progress.saga.steps[index]
+        body = jsonable(action.body(ctx)) if action.body is not None else None
+        if not undo:
+            self._progress.inputs[step.name] = body
+        activity_id = compensation_activity_id(step.name) if undo else step.name
+        correlation = f"{ctx.saga_id}:{activity_id}"  # also the step's idempotency key
+        sends = self._sends[correlation] = self._sends.get(correlation, 0) + 1
+        command = BrokerCommand(
+            subject=action.subject,
+            body=body,
+            correlation_id=correlation,
+            msg_id=f"{correlation}#{sends}",  # a re-send after an operator's retry is new
+        )
+        self._replies.expect(correlation)  # the reply may come before the publish returns
+        local = step.local if step.local is not None else self._progress.saga.local_activities
+        await _call(COMMAND_ACTIVITY, [command], None, activity_id, summary, timeouts, local)
+        within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
+        try:
+            return await self._replies.wait(correlation, within, step.name)
+        except ReplyFailed as err:
+            if undo:
+                raise ApplicationError(str(err), type="ReplyFailed") from None
+            raise
 
     def _timeouts(self, step: Step, *, undo: bool) -> _Timeouts:
         saga, defaults = self._progress.saga, self._progress.saga.defaults

@@ -18,6 +18,7 @@ from sagaloom._model import (
     StepStatus,
 )
 from sagaloom._names import SAGA_STATUS, SAGA_STEP
+from sagaloom._runtime._events import EventLog
 
 __all__ = ["Progress", "details"]
 
@@ -48,6 +49,8 @@ class Progress:
         self.compensations: list[CompensationState] = []
         """Compensations that ended, in the order they ended."""
         self.metrics: SagaMetrics | None = None
+        self.events = EventLog(saga)
+        """Lifecycle events to publish (``Saga(events=True)``)."""
 
     def begin(self) -> None:
         """Count the run as started (inside the workflow: binds the metric meter)."""
@@ -63,6 +66,14 @@ class Progress:
         state = self.state.steps[index]
         state.status, state.error, state.ended_at = status, error, workflow.now()
         self.publish()
+        done = status is StepStatus.DONE
+        self.events.emit(
+            "step.completed" if done else "step.failed",
+            self.state.key,
+            step=state.name,
+            attempt=state.attempts or None,
+            error=None if done else error,
+        )
         if self.metrics is not None and state.started_at is not None:
             outcome = "done" if status is StepStatus.DONE else "failed"
             outcome = "cancelled" if error == "cancelled" else outcome
@@ -76,6 +87,13 @@ class Progress:
         """Record how a step's compensation ended (``extra``: a resolution)."""
         self.state.steps[index].status = status
         self.publish()
+        self.events.emit(
+            "compensation.completed" if ok else "compensation.failed",
+            self.state.key,
+            step=self.saga.steps[index].name,
+            error=error,
+            resolution=extra.get("resolution"),
+        )
         self.compensations.append(
             CompensationState(step=self.saga.steps[index].name, ok=ok, error=error, **extra)
         )
@@ -102,9 +120,10 @@ class Progress:
         visibility write per saga. Once the attribute holds a value (a compensation, a park, a
         start by a plain client, a run started before this rule), every change is written.
         """
-        self.state.status = status
+        before, self.state.status = self.state.status, status
         if error is not None:
             self.state.error = error
+        self._announce(before, status)
         written = workflow.info().typed_search_attributes.get(SAGA_STATUS) is not None
         if status is not SagaStatus.COMPLETED or written:
             updates = [SAGA_STATUS.value_set(status)]
@@ -114,6 +133,16 @@ class Progress:
         self.publish()
         if self.metrics is not None:
             self.metrics.ended(status)
+
+    def _announce(self, before: SagaStatus, status: SagaStatus) -> None:
+        """The lifecycle event of a status change, if it is one."""
+        state = self.state
+        if before is SagaStatus.NEEDS_ATTENTION and status is not SagaStatus.NEEDS_ATTENTION:
+            self.events.emit("saga.resolved", state.key, step=state.parked_step, status=status)
+        kind = _STATUS_EVENTS.get(status)
+        if kind is not None:
+            step = state.parked_step if status is SagaStatus.NEEDS_ATTENTION else state.failed_step
+            self.events.emit(kind, state.key, step=step, error=state.error, status=status)
 
     def report(self) -> SagaReport:
         """The saga's report as it stands."""
@@ -133,6 +162,15 @@ class Progress:
     def upsert(*updates: SearchAttributeUpdate[Any]) -> None:
         """Write search attributes."""
         workflow.upsert_search_attributes(list(updates))
+
+
+_STATUS_EVENTS = {
+    SagaStatus.NEEDS_ATTENTION: "saga.parked",
+    SagaStatus.COMPLETED: "saga.completed",
+    SagaStatus.COMPENSATED: "saga.compensated",
+    SagaStatus.FAILED: "saga.failed",
+    SagaStatus.CANCELED: "saga.cancelled",
+}
 
 
 def details(state: SagaState, workflow_id: str) -> str:

@@ -33,9 +33,14 @@ class Replies:
         self._legacy = False
 
     def expect(self, correlation: str) -> None:
-        """Wait for a reply to ``correlation`` (before the command: a reply may come first)."""
+        """Wait for a reply to ``correlation`` (before the command: a reply may come first).
+
+        A command sent again (an operator's retry) waits for a new reply: the earlier one is
+        forgotten.
+        """
         # Sagas started before the update took their replies as signals: they still do.
         self._legacy = not workflow.patched(REPLY_PATCH)
+        self._received.pop(correlation, None)
         self._awaiting.add(correlation)
 
     def check(self, reply: Reply) -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
-from sagaloom._definition import ChildSaga, StepContext, UndoContext
+from sagaloom._definition import ChildSaga, Command, StepContext, UndoContext
 from sagaloom._model import StepStatus
 from sagaloom._names import SAGA_STEP
 from sagaloom._runtime._actions import Dispatcher, jsonable
@@ -63,12 +63,14 @@ class StepRunner:
         if saga.track_steps:
             progress.upsert(SAGA_STEP.value_set(step.name))
         summary = f"step {index + 1}/{len(saga.steps)} {step.name}"
+        # an HTTP participant that answers later (a Command waits for its reply itself)
+        asynchronous = step.reply_timeout is not None and not isinstance(step.action, Command)
         try:
             correlation = f"{ctx.saga_id}:{step.name}"
-            if step.reply_timeout is not None:
+            if asynchronous:
                 self._replies.expect(correlation)  # a reply may arrive before the command returns
             output = jsonable(await self._actions.run(index, step.action, ctx, summary, undo=False))
-            if step.reply_timeout is not None:
+            if asynchronous and step.reply_timeout is not None:
                 output = (
                     await self._replies.wait(correlation, step.reply_timeout, step.name) or output
                 )

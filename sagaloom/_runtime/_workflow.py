@@ -88,7 +88,7 @@ class SagaWorkflow:
         self._children = Children()
         self._replies = Replies()
         self._answers = EarlyAnswers(self._progress)
-        actions = Dispatcher(self._progress, self._children)
+        actions = Dispatcher(self._progress, self._children, self._replies)
         self._steps = StepRunner(
             self._progress, actions, self._parking, self._replies, self._children
         )
@@ -155,11 +155,16 @@ class SagaWorkflow:
     # -- the life of a saga --------------------------------------------------------------------
 
     async def _execute(self, raw_input: Any) -> SagaReport:
+        events = self._progress.events
+        publisher = asyncio.ensure_future(events.publish()) if self.saga.events else None
         try:
             return await self._live(raw_input)
         finally:
             # a caller waiting for an early answer hears the outcome before the run closes
             await workflow.wait_condition(workflow.all_handlers_finished)
+            if publisher is not None:  # every lifecycle event is out before the run closes
+                events.close()
+                await publisher
 
     async def _live(self, raw_input: Any) -> SagaReport:
         saga, progress, state = self.saga, self._progress, self._progress.state
@@ -173,6 +178,7 @@ class SagaWorkflow:
                 str(err), [list(p) for p in err.problems], type=SAGA_INPUT_ERROR, non_retryable=True
             ) from None
         state.key = saga.key(data) if saga.key else None
+        progress.events.emit("saga.started", state.key)
         if workflow.info().typed_search_attributes.get(SAGA_NAME) != saga.name:
             # Started by a plain client: label the run (start_saga labels it at start).
             progress.upsert(

@@ -1,13 +1,34 @@
-"""Participant calls: the HTTP participant, idempotency keys, error classification.
+"""Participant calls: HTTP participant, idempotency keys, errors, and the broker protocol.
+
+The broker protocol's subjects and headers are what an event-driven participant codes
+against (see ``docs/contracts`` and the README's "Event-driven participants").
 
 The engine's HTTP participant is one Temporal activity (``sagaloom.http``) with a pooled
 ``httpx`` client; :class:`~sagaloom.worker.SagaloomPlugin` registers it. Its request and
 response models and error types are here for participant-side code and tests.
 """
 
-from sagaloom._model import HttpRequest, HttpResponse
+from sagaloom._broker._protocol import (
+    COMMAND_PREFIX,
+    COMMANDS_STREAM,
+    DEAD_PREFIX,
+    DEAD_REASON,
+    DEAD_STREAM,
+    DEAD_SUBJECT,
+    EVENTS_PREFIX,
+    EVENTS_STREAM,
+    MSG_ID,
+    REPLIES_STREAM,
+    REPLY_SUBJECT,
+    REPLY_TO_HEADER,
+    TRIGGERS_STREAM,
+    command_subject,
+    event_subject,
+)
+from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
 from sagaloom._names import HTTP_ACTIVITY
 from sagaloom._public import publish as _publish
+from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.participants._errors import (
     MALFORMED_RESPONSE,
     PARTICIPANT_REJECTED,
@@ -22,17 +43,35 @@ from sagaloom.participants._http import HttpParticipant
 from sagaloom.participants._idempotency import IDEMPOTENCY_HEADER, idempotency_key
 
 __all__ = [
+    "COMMANDS_STREAM",
+    "COMMAND_PREFIX",
+    "CORRELATION_HEADER",
+    "DEAD_PREFIX",
+    "DEAD_REASON",
+    "DEAD_STREAM",
+    "DEAD_SUBJECT",
+    "EVENTS_PREFIX",
+    "EVENTS_STREAM",
     "HTTP_ACTIVITY",
     "IDEMPOTENCY_HEADER",
     "MALFORMED_RESPONSE",
+    "MSG_ID",
     "PARTICIPANT_REJECTED",
     "PARTICIPANT_UNAVAILABLE",
+    "REPLIES_STREAM",
+    "REPLY_SUBJECT",
+    "REPLY_TO_HEADER",
+    "TOKEN_HEADER",
+    "TRIGGERS_STREAM",
     "UNKNOWN_SERVICE",
+    "BrokerCommand",
     "HttpParticipant",
     "HttpRequest",
     "HttpResponse",
     "classify_response",
     "classify_transport_error",
+    "command_subject",
+    "event_subject",
     "idempotency_key",
     "redact",
     "retry_after",

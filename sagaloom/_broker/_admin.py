@@ -1,0 +1,139 @@
+"""Operators' view of the broker: dead letters (list, re-deliver) and a saga's events."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from sagaloom._broker._protocol import (
+    DEAD_REASON,
+    DEAD_STREAM,
+    DEAD_SUBJECT,
+    EVENTS_PREFIX,
+    EVENTS_STREAM,
+    MSG_ID,
+    event_subject,
+)
+from sagaloom._model import SagaEvent
+
+__all__ = ["DeadLetter", "dead_letters", "redeliver", "saga_events"]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that could not be processed."""
+
+    seq: int
+    """Its sequence in ``SAGALOOM_DEAD`` (what ``--redeliver`` takes)."""
+    kind: str
+    """``reply`` or ``trigger``."""
+    subject: str
+    """Where it was first published."""
+    reason: str
+    data: bytes
+    headers: dict[str, str]
+    time: str
+
+
+@contextlib.asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[NatsClient]:
+    nc = await nats.connect(url, name="saga-cli", connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+async def dead_letters(url: str, limit: int = 100) -> list[DeadLetter]:
+    """The oldest ``limit`` dead letters still kept."""
+    async with _connected(url) as nc:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(DEAD_STREAM)
+        except NotFoundError:
+            return []
+        found: list[DeadLetter] = []
+        seq = info.state.first_seq
+        while seq <= info.state.last_seq and len(found) < limit:
+            try:
+                raw = await js.get_msg(DEAD_STREAM, seq)
+            except NotFoundError:  # deleted (re-delivered)
+                seq += 1
+                continue
+            headers = dict(raw.headers or {})
+            found.append(
+                DeadLetter(
+                    seq=seq,
+                    kind=(raw.subject or "").rsplit(".", 1)[-1],
+                    subject=headers.get(DEAD_SUBJECT, "?"),
+                    reason=headers.get(DEAD_REASON, "?"),
+                    data=raw.data or b"",
+                    headers=headers,
+                    time=str(raw.time) if raw.time else "",
+                )
+            )
+            seq += 1
+        return found
+
+
+async def redeliver(url: str, seq: int) -> str:
+    """Publish dead letter ``seq`` again to its first subject, then drop it from the stream.
+
+    Returns:
+        The subject it went to.
+
+    Raises:
+        LookupError: no dead letter ``seq``.
+    """
+    async with _connected(url) as nc:
+        js = nc.jetstream()
+        try:
+            raw = await js.get_msg(DEAD_STREAM, seq)
+        except NotFoundError:
+            raise LookupError(f"no dead letter {seq} in {DEAD_STREAM}") from None
+        headers = {
+            k: v for k, v in (raw.headers or {}).items() if k not in (DEAD_REASON, DEAD_SUBJECT)
+        }
+        headers[MSG_ID] = f"redelivered-{seq}"
+        subject: str | None = (raw.headers or {}).get(DEAD_SUBJECT)
+        if not subject:
+            raise LookupError(f"dead letter {seq} does not say where it came from")
+        await js.publish(subject, raw.data or b"", headers=headers)
+        await js.delete_msg(DEAD_STREAM, seq)
+        return subject
+
+
+async def saga_events(url: str, workflow_id: str, *, wait: float = 1.0) -> list[SagaEvent]:
+    """Every lifecycle event kept for the saga run(s) with ``workflow_id``, oldest first."""
+    suffix = event_subject("x", workflow_id).rsplit(".", 1)[-1]
+    async with _connected(url) as nc:
+        js = nc.jetstream()
+        try:
+            await js.stream_info(EVENTS_STREAM)
+        except NotFoundError:
+            return []
+        sub = await js.pull_subscribe(
+            f"{EVENTS_PREFIX}.*.{suffix}",
+            stream=EVENTS_STREAM,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0),
+        )
+        events: list[SagaEvent] = []
+        while True:
+            try:
+                batch = await sub.fetch(100, timeout=wait)
+            except TimeoutError:
+                break
+            for message in batch:
+                await message.ack()
+                event = SagaEvent.model_validate_json(message.data)
+                if event.subject == workflow_id:
+                    events.append(event)
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        return events

@@ -1,0 +1,140 @@
+"""One worker process's NATS connection: streams, the command and event activities.
+
+The reply token is made here, in the activity, so the shared secret never enters history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from sagaloom._broker._protocol import (
+    COMMAND_PREFIX,
+    COMMANDS_STREAM,
+    DEAD_PREFIX,
+    DEAD_STREAM,
+    EVENTS_PREFIX,
+    EVENTS_STREAM,
+    IDEMPOTENCY_HEADER,
+    MSG_ID,
+    REPLIES_STREAM,
+    REPLY_SUBJECT,
+    REPLY_TO_HEADER,
+    command_subject,
+    event_subject,
+)
+from sagaloom._model import BrokerCommand, SagaEvent
+from sagaloom._names import COMMAND_ACTIVITY, EVENTS_ACTIVITY
+from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
+
+__all__ = ["Broker", "ensure_streams"]
+
+log = logging.getLogger("sagaloom.broker")
+WEEK = timedelta(days=7).total_seconds()
+DEDUPE_WINDOW = timedelta(minutes=10).total_seconds()
+"""How long JetStream remembers a ``Nats-Msg-Id`` (covers an activity's retries)."""
+
+STREAMS = (
+    (COMMANDS_STREAM, f"{COMMAND_PREFIX}.>"),
+    (REPLIES_STREAM, REPLY_SUBJECT),
+    (EVENTS_STREAM, f"{EVENTS_PREFIX}.>"),
+    (DEAD_STREAM, f"{DEAD_PREFIX}.>"),
+)
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create sagaloom's streams where missing (file storage, a week, 10-minute de-duplication)."""
+    for name, subject in STREAMS:
+        config = StreamConfig(
+            name=name,
+            subjects=[subject],
+            storage=StorageType.FILE,
+            max_age=WEEK,
+            duplicate_window=DEDUPE_WINDOW,
+        )
+        try:
+            await js.add_stream(config)
+        except BadRequestError:  # exists with other settings: keep the operator's
+            await js.stream_info(name)
+
+
+class Broker:
+    """The worker's NATS connection (made on first use) and its broker activities."""
+
+    def __init__(self, url: str, signer: ReplySigner) -> None:
+        """Connect to ``url`` when first needed; make reply tokens with ``signer``."""
+        self.url = url
+        self.signer = signer
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._lock = asyncio.Lock()
+
+    async def jetstream(self) -> JetStreamContext:
+        """The JetStream context, connecting (and creating the streams) on first use."""
+        async with self._lock:
+            if self._js is None:
+                self._nc = await nats.connect(
+                    self.url,
+                    name="sagaloom-worker",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=5,
+                )
+                self._js = self._nc.jetstream(timeout=5)
+                await ensure_streams(self._js)
+            return self._js
+
+    async def aclose(self) -> None:
+        """Drain and close the connection."""
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            await nc.drain()
+
+    @activity.defn(name=COMMAND_ACTIVITY)
+    async def send(self, command: BrokerCommand) -> None:
+        """Publish a step's command; the stream stores it once however often this is retried."""
+        js = await self._publisher()
+        headers = {
+            MSG_ID: command.msg_id,
+            IDEMPOTENCY_HEADER: command.correlation_id,
+            CORRELATION_HEADER: command.correlation_id,
+            TOKEN_HEADER: self.signer.token(command.correlation_id),
+            REPLY_TO_HEADER: REPLY_SUBJECT,
+            "Content-Type": "application/json",
+        }
+        payload = json.dumps(command.body).encode()
+        ack = await js.publish(command_subject(command.subject), payload, headers=headers)
+        if ack.duplicate:
+            log.info("command %s was already stored (a retried publish)", command.msg_id)
+
+    @activity.defn(name=EVENTS_ACTIVITY)
+    async def publish_events(self, events: list[SagaEvent]) -> None:
+        """Publish lifecycle events, each stored once (``Nats-Msg-Id`` = the event id)."""
+        js = await self._publisher()
+        for event in events:
+            saga = event.source.rsplit("/", 1)[-1]
+            await js.publish(
+                event_subject(saga, event.subject),
+                event.model_dump_json().encode(),
+                headers={MSG_ID: event.id, "Content-Type": "application/cloudevents+json"},
+            )
+
+    async def _publisher(self) -> JetStreamContext:
+        try:
+            return await asyncio.wait_for(self.jetstream(), 10)
+        except (TimeoutError, OSError, nats.errors.Error) as err:
+            # retryable: the step's retry policy (or the event flush's) tries again
+            raise ApplicationError(
+                f"NATS at {self.url} unreachable: {err or type(err).__name__}",
+                type="BrokerUnavailable",
+            ) from None

@@ -1,0 +1,319 @@
+"""The worker's broker consumers: replies to sagas, events that start sagas, dead letters.
+
+Each consumer is durable and shared by every worker process (each message goes to one of
+them), and acknowledges a message only once it is handled: delivered to its saga, or parked in
+the dead-letter stream with the reason. A worker killed in between leaves the message
+unacknowledged, and JetStream hands it to another worker after ``ACK_WAIT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import MetricMeter
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
+
+from sagaloom._broker._bus import Broker
+from sagaloom._broker._protocol import (
+    DEAD_PREFIX,
+    DEAD_REASON,
+    DEAD_SUBJECT,
+    MSG_ID,
+    REPLIES_STREAM,
+    REPLY_SUBJECT,
+    TRIGGERS_STREAM,
+)
+from sagaloom._client import start_saga
+from sagaloom._definition import Saga, SagaInputError
+from sagaloom._endpoint import ReplyRequest
+from sagaloom._model import Reply, reply_problem
+
+__all__ = ["ACK_WAIT", "MAX_DELIVERIES", "BrokerConsumers", "Trigger", "parse_triggers"]
+
+log = logging.getLogger("sagaloom.broker")
+ACK_WAIT = 30.0
+"""Seconds a delivered, unacknowledged message waits before JetStream delivers it again."""
+MAX_DELIVERIES = 5
+"""Deliveries of one message (Temporal unreachable each time) before it is a dead letter."""
+RETRY_DELAY = 2.0
+"""Seconds before a message that met a passing failure is delivered again."""
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Messages on ``subject`` start ``saga``."""
+
+    subject: str
+    saga: Saga[Any]
+
+
+def parse_triggers(specs: list[str], sagas: Mapping[str, Saga[Any]]) -> list[Trigger]:
+    """``SUBJECT=SagaName`` pairs, checked against the registered sagas.
+
+    Raises:
+        ValueError: naming the malformed pair, or the unknown saga.
+    """
+    triggers = []
+    for spec in specs:
+        subject, sep, name = spec.partition("=")
+        if not sep or not subject or not name:
+            raise ValueError(f"trigger {spec!r} is not SUBJECT=SagaName")
+        if name not in sagas:
+            known = ", ".join(sorted(sagas)) or "none"
+            raise ValueError(f"trigger {spec!r}: no saga {name!r} registered (sagas: {known})")
+        triggers.append(Trigger(subject, sagas[name]))
+    return triggers
+
+
+class _Metrics:
+    """Broker metrics through the Temporal runtime's meter (Prometheus when configured)."""
+
+    def __init__(self, meter: MetricMeter) -> None:
+        self.dead = meter.create_counter(
+            "sagaloom_dead_letters", "Messages moved to the dead-letter stream"
+        )
+        self.pending = meter.create_gauge(
+            "sagaloom_broker_pending", "Messages waiting in a sagaloom consumer"
+        )
+        self.reply_latency = meter.create_histogram_timedelta(
+            "sagaloom_reply_latency", "From a reply's publish to its delivery to the saga", "ms"
+        )
+
+
+class BrokerConsumers:
+    """Runs the reply consumer and the trigger consumers until stopped."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        client: Client,
+        deliver: Callable[[Reply], Awaitable[None]],
+        *,
+        triggers: Sequence[Trigger] = (),
+        task_queue: str,
+    ) -> None:
+        """Consume for the sagas of a worker polling ``task_queue``."""
+        self._broker = broker
+        self._client = client
+        self._deliver = deliver
+        self._triggers = list(triggers)
+        self._task_queue = task_queue
+        runtime = client.service_client.config.runtime or Runtime.default()
+        self._metrics = _Metrics(runtime.metric_meter)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; reconnects are the NATS client's business."""
+        while True:
+            try:
+                js = await asyncio.wait_for(self._broker.jetstream(), 10)
+                break
+            except Exception as err:
+                log.warning("NATS at %s not reachable: %s; retrying", self._broker.url, err)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2)
+                if stop.is_set():
+                    return
+        loops = [
+            self._consume(js, stop, REPLY_SUBJECT, REPLIES_STREAM, "sagaloom-replies", self._reply)
+        ]
+        if self._triggers:
+            await _ensure_trigger_stream(js, [t.subject for t in self._triggers])
+            for trigger in self._triggers:
+                durable = f"sagaloom-trigger-{trigger.saga.name}-"
+                durable += trigger.subject.replace(".", "_")
+                handle = self._trigger_handler(trigger)
+                loops.append(
+                    self._consume(js, stop, trigger.subject, TRIGGERS_STREAM, durable, handle)
+                )
+        await asyncio.gather(*loops)
+
+    def _trigger_handler(self, trigger: Trigger) -> Callable[[Msg], Awaitable[None]]:
+        async def handle(message: Msg) -> None:
+            await self._trigger(message, trigger)
+
+        return handle
+
+    async def _consume(
+        self,
+        js: JetStreamContext,
+        stop: asyncio.Event,
+        subject: str,
+        stream: str,
+        durable: str,
+        handle: Callable[[Msg], Awaitable[None]],
+    ) -> None:
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT,
+            max_deliver=-1,  # counted here, so the last delivery becomes a dead letter
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+        last_gauge = 0.0
+        while not stop.is_set():
+            try:
+                messages = await sub.fetch(32, timeout=1)
+            except TimeoutError:
+                messages = []
+            except Exception as err:
+                log.warning("consumer %s: %s; retrying", durable, err or type(err).__name__)
+                await asyncio.sleep(1)
+                continue
+            for message in messages:
+                try:
+                    await handle(message)
+                except Exception:  # a bug: leave it unacknowledged, it comes back
+                    log.exception("consumer %s: could not handle a message", durable)
+            if time.monotonic() - last_gauge > 5:
+                last_gauge = time.monotonic()
+                with contextlib.suppress(Exception):
+                    info = await sub.consumer_info()
+                    self._metrics.pending.set(info.num_pending or 0, {"consumer": durable})
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+    # -- replies -------------------------------------------------------------------------------
+
+    async def _reply(self, message: Msg) -> None:
+        """Deliver one reply to its saga, or move it to the dead letters saying why."""
+        try:
+            body = ReplyRequest.model_validate_json(message.data)
+        except ValidationError as err:
+            fields = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}"
+                for e in err.errors()
+            )
+            await self._dead(message, "reply", f"malformed reply: {fields}")
+            return
+        if not self._broker.signer.verify(body.correlation_id, body.token):
+            await self._dead(message, "reply", "bad reply token")
+            return
+        reply = Reply(
+            correlation_id=body.correlation_id, ok=body.ok, data=body.data, reason=body.reason
+        )
+        problem = reply_problem(reply)
+        if problem is not None:
+            await self._dead(message, "reply", problem)
+            return
+        delivered = message.metadata.num_delivered
+        try:
+            await asyncio.wait_for(self._deliver(reply), 10)
+        except WorkflowUpdateFailedError as err:
+            cause = getattr(err.cause, "message", None) or str(err.cause or err)
+            if "duplicate reply" in cause and delivered > 1:
+                await message.ack()  # our own earlier delivery took it; the ack was lost
+                return
+            await self._dead(message, "reply", f"rejected by the saga: {cause}")
+            return
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                await self._dead(message, "reply", "the saga is finished or unknown")
+                return
+            await self._later(message, "reply", f"Temporal: {err.message}")
+            return
+        except (TimeoutError, OSError, RuntimeError) as err:
+            await self._later(message, "reply", f"Temporal unreachable: {err}")
+            return
+        sent = message.metadata.timestamp
+        if sent is not None:
+            self._metrics.reply_latency.record(datetime.now(UTC) - sent)
+        await message.ack()
+
+    # -- triggers ------------------------------------------------------------------------------
+
+    async def _trigger(self, message: Msg, trigger: Trigger) -> None:
+        """Start the saga for one event; a redelivered event starts nothing new."""
+        try:
+            document = json.loads(message.data)
+        except ValueError as err:
+            await self._dead(message, "trigger", f"not JSON: {err}")
+            return
+        is_cloud_event = isinstance(document, dict) and "specversion" in document
+        data = document.get("data") if is_cloud_event else document
+        event_id = (
+            (message.headers or {}).get(MSG_ID)
+            or (document.get("id") if is_cloud_event else None)
+            or f"{message.metadata.stream}-{message.metadata.sequence.stream}"
+        )
+        workflow_id = f"{trigger.saga.name}-event-{event_id}"
+        try:
+            await start_saga(
+                self._client, trigger.saga, data, id=workflow_id, task_queue=self._task_queue
+            )
+            log.info("event %s on %s started saga %s", event_id, message.subject, workflow_id)
+        except SagaInputError as err:
+            await self._dead(message, "trigger", f"invalid input: {err}")
+            return
+        except WorkflowAlreadyStartedError:
+            log.info("event %s already started saga %s", event_id, workflow_id)
+        except (RPCError, TimeoutError, OSError, RuntimeError) as err:
+            await self._later(message, "trigger", f"Temporal: {err}")
+            return
+        await message.ack()
+
+    # -- failure paths -------------------------------------------------------------------------
+
+    async def _later(self, message: Msg, kind: str, why: str) -> None:
+        """A passing failure: deliver it again soon, unless it has had its deliveries."""
+        if message.metadata.num_delivered >= MAX_DELIVERIES:
+            await self._dead(message, kind, f"{MAX_DELIVERIES} deliveries failed; last: {why}")
+            return
+        log.warning("%s on %s not handled (%s): retrying", kind, message.subject, why)
+        await message.nak(delay=RETRY_DELAY)
+
+    async def _dead(self, message: Msg, kind: str, reason: str) -> None:
+        """Move ``message`` to the dead-letter stream with ``reason``, then acknowledge it."""
+        js = await self._broker.jetstream()
+        headers = dict(message.headers or {})
+        headers.pop(MSG_ID, None)
+        seq = message.metadata.sequence.stream
+        headers.update(
+            {
+                DEAD_REASON: reason[:1000],
+                DEAD_SUBJECT: message.subject,
+                MSG_ID: f"dead-{message.metadata.stream}-{seq}",  # once, however often moved
+            }
+        )
+        await js.publish(f"{DEAD_PREFIX}.{kind}", message.data, headers=headers)
+        self._metrics.dead.add(1, {"kind": kind})
+        log.warning("dead letter (%s on %s): %s", kind, message.subject, reason)
+        await message.ack()
+
+
+async def _ensure_trigger_stream(js: JetStreamContext, subjects: list[str]) -> None:
+    """The stream that keeps trigger events, capturing every trigger subject."""
+    try:
+        info = await js.stream_info(TRIGGERS_STREAM)
+    except NotFoundError:
+        await js.add_stream(
+            StreamConfig(
+                name=TRIGGERS_STREAM,
+                subjects=sorted(set(subjects)),
+                storage=StorageType.FILE,
+                max_age=7 * 24 * 3600,
+                duplicate_window=600,
+            )
+        )
+        return
+    have = set(info.config.subjects or [])
+    if not set(subjects) <= have:
+        info.config.subjects = sorted(have | set(subjects))
+        with contextlib.suppress(BadRequestError):
+            await js.update_stream(info.config)

@@ -1,0 +1,161 @@
+"""The demo warehouse: an event-driven participant that answers over NATS JetStream.
+
+It consumes ``sagaloom.cmd.warehouse.pack`` and ``.unpack`` commands with a durable consumer,
+applies each effect once per idempotency key in its own SQLite store (the same store as the
+HTTP participants: records, effect log, idempotency table), publishes its reply to the subject
+the command names, and acknowledges the command only after replying — so a crash in between
+resends the same stored reply when the command comes again. It refuses to pack more than
+:data:`MAX_PACK` items (a negative reply). Test faults: ``no-reply``, ``reply-twice``,
+``bad-token`` per business key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import NotFoundError
+
+from sagaloom.participants import (
+    COMMAND_PREFIX,
+    COMMANDS_STREAM,
+    CORRELATION_HEADER,
+    IDEMPOTENCY_HEADER,
+    MSG_ID,
+    REPLY_SUBJECT,
+    REPLY_TO_HEADER,
+    TOKEN_HEADER,
+)
+from services._store import Store
+
+__all__ = ["MAX_PACK", "Warehouse"]
+
+log = logging.getLogger("services.warehouse")
+MAX_PACK = 50
+"""Largest quantity the warehouse packs in one parcel; more is refused."""
+SUBJECT = f"{COMMAND_PREFIX}.warehouse.>"
+
+
+class Warehouse:
+    """Runs in a background thread with its own event loop (like the HTTP participants)."""
+
+    def __init__(self, url: str, store_path: Path) -> None:
+        """Serve commands from the broker at ``url``; keep effects in ``store_path``."""
+        self.url = url
+        self.store = Store(store_path)
+        self.faults: dict[str, str] = {}
+        """Test faults by business key: ``no-reply``, ``reply-twice`` or ``bad-token``."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="svc-warehouse", daemon=True)
+
+    def start(self) -> Warehouse:
+        """Start consuming in the background."""
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop consuming and close the store."""
+        self._stop.set()
+        self._thread.join(15)
+        self.store.close()
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        nc = await nats.connect(self.url, name="demo-warehouse", max_reconnect_attempts=-1)
+        js = nc.jetstream()
+        while not self._stop.is_set():  # the engine's workers create the stream
+            try:
+                await js.stream_info(COMMANDS_STREAM)
+                break
+            except NotFoundError:
+                await asyncio.sleep(0.5)
+        config = ConsumerConfig(
+            durable_name="warehouse", ack_policy=AckPolicy.EXPLICIT, ack_wait=30
+        )
+        sub = await js.pull_subscribe(
+            SUBJECT, durable="warehouse", stream=COMMANDS_STREAM, config=config
+        )
+        while not self._stop.is_set():
+            try:
+                batch = await sub.fetch(16, timeout=0.5)
+            except TimeoutError:
+                continue
+            except Exception as err:
+                log.warning("warehouse: %s", err)
+                await asyncio.sleep(0.5)
+                continue
+            for message in batch:
+                try:
+                    await self._handle(js, message)
+                except Exception:
+                    log.exception("warehouse could not handle %s", message.subject)
+        with contextlib.suppress(Exception):
+            await nc.drain()
+
+    async def _handle(self, js: Any, message: Msg) -> None:
+        headers = message.headers or {}
+        op = message.subject.rsplit(".", 1)[-1]
+        idem_key = headers.get(IDEMPOTENCY_HEADER, "")
+        body = json.loads(message.data or b"null") or {}
+        key = str(body.get("order_id", ""))
+        self.store.received(op, key, idem_key)
+        with self.store.lock:
+            stored = self.store.replay(idem_key)
+            if stored is None:
+                ok, data = self._apply(op, key, body, idem_key)
+                self.store.remember(idem_key, 200 if ok else 409, {"ok": ok, "data": data})
+            else:
+                ok, data = stored[1]["ok"], stored[1]["data"]
+        fault = self.faults.get(key)
+        if fault != "no-reply":
+            correlation = headers.get(CORRELATION_HEADER, idem_key)
+            token = headers.get(TOKEN_HEADER, "")
+            reply = {
+                "correlation_id": correlation,
+                "token": "forged" if fault == "bad-token" else token,
+                "ok": ok,
+                "data": data if ok else {},
+                "reason": "" if ok else str(data.get("reason", "refused")),
+            }
+            for _ in range(2 if fault == "reply-twice" else 1):
+                # a retried reply (same id) is stored once; the reply-twice fault sends two
+                msg_id = {} if fault == "reply-twice" else {MSG_ID: f"reply-{correlation}"}
+                await js.publish(
+                    headers.get(REPLY_TO_HEADER, REPLY_SUBJECT),
+                    json.dumps(reply).encode(),
+                    headers=msg_id or None,
+                )
+        await message.ack()
+
+    def _apply(self, op: str, key: str, body: dict[str, Any], idem_key: str) -> tuple[bool, Any]:
+        record = self.store.record(key)
+        if op == "pack":
+            if record is not None and record["status"] == "undone":
+                return False, {"reason": f"order {key} was already unpacked"}
+            quantity = int(body.get("quantity", 0))
+            if quantity > MAX_PACK:
+                return False, {"reason": f"{quantity} items do not fit one parcel (max {MAX_PACK})"}
+            if record is None:
+                parcel = self.store.next_id("parcel")
+                self.store.put(key, parcel, "active", body)
+                self.store.log("do", key, idem_key)
+                return True, {"id": parcel, "order_id": key}
+            return True, {"id": record["id"], "order_id": key}
+        if op == "unpack":
+            if record is None:
+                self.store.put(key, "-", "undone", None)  # tombstone: a late pack is refused
+            elif record["status"] == "active":
+                self.store.put(key, record["id"], "undone", record["payload"])
+                self.store.log("undo", key, idem_key)
+            return True, {"order_id": key}
+        return False, {"reason": f"unknown command {op!r}"}
