@@ -128,6 +128,7 @@ async def start_saga(
     task_queue: str = DEFAULT_TASK_QUEUE,
     request_eager_start: bool = False,
     wait_for: None = None,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
 ) -> WorkflowHandle[Any, SagaReport]: ...
 
 
@@ -141,6 +142,7 @@ async def start_saga(
     task_queue: str = DEFAULT_TASK_QUEUE,
     request_eager_start: Literal[False] = False,
     wait_for: str,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
 ) -> EarlyAnswer: ...
 
 
@@ -153,6 +155,7 @@ async def start_saga(
     task_queue: str = DEFAULT_TASK_QUEUE,
     request_eager_start: bool = False,
     wait_for: str | None = None,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
 ) -> WorkflowHandle[Any, SagaReport] | EarlyAnswer:
     """Validate ``data`` and start ``saga``; nothing starts if the input is invalid.
 
@@ -173,6 +176,8 @@ async def start_saga(
         request_eager_start: Ask the server to hand the first task to a local worker (not
             with ``wait_for``).
         wait_for: Name of the step whose output to wait for.
+        id_reuse_policy: Whether a run under an id that ran before may start (without
+            ``wait_for``; for example ``REJECT_DUPLICATE`` for sagas started by events).
 
     Returns:
         The handle of the started run; with ``wait_for``, an :class:`EarlyAnswer`.
@@ -209,6 +214,7 @@ async def start_saga(
             search_attributes=start_attributes(saga, parsed),
             static_summary=summary,
             request_eager_start=request_eager_start,
+            id_reuse_policy=id_reuse_policy,
         )
     if wait_for not in saga.position:
         steps = ", ".join(s.name for s in saga.steps)

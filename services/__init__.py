@@ -1,13 +1,15 @@
-"""Demo participant services: inventory, payment, shipping, flights, hotels and cars.
+"""Demo participant services: inventory, payment, shipping, flights, hotels, cars; warehouse.
 
 Each is a real HTTP server on loopback with its own SQLite store, idempotent endpoints,
 compensation endpoints and fault-injection switches. Built on the standard library
-(``http.server`` and ``sqlite3``) so the demo needs nothing beyond the engine's own dependencies.
+(``http.server`` and ``sqlite3``) so the demo needs nothing beyond the engine's own dependencies;
+the warehouse is event-driven instead: it takes its commands over NATS JetStream.
 """
 
 from services._catalog import CATALOG, Rejection, ServiceSpec
 from services._server import Fault, Participant, RunningServices, serve
 from services._store import Store
+from services._warehouse import Warehouse
 
 __all__ = [
     "CATALOG",
@@ -17,5 +19,6 @@ __all__ = [
     "RunningServices",
     "ServiceSpec",
     "Store",
+    "Warehouse",
     "serve",
 ]

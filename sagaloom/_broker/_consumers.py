@@ -24,7 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import BadRequestError, NotFoundError
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import MetricMeter
+from temporalio.common import MetricMeter, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
@@ -255,7 +255,12 @@ class BrokerConsumers:
         workflow_id = f"{trigger.saga.name}-event-{event_id}"
         try:
             await start_saga(
-                self._client, trigger.saga, data, id=workflow_id, task_queue=self._task_queue
+                self._client,
+                trigger.saga,
+                data,
+                id=workflow_id,
+                task_queue=self._task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,  # one run per event
             )
             log.info("event %s on %s started saga %s", event_id, message.subject, workflow_id)
         except SagaInputError as err:

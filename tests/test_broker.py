@@ -1,0 +1,378 @@
+"""Event-driven sagas on a real NATS JetStream server and a real worker process.
+
+The worker (``saga worker --nats URL --trigger ...``) runs the fulfilment example, whose
+warehouse participant answers over NATS (``services/_warehouse.py``, run here in-process so the
+test can read its store and give it faults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.js import JetStreamContext
+from pydantic import SecretStr
+
+from sagaloom import EVENT_TYPES, SagaStatus
+from sagaloom._broker._bus import Broker
+from sagaloom._reply_auth import ReplySigner
+from sagaloom.client import dead_letters, outcome, saga_events, start_saga
+from sagaloom.participants import (
+    COMMANDS_STREAM,
+    DEAD_STREAM,
+    MSG_ID,
+    REPLY_SUBJECT,
+)
+from sagaloom.server import NatsServer, NatsServerOptions
+from services import Warehouse
+from tests._broker_sagas import QUICK
+from tests._helpers import REPLY_SECRET, Stack, count_workflows
+from workflows.fulfilment import FULFILMENT
+
+pytestmark = pytest.mark.integration
+TRIGGER = "fulfilment.requested"
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(NatsServerOptions.in_folder(tmp_path_factory.mktemp("nats")))
+    asyncio.run(server.start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def queue() -> str:
+    return f"broker-{os.urandom(3).hex()}"
+
+
+@pytest.fixture(scope="module")
+def warehouse(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Warehouse]:
+    running = Warehouse(nats_server.url, tmp_path_factory.mktemp("wh") / "warehouse.sqlite3")
+    yield running.start()
+    running.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def worker(
+    stack: Stack, nats_server: NatsServer, warehouse: Warehouse, queue: str
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    process = stack.start_worker(
+        f"broker-{queue}",
+        *("--module", "workflows.fulfilment", "--module", "tests._broker_sagas"),
+        *("--task-queue", queue, "--nats", nats_server.url),
+        *("--trigger", f"{TRIGGER}=FulfilmentSaga"),
+    )
+    nc = await nats.connect(nats_server.url)
+    try:  # ready once its consumers exist
+        js = nc.jetstream()
+        for _ in range(200):
+            try:
+                await js.consumer_info("SAGALOOM_REPLIES", "sagaloom-replies")
+                await js.consumer_info(
+                    "SAGALOOM_TRIGGERS",
+                    f"sagaloom-trigger-FulfilmentSaga-{TRIGGER.replace('.', '_')}",
+                )
+                break
+            except Exception:
+                assert process.poll() is None, "the broker worker exited; see its log"
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+    yield process
+    process.terminate()
+    process.wait(20)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def js(nats_server: NatsServer) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_server.url)
+    yield nc.jetstream()
+    await nc.close()
+
+
+def saga(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``saga`` command, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "sagaloom", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def order(key: str, quantity: int = 3) -> dict[str, Any]:
+    return {"order_id": key, "sku": "gadget", "quantity": quantity}
+
+
+async def stored(js: JetStreamContext, stream: str, subject: str) -> list[Any]:
+    """Every message of ``stream`` on ``subject`` (read without consuming)."""
+    info = await js.stream_info(stream)
+    found = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        try:
+            raw = await js.get_msg(stream, seq)
+        except Exception:
+            continue
+        if raw.subject == subject or (
+            subject.endswith(">") and (raw.subject or "").startswith(subject[:-1])
+        ):
+            found.append(raw)
+    return found
+
+
+async def test_a_saga_over_broker_commands_completes_each_command_stored_once(
+    stack: Stack, worker: Any, warehouse: Warehouse, js: JetStreamContext, queue: str, key: str
+) -> None:
+    handle = await start_saga(stack.client, FULFILMENT, order(key), task_queue=queue)
+    result = await asyncio.wait_for(outcome(handle), 60)
+    assert result.status is SagaStatus.COMPLETED, result
+    assert result.report is not None
+    parcel = result.report.outputs["pack"]
+    assert parcel["order_id"] == key and parcel["id"].startswith("parcel-")
+    # The warehouse applied the pack once, and the command carried the step's keys.
+    record = warehouse.store.record(key)
+    assert record is not None and record["status"] == "active"
+    log = [e for e in warehouse.store.dump()["log"] if e["key"] == key]
+    assert [e["op"] for e in log] == ["do"]
+    assert log[0]["idem_key"] == f"{handle.id}:pack"
+    commands = [
+        m
+        for m in await stored(js, COMMANDS_STREAM, "sagaloom.cmd.warehouse.pack")
+        if (m.headers or {}).get("Idempotency-Key") == f"{handle.id}:pack"
+    ]
+    assert len(commands) == 1
+    headers = commands[0].headers
+    assert headers[MSG_ID] == f"{handle.id}:pack#1"
+    assert headers["Sagaloom-Correlation-Id"] == f"{handle.id}:pack"
+    assert headers["Sagaloom-Reply-To"] == REPLY_SUBJECT
+    assert headers["Sagaloom-Reply-Token"] == ReplySigner(SecretStr(REPLY_SECRET)).token(
+        f"{handle.id}:pack"
+    )
+    assert json.loads(commands[0].data) == order(key)
+
+
+async def test_a_negative_reply_fails_the_step_and_compensates(
+    stack: Stack, worker: Any, warehouse: Warehouse, queue: str, key: str
+) -> None:
+    handle = await start_saga(stack.client, FULFILMENT, order(key, 80), task_queue=queue)
+    result = await asyncio.wait_for(outcome(handle), 60)
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.report is not None and result.report.failed_step == "pack"
+    assert "ReplyNegative: 80 items do not fit one parcel" in (result.report.error or "")
+    assert [c.step for c in result.report.compensations if c.ok] == ["pack", "reserve-stock"]
+    assert await stack.record("inventory", key) == "undone"
+    record = warehouse.store.record(key)  # the unpack left a tombstone: nothing was packed
+    assert record is not None and record["payload"] is None
+
+
+async def test_no_reply_in_time_compensates_and_the_late_reply_is_a_dead_letter(
+    stack: Stack, worker: Any, warehouse: Warehouse, js: JetStreamContext, queue: str, key: str
+) -> None:
+    warehouse.faults[key] = "no-reply"  # it packs, but its reply is lost
+    handle = await start_saga(stack.client, QUICK, order(key), task_queue=queue)
+    warehouse_sent = asyncio.get_running_loop().time()
+    result = await asyncio.wait_for(outcome(handle), 60)
+    assert result.status is SagaStatus.COMPENSATED
+    assert "ReplyTimeout" in (result.report.error if result.report else "")
+    assert asyncio.get_running_loop().time() - warehouse_sent >= 3
+    history = len((await handle.fetch_history()).events)
+    # The reply comes late, with a valid token: refused, kept as a dead letter, history unchanged.
+    correlation = f"{handle.id}:pack"
+    late = {
+        "correlation_id": correlation,
+        "token": ReplySigner(SecretStr(REPLY_SECRET)).token(correlation),
+        "ok": True,
+        "data": {"id": "parcel-late", "order_id": key},
+    }
+    await js.publish(REPLY_SUBJECT, json.dumps(late).encode())
+    letter = await dead_letter_about(js, correlation)
+    assert "finished or unknown" in letter["reason"] or "late or unexpected" in letter["reason"]
+    assert len((await handle.fetch_history()).events) == history
+
+
+async def dead_letter_about(
+    js: JetStreamContext, needle: str, within: float = 20
+) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        for message in await stored(js, DEAD_STREAM, "sagaloom.dead.>"):
+            if needle.encode() in (message.data or b""):
+                return {
+                    "reason": message.headers.get("Sagaloom-Dead-Reason", ""),
+                    "seq": message.seq,
+                }
+        assert asyncio.get_running_loop().time() < deadline, f"no dead letter about {needle}"
+        await asyncio.sleep(0.2)
+
+
+async def test_replies_that_cannot_be_processed_become_dead_letters_never_history(
+    stack: Stack,
+    worker: Any,
+    warehouse: Warehouse,
+    js: JetStreamContext,
+    queue: str,
+    key: str,
+    nats_server: NatsServer,
+) -> None:
+    warehouse.faults[key] = "no-reply"
+    handle = await start_saga(stack.client, QUICK, order(key), task_queue=queue)
+    await asyncio.sleep(1)  # the saga waits for its reply now
+    history = len((await handle.fetch_history()).events)
+    correlation = f"{handle.id}:pack"
+    signer = ReplySigner(SecretStr(REPLY_SECRET))
+    bad = [
+        (b"{not json", "malformed reply"),
+        (json.dumps({"correlation_id": correlation, "ok": True}).encode(), "malformed reply"),
+        (
+            json.dumps(
+                {"correlation_id": correlation, "token": "forged", "ok": True, "marker": 1}
+            ).encode(),
+            "malformed reply",
+        ),
+        (
+            json.dumps(
+                {
+                    "correlation_id": correlation,
+                    "token": "forged-token",
+                    "ok": True,
+                    "data": {"m": "bad-token"},
+                }
+            ).encode(),
+            "bad reply token",
+        ),
+        (
+            json.dumps(
+                {
+                    "correlation_id": f"{handle.id}:reserve-stock",
+                    "token": signer.token(f"{handle.id}:reserve-stock"),
+                    "ok": True,
+                    "data": {"m": "unexpected"},
+                }
+            ).encode(),
+            "rejected by the saga",
+        ),
+        (
+            json.dumps(
+                {
+                    "correlation_id": "NoSuchSaga-x:pack",
+                    "token": signer.token("NoSuchSaga-x:pack"),
+                    "ok": True,
+                }
+            ).encode(),
+            "finished or unknown",
+        ),
+    ]
+    before = len(await stored(js, DEAD_STREAM, "sagaloom.dead.>"))
+    for body, _ in bad:
+        await js.publish(REPLY_SUBJECT, body)
+    deadline = asyncio.get_running_loop().time() + 20
+    while len(await stored(js, DEAD_STREAM, "sagaloom.dead.>")) < before + len(bad):
+        assert asyncio.get_running_loop().time() < deadline, (
+            "not every bad reply became a dead letter"
+        )
+        await asyncio.sleep(0.2)
+    letters = (await stored(js, DEAD_STREAM, "sagaloom.dead.>"))[before:]
+    reasons = sorted(m.headers["Sagaloom-Dead-Reason"] for m in letters)
+    for _, why in bad:
+        assert any(why in r for r in reasons), (why, reasons)
+    assert all(m.headers["Sagaloom-Dead-Subject"] == REPLY_SUBJECT for m in letters)
+    # None of them reached the saga's history; the CLI lists them with their reasons.
+    assert len((await handle.fetch_history()).events) == history
+    listed = await asyncio.to_thread(saga, "dead-letters", "--nats", nats_server.url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {r["reason"] for r in rows} >= set(reasons)
+    assert (await asyncio.wait_for(outcome(handle), 30)).status is SagaStatus.COMPENSATED
+
+
+async def test_a_duplicate_reply_is_taken_once(
+    stack: Stack, worker: Any, warehouse: Warehouse, js: JetStreamContext, queue: str, key: str
+) -> None:
+    warehouse.faults[key] = "reply-twice"
+    handle = await start_saga(stack.client, FULFILMENT, order(key), task_queue=queue)
+    assert (await asyncio.wait_for(outcome(handle), 60)).status is SagaStatus.COMPLETED
+    letter = await dead_letter_about(js, f"{handle.id}:pack")
+    assert "duplicate reply" in letter["reason"] or "finished or unknown" in letter["reason"]
+    updates = [
+        e
+        async for e in handle.fetch_history_events()
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    assert len(updates) == 1
+
+
+async def test_lifecycle_events_are_published_in_order_and_stored_once_each(
+    stack: Stack, worker: Any, nats_server: NatsServer, js: JetStreamContext, queue: str, key: str
+) -> None:
+    handle = await start_saga(stack.client, FULFILMENT, order(key), task_queue=queue)
+    assert (await asyncio.wait_for(outcome(handle), 60)).status is SagaStatus.COMPLETED
+    events = await saga_events(nats_server.url, handle.id)
+    assert [e.type for e in events] == [
+        "io.sagaloom.saga.started",
+        "io.sagaloom.step.completed",
+        "io.sagaloom.step.completed",
+        "io.sagaloom.saga.completed",
+    ]
+    assert all(e.type in EVENT_TYPES and e.subject == handle.id for e in events)
+    assert [e.data.get("step") for e in events[1:3]] == ["reserve-stock", "pack"]
+    assert all(e.data["key"] == key and e.source == "sagaloom/FulfilmentSaga" for e in events)
+    assert len({e.id for e in events}) == len(events)
+    # A retried publish (an activity retry, a worker that died before completing it) stores
+    # nothing new: the event id is the message id.
+    broker = Broker(nats_server.url, ReplySigner(SecretStr(REPLY_SECRET)))
+    try:
+        await broker.publish_events(events)
+    finally:
+        await broker.aclose()
+    assert [e.id for e in await saga_events(nats_server.url, handle.id)] == [e.id for e in events]
+    # The CLI prints them.
+    printed = await asyncio.to_thread(saga, "events", handle.id, "--nats", nats_server.url)
+    assert printed.returncode == 0, printed.stderr
+    assert "saga.completed" in printed.stdout and "step=pack" in printed.stdout
+
+
+async def test_events_start_sagas_once_and_invalid_ones_are_dead_letters(
+    stack: Stack, worker: Any, js: JetStreamContext, nats_server: NatsServer, key: str
+) -> None:
+    event = {
+        "specversion": "1.0",
+        "id": f"evt-{key}",
+        "type": "com.example.fulfilment.requested",
+        "source": "shop",
+        "data": order(key),
+    }
+    await js.publish(TRIGGER, json.dumps(event).encode())
+    workflow_id = f"FulfilmentSaga-event-evt-{key}"
+    handle = stack.client.get_workflow_handle(workflow_id)
+    for _ in range(100):
+        if await count_workflows(stack.client, f'WorkflowId = "{workflow_id}"'):
+            break
+        await asyncio.sleep(0.2)
+    assert (await asyncio.wait_for(outcome(handle), 60)).status is SagaStatus.COMPLETED
+    # The same event again (a producer's retry, a redelivery): nothing new starts.
+    await js.publish(TRIGGER, json.dumps(event).encode())
+    await asyncio.sleep(2)
+    assert await count_workflows(stack.client, f'WorkflowId = "{workflow_id}"') == 1
+    # An invalid event: a dead letter naming the field; re-delivered after a "fix", dead again.
+    bad = {**event, "id": f"bad-{key}", "data": order(key, quantity=-1)}
+    await js.publish(TRIGGER, json.dumps(bad).encode())
+    letter = await dead_letter_about(js, f"bad-{key}")
+    assert "invalid input" in letter["reason"] and "quantity" in letter["reason"]
+    again = await asyncio.to_thread(
+        saga, "dead-letters", "--nats", nats_server.url, "--redeliver", str(letter["seq"])
+    )
+    assert again.returncode == 0 and f"published again to {TRIGGER}" in again.stdout, again.stderr
+    assert all(d.seq != letter["seq"] for d in await dead_letters(nats_server.url))
+    relettered = await dead_letter_about(js, f"bad-{key}")
+    assert relettered["seq"] > letter["seq"]
+    assert (
+        await count_workflows(stack.client, f'WorkflowId = "FulfilmentSaga-event-bad-{key}"') == 0
+    )
