@@ -24,12 +24,15 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client
+
 from bench._breakdown import breakdown, breakdown_table
+from bench._echo import EchoHttp, EchoNats
 from bench._inprocess import VARIANTS, InProcessResult, run_inprocess, run_open_loop
 from bench._models import BenchInput
 from bench._processes import (
@@ -42,7 +45,13 @@ from bench._processes import (
     table,
 )
 from sagaloom.client import connect
-from sagaloom.server import DevServer, DevServerOptions, free_port
+from sagaloom.server import (
+    DevServer,
+    DevServerOptions,
+    NatsServer,
+    NatsServerOptions,
+    free_port,
+)
 from sagaloom.worker import configure_logging
 from services import serve
 from workers.demo import _order
@@ -160,10 +169,28 @@ async def separate_processes(
     results: list[Result] = []
     scale: list[Result] = []
     memory_lines: list[str] = []
-    server = fresh_server(folder)
-    await server.start()
+    Run = Callable[[Client, DevServer], Awaitable[Result]]
+
+    async def on_fresh_server(run: Run) -> Result:
+        # each variant on a fresh server: a database grown by earlier variants favours none
+        server = fresh_server(folder)
+        await server.start()
+        try:
+            result = await run(await connect(server.address), server)
+        finally:
+            server.stop()
+        print(f"[2] {result.name}: {result.rate:.1f}/s", flush=True)
+        return result
+
+    def variant(
+        name: str, workflow: str, **kw: Any
+    ) -> Callable[[Client, DevServer], Awaitable[Result]]:
+        def run(client: Client, server: DevServer) -> Awaitable[Result]:
+            return measure(name, client, server, workflow, kw.pop("inputs", inputs), count, **kw)
+
+        return run
+
     try:
-        client = await connect(server.address)
         for name, workflow in (
             (RAW, "RawSaga"),
             ("engine (defaults)", "BenchLeanSaga"),
@@ -171,33 +198,40 @@ async def separate_processes(
             ("engine, track_steps=True", "BenchSaga"),
             ("engine fast path (local activities)", "BenchFastSaga"),
         ):
-            results.append(await measure(name, client, server, workflow, inputs, count))
-            print(f"[2] {name}: {results[-1].rate:.1f}/s", flush=True)
+            results.append(await on_fresh_server(variant(name, workflow)))
         results.append(
-            await measure_eager("engine fast path + eager start", client, server, count, share)
+            await on_fresh_server(
+                lambda client, server: measure_eager(
+                    "engine fast path + eager start", client, server, count, share
+                )
+            )
         )
-        http = await measure(
-            "engine, OrderSaga over HTTP demo services",
-            client,
-            server,
-            "OrderSaga",
-            orders,
-            count,
-            extra=urls,
+        http = await on_fresh_server(
+            variant(
+                "engine, OrderSaga over HTTP demo services", "OrderSaga", inputs=orders, extra=urls
+            )
         )
-        http.notes.append("3 HTTP steps, failure at step 2 (card declined)")
+        http.notes.append(
+            "3 HTTP steps, failure at step 2 (card declined); participants in the client process"
+        )
         results.append(http)
         scale.append(results[1])
         for n in (2, 4):
-            name = f"engine, {n} worker processes"
             scale.append(
-                await measure(name, client, server, "BenchLeanSaga", inputs, count, processes=n)
+                await on_fresh_server(
+                    variant(f"engine, {n} worker processes", "BenchLeanSaga", processes=n)
+                )
             )
-            print(f"[2] {name}: {scale[-1].rate:.1f}/s", flush=True)
         if memory:
-            memory_lines = await memory_scenario(client, server, memory, memory_wait)
+            server = fresh_server(folder)
+            await server.start()
+            try:
+                memory_lines = await memory_scenario(
+                    await connect(server.address), server, memory, memory_wait
+                )
+            finally:
+                server.stop()
     finally:
-        server.stop()
         services.close()
     untuned_server = fresh_server(folder, tuned=False)
     await untuned_server.start()
@@ -213,6 +247,7 @@ async def separate_processes(
     finally:
         untuned_server.stop()
 
+    transport = await transports(folder, count, share, on_fresh_server_factory(folder))
     lines = ["## Shape 2: separate worker processes, 100 sagas in flight", ""]
     lines += table(results, results[0])
     for r in results:
@@ -223,16 +258,85 @@ async def separate_processes(
     lines += ["", "### Embedded default against the dev server's default SQLite settings", ""]
     lines += table([results[1], untuned], untuned)
     lines += ["", f"Embedded default / untuned: {results[1].rate / untuned.rate:.2f}x", ""]
+    lines += [
+        "### Participants over activities, HTTP and NATS commands",
+        "",
+        "The same 4-step saga, its participants answering at once: in-process activities, an "
+        "HTTP participant on loopback, a NATS JetStream participant (commands and replies "
+        "through streams, the reply through the worker's consumer and the validated update). "
+        "Workers run as `saga worker` does (with its broker consumers); ratios to activities.",
+        "",
+        *table(transport, transport[0]),
+        "",
+    ]
     if memory_lines:
         lines += [MEMORY, "", *memory_lines, ""]
     return lines
+
+
+def _transport_run(
+    name: str, workflow: str, count: int, share: float, extra: list[str]
+) -> Callable[[Client, DevServer], Awaitable[Result]]:
+    def run(client: Client, server: DevServer) -> Awaitable[Result]:
+        return measure(
+            name, client, server, workflow, lambda k: bench_inputs(k, share), count, extra=extra
+        )
+
+    return run
+
+
+def on_fresh_server_factory(folder: Path) -> Callable[..., Awaitable[Result]]:
+    """Run a measurement on a fresh tuned server."""
+
+    async def on_fresh(run: Callable[[Client, DevServer], Awaitable[Result]]) -> Result:
+        server = fresh_server(folder)
+        await server.start()
+        try:
+            result = await run(await connect(server.address), server)
+        finally:
+            server.stop()
+        print(f"[transport] {result.name}: {result.rate:.1f}/s", flush=True)
+        return result
+
+    return on_fresh
+
+
+async def transports(
+    folder: Path, count: int, share: float, on_fresh: Callable[..., Awaitable[Result]]
+) -> list[Result]:
+    """The 4-step saga over activities, HTTP and NATS commands, same worker kind, same run."""
+    nats_server = NatsServer(NatsServerOptions.in_folder(folder / f"nats-{uuid.uuid4().hex[:6]}"))
+    await nats_server.start()
+    http, broker = EchoHttp(), EchoNats(nats_server.url)
+    extra = ["--nats", nats_server.url, f"--service=echo={http.url}"]
+    results = []
+    try:
+        for name, workflow in (
+            ("4 steps as in-process activities", "BenchLeanSaga"),
+            ("4 steps over HTTP", "BenchHttpSaga"),
+            ("4 steps over NATS JetStream commands", "BenchNatsSaga"),
+        ):
+
+            def run(
+                client: Client, server: DevServer, n: str = name, w: str = workflow
+            ) -> Awaitable[Result]:
+                return measure(
+                    n, client, server, w, lambda k: bench_inputs(k, share), count, extra=extra
+                )
+
+            results.append(await on_fresh(run))
+    finally:
+        broker.close()
+        http.close()
+        nats_server.stop()
+    return results
 
 
 async def main() -> None:
     """Parse arguments, run every section, print (and write) the report."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sagas", type=int, default=300, help="sagas per variant and run")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the in-process shape")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the in-process shape")
     parser.add_argument("--fail-share", type=float, default=0.1)
     parser.add_argument("--open-seconds", type=float, default=30, help="open-loop duration")
     parser.add_argument("--memory", type=int, default=0, help="open sagas (0: skip)")

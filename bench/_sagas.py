@@ -13,15 +13,18 @@ from typing import Any
 
 from bench._models import RETRY, STEPS, BenchInput, StepArg, bench_step, bench_undo
 from bench._raw import RawSaga
-from sagaloom import Activity, Saga, Step, StepDefaults, Timer, saga_workflow
+from sagaloom import Activity, Command, Http, Saga, Step, StepDefaults, Timer, saga_workflow
 
 __all__ = [
     "ACTIVITIES",
     "BENCH",
     "BENCH_FAST",
+    "BENCH_HTTP",
     "BENCH_LEAN",
+    "BENCH_NATS",
     "BENCH_QUIET",
     "SAGA_DEFS",
+    "TRANSPORT_WORKFLOWS",
     "WORKFLOWS",
     "BenchInput",
     "RawSaga",
@@ -65,6 +68,45 @@ BENCH_FAST = dataclasses.replace(
 )
 BenchFastSaga = saga_workflow(BENCH_FAST)
 
+
+def _body(step: int) -> Any:
+    return lambda c: {"id": c.input.id, "step": step, "fail": c.input.fail_at == step}
+
+
+BENCH_HTTP = Saga(
+    name="BenchHttpSaga",
+    input=BenchInput,
+    key=lambda b: b.id,
+    description="Benchmark: 4 steps over HTTP",
+    defaults=StepDefaults(retry=RETRY),
+    steps=[
+        Step(
+            f"step-{i}",
+            Http("echo", "POST", f"/step-{i}", body=_body(i)),
+            compensation=Http("echo", "POST", f"/step-{i}/undo", body=_body(0)),
+        )
+        for i in range(1, STEPS + 1)
+    ],
+)
+BenchHttpSaga = saga_workflow(BENCH_HTTP)
+
+BENCH_NATS = Saga(
+    name="BenchNatsSaga",
+    input=BenchInput,
+    key=lambda b: b.id,
+    description="Benchmark: 4 steps over NATS commands",
+    defaults=StepDefaults(retry=RETRY),
+    steps=[
+        Step(
+            f"step-{i}",
+            Command(f"bench.step-{i}", body=_body(i)),
+            compensation=Command(f"bench.undo-{i}", body=_body(0)),
+        )
+        for i in range(1, STEPS + 1)
+    ],
+)
+BenchNatsSaga = saga_workflow(BENCH_NATS)
+
 BENCH_WAIT = Saga(
     name="BenchWaitSaga",
     input=BenchInput,
@@ -84,5 +126,7 @@ BenchWaitSaga = saga_workflow(BENCH_WAIT)
 
 
 WORKFLOWS = [BenchSaga, BenchLeanSaga, BenchQuietSaga, BenchFastSaga, BenchWaitSaga, RawSaga]
-SAGA_DEFS = [BENCH, BENCH_LEAN, BENCH_QUIET, BENCH_FAST, BENCH_WAIT]
+TRANSPORT_WORKFLOWS = [BenchHttpSaga, BenchNatsSaga]
+"""Sagas whose workers need the echo participants (``--service echo=...``, ``--nats``)."""
+SAGA_DEFS = [BENCH, BENCH_LEAN, BENCH_QUIET, BENCH_FAST, BENCH_WAIT, BENCH_HTTP, BENCH_NATS]
 ACTIVITIES = [bench_step, bench_undo]
