@@ -359,6 +359,17 @@ async def cmd_set_current(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_contract(args: argparse.Namespace) -> int:
+    from sagaloom._contract import write_contracts
+
+    sagas = load_sagas(_modules(args))
+    if not sagas:
+        raise CliError("no sagas: name their modules with --module or SAGALOOM_SAGA_MODULES")
+    for path in write_contracts([cls.saga for cls in sagas.values()], args.out):
+        print(path)
+    return 0
+
+
 async def cmd_dead_letters(args: argparse.Namespace) -> int:
     from sagaloom._broker._admin import dead_letters, redeliver
 
@@ -593,6 +604,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nats", metavar="URL", default=nats_default)
     p.add_argument("--json", action="store_true", help="one CloudEvent per line")
 
+    p = sub.add_parser(
+        "contract",
+        help="write each saga's contract (JSON Schema), its Mermaid diagram, and the AsyncAPI "
+        "document of the broker channels",
+    )
+    p.add_argument("--module", action="append", default=[], help=MODULE_HELP)
+    p.add_argument("--out", type=Path, default=Path("docs/contracts"))
+
     p = sub.add_parser("new-key", help="print a new encryption key entry (<id>=<base64>)")
     p.add_argument("id", help="key id, for example 2026-11")
 
@@ -618,6 +637,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "set-current": cmd_set_current,
     "dead-letters": cmd_dead_letters,
+    "contract": cmd_contract,
     "events": cmd_events,
     "dev": cmd_dev,
 }
