@@ -180,7 +180,12 @@ def test_manifests_compose_and_worker_agree_on_names_ports_and_queue() -> None:
     assert int(compose["worker"]["stop_grace_period"].rstrip("s")) > grace
 
     # The demo participants' ports in compose are the ones the services bind.
-    base = int(compose["participants"]["command"][-1])
+    command = compose["participants"]["command"]
+    base = int(command[command.index("--base-port") + 1])
+    # The warehouse answers over the same broker the workers use.
+    assert command[command.index("--nats") + 1] == worker_env["SAGALOOM_NATS_URL"]
+    assert compose["nats"]["command"][:3] == ["--jetstream", "--store_dir", "/data"]
+    assert config_map["SAGALOOM_NATS_URL"].startswith("nats://")
     urls = {k: v for k, v in worker_env.items() if k.startswith("SAGALOOM_SERVICE_")}
     from services import CATALOG
 

@@ -1,0 +1,234 @@
+"""Chaos for event-driven sagas: SIGKILL the broker and the workers while fulfilments run.
+
+``python -m tests.chaos_broker --sagas 200 --broker-kills 4 --worker-kills 6`` (the test suite
+runs a small one). Starts its own dev server, ``nats-server -js`` (restarted on its store after
+each SIGKILL), the inventory participant (HTTP) and the warehouse (NATS), and two ``saga worker``
+processes (restarted after each SIGKILL). Then checks the invariants of the HTTP chaos run, for
+the broker: nothing lost (every saga ended as its input says), nothing half-done (each store
+agrees with the outcome), each effect once per key, and each lifecycle event stored once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from sagaloom import SagaStatus
+from sagaloom.client import connect, outcome, start_saga
+from sagaloom.participants import EVENTS_STREAM
+from sagaloom.server import DevServer, DevServerOptions, NatsServer, NatsServerOptions
+from services import serve
+from workflows.fulfilment import FULFILMENT
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "chaos-broker-secret"
+
+
+@dataclass
+class Report:
+    """What happened, and what was wrong."""
+
+    sagas: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    broker_kills: int = 0
+    worker_kills: int = 0
+    events: int = 0
+    violations: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """A summary for docs/chaos.md."""
+        return [
+            f"- {self.sagas} fulfilment sagas (HTTP inventory + NATS warehouse, events on): "
+            + ", ".join(f"{n} {k.lower()}" for k, n in sorted(self.outcomes.items())),
+            f"- {self.broker_kills} SIGKILLs of nats-server (restarted on its store), "
+            f"{self.worker_kills} worker SIGKILLs (restarted)",
+            f"- {self.events} lifecycle events read back, each stored once",
+            f"- {len(self.violations)} violations; settled in {self.seconds:.0f} s",
+        ]
+
+
+def worker(
+    folder: Path, address: str, nats_url: str, inventory: str, queue: str, n: int
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALOOM_")}
+    env.update(
+        TEMPORAL_ADDRESS=address,
+        SAGALOOM_TASK_QUEUE=queue,
+        SAGALOOM_SAGA_MODULES="workflows.fulfilment",
+        SAGALOOM_NATS_URL=nats_url,
+        SAGALOOM_SERVICE_INVENTORY=inventory,
+        SAGALOOM_REPLY_SECRET=SECRET,
+        SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS="2",
+    )
+    log = open(folder / f"worker-{n}.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "sagaloom", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+
+
+async def run(
+    sagas: int, broker_kills: int, worker_kills: int, chaos_seconds: float, seed: int
+) -> Report:
+    rng = random.Random(seed)
+    report = Report(sagas=sagas)
+    folder = Path(tempfile.mkdtemp(prefix="chaos-broker-"))
+    server = DevServer(DevServerOptions.in_folder(folder, ui=False))
+    await server.start()
+    options = NatsServerOptions.in_folder(folder)
+    broker = NatsServer(options)
+    await broker.start()
+    services = serve(folder / "svc", nats_url=broker.url)
+    inventory = services.urls["inventory"]
+    queue = f"chaos-broker-{os.urandom(3).hex()}"
+    workers = [worker(folder, server.address, broker.url, inventory, queue, i) for i in range(2)]
+    began = time.monotonic()
+    try:
+        client = await connect(server.address)
+        keys = [f"cb-{os.urandom(3).hex()}-{i}" for i in range(sagas)]
+        refused = {k for k in keys if rng.random() < 0.2}
+        handles = [
+            await start_saga(
+                client,
+                FULFILMENT,
+                {"order_id": k, "sku": "gadget", "quantity": 80 if k in refused else 2},
+                task_queue=queue,
+            )
+            for k in keys
+        ]
+        results = asyncio.gather(*(outcome(h) for h in handles))
+        kills = sorted(
+            [(rng.uniform(1, chaos_seconds), "broker") for _ in range(broker_kills)]
+            + [(rng.uniform(1, chaos_seconds), "worker") for _ in range(worker_kills)]
+        )
+        start = time.monotonic()
+        for at, what in kills:
+            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            if what == "broker":
+                os.kill(broker.pid, signal.SIGKILL)
+                broker._process.wait()
+                await asyncio.sleep(rng.uniform(0.5, 3))
+                broker = NatsServer(options)
+                await broker.start()
+                report.broker_kills += 1
+            else:
+                i = rng.randrange(len(workers))
+                workers[i].kill()
+                workers[i].wait()
+                workers[i] = worker(
+                    folder, server.address, broker.url, inventory, queue, 10 + report.worker_kills
+                )
+                report.worker_kills += 1
+        ended = await asyncio.wait_for(results, 900)
+        report.seconds = time.monotonic() - began
+        for key, result in zip(keys, ended, strict=True):
+            report.outcomes[result.status.value] += 1
+            want = SagaStatus.COMPENSATED if key in refused else SagaStatus.COMPLETED
+            if result.status is not want:
+                report.violations.append(f"{key}: {result.status.value}, expected {want.value}")
+        report.violations += check_stores(services, keys, refused)
+        report.events, problems = await check_events(broker.url, [h.id for h in handles])
+        report.violations += problems
+    finally:
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.wait(30)
+        services.close()
+        broker.stop()
+        server.stop()
+    return report
+
+
+def check_stores(services: Any, keys: list[str], refused: set[str]) -> list[str]:
+    """Each participant holds what the outcome says, each effect applied at most once."""
+    problems = []
+    warehouse = services.warehouse.store.dump()
+    import httpx
+
+    inventory = httpx.get(f"{services.urls['inventory']}/_admin/state", timeout=10).json()
+    for name, state in (("inventory", inventory), ("warehouse", warehouse)):
+        applied = Counter(e["key"] for e in state["log"] if e["op"] == "do")
+        records = {r["key"]: r for r in state["records"]}
+        for key in keys:
+            if applied[key] > 1:
+                problems.append(f"{key}: {name} applied the effect {applied[key]} times")
+            record = records.get(key)
+            active = (
+                record is not None
+                and record["status"] == "active"
+                and record["payload"] is not None
+            )
+            if key in refused and active:
+                problems.append(f"{key}: {name} still holds an effect of a compensated saga")
+            if key not in refused and not active:
+                problems.append(f"{key}: {name} lacks the effect of a completed saga")
+    return problems
+
+
+async def check_events(url: str, ids: list[str]) -> tuple[int, list[str]]:
+    """Every saga's events: stored once each, starting with started, ending with its outcome."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    info = await js.stream_info(EVENTS_STREAM)
+    seen: Counter[str] = Counter()
+    by_saga: dict[str, list[dict[str, Any]]] = {}
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        raw = await js.get_msg(EVENTS_STREAM, seq)
+        event = json.loads(raw.data or b"{}")
+        seen[event["id"]] += 1
+        by_saga.setdefault(event["subject"], []).append(event)
+    await nc.close()
+    problems = [f"event {i} stored {n} times" for i, n in seen.items() if n > 1]
+    for wid in ids:
+        types = [e["type"] for e in by_saga.get(wid, [])]
+        if (
+            not types
+            or types[0] != "io.sagaloom.saga.started"
+            or types[-1]
+            not in (
+                "io.sagaloom.saga.completed",
+                "io.sagaloom.saga.compensated",
+            )
+        ):
+            problems.append(f"{wid}: events {types}")
+    return sum(seen.values()), problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos_broker", description=__doc__)
+    parser.add_argument("--sagas", type=int, default=200)
+    parser.add_argument("--broker-kills", type=int, default=4)
+    parser.add_argument("--worker-kills", type=int, default=6)
+    parser.add_argument("--chaos-seconds", type=float, default=40)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    report = asyncio.run(
+        run(args.sagas, args.broker_kills, args.worker_kills, args.chaos_seconds, args.seed)
+    )
+    print("\n".join(report.lines()))
+    for violation in report.violations[:50]:
+        print("VIOLATION", violation)
+    sys.exit(1 if report.violations else 0)
+
+
+if __name__ == "__main__":
+    main()
