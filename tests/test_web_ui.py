@@ -100,3 +100,24 @@ async def test_compensated_saga_is_findable_and_readable_in_the_web_ui(
     assert '"status": "COMPENSATED"' in state
     await shot(page, "ui-saga-query.png")
     await page.close()
+
+
+async def test_a_running_saga_shows_its_live_step_table_in_the_web_ui(
+    stack: Stack, dev_server: DevServer, browser: Browser, key: str
+) -> None:
+    await stack.fault("shipping", op="do", match=key, mode="slow", delay=15.0, times=1)
+    handle = await start_saga(stack.client, ORDER, order(key), task_queue=TASK_QUEUE)
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    await page.goto(f"{dev_server.ui_url}/namespaces/default/workflows/{quote(handle.id, safe='')}")
+    # The current details: the saga's step table, rendered from its markdown.
+    await page.get_by_role("tab", name="User Metadata").click()
+    await page.get_by_text("Current Details").first.wait_for(timeout=20_000)
+    # (the UI renders each markdown field in a sandboxed frame; the details are the second)
+    details = page.frame_locator("iframe").last.locator("body")
+    await details.get_by_text("create-shipment").wait_for(timeout=20_000)
+    rows = await details.inner_text()
+    assert "reserve-stock" in rows and "done" in rows
+    assert "create-shipment" in rows and "running" in rows
+    await shot(page, "ui-saga-live-details.png")
+    await page.close()
+    assert (await outcome(handle)).status is SagaStatus.COMPLETED
