@@ -322,8 +322,8 @@ class Saga(Generic[InputT]):
     Off: nothing is published and nothing is recorded."""
     track_steps: bool = False
     """Mirror the running step into the ``SagaStep`` search attribute as the saga goes. Costs a
-    visibility write per step (measured: about a quarter of the dev server's saga throughput,
-    see docs/benchmarks.md); without it ``SagaStep`` is set only where a saga compensated, and
+    visibility write per step (measured: 17 to 40% of the dev server's saga throughput, see
+    docs/benchmarks.md); without it ``SagaStep`` is set only where a saga compensated, and
     the running step is still in the query and the UI's pending activities."""
     live_details: bool = True
     """Show the saga's step table as the run's current details (the Web UI's run page, the SDK's
