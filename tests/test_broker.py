@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import nats
 import pytest
 import pytest_asyncio
@@ -31,10 +32,11 @@ from sagaloom.participants import (
     MSG_ID,
     REPLY_SUBJECT,
 )
-from sagaloom.server import NatsServer, NatsServerOptions
+from sagaloom.server import NatsServer, NatsServerOptions, free_port
 from services import Warehouse
 from tests._broker_sagas import QUICK
 from tests._helpers import REPLY_SECRET, Stack, count_workflows
+from tests.test_observability import scrape
 from workflows.fulfilment import FULFILMENT
 
 pytestmark = pytest.mark.integration
@@ -47,6 +49,11 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     asyncio.run(server.start())
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def metrics() -> str:
+    return f"127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +72,14 @@ def warehouse(
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def worker(
-    stack: Stack, nats_server: NatsServer, warehouse: Warehouse, queue: str
+    stack: Stack, nats_server: NatsServer, warehouse: Warehouse, queue: str, metrics: str
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
     process = stack.start_worker(
         f"broker-{queue}",
         *("--module", "workflows.fulfilment", "--module", "tests._broker_sagas"),
         *("--task-queue", queue, "--nats", nats_server.url),
         *("--trigger", f"{TRIGGER}=FulfilmentSaga"),
+        *("--metrics-address", metrics),
     )
     nc = await nats.connect(nats_server.url)
     try:  # ready once its consumers exist
@@ -376,3 +384,19 @@ async def test_events_start_sagas_once_and_invalid_ones_are_dead_letters(
     assert (
         await count_workflows(stack.client, f'WorkflowId = "FulfilmentSaga-event-bad-{key}"') == 0
     )
+
+
+async def test_broker_metrics_count_dead_letters_reply_latency_and_pending(
+    stack: Stack, worker: Any, js: JetStreamContext, metrics: str, queue: str, key: str
+) -> None:
+    # (runs last in this module: the earlier tests left dead letters and delivered replies)
+    handle = await start_saga(stack.client, FULFILMENT, order(key), task_queue=queue)
+    assert (await asyncio.wait_for(outcome(handle), 60)).status is SagaStatus.COMPLETED
+    await js.publish(REPLY_SUBJECT, b"{not json")
+    await dead_letter_about(js, "{not json")
+    await asyncio.sleep(6)  # the pending gauge is refreshed every 5 s
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://{metrics}/metrics")).text
+    assert scrape(text, "sagaloom_dead_letters", kind="reply") >= 1
+    assert scrape(text, "sagaloom_reply_latency_count") >= 1
+    assert "sagaloom_broker_pending" in text and 'consumer="sagaloom-replies"' in text
