@@ -237,6 +237,48 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    if size > 100 * MAX_REPLY_BYTES:",
         ("tests/test_replies.py", "-k", "flood"),
     ),
+    Mutation(
+        "broker: each lifecycle event is stored once (its id is its Nats-Msg-Id)",
+        "sagaloom/_broker/_bus.py",
+        'headers={MSG_ID: event.id, "Content-Type": "application/cloudevents+json"},',
+        'headers={"Content-Type": "application/cloudevents+json"},',
+        ("tests/test_broker.py", "-k", "lifecycle"),
+    ),
+    Mutation(
+        "broker: a command's retried publish is stored once (Nats-Msg-Id)",
+        "sagaloom/_broker/_bus.py",
+        "            MSG_ID: command.msg_id,\n",
+        "",
+        ("tests/test_broker.py", "-k", "commands_completes"),
+    ),
+    Mutation(
+        "triggers: a re-sent event starts no second saga",
+        "sagaloom/_broker/_consumers.py",
+        "id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,",
+        "id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,",
+        ("tests/test_broker.py", "-k", "events_start"),
+    ),
+    Mutation(
+        "a saga that completes writes no SagaStatus (its execution status says it)",
+        R + "_progress.py",
+        "if status is not SagaStatus.COMPLETED or written:",
+        "if True:",
+        ("tests/test_order_saga.py", "-k", "happy_path"),
+    ),
+    Mutation(
+        "answer early: a duplicate start attaches to the running saga",
+        "sagaloom/_client.py",
+        "id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,",
+        "id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,",
+        ("tests/test_answer_early.py", "-k", "duplicate"),
+    ),
+    Mutation(
+        "worker versioning: a saga is pinned to the build it started on",
+        "sagaloom/_worker.py",
+        'if config.versioning == "pinned"',
+        'if config.versioning == "never"',
+        ("tests/test_versioning.py",),
+    ),
 )
 
 
