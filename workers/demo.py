@@ -383,7 +383,7 @@ async def print_events(nats_url: str, workflow_id: str) -> int:
     for event in events:
         data = event.data
         what = " ".join(f"{k}={data[k]}" for k in ("step", "status", "error") if k in data)
-        print(f"  {event.type:<36} {what}"[:140])
+        print(f"  {event.type:<36} {what}"[:140].rstrip())
     return 0 if events else 1
 
 
