@@ -14,7 +14,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sagaloom._broker._protocol import (
+from sagaloom._definition import Action, Activity, ChildSaga, Command, Http, Saga, Timer
+from sagaloom._endpoint import ReplyRequest
+from sagaloom._model import EVENT_TYPES, SagaEvent
+from sagaloom._protocol import (
     COMMANDS_STREAM,
     DEAD_PREFIX,
     DEAD_REASON,
@@ -30,9 +33,6 @@ from sagaloom._broker._protocol import (
     TRIGGERS_STREAM,
     command_subject,
 )
-from sagaloom._definition import Action, Activity, ChildSaga, Command, Http, Saga, Timer
-from sagaloom._endpoint import ReplyRequest
-from sagaloom._model import EVENT_TYPES, SagaEvent
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 
 __all__ = ["asyncapi", "contract", "mermaid", "write_contracts"]

@@ -14,8 +14,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
-from sagaloom._broker._protocol import subject_problem
 from sagaloom._graph import Graph, GraphError, StepKind, resolve_graph
+from sagaloom._protocol import subject_problem
 
 __all__ = [
     "Activity",

@@ -11,7 +11,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from sagaloom._broker._protocol import (
+from sagaloom._model import SagaEvent
+from sagaloom._protocol import (
     DEAD_REASON,
     DEAD_STREAM,
     DEAD_SUBJECT,
@@ -20,7 +21,6 @@ from sagaloom._broker._protocol import (
     MSG_ID,
     event_subject,
 )
-from sagaloom._model import SagaEvent
 
 __all__ = ["DeadLetter", "dead_letters", "redeliver", "saga_events"]
 

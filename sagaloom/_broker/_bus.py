@@ -18,7 +18,9 @@ from nats.js.errors import BadRequestError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from sagaloom._broker._protocol import (
+from sagaloom._model import BrokerCommand, SagaEvent
+from sagaloom._names import COMMAND_ACTIVITY, EVENTS_ACTIVITY
+from sagaloom._protocol import (
     COMMAND_PREFIX,
     COMMANDS_STREAM,
     DEAD_PREFIX,
@@ -33,8 +35,6 @@ from sagaloom._broker._protocol import (
     command_subject,
     event_subject,
 )
-from sagaloom._model import BrokerCommand, SagaEvent
-from sagaloom._names import COMMAND_ACTIVITY, EVENTS_ACTIVITY
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 
 __all__ = ["Broker", "ensure_streams"]

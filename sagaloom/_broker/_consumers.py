@@ -30,7 +30,11 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom._broker._bus import Broker
-from sagaloom._broker._protocol import (
+from sagaloom._client import start_saga
+from sagaloom._definition import Saga, SagaInputError
+from sagaloom._endpoint import ReplyRequest
+from sagaloom._model import Reply, reply_problem
+from sagaloom._protocol import (
     DEAD_PREFIX,
     DEAD_REASON,
     DEAD_SUBJECT,
@@ -39,10 +43,6 @@ from sagaloom._broker._protocol import (
     REPLY_SUBJECT,
     TRIGGERS_STREAM,
 )
-from sagaloom._client import start_saga
-from sagaloom._definition import Saga, SagaInputError
-from sagaloom._endpoint import ReplyRequest
-from sagaloom._model import Reply, reply_problem
 
 __all__ = ["ACK_WAIT", "MAX_DELIVERIES", "BrokerConsumers", "Trigger", "parse_triggers"]
 

@@ -8,7 +8,9 @@ The engine's HTTP participant is one Temporal activity (``sagaloom.http``) with 
 response models and error types are here for participant-side code and tests.
 """
 
-from sagaloom._broker._protocol import (
+from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
+from sagaloom._names import HTTP_ACTIVITY
+from sagaloom._protocol import (
     COMMAND_PREFIX,
     COMMANDS_STREAM,
     DEAD_PREFIX,
@@ -25,8 +27,6 @@ from sagaloom._broker._protocol import (
     command_subject,
     event_subject,
 )
-from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
-from sagaloom._names import HTTP_ACTIVITY
 from sagaloom._public import publish as _publish
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.participants._errors import (
