@@ -10,17 +10,21 @@ from __future__ import annotations
 from temporalio.common import SearchAttributeKey
 
 __all__ = [
+    "CANCEL_AFTER_DONE_PATCH",
     "CHILD_CANCEL_PATCH",
+    "CHILD_CLOSE_PATCH",
     "CHILD_DONE_SIGNAL",
     "COMMAND_ACTIVITY",
     "COMPENSATE_SUFFIX",
     "EVENTS_ACTIVITY",
     "EVENTS_PATCH",
+    "FAST_PATH_UNDO_PATCH",
     "HELD_MEMO",
     "HTTP_ACTIVITY",
     "MALFORMED_RESPONSE",
     "OLD_CHILD_DONE_SIGNAL",
     "OLD_PARENT_SIGNAL",
+    "PARENT_GONE_PATCH",
     "PARENT_SIGNAL",
     "REPLY_PATCH",
     "REPLY_SIGNAL",
@@ -67,6 +71,16 @@ started before it (their histories replay with it), ignored by newer ones."""
 REPLY_UPDATE = "participant_reply"
 """Update carrying an asynchronous participant's reply; its validator refuses what the saga
 does not wait for, so a refused reply never enters history."""
+CANCEL_AFTER_DONE_PATCH = "sagaloom-cancel-after-done"
+"""Patch id marking sagas that stop and compensate when an action completes after the saga was
+cancelled (before, such a saga went on with its next step)."""
+FAST_PATH_UNDO_PATCH = "sagaloom-fast-path-undo"
+"""Patch id marking fast-path sagas that undo every later step on a cancel or deadline."""
+PARENT_GONE_PATCH = "sagaloom-parent-gone"
+"""Patch id marking child sagas that compensate themselves when their parent closed first."""
+CHILD_CLOSE_PATCH = "sagaloom-child-close"
+"""Patch id marking parent sagas whose children are asked to cancel, not terminated, should the
+parent close first (and are cancelled when the parent was cancelled as they started)."""
 CHILD_CANCEL_PATCH = "sagaloom-child-cancel"
 """Patch id marking parent sagas that cancel a running child through its external handle."""
 REPLY_PATCH = "sagaloom-reply-update"

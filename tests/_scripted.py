@@ -49,6 +49,8 @@ async def _answer(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
                 if not activity.info().is_local:
                     activity.heartbeat()
                 await asyncio.sleep(0.1)
+        case "deaf":  # a while, without heartbeats: a cancellation cannot reach it, it finishes
+            await asyncio.sleep(1.5)
         case "hang":  # until the saga is cancelled (delivered through the heartbeat)
             while True:
                 if not activity.info().is_local:

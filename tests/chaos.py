@@ -91,15 +91,14 @@ def plan(i: int, batch: str) -> Plan:
     kind = i % 10
     if kind >= 8:  # trips (the async hotel, the timer), alone or as a parent's child step
         nested = kind == 9
-        # Cancelling a parent at the moment its child saga starts can leave the child half-done:
-        # a known bug (README, "Known issues"), kept out of the mix until it is fixed.
-        cancel = False
+        # a share of the nested ones cancelled, some while their child saga starts
+        cancel = nested and i % 20 == 9
         venice = i % 20 in (8, 19) and not cancel  # a cancelled one must not also fail
         data = {"trip_id": key, "traveller": "chaos", "nights": 2, "cooling_off_seconds": 1,
                 "destination": "Venice" if venice else "Lisbon"}  # fmt: skip
         saga = CHAOS_NESTED if nested else CHAOS_TRIP
         if cancel:
-            return Plan(saga, data, SagaStatus.CANCELED, None, cancel_after=1.0)
+            return Plan(saga, data, SagaStatus.CANCELED, None, cancel_after=(0.2, 1.0, 2.0)[i % 3])
         return Plan(
             saga,
             data,
@@ -109,7 +108,7 @@ def plan(i: int, batch: str) -> Plan:
     saga = CHAOS_ORDER if kind < 4 else CHAOS_FAST_ORDER if kind < 6 else CHAOS_PARALLEL_ORDER
     data = {"order_id": key, "customer": "chaos", "sku": "widget", "quantity": 1,
             "amount_cents": 1_000, "country": "NL"}  # fmt: skip
-    if i % 15 == 7:
+    if i % 15 in (4, 7):  # (4: the fast path, 7: the parallel saga)
         return Plan(saga, data, SagaStatus.CANCELED, None, cancel_after=0.5)
     if i % 5 == 1:
         return Plan(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -57,6 +58,10 @@ def rules_client(worker: Client, request: pytest.FixtureRequest) -> Target:
     path run unsandboxed (``SAGALOOM_SANDBOX=off``) alike."""
     saga, queue = request.param
     return worker, saga, queue
+
+
+def saga_of(target: Target) -> Saga[Any]:
+    return target[1]
 
 
 async def run(target: Target, **steps: str) -> tuple[Outcome, list[str]]:
@@ -180,3 +185,28 @@ async def test_a_decision_for_the_wrong_step_or_an_unparked_saga_is_refused(
     await outcome(handle)
     with pytest.raises(RPCError, match="already completed"):  # nothing left to decide
         await handle.execute_update("resolve", Resolution(action="retry"))
+
+
+async def test_a_cancel_during_an_action_that_finishes_anyway_stops_and_undoes_it(
+    rules_client: Target,
+) -> None:
+    """The action could not hear the cancel and took effect: it is undone, nothing after runs."""
+    handle, run_id = await start(rules_client, a="deaf")
+    for _ in range(100):
+        if any(path == "/a" for path, _ in CALLS[run_id]):
+            break
+        await asyncio.sleep(0.05)
+    await handle.cancel()
+    result = await outcome(handle)
+    assert result.status is SagaStatus.CANCELED
+    calls = [path for path, _ in CALLS[run_id]]
+    forwards = [p for p in calls if not p.endswith("/undo")]
+    undos = [p.removesuffix("/undo") for p in calls if p.endswith("/undo")]
+    assert forwards[0] == "/a"
+    # Every call that ran is undone, in reverse order, after it ran. On the regular path
+    # nothing after a runs; on the fast path the steps that ran in the workflow task the cancel
+    # made the server refuse (local activities leave no record then) are undone too.
+    assert set(forwards) <= set(undos)
+    assert undos == sorted(undos, reverse=True)
+    if saga_of(rules_client) is RULES:
+        assert calls == ["/a", "/a/undo"]

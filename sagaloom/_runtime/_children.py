@@ -7,17 +7,19 @@ import contextlib
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError
-from temporalio.workflow import ChildWorkflowHandle
+from temporalio.exceptions import ChildWorkflowError, FailureError
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 from sagaloom._definition import ChildSaga
 from sagaloom._model import ChildDone
 from sagaloom._names import (
     CHILD_CANCEL_PATCH,
+    CHILD_CLOSE_PATCH,
     CHILD_DONE_SIGNAL,
     HELD_MEMO,
     OLD_CHILD_DONE_SIGNAL,
     OLD_PARENT_SIGNAL,
+    PARENT_GONE_PATCH,
     PARENT_SIGNAL,
     SIGNAL_NAMES_PATCH,
 )
@@ -30,6 +32,8 @@ class Children:
 
     def __init__(self) -> None:
         self._handles: dict[str, ChildWorkflowHandle[Any, Any]] = {}
+        self._starting: dict[str, str] = {}
+        """Child workflow ids by step, from the moment their start is asked for."""
         self._done: dict[str, ChildDone] = {}
         self._from_parent: str | None = None
 
@@ -40,6 +44,15 @@ class Children:
             ChildWorkflowError: the child failed (it compensated itself).
         """
         child_id = f"{workflow.info().workflow_id}:{step}"
+        self._starting[step] = child_id
+        # Should this saga close while the child runs (cancelled as the child was starting, so
+        # it never got its handle), the server asks the child to cancel — it then compensates
+        # itself — instead of terminating it half-way (the default).
+        close = (
+            ParentClosePolicy.REQUEST_CANCEL
+            if workflow.patched(CHILD_CLOSE_PATCH)
+            else ParentClosePolicy.TERMINATE
+        )
         handle = await workflow.start_child_workflow(
             child.saga.name,
             arg,
@@ -47,6 +60,7 @@ class Children:
             task_queue=workflow.info().task_queue,
             memo={HELD_MEMO: True},
             static_summary=summary,
+            parent_close_policy=close,
         )
         self._handles[step] = handle
         await workflow.wait_condition(lambda: child_id in self._done or handle.done())
@@ -58,6 +72,12 @@ class Children:
     async def undo(self, step: str) -> None:
         """Have a child saga compensate itself as a unit, and wait until it has."""
         handle = self._handles.get(step)
+        if handle is None and step in self._starting and workflow.patched(CHILD_CLOSE_PATCH):
+            # Cancelled while the child was starting: it may have started without this saga
+            # hearing of it. Ask it to cancel (it compensates itself); absent, nothing to undo.
+            with contextlib.suppress(Exception):
+                await workflow.get_external_workflow_handle(self._starting[step]).cancel()
+            return
         if handle is None or handle.done():
             return
         if handle.id in self._done:
@@ -98,9 +118,19 @@ class Children:
         if parent is None or not workflow.memo_value(HELD_MEMO, False, type_hint=bool):
             return None
         done = ChildDone(workflow_id=workflow.info().workflow_id, outputs=outputs)
-        await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-            _name(CHILD_DONE_SIGNAL, OLD_CHILD_DONE_SIGNAL), done
-        )
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                _name(CHILD_DONE_SIGNAL, OLD_CHILD_DONE_SIGNAL), done
+            )
+        except FailureError:  # (the server could not deliver it: no such running workflow)
+            if not workflow.patched(PARENT_GONE_PATCH):
+                raise
+            # The parent closed first (cancelled while this child started): no decision will
+            # ever come, and a saga it no longer accounts for must not stay half-done.
+            workflow.logger.warning(
+                "saga %s: its parent %s is gone: compensating", done.workflow_id, parent.workflow_id
+            )
+            return "compensate"
         await workflow.wait_condition(lambda: self._from_parent is not None)
         return self._from_parent
 

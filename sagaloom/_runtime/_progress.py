@@ -46,6 +46,9 @@ class Progress:
         """What each forward action was called with, by step name (for its compensation)."""
         self.started: list[int] = []
         """Indexes of the steps whose compensation is registered, in start order."""
+        self.unrecorded: set[int] = set()
+        """Fast-path steps registered for undo without a record of their run (see
+        ``SagaWorkflow._unrecorded_may_have_run``)."""
         self.compensations: list[CompensationState] = []
         """Compensations that ended, in the order they ended."""
         self.metrics: SagaMetrics | None = None

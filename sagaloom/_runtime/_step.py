@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 
 from sagaloom._definition import ChildSaga, Command, StepContext, UndoContext
 from sagaloom._model import StepStatus
-from sagaloom._names import SAGA_STEP
+from sagaloom._names import CANCEL_AFTER_DONE_PATCH, SAGA_STEP
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._errors import StepFailed, attempt_of, cancelled, describe, refused
@@ -115,6 +115,16 @@ class StepRunner:
             raise
         progress.outputs[step.name] = output
         progress.step_ended(index, StepStatus.DONE)
+        task = asyncio.current_task()
+        stopped = (task is not None and task.cancelling() > 0) or (
+            workflow.cancellation_reason() is not None  # (the SDK may have cleared the former)
+        )
+        if stopped and workflow.patched(CANCEL_AFTER_DONE_PATCH):
+            # The saga was cancelled while this action ran, and it finished anyway: it took
+            # effect, so it stays done and registered for undo, and the saga now stops and
+            # compensates (the SDK returns an activity's result when it completes after a
+            # cancel request, without raising the cancellation again).
+            raise asyncio.CancelledError
 
     def _log_failure(self, step: str, how: str, error: str) -> None:
         workflow.logger.warning(
@@ -150,7 +160,19 @@ class StepRunner:
             if saga.track_steps:
                 progress.upsert(SAGA_STEP.value_set(step.name))
             try:
-                await self._actions.run(index, step.compensation, ctx, summary, undo=True)
+                if index in progress.unrecorded and step.name not in progress.outputs:
+                    try:  # its builder may need the output of a run history does not show
+                        await self._actions.run(index, step.compensation, ctx, summary, undo=True)
+                    except (ValueError, KeyError, TypeError, AttributeError) as err:
+                        progress.compensation_ended(
+                            index,
+                            StepStatus.COMPENSATION_SKIPPED,
+                            ok=True,
+                            resolution=f"not recorded as run; its undo cannot be built: {err}",
+                        )
+                        return
+                else:
+                    await self._actions.run(index, step.compensation, ctx, summary, undo=True)
             except FailureError as err:
                 if is_cancelled_exception(err):
                     raise

@@ -34,6 +34,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 from sagaloom._definition import (
+    ChildSaga,
     Saga,
     SagaInputError,
 )
@@ -51,6 +52,7 @@ from sagaloom._model import (
 )
 from sagaloom._names import (
     CHILD_DONE_SIGNAL,
+    FAST_PATH_UNDO_PATCH,
     OLD_CHILD_DONE_SIGNAL,
     OLD_PARENT_SIGNAL,
     PARENT_SIGNAL,
@@ -217,8 +219,31 @@ class SagaWorkflow:
 
     async def _undo_cancelled(self, data: BaseModel) -> None:
         """The saga was cancelled: compensate in a task cancellation cannot reach."""
+        self._unrecorded_may_have_run()
         await shielded(self._compensate(data))
         self._progress.set_status(SagaStatus.CANCELED)
+
+    def _unrecorded_may_have_run(self) -> None:
+        """On the fast path, register every later step for undo before a cancel or deadline.
+
+        Local activities run inside a workflow task and are recorded when it completes. A cancel
+        request (or the deadline's timer) arriving meanwhile makes the server refuse that
+        completion, and the steps the task ran take effect without a trace in history; the
+        retried task then takes the cancelled way. So every step with a compensation is undone
+        — a step that never ran gets an undo of nothing, which participants answer with a
+        tombstone (their idempotency rule) — and nothing is left half-done.
+        """
+        saga, progress = self.saga, self._progress
+        local = [s.local if s.local is not None else saga.local_activities for s in saga.steps]
+        if not any(local) or not workflow.patched(FAST_PATH_UNDO_PATCH):
+            return
+        for index, step in enumerate(saga.steps):
+            undoable = step.compensation is not None or isinstance(step.action, ChildSaga)
+            if local[index] and undoable and index not in progress.started:
+                progress.started.append(index)
+                progress.unrecorded.add(index)
+                if progress.state.steps[index].status is StepStatus.PENDING:
+                    progress.state.steps[index].status = StepStatus.SKIPPED
 
     def _compensated(self, why: str) -> ApplicationError:
         """The failure a compensated saga ends with: its report as the first detail."""
@@ -254,6 +279,7 @@ class SagaWorkflow:
             steps.cancel()
             with contextlib.suppress(BaseException):
                 await steps  # the running step ends cancelled; its compensation stays registered
+            self._unrecorded_may_have_run()
             raise StepFailed(
                 running,
                 ApplicationError(f"deadline of {deadline} passed", type="DeadlineExceeded"),
