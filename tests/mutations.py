@@ -279,6 +279,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         'if config.versioning == "never"',
         ("tests/test_versioning.py",),
     ),
+    Mutation(
+        "cancellation: an action that finishes after the cancel is undone, nothing after runs",
+        R + "_step.py",
+        "if stopped and workflow.patched(CANCEL_AFTER_DONE_PATCH):",
+        "if False and workflow.patched(CANCEL_AFTER_DONE_PATCH):",
+        ("tests/test_runtime_rules.py", "-k", "finishes_anyway"),
+    ),
+    Mutation(
+        "cancellation: on the fast path, steps run in a refused workflow task are undone too",
+        R + "_workflow.py",
+        "if not any(local) or not workflow.patched(FAST_PATH_UNDO_PATCH):",
+        "if True:",
+        ("tests/test_runtime_rules.py", "-k", "finishes_anyway"),
+    ),
 )
 
 
