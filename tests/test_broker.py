@@ -400,3 +400,17 @@ async def test_broker_metrics_count_dead_letters_reply_latency_and_pending(
     assert scrape(text, "sagaloom_dead_letters", kind="reply") >= 1
     assert scrape(text, "sagaloom_reply_latency_count") >= 1
     assert "sagaloom_broker_pending" in text and 'consumer="sagaloom-replies"' in text
+
+
+async def test_no_dead_letters_lists_none(tmp_path: Path) -> None:
+    server = NatsServer(NatsServerOptions.in_folder(tmp_path))
+    await server.start()
+    try:
+        broker = Broker(server.url, ReplySigner(SecretStr(REPLY_SECRET)))
+        await broker.jetstream()  # the streams exist, empty
+        await broker.aclose()
+        assert await dead_letters(server.url) == []
+        listed = await asyncio.to_thread(saga, "dead-letters", "--nats", server.url)
+        assert listed.returncode == 0 and "(0 dead letter(s))" in listed.stderr
+    finally:
+        server.stop()

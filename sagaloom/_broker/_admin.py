@@ -59,7 +59,9 @@ async def dead_letters(url: str, limit: int = 100) -> list[DeadLetter]:
         except NotFoundError:
             return []
         found: list[DeadLetter] = []
-        seq = info.state.first_seq
+        if not info.state.messages:
+            return found
+        seq = max(info.state.first_seq, 1)
         while seq <= info.state.last_seq and len(found) < limit:
             try:
                 raw = await js.get_msg(DEAD_STREAM, seq)
