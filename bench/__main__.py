@@ -59,6 +59,8 @@ from workers.demo import _order
 ANALYSIS = "## What the figures say"
 MEMORY = "## Memory: many open sagas"
 RAW = "raw SDK saga"
+Measurement = Callable[[Client, DevServer], Awaitable[Result]]
+"""One variant's measurement, given a client and the fresh server it runs on."""
 
 
 def fresh_server(folder: Path, *, tuned: bool = True) -> DevServer:
@@ -169,24 +171,13 @@ async def separate_processes(
     results: list[Result] = []
     scale: list[Result] = []
     memory_lines: list[str] = []
-    Run = Callable[[Client, DevServer], Awaitable[Result]]
+    on_fresh_server = fresh_server_runner(folder, "2")
 
-    async def on_fresh_server(run: Run) -> Result:
-        # each variant on a fresh server: a database grown by earlier variants favours none
-        server = fresh_server(folder)
-        await server.start()
-        try:
-            result = await run(await connect(server.address), server)
-        finally:
-            server.stop()
-        print(f"[2] {result.name}: {result.rate:.1f}/s", flush=True)
-        return result
+    def variant(name: str, workflow: str, **kw: Any) -> Measurement:
+        given = kw.pop("inputs", inputs)
 
-    def variant(
-        name: str, workflow: str, **kw: Any
-    ) -> Callable[[Client, DevServer], Awaitable[Result]]:
         def run(client: Client, server: DevServer) -> Awaitable[Result]:
-            return measure(name, client, server, workflow, kw.pop("inputs", inputs), count, **kw)
+            return measure(name, client, server, workflow, given, count, **kw)
 
         return run
 
@@ -247,7 +238,7 @@ async def separate_processes(
     finally:
         untuned_server.stop()
 
-    transport = await transports(folder, count, share, on_fresh_server_factory(folder))
+    transport = await transports(folder, count, share, fresh_server_runner(folder, "transport"))
     lines = ["## Shape 2: separate worker processes, 100 sagas in flight", ""]
     lines += table(results, results[0])
     for r in results:
@@ -276,7 +267,7 @@ async def separate_processes(
 
 def _transport_run(
     name: str, workflow: str, count: int, share: float, extra: list[str]
-) -> Callable[[Client, DevServer], Awaitable[Result]]:
+) -> Measurement:
     def run(client: Client, server: DevServer) -> Awaitable[Result]:
         return measure(
             name, client, server, workflow, lambda k: bench_inputs(k, share), count, extra=extra
@@ -285,24 +276,27 @@ def _transport_run(
     return run
 
 
-def on_fresh_server_factory(folder: Path) -> Callable[..., Awaitable[Result]]:
-    """Run a measurement on a fresh tuned server."""
+def fresh_server_runner(folder: Path, label: str) -> Callable[[Measurement], Awaitable[Result]]:
+    """Run each measurement on a fresh tuned server, printing its rate under ``label``.
 
-    async def on_fresh(run: Callable[[Client, DevServer], Awaitable[Result]]) -> Result:
+    A database grown by earlier variants would favour whichever variant ran first.
+    """
+
+    async def on_fresh(run: Measurement) -> Result:
         server = fresh_server(folder)
         await server.start()
         try:
             result = await run(await connect(server.address), server)
         finally:
             server.stop()
-        print(f"[transport] {result.name}: {result.rate:.1f}/s", flush=True)
+        print(f"[{label}] {result.name}: {result.rate:.1f}/s", flush=True)
         return result
 
     return on_fresh
 
 
 async def transports(
-    folder: Path, count: int, share: float, on_fresh: Callable[..., Awaitable[Result]]
+    folder: Path, count: int, share: float, on_fresh: Callable[[Measurement], Awaitable[Result]]
 ) -> list[Result]:
     """The 4-step saga over activities, HTTP and NATS commands, same worker kind, same run."""
     nats_server = NatsServer(NatsServerOptions.in_folder(folder / f"nats-{uuid.uuid4().hex[:6]}"))
@@ -316,15 +310,7 @@ async def transports(
             ("4 steps over HTTP", "BenchHttpSaga"),
             ("4 steps over NATS JetStream commands", "BenchNatsSaga"),
         ):
-
-            def run(
-                client: Client, server: DevServer, n: str = name, w: str = workflow
-            ) -> Awaitable[Result]:
-                return measure(
-                    n, client, server, w, lambda k: bench_inputs(k, share), count, extra=extra
-                )
-
-            results.append(await on_fresh(run))
+            results.append(await on_fresh(_transport_run(name, workflow, count, share, extra)))
     finally:
         broker.close()
         http.close()

@@ -25,6 +25,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from sagaloom._names import SEARCH_ATTRIBUTES
+from sagaloom._process import spawn, stop
 
 __all__ = [
     "TUNED_PRAGMAS",
@@ -160,10 +161,7 @@ class DevServer:
             raise DevServerError(f"port {self.address} is already in use")
         if self.options.db_file is not None:
             self.options.db_file.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.options.log_file, "ab") if self.options.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(
-            self.options.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self._process = spawn(self.options.command(), self.options.log_file)
         return self._process
 
     async def start(self, within: float = 60.0) -> None:
@@ -193,14 +191,7 @@ class DevServer:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout)
 
 
 async def ensure_search_attributes(client: Client, namespace: str = "default") -> list[str]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 
 from sagaloom import SagaStatus
@@ -167,8 +168,6 @@ def check_stores(services: Any, keys: list[str], refused: set[str]) -> list[str]
     """Each participant holds what the outcome says, each effect applied at most once."""
     problems = []
     warehouse = services.warehouse.store.dump()
-    import httpx
-
     inventory = httpx.get(f"{services.urls['inventory']}/_admin/state", timeout=10).json()
     for name, state in (("inventory", inventory), ("warehouse", warehouse)):
         applied = Counter(e["key"] for e in state["log"] if e["op"] == "do")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sagaloom._devserver import free_port, port_open
+from sagaloom._process import spawn, stop
 
 __all__ = ["NatsServer", "NatsServerError", "NatsServerOptions", "nats_server_binary"]
 
@@ -87,11 +88,7 @@ class NatsServer:
         if port_open(self.options.ip, self.options.port):
             raise NatsServerError(f"port {self.options.ip}:{self.options.port} is in use")
         self.options.store_dir.mkdir(parents=True, exist_ok=True)
-        log = self.options.log_file
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(
-            self.options.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self._process = spawn(self.options.command(), self.options.log_file)
         return self._process
 
     async def start(self, within: float = 20.0) -> None:
@@ -116,11 +113,4 @@ class NatsServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout)
