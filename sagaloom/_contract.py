@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sagaloom._definition import Action, Activity, ChildSaga, Command, Http, Saga, Timer
-from sagaloom._endpoint import ReplyRequest
+from sagaloom._intake import ReplyRequest
 from sagaloom._model import EVENT_TYPES, SagaEvent
 from sagaloom._protocol import (
     COMMANDS_STREAM,
@@ -156,7 +156,8 @@ def asyncapi(sagas: Iterable[Saga[Any]]) -> dict[str, Any]:
         "replies": {
             "address": REPLY_SUBJECT,
             "description": f"Participants' replies (stream {REPLIES_STREAM}); send "
-            f"{MSG_ID} = the correlation id so a retried reply is stored once.",
+            f"{MSG_ID} derived from the command's {MSG_ID} (e.g. reply-<command's id>): a "
+            "retried reply is stored once, the reply to a later send of the command is new.",
             "messages": {"Reply": {"$ref": "#/components/messages/Reply"}},
         },
         "lifecycleEvents": {

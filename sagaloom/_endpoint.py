@@ -21,18 +21,14 @@ to a sender without a valid token.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from sagaloom._model import MAX_REPLY_BYTES, Reply, reply_problem
+from sagaloom._intake import ReplyRequest, Verdict, hand_over, read_reply
+from sagaloom._model import MAX_REPLY_BYTES, Reply
 from sagaloom._reply_auth import ReplySigner
 
 __all__ = ["MAX_BODY_BYTES", "ReplyRequest", "WorkerEndpoint"]
@@ -45,23 +41,6 @@ BODY_TIMEOUT = 5.0
 """Seconds a client gets to send its body (408 after)."""
 DELIVERY_TIMEOUT = 15.0
 """Seconds to hand a reply to its saga before answering 503."""
-
-
-class ReplyRequest(BaseModel):
-    """The body of ``POST /replies``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    correlation_id: str = Field(min_length=3, max_length=600)
-    """The command's ``Sagaloom-Correlation-Id`` header."""
-    token: str = Field(min_length=1, max_length=200)
-    """The command's ``Sagaloom-Reply-Token`` header."""
-    ok: bool
-    """Whether the participant did what it was asked (no default: say it)."""
-    data: dict[str, Any] = Field(default_factory=dict)
-    """What it reports (becomes the step's output)."""
-    reason: str = Field(default="", max_length=1000)
-    """Why it said no."""
 
 
 class _OneLineBadRequests(logging.Filter):
@@ -152,40 +131,28 @@ class WorkerEndpoint:
             return _error(413, f"body over {MAX_BODY_BYTES} bytes")
         except TimeoutError:
             return _error(408, f"body not received within {BODY_TIMEOUT:g}s")
-        try:
-            parsed = json.loads(raw)
-        except (ValueError, RecursionError):
-            return _error(400, "body is not JSON (or is nested too deeply)")
-        try:
-            body = ReplyRequest.model_validate(parsed)
-        except ValidationError as err:
-            fields = ", ".join(".".join(str(p) for p in e["loc"]) or "<body>" for e in err.errors())
-            return _error(400, f"not a reply; check: {fields}")
-        if not self._signer.verify(body.correlation_id, body.token):
-            return _error(401, "missing or wrong reply token")
-        reply = Reply(
-            correlation_id=body.correlation_id, ok=body.ok, data=body.data, reason=body.reason
-        )
-        problem = reply_problem(reply)
-        if problem is not None:
-            return _error(413 if "bytes" in problem else 400, problem)
-        return await self._hand_over(reply)
+        intake = read_reply(raw, self._signer)
+        if intake.verdict is Verdict.ACCEPTED and intake.reply is not None:
+            intake = await hand_over(self._deliver, intake.reply, DELIVERY_TIMEOUT)
+        if intake.verdict is Verdict.RETRY:
+            log.warning("reply not delivered (%s): the participant is told to retry", intake.why)
+        status = _STATUS[intake.verdict]
+        if status == 202:
+            return web.json_response({"status": "accepted"}, status=202)
+        why = {
+            Verdict.REFUSED: f"reply not taken: {intake.why}",
+            Verdict.RETRY: "the saga cannot take the reply now: retry later",
+        }.get(intake.verdict, intake.why)
+        return _error(status, why)
 
-    async def _hand_over(self, reply: Reply) -> web.Response:
-        assert self._deliver is not None
-        try:
-            await asyncio.wait_for(self._deliver(reply), DELIVERY_TIMEOUT)
-        except WorkflowUpdateFailedError as err:
-            cause = getattr(err.cause, "message", None) or str(err.cause or err)
-            return _error(409, f"reply not taken: {cause}")
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:  # no such saga, or it already ended
-                return _error(410, "the saga is finished or unknown")
-            # Unreachable, or the saga cannot take updates for now (its workflow task failed or
-            # timed out while a worker restarts): the participant must try again later.
-            log.warning("reply for %s not delivered: %s", reply.correlation_id, err.message)
-            return _error(503, "the saga cannot take the reply now: retry later")
-        except (TimeoutError, OSError, RuntimeError) as err:
-            log.warning("reply for %s not delivered: %s", reply.correlation_id, err)
-            return _error(503, "Temporal is not reachable now: retry later")
-        return web.json_response({"status": "accepted"}, status=202)
+
+_STATUS = {
+    Verdict.ACCEPTED: 202,
+    Verdict.MALFORMED: 400,
+    Verdict.UNAUTHORIZED: 401,
+    Verdict.REFUSED: 409,
+    Verdict.GONE: 410,
+    Verdict.TOO_LARGE: 413,
+    Verdict.RETRY: 503,
+}
+"""The HTTP answer to each verdict (the README's table)."""

@@ -15,6 +15,7 @@ __all__ = [
     "CHILD_CLOSE_PATCH",
     "CHILD_DONE_SIGNAL",
     "COMMAND_ACTIVITY",
+    "COMMAND_RESEND_PATCH",
     "COMPENSATE_SUFFIX",
     "EVENTS_ACTIVITY",
     "EVENTS_PATCH",
@@ -22,6 +23,7 @@ __all__ = [
     "HELD_MEMO",
     "HTTP_ACTIVITY",
     "MALFORMED_RESPONSE",
+    "NESTED_CANCEL_PATCH",
     "OLD_CHILD_DONE_SIGNAL",
     "OLD_PARENT_SIGNAL",
     "PARENT_GONE_PATCH",
@@ -83,6 +85,13 @@ CHILD_CLOSE_PATCH = "sagaloom-child-close"
 parent close first (and are cancelled when the parent was cancelled as they started)."""
 CHILD_CANCEL_PATCH = "sagaloom-child-cancel"
 """Patch id marking parent sagas that cancel a running child through its external handle."""
+COMMAND_RESEND_PATCH = "sagaloom-command-resend"
+"""Patch id marking sagas that send an unanswered undo command again, with back-off, until the
+compensation budget is spent (before, it was sent once and the saga parked)."""
+NESTED_CANCEL_PATCH = "sagaloom-nested-cancel"
+"""Patch id marking nested sagas that notice a cancel the SDK swallowed while parent and child
+talk (a held child then compensates instead of waiting forever), shield the release of held
+children, and compensate a parent whose held child ended without completing."""
 REPLY_PATCH = "sagaloom-reply-update"
 """Patch id marking sagas that take replies through ``participant_reply`` only."""
 RESOLVE_UPDATE = "resolve"

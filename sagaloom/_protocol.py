@@ -7,8 +7,11 @@ Sandbox-safe (no I/O, no NATS import): the workflow side builds subjects and ids
   (the step's key, the same on every send), ``Sagaloom-Correlation-Id``,
   ``Sagaloom-Reply-Token`` and ``Sagaloom-Reply-To``.
 * Replies go to ``sagaloom.replies`` (stream ``SAGALOOM_REPLIES``): JSON ``{correlation_id,
-  token, ok, data, reason}``, the same shape as an HTTP reply; ``Nats-Msg-Id`` = the
-  correlation id, so a participant's retried reply is stored once.
+  token, ok, data, reason}``, the same shape as an HTTP reply; ``Nats-Msg-Id`` derived from the
+  command's ``Nats-Msg-Id`` (for example ``reply-<command's id>``), so a participant's retried
+  reply is stored once and its reply to a later send of the same command (an undo sent again,
+  an operator's retry) is new. (Not the correlation id: the same on every send, JetStream would
+  drop the later replies as duplicates for its de-duplication window.)
 * Lifecycle events: ``sagaloom.events.<saga>.<workflow id>`` (stream ``SAGALOOM_EVENTS``),
   CloudEvents 1.0 JSON, ``Nats-Msg-Id`` = the event id.
 * Dead letters: ``sagaloom.dead.<kind>`` (stream ``SAGALOOM_DEAD``): the original body, its

@@ -39,5 +39,14 @@ class ReplySigner:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def verify(self, correlation_id: str, token: str) -> bool:
-        """Whether ``token`` is the token of ``correlation_id`` (constant time)."""
-        return hmac.compare_digest(self.token(correlation_id), token)
+        """Whether ``token`` is the token of ``correlation_id`` (constant time).
+
+        Any text is an answer, never an error: a token or id with non-ASCII characters (or lone
+        surrogates, which JSON allows) is simply not a valid one.
+        """
+        try:
+            expected = self.token(correlation_id).encode()
+            given = token.encode("utf-8")
+        except UnicodeError:
+            return False
+        return hmac.compare_digest(expected, given)

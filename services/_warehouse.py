@@ -5,8 +5,10 @@ applies each effect once per idempotency key in its own SQLite store (the same s
 HTTP participants: records, effect log, idempotency table), publishes its reply to the subject
 the command names, and acknowledges the command only after replying — so a crash in between
 resends the same stored reply when the command comes again. It refuses to pack more than
-:data:`MAX_PACK` items (a negative reply). Test faults per business key: ``no-reply`` (packs,
-but the reply to the pack is lost), ``reply-twice``, ``bad-token``.
+:data:`MAX_PACK` items (a negative reply). Test faults per business key, comma-separated:
+``no-reply`` (packs, but the reply to the pack is lost), ``reply-twice``, ``bad-token``,
+``mute-undo`` (unpacks, never answers), ``slow-undo`` (answers an unpack
+:data:`SLOW_UNDO_SECONDS` late).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ log = logging.getLogger("services.warehouse")
 MAX_PACK = 50
 """Largest quantity the warehouse packs in one parcel; more is refused."""
 SUBJECT = f"{COMMAND_PREFIX}.warehouse.>"
+SLOW_UNDO_SECONDS = 8.0
+"""How late the ``slow-undo`` fault answers an unpack."""
 
 
 class Warehouse:
@@ -52,7 +56,7 @@ class Warehouse:
         self.url = url
         self.store = Store(store_path)
         self.faults: dict[str, str] = {}
-        """Test faults by business key: ``no-reply``, ``reply-twice`` or ``bad-token``."""
+        """Test faults by business key (see the module's docstring)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="svc-warehouse", daemon=True)
 
@@ -116,20 +120,28 @@ class Warehouse:
                 self.store.remember(idem_key, 200 if ok else 409, {"ok": ok, "data": data})
             else:
                 ok, data = stored[1]["ok"], stored[1]["data"]
-        fault = self.faults.get(key)
-        if not (fault == "no-reply" and op == "pack"):  # (its undo is still answered)
+        faults = self.faults.get(key, "").split(",")
+        if op == "unpack" and "mute-undo" in faults:
+            await message.ack()  # stopped answering undo commands (applied, no reply)
+            return
+        if op == "unpack" and "slow-undo" in faults:
+            await asyncio.sleep(SLOW_UNDO_SECONDS)
+        if not ("no-reply" in faults and op == "pack"):  # (its undo is still answered)
             correlation = headers.get(CORRELATION_HEADER, idem_key)
             token = headers.get(TOKEN_HEADER, "")
             reply = {
                 "correlation_id": correlation,
-                "token": "forged" if fault == "bad-token" else token,
+                "token": "forged" if "bad-token" in faults else token,
                 "ok": ok,
                 "data": data if ok else {},
                 "reason": "" if ok else str(data.get("reason", "refused")),
             }
-            for _ in range(2 if fault == "reply-twice" else 1):
-                # a retried reply (same id) is stored once; the reply-twice fault sends two
-                msg_id = {} if fault == "reply-twice" else {MSG_ID: f"reply-{correlation}"}
+            twice = "reply-twice" in faults
+            for _ in range(2 if twice else 1):
+                # The reply's id is the command's: a retried publish of this reply is stored
+                # once, and the reply to a later send of the same command is new. (The
+                # reply-twice fault sends two without ids.)
+                msg_id = {} if twice else {MSG_ID: f"reply-{headers.get(MSG_ID, correlation)}"}
                 await js.publish(
                     headers.get(REPLY_TO_HEADER, REPLY_SUBJECT),
                     json.dumps(reply).encode(),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from sagaloom import Step, saga_workflow
+from temporalio.common import RetryPolicy
+
+from sagaloom import StepDefaults, saga_workflow
 from workflows.fulfilment import FULFILMENT
 
 QUICK = dataclasses.replace(
@@ -19,4 +21,23 @@ QUICK = dataclasses.replace(
 """The fulfilment saga, waiting only 3 seconds for the warehouse's reply."""
 QuickPackSaga = saga_workflow(QUICK)
 
-__all__ = ["QUICK", "QuickPackSaga", "Step"]
+
+_UNDO_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=1)
+)
+QUICK_UNDO = dataclasses.replace(
+    QUICK,
+    name="QuickUndoSaga",
+    defaults=StepDefaults(compensation_retry=_UNDO_RETRY, compensation_budget=timedelta(minutes=1)),
+    steps=[QUICK.steps[0], dataclasses.replace(QUICK.steps[1], reply_timeout=timedelta(seconds=2))],
+)
+"""Replies within 2 s; an unanswered undo command is sent again every ~3 s for a minute."""
+QuickUndoSaga = saga_workflow(QUICK_UNDO)
+
+QUICK_PARK = dataclasses.replace(
+    QUICK_UNDO,
+    name="QuickParkSaga",
+    defaults=StepDefaults(compensation_retry=_UNDO_RETRY, compensation_budget=timedelta(seconds=3)),
+)
+"""The same with a 3-second compensation budget: a silent participant parks it at once."""
+QuickParkSaga = saga_workflow(QUICK_PARK)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from typing import Any
@@ -17,6 +18,8 @@ ENDED: dict[str, list[tuple[str, float]]] = defaultdict(list)
 """When each call returned (monotonic clock), by run: ``(path, time)``."""
 STARTED: dict[str, list[tuple[str, float]]] = defaultdict(list)
 """When each call arrived (monotonic clock), by run: ``(path, time)``."""
+GATES: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+"""Gates by ``<run><path>``: a call planned ``gate`` waits until the test sets its gate."""
 
 
 @activity.defn(name=HTTP_ACTIVITY)
@@ -51,6 +54,13 @@ async def _answer(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
                 await asyncio.sleep(0.1)
         case "deaf":  # a while, without heartbeats: a cancellation cannot reach it, it finishes
             await asyncio.sleep(1.5)
+        case "gate":  # until the test opens its gate (heartbeating: a cancel gets through)
+            gate = GATES[f"{body['run']}{request.path}"]
+            while not gate.is_set():
+                if not activity.info().is_local:
+                    activity.heartbeat()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gate.wait(), 0.1)
         case "hang":  # until the saga is cancelled (delivered through the heartbeat)
             while True:
                 if not activity.info().is_local:

@@ -45,6 +45,55 @@ class Mutation:
 R = "sagaloom/_runtime/"
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
+        "replies: a token with non-ASCII characters is refused (401), never a 500",
+        "sagaloom/_reply_auth.py",
+        "        return hmac.compare_digest(expected, given)",
+        "        return hmac.compare_digest(self.token(correlation_id), token)",
+        ("tests/test_replies.py", "-k", "forged"),
+    ),
+    Mutation(
+        "replies: Temporal too slow for the update is a 503 (retry), not a 500",
+        "sagaloom/_intake.py",
+        "    except RPCTimeoutOrCancelledError as err:",
+        "    except ZeroDivisionError as err:",
+        ("tests/test_replies.py", "-k", "too_slow"),
+    ),
+    Mutation(
+        "broker: an unanswered undo command is sent again until answered or the budget is spent",
+        R + "_actions.py",
+        "        if undo and workflow.patched(COMMAND_RESEND_PATCH):",
+        "        if False:",
+        ("tests/test_broker.py", "-k", "unanswered_undo"),
+    ),
+    Mutation(
+        "broker: a reply's id follows its command's send, so a re-sent undo is answered at once",
+        "services/_warehouse.py",
+        '{MSG_ID: f"reply-{headers.get(MSG_ID, correlation)}"}',
+        '{MSG_ID: f"reply-{correlation}"}',
+        ("tests/test_broker.py", "-k", "operators_retry"),
+    ),
+    Mutation(
+        "nesting: a held child asked to cancel before any decision compensates, never waits",
+        "sagaloom/_nesting.py",
+        '    return "compensate" if cancel_requested else None',
+        "    return None",
+        ("tests/test_nesting_model.py",),
+    ),
+    Mutation(
+        "nesting: a held child notices a cancel the SDK swallowed during its done signal",
+        R + "_children.py",
+        "lambda: held_child_choice(self._from_parent, cancel_requested()) is not None",
+        "lambda: self._from_parent is not None",
+        ("tests/test_nesting_cancel.py", "-k", "one_workflow_task"),
+    ),
+    Mutation(
+        "nesting: a parent whose held child was cancelled meanwhile compensates, not completes",
+        R + "_workflow.py",
+        "        if gone:\n",
+        "        if False:\n",
+        ("tests/test_nesting_cancel.py", "-k", "operator"),
+    ),
+    Mutation(
         "rule 1: a step that took effect and then timed out is still undone",
         R + "_errors.py",
         "        return False  # it answered 2xx: it took effect, however unreadable the answer\n",
@@ -225,9 +274,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "replies: a reply without the command's token is refused (401)",
-        "sagaloom/_endpoint.py",
-        "        if not self._signer.verify(body.correlation_id, body.token):",
-        "        if not body.token:",
+        "sagaloom/_intake.py",
+        "    if not signer.verify(body.correlation_id, body.token):",
+        "    if not body.token:",
         ("tests/test_replies.py", "-k", "forged"),
     ),
     Mutation(

@@ -23,7 +23,7 @@ import pytest_asyncio
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
-from sagaloom import EVENT_TYPES, SagaStatus
+from sagaloom import EVENT_TYPES, Resolution, SagaState, SagaStatus
 from sagaloom._broker._bus import Broker
 from sagaloom._reply_auth import ReplySigner
 from sagaloom.client import dead_letters, outcome, saga_events, start_saga
@@ -35,7 +35,7 @@ from sagaloom.participants import (
 )
 from sagaloom.server import NatsServer, NatsServerOptions, free_port
 from services import Warehouse
-from tests._broker_sagas import QUICK
+from tests._broker_sagas import QUICK, QUICK_PARK, QUICK_UNDO
 from tests._helpers import REPLY_SECRET, Stack, count_workflows
 from tests.test_observability import scrape
 from workflows.fulfilment import FULFILMENT
@@ -387,6 +387,35 @@ async def test_events_start_sagas_once_and_invalid_ones_are_dead_letters(
     )
 
 
+async def test_a_flood_of_poison_replies_never_stalls_the_reply_consumer(
+    stack: Stack, worker: Any, js: JetStreamContext, queue: str, key: str
+) -> None:
+    """Before: a non-ASCII token raised in the token check; the consumer never acked, and 1,000
+    such replies (publish permission, no secret) filled max_ack_pending: every saga waiting for
+    a reply stalled, and the worker log grew by a traceback per redelivery."""
+    poison = json.dumps(
+        {"correlation_id": f"FulfilmentSaga-{key}:pack", "token": "t\u00f6k\u00e9n", "ok": True},
+        ensure_ascii=False,
+    ).encode()
+    await asyncio.gather(*(js.publish(REPLY_SUBJECT, poison) for _ in range(1000)))
+    handle = await start_saga(stack.client, FULFILMENT, order(key), task_queue=queue)
+    assert (await asyncio.wait_for(outcome(handle), 60)).status is SagaStatus.COMPLETED
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        letters = [
+            m
+            for m in await stored(js, DEAD_STREAM, "sagaloom.dead.reply")
+            if "t\u00f6k\u00e9n".encode() in (m.data or b"")
+        ]
+        if len(letters) >= 1000:
+            break
+        assert asyncio.get_running_loop().time() < deadline, f"{len(letters)} dead letters"
+        await asyncio.sleep(1)
+    assert {m.headers["Sagaloom-Dead-Reason"] for m in letters} == {"bad reply token"}
+    info = await js.consumer_info("SAGALOOM_REPLIES", "sagaloom-replies")
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
 async def test_broker_metrics_count_dead_letters_reply_latency_and_pending(
     stack: Stack, worker: Any, js: JetStreamContext, metrics: str, queue: str, key: str
 ) -> None:
@@ -415,3 +444,64 @@ async def test_no_dead_letters_lists_none(tmp_path: Path) -> None:
         assert listed.returncode == 0 and "(0 dead letter(s))" in listed.stderr
     finally:
         server.stop()
+
+
+async def commands_for(js: JetStreamContext, idem_key: str, subject: str) -> list[Any]:
+    return [
+        m
+        for m in await stored(js, COMMANDS_STREAM, subject)
+        if (m.headers or {}).get("Idempotency-Key") == idem_key
+    ]
+
+
+async def test_an_unanswered_undo_command_is_sent_again_until_answered(
+    stack: Stack, worker: Any, warehouse: Warehouse, js: JetStreamContext, queue: str, key: str
+) -> None:
+    """Before: sent once; its reply timed out and the saga parked ~40 s after the start."""
+    warehouse.faults[key] = "no-reply,mute-undo"  # the pack's reply is lost; undos unanswered
+    handle = await start_saga(stack.client, QUICK_UNDO, order(key), task_queue=queue)
+    correlation = f"{handle.id}:pack:compensate"
+    deadline = asyncio.get_running_loop().time() + 40
+    while len(sent := await commands_for(js, correlation, "sagaloom.cmd.warehouse.unpack")) < 3:
+        assert asyncio.get_running_loop().time() < deadline, f"{len(sent)} undo send(s) only"
+        await asyncio.sleep(0.5)
+    warehouse.faults[key] = "no-reply"  # it answers again
+    result = await asyncio.wait_for(outcome(handle), 30)
+    assert result.status is SagaStatus.COMPENSATED, result
+    sent = await commands_for(js, correlation, "sagaloom.cmd.warehouse.unpack")
+    ids = [m.headers[MSG_ID] for m in sent]
+    assert ids == [f"{correlation}#{n}" for n in range(1, len(sent) + 1)]  # each send is new
+    assert {json.dumps(json.loads(m.data)) for m in sent} == {json.dumps({"order_id": key})}
+    assert {m.headers["Sagaloom-Correlation-Id"] for m in sent} == {correlation}
+    # The effect applied once: packed, then undone once however often the undo came.
+    log = [e["op"] for e in warehouse.store.dump()["log"] if e["key"] == key]
+    assert log == ["do", "undo"]
+    pack = next(c for c in result.report.compensations if c.step == "pack")
+    assert pack.ok
+
+
+async def test_an_operators_retry_of_an_undo_command_is_answered_at_once(
+    stack: Stack, worker: Any, warehouse: Warehouse, js: JetStreamContext, queue: str, key: str
+) -> None:
+    """Before: the participant's re-sent stored reply carried the id of the late first one and
+    JetStream dropped it as a duplicate for 10 minutes: every retry parked again."""
+    warehouse.faults[key] = "no-reply,slow-undo"  # the undo's replies come after the budget
+    handle = await start_saga(stack.client, QUICK_PARK, order(key), task_queue=queue)
+    correlation = f"{handle.id}:pack:compensate"
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await handle.query("saga_state", result_type=SagaState)).status is not (
+        SagaStatus.NEEDS_ATTENTION
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "it never parked"
+        await asyncio.sleep(0.3)
+    sends = len(await commands_for(js, correlation, "sagaloom.cmd.warehouse.unpack"))
+    # The late replies arrive once it parked: dead letters (and, before, the dedupe slot taken).
+    deadline = asyncio.get_running_loop().time() + 12 * sends + 10
+    while len([m for m in await stored(js, DEAD_STREAM, "sagaloom.dead.>")
+               if correlation.encode() in (m.data or b"")]) < sends:  # fmt: skip
+        assert asyncio.get_running_loop().time() < deadline, "the late replies never came"
+        await asyncio.sleep(0.5)
+    warehouse.faults[key] = "no-reply"  # fixed: it answers at once now
+    await handle.execute_update("resolve", Resolution(action="retry", note="warehouse fixed"))
+    result = await asyncio.wait_for(outcome(handle), 20)
+    assert result.status is SagaStatus.COMPENSATED, result

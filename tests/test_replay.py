@@ -18,6 +18,7 @@ from temporalio.workflow import NondeterminismError
 from sagaloom.converter import DATA_CONVERTER
 from sagaloom.worker import SagaloomPlugin
 from tests import _changed_patched, _changed_unpatched
+from tests._chaos_sagas import ChaosNestedSaga, ChaosTripSaga
 from tests._sagas import NestingSaga, Rules2Saga
 from workflows.order import OrderSaga
 from workflows.trip import TripSaga
@@ -81,3 +82,18 @@ async def test_inserting_a_step_with_a_patch_keeps_running_sagas_replaying(name:
     replayer = Replayer(workflows=[_changed_patched.OrderSaga], data_converter=DATA_CONVERTER)
     path = next(p for p in HISTORIES if p.stem == name)
     await replayer.replay_workflow(load(path))
+
+
+STUCK = {
+    "stuck-nested-cancel": "ChaosNestedSaga-b3c4a7-29",
+    "stuck-nested-cancel-child": "ChaosNestedSaga-b3c4a7-29:trip",
+}
+"""The chaos run's hung parent and child (../shared/evidence), recorded before the fix."""
+
+
+@pytest.mark.parametrize("name", sorted(STUCK))
+async def test_the_nested_sagas_that_hung_on_cancel_replay_on_the_fixed_code(name: str) -> None:
+    """The fix is patched (``sagaloom-nested-cancel``): runs recorded before it replay as run."""
+    history = (FOLDER / f"{name}.json").read_text()
+    replayer = Replayer(workflows=[ChaosNestedSaga, ChaosTripSaga], plugins=[SagaloomPlugin()])
+    await replayer.replay_workflow(WorkflowHistory.from_json(STUCK[name], history))

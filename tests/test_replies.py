@@ -18,7 +18,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.worker import Worker
 
 from sagaloom import Reply, SagaState, SagaStatus, StepStatus
@@ -166,8 +171,15 @@ async def test_a_forged_reply_is_refused_and_never_reaches_the_saga(
                 json=body(correlation, token=SIGNER.token(f"{handle.id}:a"), data={"id": "X"}),
             ),
             await http.post(f"{endpoint}/replies", json=body(correlation, token="guess", ok=False)),
+            # A non-ASCII token: 401; a lone surrogate (JSON allows it): 400. Never a 500.
+            await http.post(f"{endpoint}/replies", json=body(correlation, token="t\u00f6k\u00e9n")),
+            await http.post(
+                f"{endpoint}/replies",
+                content=json.dumps(body(correlation, token="\ud800")).encode(),
+                headers={"content-type": "application/json"},
+            ),
         ]
-        assert [r.status_code for r in forged] == [400, 401, 401, 401]
+        assert [r.status_code for r in forged] == [400, 401, 401, 401, 401, 400]
         assert all("Traceback" not in r.text for r in forged)
         assert await history_length(handle) == before
         state = await handle.query("saga_state", result_type=SagaState)
@@ -269,3 +281,21 @@ async def test_the_demo_hotel_confirms_asynchronously_through_the_reply_endpoint
     hotel = state.steps[1]
     assert hotel.started_at and hotel.ended_at
     assert (hotel.ended_at - hotel.started_at).total_seconds() >= 0.3  # waited for the reply
+
+
+async def test_temporal_too_slow_for_the_update_is_a_503_retry_later() -> None:
+    """Before: ``WorkflowUpdateRPCTimeoutOrCancelledError`` escaped as a 500 with a traceback."""
+
+    async def slow(reply: Reply) -> None:
+        raise WorkflowUpdateRPCTimeoutOrCancelledError()
+
+    address = f"127.0.0.1:{free_port()}"
+    server = WorkerEndpoint(address, slow, SIGNER)
+    await server.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(f"http://{address}/replies", json=body("Saga-x:b"))
+    finally:
+        await server.stop()
+    assert answer.status_code == 503, answer.text
+    assert "retry later" in answer.json()["error"]

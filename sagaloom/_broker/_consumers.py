@@ -22,18 +22,17 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
-from pydantic import ValidationError
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 from temporalio.common import MetricMeter, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from sagaloom._broker._bus import Broker
 from sagaloom._client import start_saga
 from sagaloom._definition import Saga, SagaInputError
-from sagaloom._endpoint import ReplyRequest
-from sagaloom._model import Reply, reply_problem
+from sagaloom._intake import Verdict, hand_over, read_reply
+from sagaloom._model import Reply
 from sagaloom._protocol import (
     DEAD_PREFIX,
     DEAD_REASON,
@@ -51,6 +50,8 @@ ACK_WAIT = 30.0
 """Seconds a delivered, unacknowledged message waits before JetStream delivers it again."""
 MAX_DELIVERIES = 5
 """Deliveries of one message (Temporal unreachable each time) before it is a dead letter."""
+REPLY_CONSUMER = "sagaloom-replies"
+"""The durable consumer of replies, shared by every worker."""
 RETRY_DELAY = 2.0
 """Seconds before a message that met a passing failure is delivered again."""
 
@@ -130,7 +131,7 @@ class BrokerConsumers:
                 if stop.is_set():
                     return
         loops = [
-            self._consume(js, stop, REPLY_SUBJECT, REPLIES_STREAM, "sagaloom-replies", self._reply)
+            self._consume(js, stop, REPLY_SUBJECT, REPLIES_STREAM, REPLY_CONSUMER, self._reply)
         ]
         if self._triggers:
             await _ensure_trigger_stream(js, [t.subject for t in self._triggers])
@@ -177,10 +178,7 @@ class BrokerConsumers:
                 await asyncio.sleep(1)
                 continue
             for message in messages:
-                try:
-                    await handle(message)
-                except Exception:  # a bug: leave it unacknowledged, it comes back
-                    log.exception("consumer %s: could not handle a message", durable)
+                await self._handle_safely(durable, handle, message)
             if time.monotonic() - last_gauge > 5:
                 last_gauge = time.monotonic()
                 with contextlib.suppress(Exception):
@@ -189,52 +187,55 @@ class BrokerConsumers:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
 
+    async def _handle_safely(
+        self, durable: str, handle: Callable[[Msg], Awaitable[None]], message: Msg
+    ) -> None:
+        """Handle one message; whatever goes wrong ends in a re-delivery or a dead letter.
+
+        No message may stall a consumer: an unexpected error (a bug, the broker away while
+        acknowledging) is logged in one line and the message delivered again later, until its
+        :data:`MAX_DELIVERIES`-th delivery makes it a dead letter.
+        """
+        try:
+            await handle(message)
+            return
+        except Exception as err:
+            why = f"{type(err).__name__}: {str(err)[:200]}"
+        kind = "reply" if durable == REPLY_CONSUMER else "trigger"
+        log.warning("consumer %s: could not handle a message on %s (%s)", durable,
+                    message.subject, why)  # fmt: skip
+        try:
+            await self._later(message, kind, f"could not be handled: {why}")
+        except Exception as err:  # the broker is away: JetStream re-delivers after ACK_WAIT
+            log.warning("consumer %s: %s (it comes back after %ss)", durable, err, ACK_WAIT)
+
     # -- replies -------------------------------------------------------------------------------
 
     async def _reply(self, message: Msg) -> None:
         """Deliver one reply to its saga, or move it to the dead letters saying why."""
-        try:
-            body = ReplyRequest.model_validate_json(message.data)
-        except ValidationError as err:
-            fields = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}"
-                for e in err.errors()
-            )
-            await self._dead(message, "reply", f"malformed reply: {fields}")
-            return
-        if not self._broker.signer.verify(body.correlation_id, body.token):
-            await self._dead(message, "reply", "bad reply token")
-            return
-        reply = Reply(
-            correlation_id=body.correlation_id, ok=body.ok, data=body.data, reason=body.reason
-        )
-        problem = reply_problem(reply)
-        if problem is not None:
-            await self._dead(message, "reply", problem)
-            return
-        delivered = message.metadata.num_delivered
-        try:
-            await asyncio.wait_for(self._deliver(reply), 10)
-        except WorkflowUpdateFailedError as err:
-            cause = getattr(err.cause, "message", None) or str(err.cause or err)
-            if "duplicate reply" in cause and delivered > 1:
+        intake = read_reply(message.data, self._broker.signer)
+        if intake.verdict is Verdict.ACCEPTED and intake.reply is not None:
+            intake = await hand_over(self._deliver, intake.reply, 10)
+        match intake.verdict:
+            case Verdict.ACCEPTED:
+                sent = message.metadata.timestamp
+                if sent is not None:
+                    self._metrics.reply_latency.record(datetime.now(UTC) - sent)
+                await message.ack()
+            case Verdict.RETRY:
+                await self._later(message, "reply", intake.why)
+            case Verdict.REFUSED if (
+                "duplicate reply" in intake.why and message.metadata.num_delivered > 1
+            ):
                 await message.ack()  # our own earlier delivery took it; the ack was lost
-                return
-            await self._dead(message, "reply", f"rejected by the saga: {cause}")
-            return
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                await self._dead(message, "reply", "the saga is finished or unknown")
-                return
-            await self._later(message, "reply", f"Temporal: {err.message}")
-            return
-        except (TimeoutError, OSError, RuntimeError) as err:
-            await self._later(message, "reply", f"Temporal unreachable: {err}")
-            return
-        sent = message.metadata.timestamp
-        if sent is not None:
-            self._metrics.reply_latency.record(datetime.now(UTC) - sent)
-        await message.ack()
+            case Verdict.REFUSED:
+                await self._dead(message, "reply", f"rejected by the saga: {intake.why}")
+            case Verdict.UNAUTHORIZED:
+                await self._dead(message, "reply", "bad reply token")
+            case Verdict.MALFORMED:
+                await self._dead(message, "reply", f"malformed reply: {intake.why}")
+            case _:
+                await self._dead(message, "reply", intake.why)
 
     # -- triggers ------------------------------------------------------------------------------
 

@@ -24,7 +24,12 @@ from sagaloom._definition import (
     Timer,
 )
 from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
-from sagaloom._names import COMMAND_ACTIVITY, HTTP_ACTIVITY, compensation_activity_id
+from sagaloom._names import (
+    COMMAND_ACTIVITY,
+    COMMAND_RESEND_PATCH,
+    HTTP_ACTIVITY,
+    compensation_activity_id,
+)
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies, ReplyFailed
@@ -131,23 +136,92 @@ class Dispatcher:
             self._progress.inputs[step.name] = body
         activity_id = compensation_activity_id(step.name) if undo else step.name
         correlation = f"{ctx.saga_id}:{activity_id}"  # also the step's idempotency key
-        sends = self._sends[correlation] = self._sends.get(correlation, 0) + 1
-        command = BrokerCommand(
-            subject=action.subject,
-            body=body,
-            correlation_id=correlation,
-            msg_id=f"{correlation}#{sends}",  # a re-send after an operator's retry is new
-        )
-        self._replies.expect(correlation)  # the reply may come before the publish returns
-        local = step.local if step.local is not None else self._progress.saga.local_activities
-        await _call(COMMAND_ACTIVITY, [command], None, activity_id, summary, timeouts, local)
         within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
+        self._replies.expect(correlation)  # the reply may come before the publish returns
+        if undo and workflow.patched(COMMAND_RESEND_PATCH):
+            return await self._undo_command(index, action, body, correlation, summary, timeouts)
+        await self._send(index, action, body, correlation, summary, timeouts)
         try:
             return await self._replies.wait(correlation, within, step.name)
         except ReplyFailed as err:
             if undo:
                 raise ApplicationError(str(err), type="ReplyFailed") from None
             raise
+
+    async def _send(
+        self,
+        index: int,
+        action: Command,
+        body: Any,
+        correlation: str,
+        summary: str,
+        timeouts: _Timeouts,
+    ) -> int:
+        """Publish one send of a command; return its number (``Nats-Msg-Id`` ends ``#<n>``)."""
+        step = self._progress.saga.steps[index]
+        sends = self._sends[correlation] = self._sends.get(correlation, 0) + 1
+        command = BrokerCommand(
+            subject=action.subject,
+            body=body,
+            correlation_id=correlation,
+            msg_id=f"{correlation}#{sends}",  # each send is new: its reply is too
+        )
+        local = step.local if step.local is not None else self._progress.saga.local_activities
+        activity_id = correlation.removeprefix(f"{workflow.info().workflow_id}:")
+        await _call(COMMAND_ACTIVITY, [command], None, activity_id, summary, timeouts, local)
+        return sends
+
+    async def _undo_command(
+        self,
+        index: int,
+        action: Command,
+        body: Any,
+        correlation: str,
+        summary: str,
+        timeouts: _Timeouts,
+    ) -> Any:
+        """Send an undo command until a reply comes or the compensation budget is spent.
+
+        A silent participant gets the command again after each reply timeout, with the
+        compensation retry policy's back-off between sends: the same body, ``Idempotency-Key``
+        and correlation id, a new ``Nats-Msg-Id`` (``<correlation id>#<n>``). A reply to any
+        earlier send is taken meanwhile. A negative reply fails at once (the participant
+        answered), as does a budget spent; either parks the saga for an operator.
+
+        Raises:
+            ApplicationError: ``ReplyFailed``, for the undo loop.
+        """
+        step = self._progress.saga.steps[index]
+        within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
+        budget, retry = timeouts.schedule_to_close, timeouts.retry
+        begin, pause = workflow.now(), retry.initial_interval
+        while True:
+            sends = await self._send(index, action, body, correlation, summary, timeouts)
+            left = None if budget is None else budget - (workflow.now() - begin)
+            wait = within if left is None else max(min(within, left), timedelta(0))
+            try:
+                return await self._replies.wait(correlation, wait, step.name, last=False)
+            except ReplyFailed as err:
+                spent = budget is not None and workflow.now() - begin >= budget
+                if not err.timed_out or spent:
+                    self._replies.forget(correlation)
+                    why = f"{err} (after {sends} send(s))" if err.timed_out else str(err)
+                    raise ApplicationError(why, type="ReplyFailed") from None
+            workflow.logger.warning(
+                "saga %s: no reply to %s (send %d) within %s: sending it again in %s",
+                workflow.info().workflow_id,
+                correlation,
+                sends,
+                within,
+                pause,
+            )
+            try:  # a late reply to an earlier send is taken during the pause too
+                return await self._replies.wait(correlation, pause, step.name, last=False)
+            except ReplyFailed as err:
+                if not err.timed_out:
+                    self._replies.forget(correlation)
+                    raise ApplicationError(str(err), type="ReplyFailed") from None
+            pause = min(pause * retry.backoff_coefficient, retry.maximum_interval or pause * 100)
 
     def _timeouts(self, step: Step, *, undo: bool) -> _Timeouts:
         saga, defaults = self._progress.saga, self._progress.saga.defaults

@@ -17,14 +17,25 @@ from sagaloom._names import (
     CHILD_CLOSE_PATCH,
     CHILD_DONE_SIGNAL,
     HELD_MEMO,
+    NESTED_CANCEL_PATCH,
     OLD_CHILD_DONE_SIGNAL,
     OLD_PARENT_SIGNAL,
     PARENT_GONE_PATCH,
     PARENT_SIGNAL,
     SIGNAL_NAMES_PATCH,
 )
+from sagaloom._nesting import HeldChoice, child_undo, held_child_choice
 
-__all__ = ["Children"]
+__all__ = ["Children", "cancel_requested"]
+
+
+def cancel_requested() -> bool:
+    """Whether this saga was asked to cancel, even if the SDK swallowed the cancellation.
+
+    A cancel arriving in the workflow task that also resolves a Temporal operation (a child's
+    start, a signal to another workflow) is not raised: the operation's result is returned.
+    """
+    return workflow.cancellation_reason() is not None
 
 
 class Children:
@@ -35,7 +46,7 @@ class Children:
         self._starting: dict[str, str] = {}
         """Child workflow ids by step, from the moment their start is asked for."""
         self._done: dict[str, ChildDone] = {}
-        self._from_parent: str | None = None
+        self._from_parent: HeldChoice | None = None
 
     async def run(self, step: str, child: ChildSaga, arg: Any, summary: str) -> dict[str, Any]:
         """Start the child saga and wait until its steps are done (it then waits, held open).
@@ -44,6 +55,9 @@ class Children:
             ChildWorkflowError: the child failed (it compensated itself).
         """
         child_id = f"{workflow.info().workflow_id}:{step}"
+        # Sagas started before it wait for the child alone: a cancel swallowed by the child's
+        # start was then noticed only once the child's steps were done.
+        watch = workflow.patched(NESTED_CANCEL_PATCH)
         self._starting[step] = child_id
         # Should this saga close while the child runs (cancelled as the child was starting, so
         # it never got its handle), the server asks the child to cancel — it then compensates
@@ -63,7 +77,11 @@ class Children:
             parent_close_policy=close,
         )
         self._handles[step] = handle
-        await workflow.wait_condition(lambda: child_id in self._done or handle.done())
+        await workflow.wait_condition(
+            lambda: child_id in self._done or handle.done() or (watch and cancel_requested())
+        )
+        if watch and cancel_requested() and not handle.done():
+            raise asyncio.CancelledError  # the undo asks the child to cancel (or compensate)
         if child_id in self._done:
             return self._done[child_id].outputs
         await handle  # it failed: compensated itself (ChildWorkflowError)
@@ -78,27 +96,62 @@ class Children:
             with contextlib.suppress(Exception):
                 await workflow.get_external_workflow_handle(self._starting[step]).cancel()
             return
-        if handle is None or handle.done():
+        how = child_undo(
+            start_asked=step in self._starting or handle is not None,
+            started=handle is not None,
+            reported_done=handle is not None and handle.id in self._done,
+            ended=handle is None or handle.done(),
+        )
+        if how == "nothing" or handle is None:
             return
-        if handle.id in self._done:
-            await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "compensate")
+        if how == "compensate":
+            try:
+                await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "compensate")
+            except FailureError:  # it ended meanwhile (cancelled while held): nothing to tell
+                if not workflow.patched(NESTED_CANCEL_PATCH):
+                    raise
         elif workflow.patched(CHILD_CANCEL_PATCH):
-            # Still running its steps: ask the child itself to cancel (it compensates them),
-            # then wait for it to end. (Cancelling the handle's future instead gave up waiting
-            # at once, and the parent could end, terminating the child mid-compensation.)
+            # Still running its steps, or held without this saga having heard so yet: ask the
+            # child itself to cancel (it compensates them), then wait for it to end. (Cancelling
+            # the handle's future instead gave up waiting at once, and the parent could end,
+            # terminating the child mid-compensation.)
             await workflow.get_external_workflow_handle(handle.id).cancel()
         else:
             handle.cancel()  # as sagas started before the patch ran
         with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
             await handle
 
-    async def release(self) -> None:
-        """The parent completed: let every held child saga complete too."""
-        held = [h for h in self._handles.values() if h.id in self._done and not h.done()]
-        for handle in held:
-            await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "release")
-        for handle in held:
-            await handle
+    async def release(self) -> list[tuple[str, ChildWorkflowError]]:
+        """The parent completed: let every held child saga complete too.
+
+        Returns:
+            The children that reported their steps done yet did not complete (an operator
+            cancelled one while it was held), by step, with why: their steps are undone, so the
+            parent must undo its own. Always empty for sagas started before the patch.
+        """
+        if not workflow.patched(NESTED_CANCEL_PATCH):  # as sagas started before it
+            held = [h for h in self._handles.values() if h.id in self._done and not h.done()]
+            for handle in held:
+                await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "release")
+            for handle in held:
+                await handle
+            return []
+        reported = [(s, h) for s, h in self._handles.items() if h.id in self._done]
+        for _, handle in reported:
+            if not handle.done():
+                with contextlib.suppress(FailureError):  # it ended meanwhile: read below
+                    await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "release")
+        failed: list[tuple[str, ChildWorkflowError]] = []
+        for step, handle in reported:
+            try:
+                await handle
+            except ChildWorkflowError as err:
+                failed.append((step, err))
+        return failed
+
+    def holds_any(self) -> bool:
+        """Whether some child saga reported its steps done (it waits for this saga's word)."""
+        return any(h.id in self._done for h in self._handles.values())
 
     def child_done(self, done: ChildDone) -> None:
         """A child saga's steps are done; it waits for this saga's decision."""
@@ -106,18 +159,25 @@ class Children:
 
     def parent_says(self, decision: str) -> None:
         """The parent saga's decision for this held child: ``release`` or ``compensate``."""
-        self._from_parent = decision
+        if decision in ("release", "compensate"):
+            self._from_parent = "release" if decision == "release" else "compensate"
 
-    async def parent_decision(self, outputs: dict[str, Any]) -> str | None:
+    async def parent_decision(self, outputs: dict[str, Any]) -> HeldChoice | None:
         """As a held child saga: report done to the parent, then wait for its decision.
 
         Returns:
             ``release`` or ``compensate``; None when this saga is not held by a parent.
+
+        Raises:
+            asyncio.CancelledError: this held saga was asked to cancel before any decision came,
+                even if the SDK swallowed the request while the signal above was in flight (the
+                parent then undoes it by cancelling, and waits for it to end).
         """
         parent = workflow.info().parent
         if parent is None or not workflow.memo_value(HELD_MEMO, False, type_hint=bool):
             return None
         done = ChildDone(workflow_id=workflow.info().workflow_id, outputs=outputs)
+        watch = workflow.patched(NESTED_CANCEL_PATCH)
         try:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
                 _name(CHILD_DONE_SIGNAL, OLD_CHILD_DONE_SIGNAL), done
@@ -131,8 +191,16 @@ class Children:
                 "saga %s: its parent %s is gone: compensating", done.workflow_id, parent.workflow_id
             )
             return "compensate"
-        await workflow.wait_condition(lambda: self._from_parent is not None)
-        return self._from_parent
+        if not watch:  # as sagas started before it: the parent's word alone
+            await workflow.wait_condition(lambda: self._from_parent is not None)
+            return self._from_parent
+        await workflow.wait_condition(
+            lambda: held_child_choice(self._from_parent, cancel_requested()) is not None
+        )
+        choice = held_child_choice(self._from_parent, cancel_requested())
+        if self._from_parent is None:
+            raise asyncio.CancelledError  # nobody will decide: undo it all
+        return choice
 
 
 def _name(readable: str, old: str) -> str:

@@ -23,6 +23,11 @@ __all__ = ["Replies", "ReplyFailed"]
 class ReplyFailed(Exception):
     """No reply came in time, or the participant said no; the message says which."""
 
+    def __init__(self, message: str, *, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+        """No reply came in time (else: a negative reply)."""
+
 
 class Replies:
     """The correlation ids awaiting a reply, and the replies taken for them."""
@@ -62,8 +67,17 @@ class Replies:
         """Take a checked reply."""
         self._received[reply.correlation_id] = reply
 
-    async def wait(self, correlation: str, within: timedelta, step: str) -> dict[str, Any]:
+    async def wait(
+        self, correlation: str, within: timedelta, step: str, *, last: bool = True
+    ) -> dict[str, Any]:
         """Wait for the reply to ``correlation``; return its data.
+
+        Args:
+            correlation: The command's correlation id.
+            within: How long to wait.
+            step: The step's name (the timer's summary).
+            last: False when the command may be sent again after a timeout: the saga then
+                still takes a reply to it (call :meth:`forget` when giving up).
 
         Raises:
             ReplyFailed: no reply ``within`` that time, or a negative one.
@@ -75,13 +89,22 @@ class Replies:
                 timeout_summary=f"reply to {step}",
             )
         except builtins.TimeoutError:  # (temporalio's TimeoutError is a different class)
-            raise ReplyFailed(f"ReplyTimeout: no reply within {within}") from None
-        finally:
+            if last:
+                self._awaiting.discard(correlation)
+            raise ReplyFailed(f"ReplyTimeout: no reply within {within}", timed_out=True) from None
+        except BaseException:
             self._awaiting.discard(correlation)
+            raise
+        self._awaiting.discard(correlation)
         reply = self._received[correlation]
         if not reply.ok:
-            raise ReplyFailed(f"ReplyNegative: {reply.reason or 'the participant said no'}")
+            reason = reply.reason or "the participant said no"
+            raise ReplyFailed(f"ReplyNegative: {reason}", timed_out=False)
         return reply.data
+
+    def forget(self, correlation: str) -> None:
+        """Stop waiting for a reply to ``correlation`` (a later one is refused as late)."""
+        self._awaiting.discard(correlation)
 
     def offer_signal(self, reply: Reply) -> None:
         """A reply sent as a signal: taken by sagas started before the update, else ignored."""

@@ -53,6 +53,7 @@ from sagaloom._model import (
 from sagaloom._names import (
     CHILD_DONE_SIGNAL,
     FAST_PATH_UNDO_PATCH,
+    NESTED_CANCEL_PATCH,
     OLD_CHILD_DONE_SIGNAL,
     OLD_PARENT_SIGNAL,
     PARENT_SIGNAL,
@@ -213,9 +214,29 @@ class SagaWorkflow:
             state.error = "compensated by its parent saga"
             await shielded(self._compensate(data))
             raise self._compensated(state.error)
-        await self._children.release()
+        if self._children.holds_any():
+            await self._release_children(data)
         progress.set_status(SagaStatus.COMPLETED)
         return progress.report()
+
+    async def _release_children(self, data: BaseModel) -> None:
+        """Every step is done: let the held child sagas complete too.
+
+        Decided: a cancel arriving now is too late (as for a completed saga), so the release is
+        shielded. A child that ended otherwise meanwhile (an operator cancelled it while held)
+        undid its steps: the saga then compensates its own.
+        """
+        gone = (
+            await shielded(self._children.release())
+            if workflow.patched(NESTED_CANCEL_PATCH)
+            else await self._children.release()  # as sagas started before it
+        )
+        if gone:
+            state = self._progress.state
+            step, err = gone[0]
+            state.failed_step, state.error = step, describe(err)
+            await shielded(self._compensate(data))
+            raise self._compensated(f"step {step} ended without completing: {state.error}")
 
     async def _undo_cancelled(self, data: BaseModel) -> None:
         """The saga was cancelled: compensate in a task cancellation cannot reach."""
