@@ -187,14 +187,15 @@ async def start_saga(
             ``wait_for`` step the saga does not have.
     """
     parsed = saga.parse_input(data)
-    size = len(parsed.model_dump_json())
+    size = len(parsed.model_dump_json().encode())  # bytes, as Temporal counts: "€" is 3
     if size > MAX_INPUT_BYTES:
         raise SagaInputError(
             saga.name,
             [
                 (
                     "<input>",
-                    f"{size / 1e6:.1f} MB; Temporal refuses payloads over 2 MB: pass a "
+                    f"{size / 1e6:.1f} MB (UTF-8 bytes); Temporal refuses payloads over 2 MB: "
+                    "pass a "
                     "reference (an id, a URL) instead of the data",
                 )
             ],

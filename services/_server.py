@@ -195,6 +195,8 @@ class Participant:
 
 MAX_BODY = 256 * 1024
 """Largest request body a demo participant reads."""
+DRAIN_LIMIT = 4 * 1024 * 1024
+"""An oversized body up to this size is read and dropped before the 413 (then: closed)."""
 
 
 class _BadRequest(Exception):
@@ -216,6 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:  # say so: a client must not send its next request on it
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -225,6 +229,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not raw.isdigit():
             raise _BadRequest(400, "Content-Length must be a non-negative integer")
         if int(raw) > MAX_BODY:
+            if int(raw) <= DRAIN_LIMIT:  # read it away, so the client hears the 413 (no reset)
+                left = int(raw)
+                while left > 0 and (chunk := self.rfile.read(min(65536, left))):
+                    left -= len(chunk)
             raise _BadRequest(413, f"body over {MAX_BODY} bytes")
         try:
             return json.loads(self.rfile.read(int(raw)) or b"null")

@@ -73,6 +73,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_broker.py", "-k", "operators_retry"),
     ),
     Mutation(
+        "inputs: the 2 MB limit counts UTF-8 bytes, not characters",
+        "sagaloom/_client.py",
+        "    size = len(parsed.model_dump_json().encode())",
+        "    size = len(parsed.model_dump_json())",
+        ("tests/test_security.py", "-k", "two_megabytes"),
+    ),
+    Mutation(
+        "participants: an absurd Retry-After (inf) is clamped, never a crash",
+        "sagaloom/participants/_errors.py",
+        "        return timedelta(seconds=min(max(0.0, seconds), MAX_RETRY_AFTER.total_seconds()))",
+        "        return timedelta(seconds=max(0.0, seconds))",
+        ("tests/test_http_participant.py", "-k", "absurd"),
+    ),
+    Mutation(
         "nesting: a held child asked to cancel before any decision compensates, never waits",
         "sagaloom/_nesting.py",
         '    return "compensate" if cancel_requested else None',

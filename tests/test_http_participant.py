@@ -138,3 +138,12 @@ async def test_an_unknown_service_names_the_variable_to_set() -> None:
 def test_redact_masks_credentials() -> None:
     assert redact("Authorization: Bearer abc token=xyz") == "Authorization: *** token=***"
     assert redact('{"password": "hunter2", "ok": 1}') == '{"password": "***", "ok": 1}'
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "99999999999999999999", "-inf"])
+async def test_an_absurd_retry_after_is_clamped_and_still_reads_as_unavailable(value: str) -> None:
+    """Before: ``inf`` raised OverflowError in the parser; the step's error read as a crash."""
+    err = await failure(lambda r: httpx.Response(503, headers={"Retry-After": value}))
+    assert err.type == "ParticipantUnavailable" and not err.non_retryable
+    assert err.next_retry_delay is not None
+    assert timedelta(0) <= err.next_retry_delay <= timedelta(days=1)

@@ -160,6 +160,12 @@ async def test_input_over_two_megabytes_is_refused_at_the_client(stack: Stack, k
             stack.client, ORDER, order(key, customer="x" * 3_000_000), task_queue="nowhere"
         )
     assert await count_workflows(stack.client, f'SagaKey = "{key}"') == 0
+    # The limit counts encoded bytes: 700,000 euro signs are 0.7 M characters, 2.1 MB.
+    with pytest.raises(SagaInputError, match="refuses payloads over 2 MB"):
+        await start_saga(
+            stack.client, ORDER, order(key, customer="\u20ac" * 700_000), task_queue="nowhere"
+        )
+    assert await count_workflows(stack.client, f'SagaKey = "{key}"') == 0
 
 
 def test_tls_flags_become_temporal_connection_settings(

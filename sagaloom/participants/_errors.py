@@ -8,6 +8,7 @@ Error messages carry the status and a short body with credentials redacted.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -57,15 +58,23 @@ def redact(text: str, limit: int = _BODY_LIMIT, secrets: Sequence[str] = ()) -> 
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+MAX_RETRY_AFTER = timedelta(days=1)
+"""The longest ``Retry-After`` honoured; more (or ``inf``) is clamped to it."""
+
+
 def retry_after(response: httpx.Response) -> timedelta | None:
     """Parse a ``Retry-After`` header (seconds or HTTP date) into a delay, if any."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
     try:
-        return timedelta(seconds=max(0.0, float(value)))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf", "1e400" or absurdly large: at most a day (the step's budget ends it sooner)
+        if math.isnan(seconds):
+            return None
+        return timedelta(seconds=min(max(0.0, seconds), MAX_RETRY_AFTER.total_seconds()))
     try:
         when = parsedate_to_datetime(value)
         sent = response.headers.get("Date")
@@ -76,7 +85,7 @@ def retry_after(response: httpx.Response) -> timedelta | None:
         when = when.replace(tzinfo=UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    return max(timedelta(0), when - now)
+    return min(max(timedelta(0), when - now), MAX_RETRY_AFTER)
 
 
 def classify_response(
