@@ -40,6 +40,7 @@ __all__ = [
     "SIGNAL_NAMES_PATCH",
     "STATE_QUERY",
     "TOOK_EFFECT",
+    "UNEXPECTED_STATUS",
     "WAIT_UPDATE",
     "compensation_activity_id",
 ]
@@ -99,7 +100,10 @@ RESOLVE_UPDATE = "resolve"
 MALFORMED_RESPONSE = "MalformedResponse"
 """Error type of a 2xx answer whose body cannot be read: non-retryable, yet the call took effect,
 so the step is compensated (never counted as a refusal)."""
-TOOK_EFFECT = frozenset({MALFORMED_RESPONSE})
+UNEXPECTED_STATUS = "UnexpectedStatus"
+"""Error type of an answer that is neither 2xx, 4xx nor 5xx (a 3xx: redirects are not followed;
+a 1xx): the call may have taken effect, so the step is compensated (never a refusal)."""
+TOOK_EFFECT = frozenset({MALFORMED_RESPONSE, UNEXPECTED_STATUS})
 """Non-retryable error types that still mean the call took effect."""
 STATE_QUERY = "saga_state"
 """Query returning a saga's live state."""

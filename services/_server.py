@@ -12,8 +12,8 @@ Endpoints of a service with resource ``R`` and undo endpoint ``U``:
   ``{"op": "do"|"undo", "match": "<key>"|"*", "mode": MODE, "times": N|null, "status": 503,
   "delay": 2.0, "rate": 1.0, "seed": 0}`` with MODE ``error``, ``reject``, ``slow``, ``drop``
   (applies the effect, then closes the connection without answering), ``garble`` or ``empty``
-  (applies it, then answers 200 with a body that is not JSON, or none); ``rate`` below 1 hits
-  that share of the matching calls.
+  (applies it, then answers 200 with a body that is not JSON, or none), ``redirect`` (applies
+  it, then answers ``303 See Other``); ``rate`` below 1 hits that share of the matching calls.
 """
 
 from __future__ import annotations
@@ -318,6 +318,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            return
+        if fault is not None and fault.mode == "redirect":
+            # The effect applied, then a 303 to where the result can be read (not followed).
+            self.send_response(fault.status if 300 <= fault.status < 400 else 303)
+            self.send_header("Location", f"/{self.participant.spec.resource}/result")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if fault is not None and fault.mode == "drop":
             self.close_connection = True

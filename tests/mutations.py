@@ -87,6 +87,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_http_participant.py", "-k", "absurd"),
     ),
     Mutation(
+        "rule 2: a 3xx (not followed) is an unknown outcome and is undone, never a refusal",
+        "sagaloom/_names.py",
+        "TOOK_EFFECT = frozenset({MALFORMED_RESPONSE, UNEXPECTED_STATUS})",
+        "TOOK_EFFECT = frozenset({MALFORMED_RESPONSE})",
+        ("tests/test_failure_semantics.py", "-k", "redirect"),
+    ),
+    Mutation(
         "nesting: a held child asked to cancel before any decision compensates, never waits",
         "sagaloom/_nesting.py",
         '    return "compensate" if cancel_requested else None',
@@ -148,8 +155,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "rule 2: a 2xx took effect: an unreadable answer is compensated",
         "sagaloom/_names.py",
-        "TOOK_EFFECT = frozenset({MALFORMED_RESPONSE})",
-        "TOOK_EFFECT = frozenset[str]()",
+        "TOOK_EFFECT = frozenset({MALFORMED_RESPONSE, UNEXPECTED_STATUS})",
+        "TOOK_EFFECT = frozenset({UNEXPECTED_STATUS})",
         ("tests/test_failure_semantics.py", "-k", "2xx"),
     ),
     Mutation(

@@ -46,6 +46,21 @@ async def test_a_2xx_that_cannot_be_read_took_effect_and_is_compensated(
     assert await stack.record("inventory", key) == "undone"
 
 
+async def test_a_redirect_after_the_effect_is_an_unknown_outcome_and_is_undone(
+    stack: Stack, key: str
+) -> None:
+    """Before: a 303 counted as a refusal; the saga ended COMPENSATED with the charge active."""
+    await stack.fault("payment", op="do", match=key, mode="redirect", times=1)
+    handle = await start_saga(stack.client, ORDER, order(key), task_queue=TASK_QUEUE)
+    result = await outcome(handle)
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.report is not None and result.report.failed_step == "charge-payment"
+    assert "UnexpectedStatus" in (result.report.error or "")
+    assert "HTTP 303" in (result.report.error or "")
+    assert [c.step for c in result.report.compensations] == ["charge-payment", "reserve-stock"]
+    assert await stack.record("payment", key) == "undone"  # applied, then refunded
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def budget_queue(stack: Stack) -> AsyncIterator[str]:
     queue = f"budget-{uuid.uuid4().hex[:6]}"

@@ -147,3 +147,10 @@ async def test_an_absurd_retry_after_is_clamped_and_still_reads_as_unavailable(v
     assert err.type == "ParticipantUnavailable" and not err.non_retryable
     assert err.next_retry_delay is not None
     assert timedelta(0) <= err.next_retry_delay <= timedelta(days=1)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308, 304, 101])
+async def test_a_redirect_or_informational_answer_is_an_unknown_outcome(status: int) -> None:
+    err = await failure(lambda r: httpx.Response(status, headers={"Location": "/elsewhere"}))
+    assert err.type == "UnexpectedStatus" and err.non_retryable
+    assert f"HTTP {status}" in err.message and "redirects are not followed" in err.message

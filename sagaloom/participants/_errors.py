@@ -2,7 +2,9 @@
 
 Connect errors, timeouts, 5xx, 408, 425 and 429 are retryable (``Retry-After``, seconds or an
 HTTP date, becomes the next retry delay); every other 4xx is non-retryable and fails the step at
-once, which starts compensation.
+once, which starts compensation without undoing it (a refusal). A 3xx (redirects are not
+followed) or 1xx is ``UnexpectedStatus``: non-retryable, but the call may have taken effect, so
+the step is undone.
 Error messages carry the status and a short body with credentials redacted.
 """
 
@@ -17,12 +19,13 @@ from email.utils import parsedate_to_datetime
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from sagaloom._names import MALFORMED_RESPONSE
+from sagaloom._names import MALFORMED_RESPONSE, UNEXPECTED_STATUS
 
 __all__ = [
     "MALFORMED_RESPONSE",
     "PARTICIPANT_REJECTED",
     "PARTICIPANT_UNAVAILABLE",
+    "UNEXPECTED_STATUS",
     "UNKNOWN_SERVICE",
     "classify_response",
     "classify_transport_error",
@@ -108,6 +111,16 @@ def classify_response(
     if status >= 500 or status in _RETRYABLE_4XX:
         return ApplicationError(
             message, details, type=PARTICIPANT_UNAVAILABLE, next_retry_delay=retry_after(response)
+        )
+    if not 400 <= status < 500:  # a 3xx (not followed) or 1xx: it may have taken effect
+        where = response.headers.get("Location")
+        return ApplicationError(
+            f"{message} (not a refusal: redirects are not followed"
+            f"{f', Location: {redact(where, secrets=secrets)}' if where else ''}; "
+            "the outcome is unknown, so the step is undone)",
+            details,
+            type=UNEXPECTED_STATUS,
+            non_retryable=True,
         )
     return ApplicationError(message, details, type=PARTICIPANT_REJECTED, non_retryable=True)
 
