@@ -378,7 +378,13 @@ async def cmd_dead_letters(args: argparse.Namespace) -> int:
             subject = await redeliver(args.nats, args.redeliver)
             print(f"dead letter {args.redeliver} published again to {subject}")
             return 0
-        letters = await dead_letters(args.nats, args.limit)
+        letters = await dead_letters(
+            args.nats,
+            args.limit,
+            kind=args.kind,
+            subject=args.subject,
+            oldest_first=args.oldest_first,
+        )
     except LookupError as err:
         raise CliError(str(err)) from None
     except OSError as err:
@@ -595,7 +601,12 @@ def _parser() -> argparse.ArgumentParser:
         "dead-letters", help="list the broker's dead letters (or re-deliver one after a fix)"
     )
     p.add_argument("--nats", metavar="URL", default=nats_default)
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=int, default=100, help="at most this many (newest first)")
+    p.add_argument("--kind", choices=["reply", "trigger"], help="only this kind of letter")
+    p.add_argument(
+        "--subject", metavar="SUBJECT", help="only those first sent here (a.*.c, a.> match)"
+    )
+    p.add_argument("--oldest-first", action="store_true", help="walk from the oldest")
     p.add_argument("--redeliver", type=int, metavar="SEQ", help="publish it again, then drop it")
     p.add_argument("--json", action="store_true")
 

@@ -94,6 +94,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_failure_semantics.py", "-k", "redirect"),
     ),
     Mutation(
+        "triggers: an event without an id is refused, never a saga per send",
+        "sagaloom/_broker/_consumers.py",
+        "        if not event_id or not isinstance(event_id, str):",
+        "        if False:",
+        ("tests/test_broker.py", "-k", "events_start"),
+    ),
+    Mutation(
+        "broker: an outage logs one line per disconnect and reconnect, never a traceback",
+        "sagaloom/_broker/_bus.py",
+        "                    error_cb=self._on_error,\n",
+        "",
+        ("tests/test_broker.py", "-k", "outage"),
+    ),
+    Mutation(
+        "dead letters: listed newest first",
+        "sagaloom/_broker/_admin.py",
+        "order = range(first, last + 1) if oldest_first else range(last, first - 1, -1)",
+        "order = range(first, last + 1)",
+        ("tests/test_broker.py", "-k", "newest_first"),
+    ),
+    Mutation(
         "nesting: a held child asked to cancel before any decision compensates, never waits",
         "sagaloom/_nesting.py",
         '    return "compensate" if cancel_requested else None',

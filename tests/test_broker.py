@@ -385,6 +385,16 @@ async def test_events_start_sagas_once_and_invalid_ones_are_dead_letters(
     assert (
         await count_workflows(stack.client, f'WorkflowId = "FulfilmentSaga-event-bad-{key}"') == 0
     )
+    # An event without an id (a plain body, no Nats-Msg-Id): sent twice, it would start two
+    # sagas (two charges). Refused to the dead letters instead; nothing starts.
+    plain = {**order(f"noid-{key}")}
+    before = await count_workflows(stack.client, f'SagaKey = "noid-{key}"')
+    for _ in range(2):
+        await js.publish(TRIGGER, json.dumps(plain).encode())
+    letter = await dead_letter_about(js, f"noid-{key}")
+    assert "no event id" in letter["reason"]
+    await asyncio.sleep(1)
+    assert await count_workflows(stack.client, f'SagaKey = "noid-{key}"') == before == 0
 
 
 async def test_a_flood_of_poison_replies_never_stalls_the_reply_consumer(
@@ -505,3 +515,65 @@ async def test_an_operators_retry_of_an_undo_command_is_answered_at_once(
     await handle.execute_update("resolve", Resolution(action="retry", note="warehouse fixed"))
     result = await asyncio.wait_for(outcome(handle), 20)
     assert result.status is SagaStatus.COMPENSATED, result
+
+
+async def test_dead_letters_list_newest_first_with_filters(tmp_path: Path) -> None:
+    """Before: the oldest 100 first; after a flood the newest needed --limit 5015."""
+    server = NatsServer(NatsServerOptions.in_folder(tmp_path))
+    await server.start()
+    try:
+        broker = Broker(server.url, ReplySigner(SecretStr(REPLY_SECRET)))
+        js = await broker.jetstream()
+        for i in range(150):
+            kind, subject = ("reply", REPLY_SUBJECT) if i % 3 else ("trigger", "orders.placed")
+            headers = {"Sagaloom-Dead-Reason": f"why {i}", "Sagaloom-Dead-Subject": subject}
+            await js.publish(f"sagaloom.dead.{kind}", f"letter {i}".encode(), headers=headers)
+        await broker.aclose()
+        newest = await dead_letters(server.url, limit=5)
+        assert [d.data for d in newest] == [f"letter {i}".encode() for i in range(149, 144, -1)]
+        oldest = await dead_letters(server.url, limit=2, oldest_first=True)
+        assert [d.data for d in oldest] == [b"letter 0", b"letter 1"]
+        triggers = await dead_letters(server.url, limit=3, kind="trigger")
+        assert [d.data for d in triggers] == [b"letter 147", b"letter 144", b"letter 141"]
+        by_subject = await dead_letters(server.url, limit=500, subject="orders.>")
+        assert len(by_subject) == 50 and {d.subject for d in by_subject} == {"orders.placed"}
+        assert await dead_letters(server.url, subject="orders.*.x") == []
+        listed = await asyncio.to_thread(
+            saga, "dead-letters", "--nats", server.url, "--kind", "reply", "--limit", "2", "--json"
+        )
+        assert listed.returncode == 0, listed.stderr
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [r["data"] for r in rows] == ["letter 149", "letter 148"]
+    finally:
+        server.stop()
+
+
+async def test_a_broker_outage_logs_one_line_per_disconnect_and_reconnect(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: nats-py's default error callback logged a full traceback per disconnect."""
+    server = NatsServer(NatsServerOptions.in_folder(tmp_path))
+    await server.start()
+    broker = Broker(server.url, ReplySigner(SecretStr(REPLY_SECRET)))
+    try:
+        await broker.jetstream()
+        server.stop()
+        await asyncio.sleep(2)  # a few reconnect attempts are refused meanwhile
+        await server.start()
+        js = await broker.jetstream()
+        for _ in range(100):
+            try:
+                await js.stream_info(DEAD_STREAM)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+    finally:
+        await broker.aclose()
+        server.stop()
+    lines = [r for r in caplog.records if r.name.startswith(("sagaloom.broker", "nats"))]
+    text = [r.getMessage() for r in lines]
+    assert any("disconnected" in t for t in text), text
+    assert any("reconnected" in t for t in text), text
+    assert all(r.exc_info is None for r in lines), "a traceback was logged"
+    assert not any("encountered error" in t for t in text)

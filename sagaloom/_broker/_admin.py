@@ -50,8 +50,23 @@ async def _connected(url: str) -> AsyncIterator[NatsClient]:
         await nc.close()
 
 
-async def dead_letters(url: str, limit: int = 100) -> list[DeadLetter]:
-    """The oldest ``limit`` dead letters still kept."""
+async def dead_letters(
+    url: str,
+    limit: int = 100,
+    *,
+    kind: str | None = None,
+    subject: str | None = None,
+    oldest_first: bool = False,
+) -> list[DeadLetter]:
+    """The dead letters still kept, newest first (after a flood, the ones an operator wants).
+
+    Args:
+        url: The NATS server.
+        limit: At most this many.
+        kind: Only ``reply`` or ``trigger`` letters.
+        subject: Only letters first published to this subject (``prefix.>`` matches below it).
+        oldest_first: Walk from the oldest instead.
+    """
     async with _connected(url) as nc:
         js = nc.jetstream()
         try:
@@ -61,27 +76,42 @@ async def dead_letters(url: str, limit: int = 100) -> list[DeadLetter]:
         found: list[DeadLetter] = []
         if not info.state.messages:
             return found
-        seq = max(info.state.first_seq, 1)
-        while seq <= info.state.last_seq and len(found) < limit:
+        first, last = max(info.state.first_seq, 1), info.state.last_seq
+        order = range(first, last + 1) if oldest_first else range(last, first - 1, -1)
+        for seq in order:
+            if len(found) >= limit:
+                break
             try:
                 raw = await js.get_msg(DEAD_STREAM, seq)
             except NotFoundError:  # deleted (re-delivered)
-                seq += 1
                 continue
             headers = dict(raw.headers or {})
-            found.append(
-                DeadLetter(
-                    seq=seq,
-                    kind=(raw.subject or "").rsplit(".", 1)[-1],
-                    subject=headers.get(DEAD_SUBJECT, "?"),
-                    reason=headers.get(DEAD_REASON, "?"),
-                    data=raw.data or b"",
-                    headers=headers,
-                    time=str(raw.time) if raw.time else "",
-                )
+            letter = DeadLetter(
+                seq=seq,
+                kind=(raw.subject or "").rsplit(".", 1)[-1],
+                subject=headers.get(DEAD_SUBJECT, "?"),
+                reason=headers.get(DEAD_REASON, "?"),
+                data=raw.data or b"",
+                headers=headers,
+                time=str(raw.time) if raw.time else "",
             )
-            seq += 1
+            if kind is not None and letter.kind != kind:
+                continue
+            if subject is not None and not _subject_matches(subject, letter.subject):
+                continue
+            found.append(letter)
         return found
+
+
+def _subject_matches(pattern: str, subject: str) -> bool:
+    """NATS-style: tokens split on ``.``, ``*`` matches one token, ``>`` the rest."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
 
 
 async def redeliver(url: str, seq: int) -> str:

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 from temporalio import activity
+from temporalio.common import MetricCounter, MetricMeter
 from temporalio.exceptions import ApplicationError
 
 from sagaloom._model import BrokerCommand, SagaEvent
@@ -78,6 +79,30 @@ class Broker:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._lock = asyncio.Lock()
+        self._events: MetricCounter | None = None
+
+    def use_meter(self, meter: MetricMeter) -> None:
+        """Count connection events in ``sagaloom_broker_connection_events`` (by ``event``)."""
+        self._events = meter.create_counter(
+            "sagaloom_broker_connection_events",
+            "NATS connection events of this worker: disconnected, reconnected, error",
+        )
+
+    def _note(self, event: str, detail: str = "") -> None:
+        """One log line per connection event (not nats-py's traceback), and a count."""
+        level = logging.INFO if event == "reconnected" else logging.WARNING
+        log.log(level, "nats %s %s%s", self.url, event, f": {detail}" if detail else "")
+        if self._events is not None:
+            self._events.add(1, {"event": event})
+
+    async def _on_error(self, err: Exception) -> None:
+        self._note("error", f"{type(err).__name__}: {err}".rstrip(": "))
+
+    async def _on_disconnected(self) -> None:
+        self._note("disconnected", "reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        self._note("reconnected")
 
     async def jetstream(self) -> JetStreamContext:
         """The JetStream context, connecting (and creating the streams) on first use."""
@@ -89,6 +114,9 @@ class Broker:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     connect_timeout=5,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
                 )
                 self._js = self._nc.jetstream(timeout=5)
                 await ensure_streams(self._js)

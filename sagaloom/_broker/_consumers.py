@@ -117,6 +117,7 @@ class BrokerConsumers:
         self._task_queue = task_queue
         runtime = client.service_client.config.runtime or Runtime.default()
         self._metrics = _Metrics(runtime.metric_meter)
+        broker.use_meter(runtime.metric_meter)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; reconnects are the NATS client's business."""
@@ -248,11 +249,18 @@ class BrokerConsumers:
             return
         is_cloud_event = isinstance(document, dict) and "specversion" in document
         data = document.get("data") if is_cloud_event else document
-        event_id = (
-            (message.headers or {}).get(MSG_ID)
-            or (document.get("id") if is_cloud_event else None)
-            or f"{message.metadata.stream}-{message.metadata.sequence.stream}"
+        event_id = (message.headers or {}).get(MSG_ID) or (
+            document.get("id") if is_cloud_event else None
         )
+        if not event_id or not isinstance(event_id, str):
+            # Without an id a re-sent event cannot be told from a new one: each would start
+            # another saga (another charge). Refused, to be fixed at the producer.
+            await self._dead(
+                message,
+                "trigger",
+                f"no event id: publish with a {MSG_ID} header or as a CloudEvent with an id",
+            )
+            return
         workflow_id = f"{trigger.saga.name}-event-{event_id}"
         try:
             await start_saga(
