@@ -97,6 +97,8 @@ def worker_config(args: argparse.Namespace) -> WorkerConfig:
         overrides["sandboxed"] = False
     if getattr(args, "nats", None):
         overrides["nats_url"] = args.nats
+    if getattr(args, "nats_namespace", None):
+        overrides["nats_namespace"] = args.nats_namespace
     if getattr(args, "trigger", None):
         overrides["triggers"] = (*config.triggers, *args.trigger)
     return replace(config, **overrides)
@@ -375,7 +377,7 @@ async def cmd_dead_letters(args: argparse.Namespace) -> int:
 
     try:
         if args.redeliver is not None:
-            subject = await redeliver(args.nats, args.redeliver)
+            subject = await redeliver(args.nats, args.redeliver, namespace=args.nats_namespace)
             print(f"dead letter {args.redeliver} published again to {subject}")
             return 0
         letters = await dead_letters(
@@ -384,6 +386,7 @@ async def cmd_dead_letters(args: argparse.Namespace) -> int:
             kind=args.kind,
             subject=args.subject,
             oldest_first=args.oldest_first,
+            namespace=args.nats_namespace,
         )
     except LookupError as err:
         raise CliError(str(err)) from None
@@ -418,7 +421,7 @@ async def cmd_events(args: argparse.Namespace) -> int:
 
     _workflow_id(args.id, "id")
     try:
-        events = await saga_events(args.nats, args.id)
+        events = await saga_events(args.nats, args.id, namespace=args.nats_namespace)
     except OSError as err:
         raise CliError(f"NATS at {args.nats}: {err}") from None
     for event in events:
@@ -488,6 +491,18 @@ def _parser() -> argparse.ArgumentParser:
             metavar="SUBJECT=SAGA",
             help="each NATS message on SUBJECT starts SAGA (SAGALOOM_TRIGGERS)",
         )
+        p.add_argument(
+            "--nats",
+            metavar="URL",
+            help="NATS JetStream for Command steps, events, triggers (SAGALOOM_NATS_URL; "
+            "saga dev starts one there when none runs, default nats://127.0.0.1:4222)",
+        )
+        p.add_argument(
+            "--nats-namespace",
+            metavar="NAME",
+            help="broker namespace: subjects, streams, consumers (default sagaloom; "
+            "SAGALOOM_NATS_NAMESPACE)",
+        )
 
     p = sub.add_parser(
         "dev",
@@ -506,9 +521,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics")
     p.add_argument("--health-address", metavar="HOST:PORT", help="serve /healthz and /readyz")
     p.add_argument("--tracing", action="store_true", help="OpenTelemetry tracing interceptors")
-    p.add_argument(
-        "--nats", metavar="URL", help="NATS JetStream for Command steps, events, triggers"
-    )
     p.add_argument(
         "--no-sandbox",
         action="store_true",
@@ -597,10 +609,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     nats_default = os.environ.get("SAGALOOM_NATS_URL", "nats://127.0.0.1:4222")
+    namespace_default = os.environ.get("SAGALOOM_NATS_NAMESPACE") or "sagaloom"
     p = sub.add_parser(
         "dead-letters", help="list the broker's dead letters (or re-deliver one after a fix)"
     )
     p.add_argument("--nats", metavar="URL", default=nats_default)
+    p.add_argument("--nats-namespace", metavar="NAME", default=namespace_default)
     p.add_argument("--limit", type=int, default=100, help="at most this many (newest first)")
     p.add_argument("--kind", choices=["reply", "trigger"], help="only this kind of letter")
     p.add_argument(
@@ -613,6 +627,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("events", help="a saga run's lifecycle events, from the broker")
     p.add_argument("id", help="workflow id")
     p.add_argument("--nats", metavar="URL", default=nats_default)
+    p.add_argument("--nats-namespace", metavar="NAME", default=namespace_default)
     p.add_argument("--json", action="store_true", help="one CloudEvent per line")
 
     p = sub.add_parser(

@@ -10,6 +10,8 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
+from sagaloom._protocol import DEFAULT_NAMESPACE, namespace_problem
+
 __all__ = ["DEFAULT_TASK_QUEUE", "VERSIONING_BEHAVIORS", "ConfigError", "WorkerConfig"]
 
 DEFAULT_TASK_QUEUE = "sagaloom"
@@ -128,6 +130,10 @@ class WorkerConfig:
     nats_url: str | None = None
     """NATS JetStream for event-driven participants, lifecycle events and triggers
     (``SAGALOOM_NATS_URL``, for example ``nats://127.0.0.1:4222``); None: no broker."""
+    nats_namespace: str = DEFAULT_NAMESPACE
+    """Broker namespace (``SAGALOOM_NATS_NAMESPACE``, default ``sagaloom``): the first token of
+    every subject, the prefix of every stream and durable consumer. Applications sharing a NATS
+    server each take their own; all workers of one application the same."""
     triggers: tuple[str, ...] = ()
     """``SUBJECT=SagaName`` pairs: each message on the subject starts that saga
     (``SAGALOOM_TRIGGERS``, comma-separated); needs :attr:`nats_url`."""
@@ -158,6 +164,8 @@ class WorkerConfig:
             raise ConfigError(f"deployment {self.deployment!r} must not contain '.'")
         if self.nats_url is not None and not self.nats_url.startswith(("nats://", "tls://")):
             raise ConfigError(f"SAGALOOM_NATS_URL={self.nats_url!r} is not a nats:// URL")
+        if (problem := namespace_problem(self.nats_namespace)) is not None:
+            raise ConfigError(f"SAGALOOM_NATS_NAMESPACE: {problem}")
         if self.triggers and self.nats_url is None:
             raise ConfigError("triggers (SAGALOOM_TRIGGERS / --trigger) need SAGALOOM_NATS_URL")
         if self.versioning not in VERSIONING_BEHAVIORS:
@@ -219,6 +227,7 @@ class WorkerConfig:
             ),
             sandboxed=_choice(env, "SAGALOOM_SANDBOX", ("on", "off")) == "on",
             nats_url=env.get("SAGALOOM_NATS_URL") or None,
+            nats_namespace=env.get("SAGALOOM_NATS_NAMESPACE") or DEFAULT_NAMESPACE,
             triggers=tuple(
                 t.strip() for t in env.get("SAGALOOM_TRIGGERS", "").split(",") if t.strip()
             ),
@@ -265,6 +274,7 @@ class WorkerConfig:
         env["SAGALOOM_ENCODE_FAILURES"] = "true" if self.encode_failures else ""
         env["SAGALOOM_SANDBOX"] = "on" if self.sandboxed else "off"
         env["SAGALOOM_NATS_URL"] = self.nats_url or ""
+        env["SAGALOOM_NATS_NAMESPACE"] = self.nats_namespace
         env["SAGALOOM_TRIGGERS"] = ",".join(self.triggers)
         env["SAGALOOM_DEPLOYMENT"] = self.deployment or ""
         env["SAGALOOM_BUILD_ID"] = self.build_id or ""

@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from sagaloom._broker._bus import Broker
 from sagaloom._config import WorkerConfig
 from sagaloom._converter import converter
+from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._reply_auth import ReplySigner
 from sagaloom.participants._http import HttpParticipant
 
@@ -57,6 +58,7 @@ class SagaloomPlugin(SimplePlugin):
         http: bool = True,
         reply_secret: SecretStr | None = None,
         nats_url: str | None = None,
+        nats_namespace: str | None = None,
     ) -> None:
         """Create the plugin.
 
@@ -75,16 +77,20 @@ class SagaloomPlugin(SimplePlugin):
                 else a random one.
             nats_url: NATS JetStream for ``Command`` steps and lifecycle events; registers the
                 broker activities. None: ``SAGALOOM_NATS_URL`` with ``services=None``.
+            nats_namespace: The broker namespace (subjects, streams, consumers). None:
+                ``SAGALOOM_NATS_NAMESPACE`` with ``services=None``, else ``sagaloom``.
         """
         if services is None:
             env = WorkerConfig.from_env()
             services, tokens = env.services, env.service_tokens
             reply_secret = reply_secret or env.reply_secret
             nats_url = nats_url or env.nats_url
+            nats_namespace = nats_namespace or env.nats_namespace
         signer = ReplySigner(reply_secret)
         self.participant = HttpParticipant(services, tokens=tokens, replies=signer)
         """The HTTP participant whose activity workers run."""
-        self.broker = Broker(nats_url, signer) if nats_url else None
+        names = BrokerNames(nats_namespace or DEFAULT_NAMESPACE)
+        self.broker = Broker(nats_url, signer, names) if nats_url else None
         """The broker connection whose activities workers run (with ``nats_url``)."""
         activities: list[Callable[..., Any]] = [self.participant.call] if http else []
         if self.broker is not None:

@@ -22,6 +22,7 @@ Sandbox-safe (no I/O, no NATS import): the workflow side builds subjects and ids
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 __all__ = [
     "COMMANDS_STREAM",
@@ -30,6 +31,7 @@ __all__ = [
     "DEAD_REASON",
     "DEAD_STREAM",
     "DEAD_SUBJECT",
+    "DEFAULT_NAMESPACE",
     "EVENTS_PREFIX",
     "EVENTS_STREAM",
     "IDEMPOTENCY_HEADER",
@@ -38,8 +40,10 @@ __all__ = [
     "REPLY_SUBJECT",
     "REPLY_TO_HEADER",
     "TRIGGERS_STREAM",
+    "BrokerNames",
     "command_subject",
     "event_subject",
+    "namespace_problem",
     "subject_problem",
 ]
 
@@ -85,3 +89,109 @@ def command_subject(subject: str) -> str:
 def event_subject(saga: str, workflow_id: str) -> str:
     """The subject of a saga run's lifecycle events (the id's unsafe characters as ``_``)."""
     return f"{EVENTS_PREFIX}.{saga}.{_UNSAFE.sub('_', workflow_id)}"
+
+
+DEFAULT_NAMESPACE = "sagaloom"
+"""The broker namespace whose names are the constants above."""
+_NAMESPACE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def namespace_problem(namespace: str) -> str | None:
+    """Why ``namespace`` cannot name a broker namespace (None: it can)."""
+    if not _NAMESPACE.match(namespace):
+        return (
+            f"broker namespace {namespace!r} must be 1-32 lower-case letters, digits, '_' or '-', "
+            "starting with a letter"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class BrokerNames:
+    """Every subject, stream and durable consumer name of one broker namespace.
+
+    Two applications on one NATS server with different namespaces share nothing: not a
+    subject, a stream, a consumer nor a dead letter (``SAGALOOM_NATS_NAMESPACE``). The default,
+    ``sagaloom``, gives the names of the constants above.
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
+
+    def __post_init__(self) -> None:
+        problem = namespace_problem(self.namespace)
+        if problem is not None:
+            raise ValueError(problem)
+
+    def _stream(self, kind: str) -> str:
+        return f"{self.namespace.upper().replace('-', '_')}_{kind}"
+
+    @property
+    def commands_stream(self) -> str:
+        """Stream of commands (``SAGALOOM_COMMANDS`` by default)."""
+        return self._stream("COMMANDS")
+
+    @property
+    def replies_stream(self) -> str:
+        """Stream of replies."""
+        return self._stream("REPLIES")
+
+    @property
+    def events_stream(self) -> str:
+        """Stream of lifecycle events."""
+        return self._stream("EVENTS")
+
+    @property
+    def dead_stream(self) -> str:
+        """Stream of dead letters."""
+        return self._stream("DEAD")
+
+    @property
+    def triggers_stream(self) -> str:
+        """Stream capturing the trigger subjects."""
+        return self._stream("TRIGGERS")
+
+    @property
+    def command_prefix(self) -> str:
+        """Commands go below it (``sagaloom.cmd``)."""
+        return f"{self.namespace}.cmd"
+
+    @property
+    def reply_subject(self) -> str:
+        """Where participants reply (``sagaloom.replies``)."""
+        return f"{self.namespace}.replies"
+
+    @property
+    def events_prefix(self) -> str:
+        """Lifecycle events go below it."""
+        return f"{self.namespace}.events"
+
+    @property
+    def dead_prefix(self) -> str:
+        """Dead letters go below it (``.reply``, ``.trigger``)."""
+        return f"{self.namespace}.dead"
+
+    @property
+    def reply_consumer(self) -> str:
+        """The durable consumer of replies every worker of the namespace shares."""
+        return f"{self.namespace}-replies"
+
+    def trigger_consumer(self, saga: str, subject: str) -> str:
+        """The durable consumer of one trigger."""
+        return f"{self.namespace}-trigger-{saga}-{_UNSAFE.sub('_', subject)}"
+
+    def command_subject(self, subject: str) -> str:
+        """The subject a command for ``subject`` is published on."""
+        return f"{self.command_prefix}.{subject}"
+
+    def event_subject(self, saga: str, workflow_id: str) -> str:
+        """The subject of a saga run's lifecycle events (the id's unsafe characters as ``_``)."""
+        return f"{self.events_prefix}.{saga}.{_UNSAFE.sub('_', workflow_id)}"
+
+    def streams(self) -> tuple[tuple[str, str], ...]:
+        """The engine's streams and the subjects each captures (not the triggers')."""
+        return (
+            (self.commands_stream, f"{self.command_prefix}.>"),
+            (self.replies_stream, self.reply_subject),
+            (self.events_stream, f"{self.events_prefix}.>"),
+            (self.dead_stream, f"{self.dead_prefix}.>"),
+        )

@@ -166,6 +166,7 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
         tokens=config.service_tokens,
         reply_secret=config.reply_secret,
         nats_url=config.nats_url,
+        nats_namespace=config.nats_namespace,
     )
     signer = plugin.participant.replies
     client_box: list[Client] = []
@@ -306,8 +307,9 @@ async def _consuming(
     done = asyncio.Event()
     task = asyncio.create_task(consumers.run(done))
     log.info(
-        "broker consumers on %s: replies%s",
+        "broker consumers on %s (namespace %s): replies%s",
         config.nats_url,
+        config.nats_namespace,
         "".join(f", {t.subject} -> {t.saga.name}" for t in triggers),
     )
     try:

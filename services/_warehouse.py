@@ -27,14 +27,13 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from sagaloom.participants import (
-    COMMAND_PREFIX,
-    COMMANDS_STREAM,
     CORRELATION_HEADER,
+    DEFAULT_NAMESPACE,
     IDEMPOTENCY_HEADER,
     MSG_ID,
-    REPLY_SUBJECT,
     REPLY_TO_HEADER,
     TOKEN_HEADER,
+    BrokerNames,
 )
 from services._store import Store
 
@@ -43,7 +42,6 @@ __all__ = ["MAX_PACK", "Warehouse"]
 log = logging.getLogger("services.warehouse")
 MAX_PACK = 50
 """Largest quantity the warehouse packs in one parcel; more is refused."""
-SUBJECT = f"{COMMAND_PREFIX}.warehouse.>"
 SLOW_UNDO_SECONDS = 8.0
 """How late the ``slow-undo`` fault answers an unpack."""
 
@@ -51,9 +49,13 @@ SLOW_UNDO_SECONDS = 8.0
 class Warehouse:
     """Runs in a background thread with its own event loop (like the HTTP participants)."""
 
-    def __init__(self, url: str, store_path: Path) -> None:
-        """Serve commands from the broker at ``url``; keep effects in ``store_path``."""
+    def __init__(self, url: str, store_path: Path, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Serve commands from the broker at ``url``; keep effects in ``store_path``.
+
+        ``namespace``: the engine's broker namespace (its ``SAGALOOM_NATS_NAMESPACE``).
+        """
         self.url = url
+        self.names = BrokerNames(namespace)
         self.store = Store(store_path)
         self.faults: dict[str, str] = {}
         """Test faults by business key (see the module's docstring)."""
@@ -79,7 +81,7 @@ class Warehouse:
         js = nc.jetstream()
         while not self._stop.is_set():  # the engine's workers create the stream
             try:
-                await js.stream_info(COMMANDS_STREAM)
+                await js.stream_info(self.names.commands_stream)
                 break
             except NotFoundError:
                 await asyncio.sleep(0.5)
@@ -87,7 +89,10 @@ class Warehouse:
             durable_name="warehouse", ack_policy=AckPolicy.EXPLICIT, ack_wait=30
         )
         sub = await js.pull_subscribe(
-            SUBJECT, durable="warehouse", stream=COMMANDS_STREAM, config=config
+            f"{self.names.command_prefix}.warehouse.>",
+            durable="warehouse",
+            stream=self.names.commands_stream,
+            config=config,
         )
         while not self._stop.is_set():
             try:
@@ -143,7 +148,7 @@ class Warehouse:
                 # reply-twice fault sends two without ids.)
                 msg_id = {} if twice else {MSG_ID: f"reply-{headers.get(MSG_ID, correlation)}"}
                 await js.publish(
-                    headers.get(REPLY_TO_HEADER, REPLY_SUBJECT),
+                    headers.get(REPLY_TO_HEADER, self.names.reply_subject),
                     json.dumps(reply).encode(),
                     headers=msg_id or None,
                 )

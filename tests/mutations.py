@@ -115,6 +115,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_broker.py", "-k", "newest_first"),
     ),
     Mutation(
+        "broker: two apps on one NATS server (two namespaces) share no subject",
+        "sagaloom/_protocol.py",
+        '        return f"{self.namespace}.replies"',
+        '        return "sagaloom.replies"',
+        ("tests/test_broker.py", "-k", "two_apps"),
+    ),
+    Mutation(
         "nesting: a held child asked to cancel before any decision compensates, never waits",
         "sagaloom/_nesting.py",
         '    return "compensate" if cancel_requested else None',

@@ -8,6 +8,7 @@ test can read its store and give it faults).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -36,7 +37,7 @@ from sagaloom.participants import (
 from sagaloom.server import NatsServer, NatsServerOptions, free_port
 from services import Warehouse
 from tests._broker_sagas import QUICK, QUICK_PARK, QUICK_UNDO
-from tests._helpers import REPLY_SECRET, Stack, count_workflows
+from tests._helpers import REPLY_SECRET, ROOT, Stack, count_workflows
 from tests.test_observability import scrape
 from workflows.fulfilment import FULFILMENT
 
@@ -456,10 +457,12 @@ async def test_no_dead_letters_lists_none(tmp_path: Path) -> None:
         server.stop()
 
 
-async def commands_for(js: JetStreamContext, idem_key: str, subject: str) -> list[Any]:
+async def commands_for(
+    js: JetStreamContext, idem_key: str, subject: str, stream: str = COMMANDS_STREAM
+) -> list[Any]:
     return [
         m
-        for m in await stored(js, COMMANDS_STREAM, subject)
+        for m in await stored(js, stream, subject)
         if (m.headers or {}).get("Idempotency-Key") == idem_key
     ]
 
@@ -577,3 +580,61 @@ async def test_a_broker_outage_logs_one_line_per_disconnect_and_reconnect(
     assert any("reconnected" in t for t in text), text
     assert all(r.exc_info is None for r in lines), "a traceback was logged"
     assert not any("encountered error" in t for t in text)
+
+
+def _other_app(stack: Stack, log: Path, queue: str, nats_url: str) -> subprocess.Popen[bytes]:
+    """Another application's worker: its own secret, task queue and broker namespace."""
+    env = {**stack.worker_env(), "SAGALOOM_REPLY_SECRET": "another-apps-secret"}
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sagaloom", "worker", "--module", "workflows.fulfilment",
+             "--task-queue", queue, "--nats", nats_url, "--nats-namespace", "otherapp"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+
+
+async def test_two_apps_on_one_broker_never_take_each_others_messages(
+    stack: Stack,
+    worker: Any,
+    nats_server: NatsServer,
+    js: JetStreamContext,
+    queue: str,
+    key: str,
+    tmp_path: Path,
+) -> None:
+    """Before: a second app's worker on the same NATS server shared the durable reply consumer
+    and dead-lettered the first app's replies as "bad reply token" (another secret)."""
+    other_queue = f"{queue}-other"
+    other = _other_app(stack, tmp_path / "other-app.log", other_queue, nats_server.url)
+    other_warehouse = Warehouse(nats_server.url, tmp_path / "other.sqlite3", "otherapp").start()
+    try:
+        for _ in range(200):  # the other app's consumer exists
+            try:
+                await js.consumer_info("OTHERAPP_REPLIES", "otherapp-replies")
+                break
+            except Exception:
+                assert other.poll() is None, (tmp_path / "other-app.log").read_text()
+                await asyncio.sleep(0.1)
+        mine = [
+            await start_saga(stack.client, FULFILMENT, order(f"{key}-{i}"), task_queue=queue)
+            for i in range(3)
+        ]
+        theirs = [
+            await start_saga(stack.client, FULFILMENT, order(f"{key}-o{i}"), task_queue=other_queue)
+            for i in range(3)
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*(outcome(h) for h in mine + theirs)), 90)
+        assert [r.status for r in results] == [SagaStatus.COMPLETED] * 6
+        # Each app's commands, replies and dead letters stayed in its own streams.
+        for handle in theirs:
+            pack = f"{handle.id}:pack"
+            assert await commands_for(js, pack, "otherapp.cmd.warehouse.pack", "OTHERAPP_COMMANDS")
+            assert not await commands_for(js, f"{handle.id}:pack", "sagaloom.cmd.warehouse.pack")
+        for stream in ("SAGALOOM_DEAD", "OTHERAPP_DEAD"):
+            with contextlib.suppress(Exception):
+                letters = await stored(js, stream, ">")
+                assert not [m for m in letters if key.encode() in (m.data or b"")], stream
+    finally:
+        other.terminate()
+        other.wait(20)
+        other_warehouse.close()

@@ -46,6 +46,7 @@ def test_defaults() -> None:
         ("SAGALOOM_MAX_CONCURRENT_ACTIVITIES", "many"),
         ("SAGALOOM_MAX_CACHED_WORKFLOWS", "-1"),
         ("SAGALOOM_SERVICE_PAYMENT", "payment:8080"),
+        ("SAGALOOM_NATS_NAMESPACE", "Bad.Name"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
@@ -64,3 +65,25 @@ def test_embedded_default_is_tuned_and_registers_search_attributes(tmp_path: obj
         assert f"--search-attribute {name}=Keyword" in joined
     untuned = " ".join(DevServerOptions(db_file=Path("x.db"), tuned=False).command())
     assert "--sqlite-pragma" not in untuned
+
+
+def test_the_broker_namespace_names_every_subject_stream_and_consumer() -> None:
+    from sagaloom.participants import (
+        COMMANDS_STREAM,
+        DEAD_STREAM,
+        REPLIES_STREAM,
+        REPLY_SUBJECT,
+        BrokerNames,
+    )
+
+    default = BrokerNames()  # the constants participants code against, byte for byte
+    assert (default.reply_subject, default.replies_stream) == (REPLY_SUBJECT, REPLIES_STREAM)
+    assert (default.commands_stream, default.dead_stream) == (COMMANDS_STREAM, DEAD_STREAM)
+    assert default.reply_consumer == "sagaloom-replies"
+    assert default.trigger_consumer("S", "a.b") == "sagaloom-trigger-S-a_b"
+    other = BrokerNames("shop-b")
+    assert other.command_subject("warehouse.pack") == "shop-b.cmd.warehouse.pack"
+    assert other.replies_stream == "SHOP_B_REPLIES" and other.reply_consumer == "shop-b-replies"
+    assert {s for s, _ in other.streams()}.isdisjoint({s for s, _ in default.streams()})
+    assert WorkerConfig.from_env({"SAGALOOM_NATS_NAMESPACE": "shop-b"}).nats_namespace == "shop-b"
+    assert WorkerConfig(nats_namespace="shop-b").to_env()["SAGALOOM_NATS_NAMESPACE"] == "shop-b"

@@ -333,11 +333,19 @@ async def run_scenarios(
         ]
 
 
-async def run_demo(data_dir: Path, *, address: str = "127.0.0.1:7233", ui_port: int = 8233) -> int:
+async def run_demo(
+    data_dir: Path,
+    *,
+    address: str = "127.0.0.1:7233",
+    ui_port: int = 8233,
+    nats_url: str = DEFAULT_NATS_URL,
+) -> int:
     """Run the demo batch once; print a line per saga; return 0 when all is as expected."""
     batch = secrets.token_hex(3)
     queue = f"sagaloom-demo-{batch}"
-    async with environment(data_dir, address=address, ui_port=ui_port, task_queue=queue) as env:
+    async with environment(
+        data_dir, address=address, ui_port=ui_port, task_queue=queue, nats_url=nats_url
+    ) as env:
         checked = await run_scenarios(
             env.client, env.services.urls, env.task_queue, batch, services=env.services
         )
@@ -393,10 +401,17 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     parser.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
     parser.add_argument("--ui-port", type=int, default=8233)
     parser.add_argument("--data-dir", type=Path, default=Path(".sagaloom"))
+    parser.add_argument(
+        "--nats",
+        metavar="URL",
+        help="the NATS server to use (started there when none runs); default: an embedded one "
+        "of the demo's own on a free loopback port, never a broker someone else runs",
+    )
     args = parser.parse_args(argv)
     # The demo's output is its table; the worker's log goes to a file beside its data.
     configure_logging("INFO", args.data_dir / "demo.log")
-    run(run_demo(args.data_dir, address=args.address, ui_port=args.ui_port))
+    nats_url = args.nats or f"nats://127.0.0.1:{free_port()}"
+    run(run_demo(args.data_dir, address=args.address, ui_port=args.ui_port, nats_url=nats_url))
 
 
 if __name__ == "__main__":

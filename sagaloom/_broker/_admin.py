@@ -14,12 +14,10 @@ from nats.js.errors import NotFoundError
 from sagaloom._model import SagaEvent
 from sagaloom._protocol import (
     DEAD_REASON,
-    DEAD_STREAM,
     DEAD_SUBJECT,
-    EVENTS_PREFIX,
-    EVENTS_STREAM,
+    DEFAULT_NAMESPACE,
     MSG_ID,
-    event_subject,
+    BrokerNames,
 )
 
 __all__ = ["DeadLetter", "dead_letters", "redeliver", "saga_events"]
@@ -57,6 +55,7 @@ async def dead_letters(
     kind: str | None = None,
     subject: str | None = None,
     oldest_first: bool = False,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> list[DeadLetter]:
     """The dead letters still kept, newest first (after a flood, the ones an operator wants).
 
@@ -66,11 +65,13 @@ async def dead_letters(
         kind: Only ``reply`` or ``trigger`` letters.
         subject: Only letters first published to this subject (``prefix.>`` matches below it).
         oldest_first: Walk from the oldest instead.
+        namespace: The broker namespace (``SAGALOOM_NATS_NAMESPACE``).
     """
+    dead = BrokerNames(namespace).dead_stream
     async with _connected(url) as nc:
         js = nc.jetstream()
         try:
-            info = await js.stream_info(DEAD_STREAM)
+            info = await js.stream_info(dead)
         except NotFoundError:
             return []
         found: list[DeadLetter] = []
@@ -82,7 +83,7 @@ async def dead_letters(
             if len(found) >= limit:
                 break
             try:
-                raw = await js.get_msg(DEAD_STREAM, seq)
+                raw = await js.get_msg(dead, seq)
             except NotFoundError:  # deleted (re-delivered)
                 continue
             headers = dict(raw.headers or {})
@@ -114,7 +115,7 @@ def _subject_matches(pattern: str, subject: str) -> bool:
     return len(want) == len(have)
 
 
-async def redeliver(url: str, seq: int) -> str:
+async def redeliver(url: str, seq: int, *, namespace: str = DEFAULT_NAMESPACE) -> str:
     """Publish dead letter ``seq`` again to its first subject, then drop it from the stream.
 
     Returns:
@@ -123,12 +124,13 @@ async def redeliver(url: str, seq: int) -> str:
     Raises:
         LookupError: no dead letter ``seq``.
     """
+    dead = BrokerNames(namespace).dead_stream
     async with _connected(url) as nc:
         js = nc.jetstream()
         try:
-            raw = await js.get_msg(DEAD_STREAM, seq)
+            raw = await js.get_msg(dead, seq)
         except NotFoundError:
-            raise LookupError(f"no dead letter {seq} in {DEAD_STREAM}") from None
+            raise LookupError(f"no dead letter {seq} in {dead}") from None
         headers = {
             k: v for k, v in (raw.headers or {}).items() if k not in (DEAD_REASON, DEAD_SUBJECT)
         }
@@ -137,22 +139,25 @@ async def redeliver(url: str, seq: int) -> str:
         if not subject:
             raise LookupError(f"dead letter {seq} does not say where it came from")
         await js.publish(subject, raw.data or b"", headers=headers)
-        await js.delete_msg(DEAD_STREAM, seq)
+        await js.delete_msg(dead, seq)
         return subject
 
 
-async def saga_events(url: str, workflow_id: str, *, wait: float = 1.0) -> list[SagaEvent]:
+async def saga_events(
+    url: str, workflow_id: str, *, wait: float = 1.0, namespace: str = DEFAULT_NAMESPACE
+) -> list[SagaEvent]:
     """Every lifecycle event kept for the saga run(s) with ``workflow_id``, oldest first."""
-    suffix = event_subject("x", workflow_id).rsplit(".", 1)[-1]
+    names = BrokerNames(namespace)
+    suffix = names.event_subject("x", workflow_id).rsplit(".", 1)[-1]
     async with _connected(url) as nc:
         js = nc.jetstream()
         try:
-            await js.stream_info(EVENTS_STREAM)
+            await js.stream_info(names.events_stream)
         except NotFoundError:
             return []
         sub = await js.pull_subscribe(
-            f"{EVENTS_PREFIX}.*.{suffix}",
-            stream=EVENTS_STREAM,
+            f"{names.events_prefix}.*.{suffix}",
+            stream=names.events_stream,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0),
         )
         events: list[SagaEvent] = []

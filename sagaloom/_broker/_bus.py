@@ -22,19 +22,10 @@ from temporalio.exceptions import ApplicationError
 from sagaloom._model import BrokerCommand, SagaEvent
 from sagaloom._names import COMMAND_ACTIVITY, EVENTS_ACTIVITY
 from sagaloom._protocol import (
-    COMMAND_PREFIX,
-    COMMANDS_STREAM,
-    DEAD_PREFIX,
-    DEAD_STREAM,
-    EVENTS_PREFIX,
-    EVENTS_STREAM,
     IDEMPOTENCY_HEADER,
     MSG_ID,
-    REPLIES_STREAM,
-    REPLY_SUBJECT,
     REPLY_TO_HEADER,
-    command_subject,
-    event_subject,
+    BrokerNames,
 )
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 
@@ -45,17 +36,13 @@ WEEK = timedelta(days=7).total_seconds()
 DEDUPE_WINDOW = timedelta(minutes=10).total_seconds()
 """How long JetStream remembers a ``Nats-Msg-Id`` (covers an activity's retries)."""
 
-STREAMS = (
-    (COMMANDS_STREAM, f"{COMMAND_PREFIX}.>"),
-    (REPLIES_STREAM, REPLY_SUBJECT),
-    (EVENTS_STREAM, f"{EVENTS_PREFIX}.>"),
-    (DEAD_STREAM, f"{DEAD_PREFIX}.>"),
-)
+STREAMS = BrokerNames().streams()
+"""The default namespace's streams (see :meth:`BrokerNames.streams`)."""
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
+async def ensure_streams(js: JetStreamContext, names: BrokerNames | None = None) -> None:
     """Create sagaloom's streams where missing (file storage, a week, 10-minute de-duplication)."""
-    for name, subject in STREAMS:
+    for name, subject in (names or BrokerNames()).streams():
         config = StreamConfig(
             name=name,
             subjects=[subject],
@@ -72,10 +59,18 @@ async def ensure_streams(js: JetStreamContext) -> None:
 class Broker:
     """The worker's NATS connection (made on first use) and its broker activities."""
 
-    def __init__(self, url: str, signer: ReplySigner) -> None:
-        """Connect to ``url`` when first needed; make reply tokens with ``signer``."""
+    def __init__(self, url: str, signer: ReplySigner, names: BrokerNames | None = None) -> None:
+        """Connect to ``url`` when first needed; make reply tokens with ``signer``.
+
+        Args:
+            url: The NATS server.
+            signer: Makes and checks reply tokens.
+            names: The broker namespace's names (``sagaloom`` by default).
+        """
         self.url = url
         self.signer = signer
+        self.names = names or BrokerNames()
+        """Subjects, streams and consumers of this worker's broker namespace."""
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._lock = asyncio.Lock()
@@ -119,7 +114,7 @@ class Broker:
                     reconnected_cb=self._on_reconnected,
                 )
                 self._js = self._nc.jetstream(timeout=5)
-                await ensure_streams(self._js)
+                await ensure_streams(self._js, self.names)
             return self._js
 
     async def aclose(self) -> None:
@@ -137,11 +132,12 @@ class Broker:
             IDEMPOTENCY_HEADER: command.correlation_id,
             CORRELATION_HEADER: command.correlation_id,
             TOKEN_HEADER: self.signer.token(command.correlation_id),
-            REPLY_TO_HEADER: REPLY_SUBJECT,
+            REPLY_TO_HEADER: self.names.reply_subject,
             "Content-Type": "application/json",
         }
         payload = json.dumps(command.body).encode()
-        ack = await js.publish(command_subject(command.subject), payload, headers=headers)
+        subject = self.names.command_subject(command.subject)
+        ack = await js.publish(subject, payload, headers=headers)
         if ack.duplicate:
             log.info("command %s was already stored (a retried publish)", command.msg_id)
 
@@ -152,7 +148,7 @@ class Broker:
         for event in events:
             saga = event.source.rsplit("/", 1)[-1]
             await js.publish(
-                event_subject(saga, event.subject),
+                self.names.event_subject(saga, event.subject),
                 event.model_dump_json().encode(),
                 headers={MSG_ID: event.id, "Content-Type": "application/cloudevents+json"},
             )

@@ -34,13 +34,9 @@ from sagaloom._definition import Saga, SagaInputError
 from sagaloom._intake import Verdict, hand_over, read_reply
 from sagaloom._model import Reply
 from sagaloom._protocol import (
-    DEAD_PREFIX,
     DEAD_REASON,
     DEAD_SUBJECT,
     MSG_ID,
-    REPLIES_STREAM,
-    REPLY_SUBJECT,
-    TRIGGERS_STREAM,
 )
 
 __all__ = ["ACK_WAIT", "MAX_DELIVERIES", "BrokerConsumers", "Trigger", "parse_triggers"]
@@ -131,18 +127,24 @@ class BrokerConsumers:
                     await asyncio.wait_for(stop.wait(), 2)
                 if stop.is_set():
                     return
+        names = self._broker.names
         loops = [
-            self._consume(js, stop, REPLY_SUBJECT, REPLIES_STREAM, REPLY_CONSUMER, self._reply)
+            self._consume(
+                js,
+                stop,
+                names.reply_subject,
+                names.replies_stream,
+                names.reply_consumer,
+                self._reply,
+            )
         ]
         if self._triggers:
-            await _ensure_trigger_stream(js, [t.subject for t in self._triggers])
+            stream = names.triggers_stream
+            await _ensure_trigger_stream(js, stream, [t.subject for t in self._triggers])
             for trigger in self._triggers:
-                durable = f"sagaloom-trigger-{trigger.saga.name}-"
-                durable += trigger.subject.replace(".", "_")
+                durable = names.trigger_consumer(trigger.saga.name, trigger.subject)
                 handle = self._trigger_handler(trigger)
-                loops.append(
-                    self._consume(js, stop, trigger.subject, TRIGGERS_STREAM, durable, handle)
-                )
+                loops.append(self._consume(js, stop, trigger.subject, stream, durable, handle))
         await asyncio.gather(*loops)
 
     def _trigger_handler(self, trigger: Trigger) -> Callable[[Msg], Awaitable[None]]:
@@ -202,7 +204,7 @@ class BrokerConsumers:
             return
         except Exception as err:
             why = f"{type(err).__name__}: {str(err)[:200]}"
-        kind = "reply" if durable == REPLY_CONSUMER else "trigger"
+        kind = "reply" if durable == self._broker.names.reply_consumer else "trigger"
         log.warning("consumer %s: could not handle a message on %s (%s)", durable,
                     message.subject, why)  # fmt: skip
         try:
@@ -305,20 +307,20 @@ class BrokerConsumers:
                 MSG_ID: f"dead-{message.metadata.stream}-{seq}",  # once, however often moved
             }
         )
-        await js.publish(f"{DEAD_PREFIX}.{kind}", message.data, headers=headers)
+        await js.publish(f"{self._broker.names.dead_prefix}.{kind}", message.data, headers=headers)
         self._metrics.dead.add(1, {"kind": kind})
         log.warning("dead letter (%s on %s): %s", kind, message.subject, reason)
         await message.ack()
 
 
-async def _ensure_trigger_stream(js: JetStreamContext, subjects: list[str]) -> None:
+async def _ensure_trigger_stream(js: JetStreamContext, stream: str, subjects: list[str]) -> None:
     """The stream that keeps trigger events, capturing every trigger subject."""
     try:
-        info = await js.stream_info(TRIGGERS_STREAM)
+        info = await js.stream_info(stream)
     except NotFoundError:
         await js.add_stream(
             StreamConfig(
-                name=TRIGGERS_STREAM,
+                name=stream,
                 subjects=sorted(set(subjects)),
                 storage=StorageType.FILE,
                 max_age=7 * 24 * 3600,
