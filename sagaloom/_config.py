@@ -134,6 +134,11 @@ class WorkerConfig:
     """Broker namespace (``SAGALOOM_NATS_NAMESPACE``, default ``sagaloom``): the first token of
     every subject, the prefix of every stream and durable consumer. Applications sharing a NATS
     server each take their own; all workers of one application the same."""
+    nats_max_msgs: int = 100_000
+    """Messages kept at most in each of the replies and dead-letter streams
+    (``SAGALOOM_NATS_MAX_MSGS``): at the bound the oldest are discarded, logged and counted."""
+    nats_max_bytes: int = 256 * 1024 * 1024
+    """Bytes kept at most in each of those streams (``SAGALOOM_NATS_MAX_BYTES``)."""
     triggers: tuple[str, ...] = ()
     """``SUBJECT=SagaName`` pairs: each message on the subject starts that saga
     (``SAGALOOM_TRIGGERS``, comma-separated); needs :attr:`nats_url`."""
@@ -228,6 +233,8 @@ class WorkerConfig:
             sandboxed=_choice(env, "SAGALOOM_SANDBOX", ("on", "off")) == "on",
             nats_url=env.get("SAGALOOM_NATS_URL") or None,
             nats_namespace=env.get("SAGALOOM_NATS_NAMESPACE") or DEFAULT_NAMESPACE,
+            nats_max_msgs=_int(env, "SAGALOOM_NATS_MAX_MSGS", 100_000),
+            nats_max_bytes=_int(env, "SAGALOOM_NATS_MAX_BYTES", 256 * 1024 * 1024),
             triggers=tuple(
                 t.strip() for t in env.get("SAGALOOM_TRIGGERS", "").split(",") if t.strip()
             ),
@@ -275,6 +282,8 @@ class WorkerConfig:
         env["SAGALOOM_SANDBOX"] = "on" if self.sandboxed else "off"
         env["SAGALOOM_NATS_URL"] = self.nats_url or ""
         env["SAGALOOM_NATS_NAMESPACE"] = self.nats_namespace
+        env["SAGALOOM_NATS_MAX_MSGS"] = str(self.nats_max_msgs)
+        env["SAGALOOM_NATS_MAX_BYTES"] = str(self.nats_max_bytes)
         env["SAGALOOM_TRIGGERS"] = ",".join(self.triggers)
         env["SAGALOOM_DEPLOYMENT"] = self.deployment or ""
         env["SAGALOOM_BUILD_ID"] = self.build_id or ""

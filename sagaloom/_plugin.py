@@ -15,7 +15,7 @@ from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from sagaloom._broker._bus import Broker
+from sagaloom._broker._bus import Broker, StreamLimits
 from sagaloom._config import WorkerConfig
 from sagaloom._converter import converter
 from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
@@ -59,6 +59,7 @@ class SagaloomPlugin(SimplePlugin):
         reply_secret: SecretStr | None = None,
         nats_url: str | None = None,
         nats_namespace: str | None = None,
+        nats_limits: StreamLimits | None = None,
     ) -> None:
         """Create the plugin.
 
@@ -79,6 +80,8 @@ class SagaloomPlugin(SimplePlugin):
                 broker activities. None: ``SAGALOOM_NATS_URL`` with ``services=None``.
             nats_namespace: The broker namespace (subjects, streams, consumers). None:
                 ``SAGALOOM_NATS_NAMESPACE`` with ``services=None``, else ``sagaloom``.
+            nats_limits: Bounds of the replies and dead-letter streams. None:
+                ``SAGALOOM_NATS_MAX_MSGS``/``_MAX_BYTES`` with ``services=None``, else defaults.
         """
         if services is None:
             env = WorkerConfig.from_env()
@@ -86,11 +89,12 @@ class SagaloomPlugin(SimplePlugin):
             reply_secret = reply_secret or env.reply_secret
             nats_url = nats_url or env.nats_url
             nats_namespace = nats_namespace or env.nats_namespace
+            nats_limits = nats_limits or StreamLimits(env.nats_max_msgs, env.nats_max_bytes)
         signer = ReplySigner(reply_secret)
         self.participant = HttpParticipant(services, tokens=tokens, replies=signer)
         """The HTTP participant whose activity workers run."""
         names = BrokerNames(nats_namespace or DEFAULT_NAMESPACE)
-        self.broker = Broker(nats_url, signer, names) if nats_url else None
+        self.broker = Broker(nats_url, signer, names, nats_limits) if nats_url else None
         """The broker connection whose activities workers run (with ``nats_url``)."""
         activities: list[Callable[..., Any]] = [self.participant.call] if http else []
         if self.broker is not None:

@@ -22,6 +22,7 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from sagaloom._broker._bus import StreamLimits
 from sagaloom._broker._consumers import BrokerConsumers, Trigger, parse_triggers
 from sagaloom._client import connect
 from sagaloom._codec import EncryptionCodec
@@ -167,6 +168,7 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
         reply_secret=config.reply_secret,
         nats_url=config.nats_url,
         nats_namespace=config.nats_namespace,
+        nats_limits=StreamLimits(config.nats_max_msgs, config.nats_max_bytes),
     )
     signer = plugin.participant.replies
     client_box: list[Client] = []

@@ -122,6 +122,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_broker.py", "-k", "two_apps"),
     ),
     Mutation(
+        "broker: the reply and dead-letter streams are bounded, and a discard is logged",
+        "sagaloom/_broker/_bus.py",
+        "            max_msgs=limits.max_msgs if bound else None,",
+        "            max_msgs=None,",
+        ("tests/test_broker.py", "-k", "bounded"),
+    ),
+    Mutation(
         "nesting: a held child asked to cancel before any decision compensates, never waits",
         "sagaloom/_nesting.py",
         '    return "compensate" if cancel_requested else None',

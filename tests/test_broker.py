@@ -582,13 +582,21 @@ async def test_a_broker_outage_logs_one_line_per_disconnect_and_reconnect(
     assert not any("encountered error" in t for t in text)
 
 
-def _other_app(stack: Stack, log: Path, queue: str, nats_url: str) -> subprocess.Popen[bytes]:
+def _other_app(
+    stack: Stack,
+    log: Path,
+    queue: str,
+    nats_url: str,
+    namespace: str = "otherapp",
+    *extra: str,
+    **env: str,
+) -> subprocess.Popen[bytes]:
     """Another application's worker: its own secret, task queue and broker namespace."""
-    env = {**stack.worker_env(), "SAGALOOM_REPLY_SECRET": "another-apps-secret"}
+    env = {**stack.worker_env(), "SAGALOOM_REPLY_SECRET": "another-apps-secret", **env}
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "sagaloom", "worker", "--module", "workflows.fulfilment",
-             "--task-queue", queue, "--nats", nats_url, "--nats-namespace", "otherapp"],
+             "--task-queue", queue, "--nats", nats_url, "--nats-namespace", namespace, *extra],
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
 
@@ -638,3 +646,44 @@ async def test_two_apps_on_one_broker_never_take_each_others_messages(
         other.terminate()
         other.wait(20)
         other_warehouse.close()
+
+
+async def test_the_reply_and_dead_letter_streams_are_bounded_and_say_when_they_discard(
+    stack: Stack, nats_server: NatsServer, js: JetStreamContext, queue: str, tmp_path: Path
+) -> None:
+    """Before: no bounds; a flood of 5,000 bogus replies was stored twice (replies, dead)."""
+    metrics = f"127.0.0.1:{free_port()}"
+    log = tmp_path / "bounded.log"
+    worker = _other_app(
+        stack, log, f"{queue}-bounded", nats_server.url, "bounded",
+        "--metrics-address", metrics, SAGALOOM_NATS_MAX_MSGS="100",
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            try:
+                await js.consumer_info("BOUNDED_REPLIES", "bounded-replies")
+                break
+            except Exception:
+                assert worker.poll() is None, log.read_text()
+                await asyncio.sleep(0.1)
+        for _ in range(15):  # 300 bogus replies, in bursts the consumer keeps up with
+            await asyncio.gather(*(js.publish("bounded.replies", b"{flood") for _ in range(20)))
+            await asyncio.sleep(0.1)
+        deadline = asyncio.get_running_loop().time() + 60
+        while (await js.stream_info("BOUNDED_DEAD")).state.first_seq < 200:
+            assert asyncio.get_running_loop().time() < deadline, "the flood was not dead-lettered"
+            await asyncio.sleep(0.5)
+        for stream in ("BOUNDED_REPLIES", "BOUNDED_DEAD"):
+            info = await js.stream_info(stream)
+            assert info.config.max_msgs == 100 and info.state.messages <= 100, stream
+        assert (await js.stream_info("BOUNDED_REPLIES")).state.messages == 0  # taken: removed
+        while "is at its limit" not in log.read_text():  # within a check interval
+            assert asyncio.get_running_loop().time() < deadline + 15, log.read_text()[-2000:]
+            await asyncio.sleep(0.5)
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://{metrics}/metrics")).text
+        assert scrape(text, "sagaloom_broker_discarded", stream="BOUNDED_DEAD") >= 150
+        assert log.read_text().count("is at its limit") <= 2  # a line a minute, not a flood
+    finally:
+        worker.terminate()
+        worker.wait(20)

@@ -6,14 +6,16 @@ The reply token is made here, in the activity, so the shared secret never enters
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 from temporalio import activity
 from temporalio.common import MetricCounter, MetricMeter
@@ -29,7 +31,7 @@ from sagaloom._protocol import (
 )
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 
-__all__ = ["Broker", "ensure_streams"]
+__all__ = ["Broker", "StreamLimits", "ensure_streams"]
 
 log = logging.getLogger("sagaloom.broker")
 WEEK = timedelta(days=7).total_seconds()
@@ -40,36 +42,79 @@ STREAMS = BrokerNames().streams()
 """The default namespace's streams (see :meth:`BrokerNames.streams`)."""
 
 
-async def ensure_streams(js: JetStreamContext, names: BrokerNames | None = None) -> None:
-    """Create sagaloom's streams where missing (file storage, a week, 10-minute de-duplication)."""
-    for name, subject in (names or BrokerNames()).streams():
+@dataclass(frozen=True)
+class StreamLimits:
+    """Bounds of the streams anyone with publish permission can fill: replies, dead letters.
+
+    At a bound JetStream discards the oldest message; the consumers log it and count it in
+    ``sagaloom_broker_discarded`` (``SAGALOOM_NATS_MAX_MSGS``, ``SAGALOOM_NATS_MAX_BYTES``).
+    The replies stream (created by this version) keeps only replies not yet taken, so its bound
+    is on the backlog: a flood must outrun the consumers to push a real reply out.
+    """
+
+    max_msgs: int = 100_000
+    max_bytes: int = 256 * 1024 * 1024
+
+
+async def ensure_streams(
+    js: JetStreamContext, names: BrokerNames | None = None, limits: StreamLimits | None = None
+) -> None:
+    """Create sagaloom's streams where missing (file storage, a week, 10-minute de-duplication).
+
+    The replies and dead-letter streams are bounded by ``limits``; one created unbounded by an
+    earlier version gets the bounds (any other setting an operator chose is kept).
+    """
+    names, limits = names or BrokerNames(), limits or StreamLimits()
+    bounded = {names.replies_stream, names.dead_stream}
+    for name, subject in names.streams():
+        bound = name in bounded
         config = StreamConfig(
             name=name,
             subjects=[subject],
             storage=StorageType.FILE,
             max_age=WEEK,
             duplicate_window=DEDUPE_WINDOW,
+            max_msgs=limits.max_msgs if bound else None,
+            max_bytes=limits.max_bytes if bound else None,
+            discard=DiscardPolicy.OLD,
+            # replies are removed once taken: the bound is on the backlog, not on history
+            retention=RetentionPolicy.WORK_QUEUE
+            if name == names.replies_stream
+            else RetentionPolicy.LIMITS,
         )
         try:
             await js.add_stream(config)
         except BadRequestError:  # exists with other settings: keep the operator's
-            await js.stream_info(name)
+            info = await js.stream_info(name)
+            have = info.config
+            if bound and (have.max_msgs or -1) < 0 and (have.max_bytes or -1) < 0:
+                have.max_msgs, have.max_bytes = limits.max_msgs, limits.max_bytes
+                with contextlib.suppress(BadRequestError):
+                    await js.update_stream(have)
 
 
 class Broker:
     """The worker's NATS connection (made on first use) and its broker activities."""
 
-    def __init__(self, url: str, signer: ReplySigner, names: BrokerNames | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        signer: ReplySigner,
+        names: BrokerNames | None = None,
+        limits: StreamLimits | None = None,
+    ) -> None:
         """Connect to ``url`` when first needed; make reply tokens with ``signer``.
 
         Args:
             url: The NATS server.
             signer: Makes and checks reply tokens.
             names: The broker namespace's names (``sagaloom`` by default).
+            limits: Bounds of the replies and dead-letter streams.
         """
         self.url = url
         self.signer = signer
         self.names = names or BrokerNames()
+        self.limits = limits or StreamLimits()
         """Subjects, streams and consumers of this worker's broker namespace."""
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -114,7 +159,7 @@ class Broker:
                     reconnected_cb=self._on_reconnected,
                 )
                 self._js = self._nc.jetstream(timeout=5)
-                await ensure_streams(self._js, self.names)
+                await ensure_streams(self._js, self.names, self.limits)
             return self._js
 
     async def aclose(self) -> None:

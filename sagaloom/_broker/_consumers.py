@@ -48,6 +48,10 @@ MAX_DELIVERIES = 5
 """Deliveries of one message (Temporal unreachable each time) before it is a dead letter."""
 REPLY_CONSUMER = "sagaloom-replies"
 """The durable consumer of replies, shared by every worker."""
+LIMIT_CHECK_EVERY = 5.0
+"""Seconds between checks of the bounded streams."""
+LIMIT_LOG_EVERY = 60.0
+"""At most one warning a minute per stream that discards at its limit."""
 RETRY_DELAY = 2.0
 """Seconds before a message that met a passing failure is delivered again."""
 
@@ -87,6 +91,10 @@ class _Metrics:
         )
         self.pending = meter.create_gauge(
             "sagaloom_broker_pending", "Messages waiting in a sagaloom consumer"
+        )
+        self.discarded = meter.create_counter(
+            "sagaloom_broker_discarded",
+            "Messages a bounded stream (replies, dead letters) discarded at its limit",
         )
         self.reply_latency = meter.create_histogram_timedelta(
             "sagaloom_reply_latency", "From a reply's publish to its delivery to the saga", "ms"
@@ -129,6 +137,7 @@ class BrokerConsumers:
                     return
         names = self._broker.names
         loops = [
+            self._watch_limits(js, stop, (names.replies_stream, names.dead_stream)),
             self._consume(
                 js,
                 stop,
@@ -136,7 +145,7 @@ class BrokerConsumers:
                 names.replies_stream,
                 names.reply_consumer,
                 self._reply,
-            )
+            ),
         ]
         if self._triggers:
             stream = names.triggers_stream
@@ -189,6 +198,40 @@ class BrokerConsumers:
                     self._metrics.pending.set(info.num_pending or 0, {"consumer": durable})
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+    async def _watch_limits(
+        self, js: JetStreamContext, stop: asyncio.Event, streams: Sequence[str]
+    ) -> None:
+        """Every few seconds: has a bounded stream discarded its oldest messages? Say so."""
+        first: dict[str, int] = {}
+        said: dict[str, float] = {}
+        while not stop.is_set():
+            for stream in streams:
+                try:
+                    info = await js.stream_info(stream)
+                except Exception:  # away for now: the next round tells
+                    continue
+                state, config = info.state, info.config
+                full = (config.max_msgs or 0) > 0 and state.messages >= (config.max_msgs or 0)
+                full |= (config.max_bytes or 0) > 0 and state.bytes >= 0.98 * (
+                    config.max_bytes or 0
+                )
+                gone = state.first_seq - first.get(stream, state.first_seq)
+                first[stream] = state.first_seq
+                if full and gone > 0:
+                    self._metrics.discarded.add(gone, {"stream": stream})
+                    if time.monotonic() - said.get(stream, -LIMIT_LOG_EVERY) >= LIMIT_LOG_EVERY:
+                        said[stream] = time.monotonic()
+                        log.warning(
+                            "stream %s is at its limit (%d messages, %d bytes): its %d oldest "
+                            "were discarded (a flood? see saga dead-letters)",
+                            stream,
+                            state.messages,
+                            state.bytes,
+                            gone,
+                        )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LIMIT_CHECK_EVERY)
 
     async def _handle_safely(
         self, durable: str, handle: Callable[[Msg], Awaitable[None]], message: Msg
