@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import ssl
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from temporalio.service import RPCError
 
 from sagaloom._client import DEFAULT_UI, connect, start_saga, ui_link
 from sagaloom._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
-from sagaloom._codec_server import CodecServerError, codec_server, is_loopback
+from sagaloom._codec_server import CodecServer, CodecServerError, is_loopback
 from sagaloom._config import DEFAULT_TASK_QUEUE, VERSIONING_BEHAVIORS, ConfigError, WorkerConfig
 from sagaloom._definition import Saga, SagaInputError
 from sagaloom._deployments import set_current_build
@@ -290,7 +291,7 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
     try:
-        server = codec_server(
+        server = CodecServer(
             codec,
             args.host,
             args.port,
@@ -301,9 +302,16 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
         )
     except CodecServerError as err:
         raise CliError(str(err)) from None
-    scheme = "https" if tls else "http"
-    print(f"codec endpoint {scheme}://{args.host}:{args.port} for the Web UI at {args.ui}")
-    await asyncio.to_thread(server.serve_forever)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    print(f"codec endpoint {server.url} for the Web UI at {args.ui}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
     return 0
 
 

@@ -4,7 +4,12 @@ Serves ``POST /decode`` and ``POST /encode`` with ``{"payloads": [...]}`` bodies
 codec-server protocol). It decrypts whatever it is sent, so every request must carry
 ``Authorization: Bearer <token>`` (``SAGALOOM_CODEC_TOKEN``; the UI sends it when its codec
 setting passes an access token), bodies are bounded, and a non-loopback address needs TLS or an
-explicit ``--allow-plaintext``.
+explicit ``--allow-plaintext``. Without a token (``--no-auth``, loopback only) it answers only
+requests whose ``Host`` is a loopback name, so a web page cannot reach it through DNS rebinding.
+
+Served by aiohttp, as the worker endpoint is: a connection that has not sent a whole request
+within :data:`IDLE_TIMEOUT` is closed, a body must arrive within :data:`BODY_TIMEOUT`, header
+lines and counts are bounded — and a waiting connection costs no thread.
 """
 
 from __future__ import annotations
@@ -12,18 +17,32 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import logging
 import ssl
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
+from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
-__all__ = ["MAX_CODEC_BODY", "CodecServerError", "codec_server", "is_loopback"]
+__all__ = [
+    "BODY_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "MAX_CODEC_BODY",
+    "CodecServer",
+    "CodecServerError",
+    "is_loopback",
+]
+
+log = logging.getLogger("sagaloom.codec")
 
 MAX_CODEC_BODY = 8 * 1024 * 1024
 """Largest request body (a workflow task's payloads fit well within)."""
+IDLE_TIMEOUT = 5.0
+"""Seconds a connection may stay without a whole request (half-sent headers included)."""
+BODY_TIMEOUT = 10.0
+"""Seconds a client gets to send its body (408 after)."""
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class CodecServerError(ValueError):
@@ -35,98 +54,134 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
 
-def codec_server(
-    codec: PayloadCodec,
-    host: str,
-    port: int,
-    origin: str,
-    *,
-    token: str | None,
-    tls: ssl.SSLContext | None = None,
-    allow_plaintext: bool = False,
-) -> ThreadingHTTPServer:
-    """A server (not yet serving) that runs ``codec`` for the Web UI at ``origin``.
+class CodecServer:
+    """The codec endpoint for the Web UI at ``origin``, running ``codec`` (the workers' keys)."""
 
-    Args:
-        codec: The payload codec (the workers' keys).
-        host: Address to bind.
-        port: Port to bind.
-        origin: The Web UI's origin (CORS).
-        token: The bearer token every request must carry; None only on loopback (no auth).
-        tls: Serve HTTPS with this context.
-        allow_plaintext: Allow a non-loopback address without TLS.
+    def __init__(
+        self,
+        codec: PayloadCodec,
+        host: str,
+        port: int,
+        origin: str,
+        *,
+        token: str | None,
+        tls: ssl.SSLContext | None = None,
+        allow_plaintext: bool = False,
+    ) -> None:
+        """Prepare (not start) the server.
 
-    Raises:
-        CodecServerError: no token off loopback, or plaintext off loopback without the flag.
-    """
-    if not is_loopback(host):
-        if token is None:
-            raise CodecServerError(f"{host} is not loopback: a token is required")
-        if tls is None and not allow_plaintext:
-            raise CodecServerError(
-                f"{host} is not loopback: serve TLS (--tls-cert, --tls-key) or pass "
-                "--allow-plaintext"
-            )
-    expected = f"Bearer {token}".encode() if token is not None else None
+        Args:
+            codec: The payload codec.
+            host: Address to bind.
+            port: Port to bind.
+            origin: The Web UI's origin (CORS).
+            token: The bearer token every request must carry; None only on loopback (then the
+                ``Host`` header must name a loopback host).
+            tls: Serve HTTPS with this context.
+            allow_plaintext: Allow a non-loopback address without TLS.
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
+        Raises:
+            CodecServerError: no token off loopback, or plaintext off loopback without the flag.
+        """
+        if not is_loopback(host):
+            if token is None:
+                raise CodecServerError(f"{host} is not loopback: a token is required")
+            if tls is None and not allow_plaintext:
+                raise CodecServerError(
+                    f"{host} is not loopback: serve TLS (--tls-cert, --tls-key) or pass "
+                    "--allow-plaintext"
+                )
+        self._codec, self._origin, self._tls = codec, origin, tls
+        self._host, self._port = host, port
+        self._expected = f"Bearer {token}".encode() if token is not None else None
+        self._runner: web.AppRunner | None = None
 
-        def _cors(self) -> None:
-            self.send_header("Access-Control-Allow-Origin", origin)
-            self.send_header("Access-Control-Allow-Methods", "POST, OPTIONS")
-            self.send_header(
-                "Access-Control-Allow-Headers", "Content-Type, X-Namespace, Authorization"
-            )
-            self.send_header("Access-Control-Allow-Credentials", "true")
+    @property
+    def url(self) -> str:
+        """The endpoint's base URL."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{'https' if self._tls else 'http'}://{host}:{self._port}"
 
-        def _answer(self, status: int, body: bytes, kind: str = "text/plain") -> None:
-            self.send_response(status)
-            self._cors()
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    async def start(self) -> None:
+        """Start listening."""
+        app = web.Application(client_max_size=MAX_CODEC_BODY)
+        app.router.add_route("OPTIONS", "/{path:.*}", self._preflight)
+        app.router.add_post("/encode", self._encode)
+        app.router.add_post("/decode", self._decode)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=IDLE_TIMEOUT,
+            max_line_size=8190,
+            max_field_size=8190,
+            max_headers=64,
+            shutdown_timeout=1,
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port, ssl_context=self._tls).start()
 
-        def do_OPTIONS(self) -> None:
-            self.send_response(204)
-            self._cors()
-            self.end_headers()
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
 
-        def do_POST(self) -> None:
-            if self.path not in ("/encode", "/decode"):
-                self._answer(404, b"not found")
-                return
-            given = (self.headers.get("Authorization") or "").encode()
-            if expected is not None and not hmac.compare_digest(given, expected):
-                self._answer(401, b"missing or wrong bearer token")
-                return
-            raw_length = self.headers.get("Content-Length") or ""
-            if not raw_length.isdigit():
-                self._answer(411 if not raw_length else 400, b"Content-Length required")
-                return
-            if int(raw_length) > MAX_CODEC_BODY:
-                self._answer(413, b"body too large")
-                return
-            body = self.rfile.read(int(raw_length))
-            try:
-                payloads = json_format.Parse(body, Payloads())
-                run = codec.encode if self.path == "/encode" else codec.decode
-                result = asyncio.run(run(list(payloads.payloads)))
-            except Exception:  # a bad request or a payload it cannot decrypt
-                self._answer(400, b"not a payloads document, or not decryptable with these keys")
-                return
-            data = json_format.MessageToJson(Payloads(payloads=result)).encode()
-            self._answer(200, data, "application/json")
+    def _cors(self, response: web.StreamResponse) -> web.StreamResponse:
+        response.headers["Access-Control-Allow-Origin"] = self._origin
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = (
+            "Content-Type, X-Namespace, Authorization"
+        )
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        return response
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.timeout = 10
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    return server
+    def _text(self, status: int, text: str) -> web.StreamResponse:
+        return self._cors(web.Response(status=status, text=text))
+
+    def _refusal(self, request: web.Request) -> web.StreamResponse | None:
+        if self._expected is None:
+            host = (request.url.host or "").strip("[]").lower()
+            if host not in LOOPBACK_NAMES and not is_loopback(host):
+                return self._text(403, "Host is not a loopback name (this endpoint has no token)")
+            return None
+        given = (request.headers.get("Authorization") or "").encode()
+        if not hmac.compare_digest(given, self._expected):
+            return self._text(401, "missing or wrong bearer token")
+        return None
+
+    async def _preflight(self, request: web.Request) -> web.StreamResponse:
+        return self._cors(web.Response(status=204))
+
+    async def _encode(self, request: web.Request) -> web.StreamResponse:
+        return await self._run(request, encode=True)
+
+    async def _decode(self, request: web.Request) -> web.StreamResponse:
+        return await self._run(request, encode=False)
+
+    async def _run(self, request: web.Request, *, encode: bool) -> web.StreamResponse:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        if request.content_length is None:
+            return self._text(411, "Content-Length required")
+        if request.content_length > MAX_CODEC_BODY:
+            return self._text(413, "body too large")
+        try:
+            body = await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+        except web.HTTPRequestEntityTooLarge:
+            return self._text(413, "body too large")
+        except TimeoutError:
+            return self._text(408, f"body not received within {BODY_TIMEOUT:g}s")
+        try:
+            payloads = json_format.Parse(body, Payloads())
+            run = self._codec.encode if encode else self._codec.decode
+            result = await run(list(payloads.payloads))
+        except Exception:  # a bad request or a payload it cannot decrypt
+            return self._text(400, "not a payloads document, or not decryptable with these keys")
+        data = json_format.MessageToJson(Payloads(payloads=result))
+        return self._cors(web.Response(text=data, content_type="application/json"))

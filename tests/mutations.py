@@ -129,6 +129,46 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_broker.py", "-k", "bounded"),
     ),
     Mutation(
+        "parking: a parked saga waits for an operator, never resumes on its own after hours",
+        R + "_parking.py",
+        "        await workflow.wait_condition(lambda: self._resolution is not None)\n",
+        "        try:\n"
+        "            await workflow.wait_condition(\n"
+        "                lambda: self._resolution is not None, timeout=3600\n"
+        "            )\n"
+        "        except TimeoutError:\n"
+        "            self._resolution = Resolution(action='retry')\n",
+        ("tests/test_deadline.py", "-k", "parked"),
+    ),
+    Mutation(
+        "codec: every encryption draws a fresh AES-GCM nonce",
+        "sagaloom/_codec.py",
+        "        nonce = os.urandom(12)",
+        "        nonce = bytes(12)",
+        ("tests/test_security.py", "-k", "nonce"),
+    ),
+    Mutation(
+        "codec server: /encode needs the token too",
+        "sagaloom/_codec_server.py",
+        "        refused = self._refusal(request)",
+        "        refused = None if encode else self._refusal(request)",
+        ("tests/test_security.py", "-k", "codec_endpoint"),
+    ),
+    Mutation(
+        "codec server: without a token it serves loopback Host names only (DNS rebinding)",
+        "sagaloom/_codec_server.py",
+        "            if host not in LOOPBACK_NAMES and not is_loopback(host):",
+        "            if False:",
+        ("tests/test_security.py", "-k", "half_sent"),
+    ),
+    Mutation(
+        "participants: a configured token echoed raw in an error body is masked",
+        "sagaloom/participants/_http.py",
+        "            raise classify_response(response, what, info.attempt, secrets)",
+        "            raise classify_response(response, what, info.attempt)",
+        ("tests/test_security.py", "-k", "echoed"),
+    ),
+    Mutation(
         "nesting: a held child asked to cancel before any decision compensates, never waits",
         "sagaloom/_nesting.py",
         '    return "compensate" if cancel_requested else None',

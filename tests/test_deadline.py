@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -17,10 +19,11 @@ from sagaloom.client import outcome, start_saga
 from sagaloom.converter import DATA_CONVERTER
 from sagaloom.server import temporal_cli
 from tests._helpers import Stack
-from tests._sagas import CONDITIONAL, DEADLINE, ConditionalSaga, DeadlineSaga
+from tests._sagas import CONDITIONAL, DEADLINE, RULES, ConditionalSaga, DeadlineSaga, RulesSaga
 from tests._scripted import CALLS, scripted
 
 pytestmark = pytest.mark.integration
+SKIPPING: list[WorkflowEnvironment] = []
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -38,8 +41,14 @@ async def skipping() -> AsyncIterator[Client]:
     env = await WorkflowEnvironment.start_time_skipping_v2(dev_server_existing_path=path, **opts)
     async with (
         env,
-        Worker(env.client, task_queue="deadline", workflows=[DeadlineSaga], activities=[scripted]),
+        Worker(
+            env.client,
+            task_queue="deadline",
+            workflows=[DeadlineSaga, RulesSaga],
+            activities=[scripted],
+        ),
     ):
+        SKIPPING.append(env)
         yield env.client
 
 
@@ -63,6 +72,30 @@ async def test_a_saga_within_its_deadline_completes(skipping: Client) -> None:
     )
     assert (await outcome(handle)).status is SagaStatus.COMPLETED
     assert [p for p, _ in CALLS[run]] == ["/a", "/b"]
+
+
+async def test_a_parked_saga_stays_parked_through_hours_and_retries_nothing(
+    skipping: Client,
+) -> None:
+    """Parking waits for an operator, not for a timer: hours later nothing was retried."""
+    run = uuid.uuid4().hex[:8]
+    plan = {"run": run, "steps": {"b": "reject", "undo-a": "reject"}}
+    handle = await start_saga(skipping, RULES, plan, task_queue="deadline")
+    for _ in range(100):
+        state = await handle.query("saga_state", result_type=SagaState)
+        if state.status is SagaStatus.NEEDS_ATTENTION:
+            break
+        await asyncio.sleep(0.2)
+    assert state.status is SagaStatus.NEEDS_ATTENTION and state.parked_step == "a"
+    calls = [p for p, _ in CALLS[run]]
+    assert calls == ["/a", "/b", "/a/undo"]
+    # Time-skipping: six hours of the saga's clock in a moment (a timer would fire meanwhile).
+    assert await SKIPPING[0].fast_forward(handle, timedelta(hours=6))
+    await asyncio.sleep(3)  # what a fired timer would start has time to run
+    state = await handle.query("saga_state", result_type=SagaState)
+    assert state.status is SagaStatus.NEEDS_ATTENTION and state.parked_step == "a"
+    assert [p for p, _ in CALLS[run]] == calls  # no undo retried on its own
+    assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

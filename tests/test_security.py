@@ -6,9 +6,9 @@ import asyncio
 import base64
 import json
 import logging
-import threading
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from sagaloom import SagaInputError, SagaStatus
 from sagaloom._codec import EncryptionCodec, EncryptionKeyError
-from sagaloom._codec_server import CodecServerError, codec_server
+from sagaloom._codec_server import IDLE_TIMEOUT, CodecServer, CodecServerError
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.participants import HttpParticipant
 from sagaloom.server import free_port
@@ -57,6 +57,16 @@ async def test_encryption_round_trips_with_key_rotation() -> None:
         await rotated.decode([tampered])
 
 
+async def test_each_encryption_draws_a_fresh_nonce() -> None:
+    """A reused AES-GCM nonce exposes plaintexts and allows forgeries: never twice the same."""
+    codec = EncryptionCodec.from_spec(f"k1={KEY1}")
+    sealed = [(await codec.encode([payload("same")]))[0] for _ in range(20)]
+    nonces = {s.data[:12] for s in sealed}
+    assert len(nonces) == 20 and len({s.data for s in sealed}) == 20
+    for one in sealed:
+        assert await codec.decode([one]) == [payload("same")]
+
+
 def test_bad_key_specs_are_named() -> None:
     with pytest.raises(EncryptionKeyError, match="not base64"):
         EncryptionCodec.from_spec("k1=***")
@@ -66,29 +76,39 @@ def test_bad_key_specs_are_named() -> None:
         EncryptionCodec.from_spec(f"k1={KEY1},k1={KEY2}")
 
 
+def sealed_body(sealed: Any) -> dict[str, Any]:
+    return {
+        "payloads": [
+            {
+                "metadata": {k: base64.b64encode(v).decode() for k, v in sealed.metadata.items()},
+                "data": base64.b64encode(sealed.data).decode(),
+            }
+        ]
+    }
+
+
 async def test_the_ui_codec_endpoint_decodes_with_cors() -> None:
     codec = EncryptionCodec.from_spec(f"k1={KEY1}")
     port = free_port()
-    server = codec_server(codec, "127.0.0.1", port, "http://localhost:8233", token="s3cret")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = CodecServer(codec, "127.0.0.1", port, "http://localhost:8233", token="s3cret")
+    await server.start()
     try:
         [sealed] = await codec.encode([payload("hello")])
-        body = {
-            "payloads": [
-                {
-                    "metadata": {
-                        k: base64.b64encode(v).decode() for k, v in sealed.metadata.items()
-                    },
-                    "data": base64.b64encode(sealed.data).decode(),
-                }
-            ]
-        }
+        body = sealed_body(sealed)
         async with httpx.AsyncClient() as http:
             url = f"http://127.0.0.1:{port}/decode"
             anonymous = await http.post(url, json=body)
             wrong = await http.post(url, json=body, headers={"Authorization": "Bearer nope"})
             response = await http.post(url, json=body, headers={"Authorization": "Bearer s3cret"})
+            # /encode takes the same token (before: tested on /decode only)
+            encode = f"http://127.0.0.1:{port}/encode"
+            plain = {"payloads": [{"metadata": {}, "data": base64.b64encode(b'"x"').decode()}]}
+            unsealed = await http.post(encode, json=plain)
+            sealed_ok = await http.post(
+                encode, json=plain, headers={"Authorization": "Bearer s3cret"}
+            )
         assert anonymous.status_code == 401 and wrong.status_code == 401
+        assert unsealed.status_code == 401 and sealed_ok.status_code == 200
         # A body announced over the limit is refused before it is read.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
@@ -96,22 +116,54 @@ async def test_the_ui_codec_endpoint_decodes_with_cors() -> None:
             b"Content-Length: 999999999\r\n\r\n{"
         )
         await writer.drain()
-        assert (await reader.readline()).startswith(b"HTTP/1.0 413")
+        assert (await reader.readline()).split()[1] == b"413"
         writer.close()
         assert response.status_code == 200
         assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:8233"
         [decoded] = response.json()["payloads"]
         assert base64.b64decode(decoded["data"]) == b'"hello"'
     finally:
-        server.shutdown()
+        await server.stop()
+
+
+async def test_the_codec_server_drops_half_sent_requests_and_checks_host_without_auth() -> None:
+    """Before: 200 half-sent connections stayed open after 45 s (202 threads); with --no-auth
+    any Host was served, so a web page could reach it through DNS rebinding."""
+    codec = EncryptionCodec.from_spec(f"k1={KEY1}")
+    port = free_port()
+    server = CodecServer(codec, "127.0.0.1", port, "http://localhost:8233", token=None)
+    await server.start()
+    try:
+        half = []
+        for _ in range(50):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /decode HTTP/1.1\r\nHost: localhost\r\n")  # never finished
+            await writer.drain()
+            half.append((reader, writer))
+        await asyncio.sleep(IDLE_TIMEOUT + 2)
+        closed = [await asyncio.wait_for(r.read(), 5) for r, _ in half]  # EOF: closed by it
+        assert all(c == b"" or c.startswith(b"HTTP/1.1 4") for c in closed)
+        for _, w in half:
+            w.close()
+        [sealed] = await codec.encode([payload("hello")])
+        async with httpx.AsyncClient() as http:
+            url = f"http://127.0.0.1:{port}/decode"
+            local = await http.post(url, json=sealed_body(sealed))
+            rebound = await http.post(
+                url, json=sealed_body(sealed), headers={"Host": "attacker.example"}
+            )
+        assert local.status_code == 200
+        assert rebound.status_code == 403 and "loopback" in rebound.text
+    finally:
+        await server.stop()
 
 
 def test_the_codec_server_refuses_to_expose_itself() -> None:
     codec = EncryptionCodec.from_spec(f"k1={KEY1}")
     with pytest.raises(CodecServerError, match="token is required"):
-        codec_server(codec, "0.0.0.0", free_port(), "http://ui", token=None)
+        CodecServer(codec, "0.0.0.0", free_port(), "http://ui", token=None)
     with pytest.raises(CodecServerError, match="TLS"):
-        codec_server(codec, "0.0.0.0", free_port(), "http://ui", token="t")
+        CodecServer(codec, "0.0.0.0", free_port(), "http://ui", token="t")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -231,4 +283,31 @@ async def test_participant_tokens_are_sent_but_never_echoed_in_errors() -> None:
         await ActivityEnvironment().run(participant.call, request)
     assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert TOKEN not in str(caught.value)
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "echo",
+    ["raw: {t}", '{{"error": "unknown key {t}"}}', "Bearer {t}", "x{t}y"],
+    ids=["raw", "json", "bearer", "glued"],
+)
+async def test_a_configured_token_echoed_raw_in_an_error_body_is_masked(echo: str) -> None:
+    """Before: tested with a 'Bearer ' prefix only, which the generic pattern masks anyway."""
+    from temporalio.testing import ActivityEnvironment
+
+    from sagaloom.participants import HttpRequest
+
+    token = "plainvalue" + uuid.uuid4().hex[:12]  # no prefix a generic pattern would know
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, text=echo.format(t=token))
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    participant = HttpParticipant(
+        {"payment": "http://payment.test"}, client=client, tokens={"payment": SecretStr(token)}
+    )
+    request = HttpRequest(service="payment", method="POST", path="/charges", body={})
+    with pytest.raises(Exception) as caught:
+        await ActivityEnvironment().run(participant.call, request)
+    assert token not in str(caught.value) and "HTTP 403" in str(caught.value)
     await client.aclose()
