@@ -22,9 +22,9 @@ async def test_a_running_saga_shows_its_current_step_in_its_details(stack: Stack
     await wait_for_step(handle, "charge-payment", StepStatus.RUNNING)
     live = (await handle.query(METADATA, result_type=WorkflowMetadata)).current_details
     assert f"**OrderSaga** · `{key}` — **RUNNING**" in live
-    assert "| 1 | reserve-stock | done | 1 |" in live
-    assert "| 2 | charge-payment | running |" in live
-    assert "| 3 | create-shipment | pending |" in live
+    assert "1. **reserve-stock** — done · 1 try" in live
+    assert "2. **charge-payment** — running" in live
+    assert "3. **create-shipment** — pending" in live
     # Running, with no SagaStatus written: the running listing finds it by execution status.
     [row] = await list_sagas(stack.client, f'{list_query("running")} AND SagaKey = "{key}"', 5)
     assert row.status == "RUNNING" and row.workflow_id == handle.id
@@ -32,4 +32,4 @@ async def test_a_running_saga_shows_its_current_step_in_its_details(stack: Stack
     assert result.status is SagaStatus.COMPLETED
     # Finished: the details stay as the last table (the Web UI shows them on the run page).
     final = (await handle.query(METADATA, result_type=WorkflowMetadata)).current_details
-    assert "— **COMPLETED**" in final and "| 3 | create-shipment | done |" in final
+    assert "— **COMPLETED**" in final and "3. **create-shipment** — done" in final

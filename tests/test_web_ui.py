@@ -116,8 +116,9 @@ async def test_a_running_saga_shows_its_live_step_table_in_the_web_ui(
     details = page.frame_locator("iframe").last.locator("body")
     await details.get_by_text("create-shipment").wait_for(timeout=20_000)
     rows = await details.inner_text()
-    assert "reserve-stock" in rows and "done" in rows
-    assert "create-shipment" in rows and "running" in rows
+    # one step a line, its words apart (before: a table whose columns ran together)
+    assert "reserve-stock — done · 1 try" in rows, rows
+    assert "create-shipment — running" in rows, rows
     await shot(page, "ui-saga-live-details.png")
     await page.close()
     assert (await outcome(handle)).status is SagaStatus.COMPLETED

@@ -177,19 +177,21 @@ _STATUS_EVENTS = {
 
 
 def details(state: SagaState, workflow_id: str) -> str:
-    """The saga's live step table in Temporal's markdown (its run page in the Web UI)."""
+    """The saga's live steps in Temporal's markdown (its run page in the Web UI).
+
+    A numbered list, one step a line (``reserve-stock — done · 1 try``): the Web UI renders
+    markdown tables without cell padding (columns ran together), lists read as they are.
+    """
     key = f" · `{state.key}`" if state.key else ""
-    lines = [
-        f"**{state.saga}**{key} — **{state.status.value}**",
-        "",
-        "| # | step | status | tries | error |",
-        "|---|---|---|---|---|",
-    ]
+    lines = [f"**{state.saga}**{key} — **{state.status.value}**", ""]
     for number, step in enumerate(state.steps, 1):
-        error = (step.compensation_error or step.error or "").replace("|", "/")[:120]
-        lines.append(
-            f"| {number} | {step.name} | {step.status.value} | {step.attempts or ''} | {error} |"
-        )
+        line = f"{number}. **{step.name}** — {step.status.value}"
+        if step.attempts:
+            line += f" · {step.attempts} {'try' if step.attempts == 1 else 'tries'}"
+        error = (step.compensation_error or step.error or "").replace("\n", " ")[:120]
+        if error:
+            line += f" · {error}"
+        lines.append(line)
     if state.parked_step:
         lines += ["", f"Needs attention: `saga resolve {workflow_id} --retry` (or `--skip`)"]
     return "\n".join(lines)
