@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -34,6 +35,25 @@ from sagaloom._views import list_query, list_sagas, read_saga, step_table
 __all__ = ["main"]
 
 DATA_DIR = Path(".sagaloom")
+UI_FILE = "ui-url"
+"""Where ``saga dev`` notes its Web UI's URL in ``DATA_DIR`` (``sagaloom._dev`` writes it)."""
+
+
+def default_ui() -> str:
+    """The Web UI that links point to: ``SAGALOOM_UI``, else the one ``saga dev`` runs here.
+
+    ``saga dev`` (and ``./run dev``) note their UI's URL in ``.sagaloom/ui-url`` while they run,
+    so links are right when its UI is not on :8233; else ``http://localhost:8233``.
+    """
+    if os.environ.get("SAGALOOM_UI"):
+        return os.environ["SAGALOOM_UI"]
+    with contextlib.suppress(OSError):
+        noted = (DATA_DIR / UI_FILE).read_text().strip()
+        if noted.startswith(("http://", "https://")):
+            return noted
+    return DEFAULT_UI
+
+
 CLI_ENV = ("SAGALOOM_LOG_LEVEL", "SAGALOOM_LOG_FORMAT", "SAGALOOM_UI")
 # (clients also read SAGALOOM_ENCRYPTION_KEYS and SAGALOOM_ENCODE_FAILURES, as workers do)
 """Variables the ``saga`` command itself reads (the worker's are :class:`WorkerConfig`'s)."""
@@ -483,7 +503,7 @@ def _parser() -> argparse.ArgumentParser:
     def connection(p: argparse.ArgumentParser) -> None:
         p.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
         p.add_argument("--namespace", default=os.environ.get("TEMPORAL_NAMESPACE", "default"))
-        p.add_argument("--ui", default=os.environ.get("SAGALOOM_UI", DEFAULT_UI))
+        p.add_argument("--ui", default=default_ui(), help="Web UI base URL for links")
         secure = p.add_argument_group("TLS and API keys (flags override TEMPORAL_* variables)")
         for flag, _ in TLS_FLAGS:
             secure.add_argument(f"--{flag}", metavar="PATH" if "path" in flag else "VALUE")
@@ -608,7 +628,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("codec-server", help="decrypt payloads for the Web UI (codec endpoint)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8888)
-    p.add_argument("--ui", default=os.environ.get("SAGALOOM_UI", DEFAULT_UI), help="UI origin")
+    p.add_argument("--ui", default=default_ui(), help="UI origin")
     p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="PATH", help="and this key")
     p.add_argument("--allow-plaintext", action="store_true", help="allow HTTP off loopback")

@@ -16,8 +16,10 @@ from sagaloom._devserver import DevServer, DevServerOptions, ensure_search_attri
 from sagaloom._registry import load_sagas
 from sagaloom._worker import run_worker
 
-__all__ = ["DEFAULT_NATS_URL", "embedded_broker", "embedded_server", "run_dev"]
+__all__ = ["DEFAULT_NATS_URL", "UI_FILE", "embedded_broker", "embedded_server", "run_dev"]
 
+UI_FILE = "ui-url"
+"""File in the data folder where a running embedded server notes its Web UI's URL."""
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 """Where ``saga dev`` runs (or finds) the broker."""
 
@@ -88,10 +90,14 @@ async def embedded_server(
             f"(SQLite {data_dir / 'temporal.sqlite3'}, WAL + synchronous=normal)"
         )
     await server.start()
+    ui_file = data_dir / UI_FILE
+    if server.ui_url:  # so `saga start`/`show` run from here link to this UI, wherever it is
+        ui_file.write_text(server.ui_url + "\n")
     try:
         yield server
     finally:
         server.stop()
+        ui_file.unlink(missing_ok=True)
 
 
 async def run_dev(data_dir: Path, config: WorkerConfig, *, ui_port: int = 8233) -> int:

@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -193,9 +196,11 @@ async def read_saga(
     handle = client.get_workflow_handle(workflow_id, result_type=SagaReport)
     description = await handle.describe()
     if description.status is WorkflowExecutionStatus.RUNNING:
+        if not await _polled(client, description.task_queue):  # no worker: do not wait for one
+            return await _from_history(handle, description), description, "history"
         try:
             state = await handle.query(
-                STATE_QUERY, result_type=SagaState, rpc_timeout=timedelta(seconds=10)
+                STATE_QUERY, result_type=SagaState, rpc_timeout=timedelta(seconds=5)
             )
             return state, description, "live"
         except (RPCError, WorkflowQueryFailedError):
@@ -211,6 +216,25 @@ async def read_saga(
                 if report.steps:
                     return report.state(), description, "report"
     return await _from_history(handle, description), description, "history"
+
+
+async def _polled(client: Client, task_queue: str | None) -> bool:
+    """Whether a worker polled ``task_queue`` for workflow tasks in the last minute."""
+    if not task_queue:
+        return True
+    try:
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            ),
+            timeout=timedelta(seconds=5),
+        )
+    except RPCError:
+        return True  # cannot tell: ask the query
+    now = datetime.now(UTC).timestamp()
+    return any(now - p.last_access_time.seconds < 60 for p in response.pollers)
 
 
 async def _from_history(

@@ -87,3 +87,24 @@ def test_the_broker_namespace_names_every_subject_stream_and_consumer() -> None:
     assert {s for s, _ in other.streams()}.isdisjoint({s for s, _ in default.streams()})
     assert WorkerConfig.from_env({"SAGALOOM_NATS_NAMESPACE": "shop-b"}).nats_namespace == "shop-b"
     assert WorkerConfig(nats_namespace="shop-b").to_env()["SAGALOOM_NATS_NAMESPACE"] == "shop-b"
+
+
+def test_cli_links_follow_the_ui_saga_dev_runs(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: links said :8233 whatever port the dev server's UI had."""
+    from pathlib import Path
+
+    from sagaloom import _cli, _dev
+    from sagaloom.client import DEFAULT_UI
+
+    assert _cli.UI_FILE == _dev.UI_FILE  # the file saga dev writes is the one the CLI reads
+    folder = Path(str(tmp_path))
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("SAGALOOM_UI", raising=False)
+    assert _cli.default_ui() == DEFAULT_UI
+    (folder / ".sagaloom").mkdir()
+    (folder / ".sagaloom" / _dev.UI_FILE).write_text("http://127.0.0.1:18233\n")
+    assert _cli.default_ui() == "http://127.0.0.1:18233"
+    monkeypatch.setenv("SAGALOOM_UI", "https://temporal.example")
+    assert _cli.default_ui() == "https://temporal.example"
