@@ -48,6 +48,10 @@ class Report:
     broker_kills: int = 0
     worker_kills: int = 0
     events: int = 0
+    poison: int = 0
+    """Poison replies published during the window (non-ASCII or forged tokens, not JSON…)."""
+    stalled: int = 0
+    """Reply messages still unacknowledged or undelivered once everything settled."""
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -60,6 +64,9 @@ class Report:
             f"- {self.broker_kills} SIGKILLs of nats-server (restarted on its store), "
             f"{self.worker_kills} worker SIGKILLs (restarted)",
             f"- {self.events} lifecycle events read back, each stored once",
+            f"- {self.poison} poison replies injected through the window (non-ASCII and forged "
+            f"tokens, bodies that are not JSON, unknown sagas): {self.stalled} left stalled in "
+            "the reply consumer",
             f"- {len(self.violations)} violations; the last saga settled {self.seconds:.0f} s "
             "after the last fault and the last start",
         ]
@@ -88,8 +95,38 @@ def worker(
     )
 
 
+POISON = (
+    b'{"correlation_id": "FulfilmentSaga-x:pack", "token": "t\xc3\xb6k\xc3\xa9n", "ok": true}',
+    b"{not json",
+    b'{"correlation_id": "FulfilmentSaga-x:pack", "token": "forged", "ok": true}',
+    b'{"correlation_id": "\\ud800", "token": "\\ud800", "ok": true}',
+    b"[" * 5000 + b"]" * 5000,
+)
+"""Replies anyone with publish permission can send: each must end as a dead letter."""
+
+
+async def inject_poison(url: str, stop: asyncio.Event, report: Report, rng: random.Random) -> None:
+    """Publish poison replies through the chaos window (through broker kills, reconnecting)."""
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.3)
+    try:
+        while not stop.is_set():
+            try:
+                await nc.publish("sagaloom.replies", rng.choice(POISON))
+                report.poison += 1
+            except Exception:  # the broker is down: the next one after a pause
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(0.02)
+    finally:
+        await nc.close()
+
+
 async def run(
-    sagas: int, broker_kills: int, worker_kills: int, chaos_seconds: float, seed: int
+    sagas: int,
+    broker_kills: int,
+    worker_kills: int,
+    chaos_seconds: float,
+    seed: int,
+    settle_seconds: float = 600,
 ) -> Report:
     rng = random.Random(seed)
     report = Report(sagas=sagas)
@@ -118,6 +155,8 @@ async def run(
                 handles.append(await start_saga(client, FULFILMENT, data, task_queue=queue))
 
         starting = asyncio.create_task(arrivals())
+        stop_poison = asyncio.Event()
+        poison = asyncio.create_task(inject_poison(broker.url, stop_poison, report, rng))
         kills = sorted(
             [(rng.uniform(1, chaos_seconds), "broker") for _ in range(broker_kills)]
             + [(rng.uniform(1, chaos_seconds), "worker") for _ in range(worker_kills)]
@@ -141,16 +180,28 @@ async def run(
                 )
                 report.worker_kills += 1
         await starting
+        stop_poison.set()
+        await poison
         last_fault = time.monotonic()
-        results = asyncio.gather(*(outcome(h) for h in handles))
-        ended = await asyncio.wait_for(results, 900)
+        tasks = [asyncio.ensure_future(outcome(h)) for h in handles]
+        _, stuck = await asyncio.wait(tasks, timeout=settle_seconds)
+        for task, handle in zip(tasks, handles, strict=True):
+            if task in stuck:  # named, never waited for forever
+                task.cancel()
+                report.violations.append(f"never settled: workflow {handle.id}")
         report.seconds = time.monotonic() - last_fault
+        ended = [t.result() if t not in stuck else None for t in tasks]
         for key, result in zip(keys, ended, strict=True):
+            if result is None:
+                continue
             report.outcomes[result.status.value] += 1
             want = SagaStatus.COMPENSATED if key in refused else SagaStatus.COMPLETED
             if result.status is not want:
                 report.violations.append(f"{key}: {result.status.value}, expected {want.value}")
         report.violations += check_stores(services, keys, refused)
+        report.stalled = await stalled_replies(broker.url)
+        if report.stalled:
+            report.violations.append(f"{report.stalled} reply messages stalled in the consumer")
         report.events, problems = await check_events(broker.url, [h.id for h in handles])
         report.violations += problems
     finally:
@@ -162,6 +213,22 @@ async def run(
         broker.stop()
         server.stop()
     return report
+
+
+async def stalled_replies(url: str, within: float = 30) -> int:
+    """Replies neither taken nor dead-lettered once the poison stopped (0 when none stalls)."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        deadline = time.monotonic() + within
+        while True:
+            info = await js.consumer_info("SAGALOOM_REPLIES", "sagaloom-replies")
+            left = (info.num_ack_pending or 0) + (info.num_pending or 0)
+            if left == 0 or time.monotonic() > deadline:
+                return left
+            await asyncio.sleep(0.5)
+    finally:
+        await nc.close()
 
 
 def check_stores(services: Any, keys: list[str], refused: set[str]) -> list[str]:
@@ -224,9 +291,19 @@ def main() -> None:
     parser.add_argument("--worker-kills", type=int, default=6)
     parser.add_argument("--chaos-seconds", type=float, default=40)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--settle-seconds", type=float, default=600, help="after the window; then named as stuck"
+    )
     args = parser.parse_args()
     report = asyncio.run(
-        run(args.sagas, args.broker_kills, args.worker_kills, args.chaos_seconds, args.seed)
+        run(
+            args.sagas,
+            args.broker_kills,
+            args.worker_kills,
+            args.chaos_seconds,
+            args.seed,
+            args.settle_seconds,
+        )
     )
     print("\n".join(report.lines()))
     for violation in report.violations[:50]:

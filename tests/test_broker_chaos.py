@@ -19,4 +19,5 @@ async def test_sagas_survive_broker_and_worker_sigkills_with_every_invariant() -
     assert sum(report.outcomes.values()) == 30
     assert report.outcomes["COMPENSATED"] > 0 and report.outcomes["COMPLETED"] > 0
     assert report.events >= 4 * 30  # started, two steps, the end: at least
+    assert report.poison > 100 and report.stalled == 0  # poison replies stalled nothing
     assert report.violations == []
