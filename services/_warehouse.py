@@ -46,6 +46,14 @@ SLOW_UNDO_SECONDS = 8.0
 """How late the ``slow-undo`` fault answers an unpack."""
 
 
+async def _one_line(err: Exception) -> None:
+    log.warning("warehouse: nats: %s: %s", type(err).__name__, err)
+
+
+async def _disconnected() -> None:
+    log.warning("warehouse: nats disconnected: reconnecting")
+
+
 class Warehouse:
     """Runs in a background thread with its own event loop (like the HTTP participants)."""
 
@@ -77,7 +85,13 @@ class Warehouse:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
-        nc = await nats.connect(self.url, name="demo-warehouse", max_reconnect_attempts=-1)
+        nc = await nats.connect(
+            self.url,
+            name="demo-warehouse",
+            max_reconnect_attempts=-1,
+            error_cb=_one_line,  # not nats-py's traceback per disconnect
+            disconnected_cb=_disconnected,
+        )
         js = nc.jetstream()
         while not self._stop.is_set():  # the engine's workers create the stream
             try:

@@ -97,7 +97,9 @@ def plan(i: int, batch: str) -> Plan:
                 "destination": "Venice" if venice else "Lisbon"}  # fmt: skip
         saga = CHAOS_NESTED if nested else CHAOS_TRIP
         if cancel:
-            return Plan(saga, data, SagaStatus.CANCELED, None, cancel_after=(0.2, 1.0, 2.0)[i % 3])
+            # cancels from the child's start to around its "steps done" (the race that hung)
+            at = (0.2, 1.0, 2.0, 2.6, 3.2, 4.0)[(i // 20) % 6]
+            return Plan(saga, data, SagaStatus.CANCELED, None, cancel_after=at)
         return Plan(
             saga,
             data,

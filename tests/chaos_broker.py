@@ -107,7 +107,11 @@ POISON = (
 
 async def inject_poison(url: str, stop: asyncio.Event, report: Report, rng: random.Random) -> None:
     """Publish poison replies through the chaos window (through broker kills, reconnecting)."""
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.3)
+
+    async def quiet(err: Exception) -> None:  # the broker is killed on purpose
+        pass
+
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.3, error_cb=quiet)
     try:
         while not stop.is_set():
             try:
