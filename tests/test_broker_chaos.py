@@ -10,7 +10,7 @@ import pytest
 
 from tests.chaos_broker import run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def test_sagas_survive_broker_and_worker_sigkills_with_every_invariant() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.chaos import run_chaos
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def test_every_saga_ends_done_or_undone_through_chaos(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from tests._helpers import ROOT
 
+pytestmark = pytest.mark.slow  # builds a wheel
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:

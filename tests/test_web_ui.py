@@ -22,7 +22,7 @@ from sagaloom.server import DevServer
 from tests._helpers import ROOT, TASK_QUEUE, Stack, order
 from workflows.order import ORDER
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM = os.environ.get("SAGALOOM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 FLAGS = [
