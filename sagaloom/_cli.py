@@ -28,7 +28,7 @@ from sagaloom._definition import Saga, SagaInputError
 from sagaloom._deployments import set_current_build
 from sagaloom._logging import configure_logging
 from sagaloom._model import Reply, Resolution, SagaState, reply_problem
-from sagaloom._names import REPLY_UPDATE
+from sagaloom._names import REPLY_UPDATE, step_key
 from sagaloom._registry import UnknownSagaError, find_saga, load_sagas
 from sagaloom._views import list_query, list_sagas, read_saga, step_table
 
@@ -274,7 +274,7 @@ async def cmd_reply(args: argparse.Namespace) -> int:
     if not isinstance(data, dict):
         raise CliError('--data must be a JSON object, for example \'{"id": "htl-1"}\'')
     reply = Reply(
-        correlation_id=f"{args.id}:{args.step}",
+        correlation_id=step_key(args.id, args.step),
         ok=args.reject is None,
         data=data,
         reason=args.reject or "",

@@ -43,6 +43,8 @@ __all__ = [
     "UNEXPECTED_STATUS",
     "WAIT_UPDATE",
     "compensation_activity_id",
+    "saga_of",
+    "step_key",
 ]
 
 HTTP_ACTIVITY = "sagaloom.http"
@@ -132,3 +134,18 @@ COMPENSATE_SUFFIX = "compensate"
 def compensation_activity_id(step: str) -> str:
     """Activity id of a step's compensation (the forward action's activity id is the step name)."""
     return f"{step}:{COMPENSATE_SUFFIX}"
+
+
+def step_key(workflow_id: str, step: str, *, undo: bool = False) -> str:
+    """A step's key: ``<workflow id>:<step>`` (``…:<step>:compensate`` for its compensation).
+
+    The one wire contract built from a saga's ids: the participant's ``Idempotency-Key``, the
+    reply's correlation id (``Sagaloom-Correlation-Id``) and a child saga's workflow id. Stable
+    across retries, worker restarts and resets; :func:`saga_of` reads it back.
+    """
+    return f"{workflow_id}:{compensation_activity_id(step) if undo else step}"
+
+
+def saga_of(key: str) -> str:
+    """The workflow id in a step key (``<workflow id>:<step>[:compensate]``)."""
+    return key.removesuffix(":" + COMPENSATE_SUFFIX).rsplit(":", 1)[0]

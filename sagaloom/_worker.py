@@ -30,7 +30,7 @@ from sagaloom._config import ConfigError, WorkerConfig
 from sagaloom._devserver import ensure_search_attributes
 from sagaloom._endpoint import WorkerEndpoint
 from sagaloom._model import Reply
-from sagaloom._names import COMPENSATE_SUFFIX, REPLY_UPDATE
+from sagaloom._names import REPLY_UPDATE, saga_of
 from sagaloom._plugin import SagaloomPlugin
 from sagaloom._registry import broker_users, load_sagas, saga_activities, saga_services
 from sagaloom._runtime import SagaWorkflow
@@ -261,12 +261,6 @@ async def _register_attributes(client: Client, namespace: str) -> None:
             log.info("registered search attributes %s on %s", added, namespace)
     except Exception as err:  # a cluster may not let workers register them
         log.warning("could not check search attributes (register them from deploy/): %s", err)
-
-
-def saga_of(correlation_id: str) -> str:
-    """The workflow id in a correlation id (``<workflow id>:<step>[:compensate]``)."""
-    step_key = correlation_id.removesuffix(":" + COMPENSATE_SUFFIX)
-    return step_key.rsplit(":", 1)[0]
 
 
 def check_broker(sagas: Iterable[type[SagaWorkflow]], nats_url: str | None) -> None:

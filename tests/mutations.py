@@ -315,7 +315,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "idempotency: every call carries <workflow id>:<step>, stable across retries",
         "sagaloom/participants/_idempotency.py",
-        '    return f"{workflow_id}:{activity_id}"',
+        "    return step_key(workflow_id, activity_id)",
         '    return f"{workflow_id}:{activity_id}:{activity.info().attempt}"',
         ("tests/test_http_participant.py", "-k", "idempotency_key"),
     ),

@@ -56,3 +56,17 @@ async def test_temporal_failures_map_to_retry_or_gone(error: Exception, verdict:
 
     intake = await hand_over(deliver, Reply(correlation_id="Saga-1:pay"), 1.0)
     assert intake.verdict is verdict and intake.why
+
+
+def test_step_keys_are_built_and_read_in_one_place() -> None:
+    from sagaloom._names import saga_of, step_key
+    from sagaloom.participants import idempotency_key
+
+    assert step_key("OrderSaga-o-1", "charge") == "OrderSaga-o-1:charge"
+    assert step_key("OrderSaga-o-1", "charge", undo=True) == "OrderSaga-o-1:charge:compensate"
+    child = step_key("Trip-t-1", "book-trip")  # a child saga's workflow id
+    for key in (step_key(child, "hotel"), step_key(child, "hotel", undo=True)):
+        assert saga_of(key) == child
+    assert idempotency_key("OrderSaga-o-1", "charge:compensate") == step_key(
+        "OrderSaga-o-1", "charge", undo=True
+    )

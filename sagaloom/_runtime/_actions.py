@@ -29,6 +29,8 @@ from sagaloom._names import (
     COMMAND_RESEND_PATCH,
     HTTP_ACTIVITY,
     compensation_activity_id,
+    saga_of,
+    step_key,
 )
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._progress import Progress
@@ -134,8 +136,7 @@ class Dispatcher:
         body = jsonable(action.body(ctx)) if action.body is not None else None
         if not undo:
             self._progress.inputs[step.name] = body
-        activity_id = compensation_activity_id(step.name) if undo else step.name
-        correlation = f"{ctx.saga_id}:{activity_id}"  # also the step's idempotency key
+        correlation = step_key(ctx.saga_id, step.name, undo=undo)  # also its idempotency key
         within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
         self._replies.expect(correlation)  # the reply may come before the publish returns
         if undo and workflow.patched(COMMAND_RESEND_PATCH):
@@ -167,7 +168,7 @@ class Dispatcher:
             msg_id=f"{correlation}#{sends}",  # each send is new: its reply is too
         )
         local = step.local if step.local is not None else self._progress.saga.local_activities
-        activity_id = correlation.removeprefix(f"{workflow.info().workflow_id}:")
+        activity_id = correlation.removeprefix(f"{saga_of(correlation)}:")
         await _call(COMMAND_ACTIVITY, [command], None, activity_id, summary, timeouts, local)
         return sends
 

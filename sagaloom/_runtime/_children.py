@@ -23,6 +23,7 @@ from sagaloom._names import (
     PARENT_GONE_PATCH,
     PARENT_SIGNAL,
     SIGNAL_NAMES_PATCH,
+    step_key,
 )
 from sagaloom._nesting import HeldChoice, child_undo, held_child_choice
 
@@ -54,7 +55,7 @@ class Children:
         Raises:
             ChildWorkflowError: the child failed (it compensated itself).
         """
-        child_id = f"{workflow.info().workflow_id}:{step}"
+        child_id = step_key(workflow.info().workflow_id, step)
         # Sagas started before it wait for the child alone: a cancel swallowed by the child's
         # start was then noticed only once the child's steps were done.
         watch = workflow.patched(NESTED_CANCEL_PATCH)

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 
 from sagaloom._definition import ChildSaga, Command, StepContext, UndoContext
 from sagaloom._model import StepStatus
-from sagaloom._names import CANCEL_AFTER_DONE_PATCH, SAGA_STEP
+from sagaloom._names import CANCEL_AFTER_DONE_PATCH, SAGA_STEP, step_key
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._errors import StepFailed, attempt_of, cancelled, describe, refused
@@ -66,7 +66,7 @@ class StepRunner:
         # an HTTP participant that answers later (a Command waits for its reply itself)
         asynchronous = step.reply_timeout is not None and not isinstance(step.action, Command)
         try:
-            correlation = f"{ctx.saga_id}:{step.name}"
+            correlation = step_key(ctx.saga_id, step.name)
             if asynchronous:
                 self._replies.expect(correlation)  # a reply may arrive before the command returns
             output = jsonable(await self._actions.run(index, step.action, ctx, summary, undo=False))

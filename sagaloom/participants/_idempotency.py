@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from temporalio import activity
 
-__all__ = ["IDEMPOTENCY_HEADER", "idempotency_key"]
+from sagaloom._names import step_key
+from sagaloom._protocol import IDEMPOTENCY_HEADER
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-"""The HTTP header that carries the key."""
+__all__ = ["IDEMPOTENCY_HEADER", "idempotency_key"]
 
 
 def idempotency_key(workflow_id: str | None = None, activity_id: str | None = None) -> str:
@@ -30,4 +30,4 @@ def idempotency_key(workflow_id: str | None = None, activity_id: str | None = No
         info = activity.info()
         workflow_id = workflow_id or info.workflow_id or ""
         activity_id = activity_id or info.activity_id
-    return f"{workflow_id}:{activity_id}"
+    return step_key(workflow_id, activity_id)  # the activity id is the step (or its undo)
