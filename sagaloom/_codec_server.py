@@ -25,6 +25,8 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
+from sagaloom._serving import serve
+
 __all__ = [
     "BODY_TIMEOUT",
     "IDLE_TIMEOUT",
@@ -113,18 +115,9 @@ class CodecServer:
         app.router.add_route("OPTIONS", "/{path:.*}", self._preflight)
         app.router.add_post("/encode", self._encode)
         app.router.add_post("/decode", self._decode)
-        self._runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            keepalive_timeout=IDLE_TIMEOUT,
-            max_line_size=8190,
-            max_field_size=8190,
-            max_headers=64,
-            shutdown_timeout=1,
+        self._runner = await serve(
+            app, self._host, self._port, idle=IDLE_TIMEOUT, max_line=8190, tls=self._tls
         )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port, ssl_context=self._tls).start()
 
     async def stop(self) -> None:
         """Stop listening."""

@@ -30,6 +30,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from sagaloom._intake import ReplyRequest, Verdict, hand_over, read_reply
 from sagaloom._model import MAX_REPLY_BYTES, Reply
 from sagaloom._reply_auth import ReplySigner
+from sagaloom._serving import serve
 
 __all__ = ["MAX_BODY_BYTES", "ReplyRequest", "WorkerEndpoint"]
 
@@ -97,18 +98,7 @@ class WorkerEndpoint:
         app.router.add_get("/readyz", self._readyz)
         if self._deliver is not None:
             app.router.add_post("/replies", self._replies)
-        self._runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            keepalive_timeout=5,
-            max_line_size=4096,
-            max_field_size=4096,
-            max_headers=64,
-            shutdown_timeout=1,
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        self._runner = await serve(app, self._host, self._port)
 
     async def stop(self) -> None:
         """Stop listening."""
