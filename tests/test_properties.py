@@ -40,9 +40,14 @@ UNDO = ["ok", "fail-once"]
 
 
 def model(
-    length: int, forward: list[str], undo: list[str]
+    length: int, forward: list[str], undo: list[str], *, fast: bool = False
 ) -> tuple[SagaStatus, str | None, list[str]]:
-    """The outcome, the failed step and the exact participant calls the rules prescribe."""
+    """The outcome, the failed step and the exact participant calls the rules prescribe.
+
+    ``fast``: the saga runs on local activities. Cancelled, it then undoes every later step
+    too (a step run in a workflow task the cancel made the server refuse leaves no record;
+    README, "Cancellation edges"), later steps first, each undo of nothing a tombstone.
+    """
     calls: list[str] = []
     started: list[int] = []
     failed: str | None = None
@@ -51,6 +56,8 @@ def model(
         started.append(i)  # compensation registered before the step runs
         if kind == "hang":  # cancelled while it runs: its outcome is unknown, so it is undone
             calls.append(f"/{name}")
+            if fast:
+                started += range(i + 1, length)
             for j in reversed(started):
                 calls += [f"/{STEP_NAMES[j]}/undo"] * (2 if undo[j] == "fail-once" else 1)
             return SagaStatus.CANCELED, None, calls
@@ -100,7 +107,8 @@ async def test_any_shape_and_fault_plan_follows_the_rules(
     import dataclasses
 
     saga: Any = SHAPES[length]
-    if local and length == 4:
+    fast = local and length == 4  # (the local-activity saga registered here has four steps)
+    if fast:
         saga = dataclasses.replace(saga, name="LocalRulesSaga", local_activities=True)
     run = uuid.uuid4().hex[:10]
     steps = {STEP_NAMES[i]: forward[i] for i in range(length)}
@@ -114,7 +122,7 @@ async def test_any_shape_and_fault_plan_follows_the_rules(
             await asyncio.sleep(0.05)
         await handle.cancel()
     result = await outcome(handle)
-    status, failed, calls = model(length, forward, undo)
+    status, failed, calls = model(length, forward, undo, fast=fast)
     assert result.status is status
     assert (result.report.failed_step if result.report else None) == failed
     assert [path for path, _ in CALLS[run]] == calls
