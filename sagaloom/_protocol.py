@@ -82,13 +82,13 @@ def subject_problem(subject: str) -> str | None:
 
 
 def command_subject(subject: str) -> str:
-    """The subject a command for ``subject`` is published on."""
-    return f"{COMMAND_PREFIX}.{subject}"
+    """The subject a command for ``subject`` is published on (default namespace)."""
+    return _DEFAULT_NAMES.command_subject(subject)
 
 
 def event_subject(saga: str, workflow_id: str) -> str:
-    """The subject of a saga run's lifecycle events (the id's unsafe characters as ``_``)."""
-    return f"{EVENTS_PREFIX}.{saga}.{_UNSAFE.sub('_', workflow_id)}"
+    """The subject of a saga run's lifecycle events (default namespace)."""
+    return _DEFAULT_NAMES.event_subject(saga, workflow_id)
 
 
 DEFAULT_NAMESPACE = "sagaloom"
@@ -195,3 +195,6 @@ class BrokerNames:
             (self.events_stream, f"{self.events_prefix}.>"),
             (self.dead_stream, f"{self.dead_prefix}.>"),
         )
+
+
+_DEFAULT_NAMES = BrokerNames()

@@ -38,9 +38,6 @@ WEEK = timedelta(days=7).total_seconds()
 DEDUPE_WINDOW = timedelta(minutes=10).total_seconds()
 """How long JetStream remembers a ``Nats-Msg-Id`` (covers an activity's retries)."""
 
-STREAMS = BrokerNames().streams()
-"""The default namespace's streams (see :meth:`BrokerNames.streams`)."""
-
 
 @dataclass(frozen=True)
 class StreamLimits:

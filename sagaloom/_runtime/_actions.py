@@ -29,7 +29,6 @@ from sagaloom._names import (
     COMMAND_RESEND_PATCH,
     HTTP_ACTIVITY,
     compensation_activity_id,
-    saga_of,
     step_key,
 )
 from sagaloom._runtime._children import Children
@@ -47,6 +46,21 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     return value
+
+
+@dataclass(frozen=True)
+class _Send:
+    """One broker command of a step (or its undo), as each send of it publishes it."""
+
+    step: Step
+    action: Command
+    body: Any
+    correlation: str
+    """Also the step's idempotency key."""
+    activity_id: str
+    summary: str
+    timeouts: _Timeouts
+    local: bool
 
 
 @dataclass(frozen=True)
@@ -136,51 +150,51 @@ class Dispatcher:
         body = jsonable(action.body(ctx)) if action.body is not None else None
         if not undo:
             self._progress.inputs[step.name] = body
-        correlation = step_key(ctx.saga_id, step.name, undo=undo)  # also its idempotency key
-        within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
-        self._replies.expect(correlation)  # the reply may come before the publish returns
+        command = _Send(
+            step=step,
+            action=action,
+            body=body,
+            correlation=step_key(ctx.saga_id, step.name, undo=undo),
+            activity_id=compensation_activity_id(step.name) if undo else step.name,
+            summary=summary,
+            timeouts=timeouts,
+            local=step.local if step.local is not None else self._progress.saga.local_activities,
+        )
+        # the reply may come before the publish returns
+        self._replies.expect(command.correlation)
         if undo and workflow.patched(COMMAND_RESEND_PATCH):
-            return await self._undo_command(index, action, body, correlation, summary, timeouts)
-        await self._send(index, action, body, correlation, summary, timeouts)
+            return await self._undo_command(command)
+        await self._send(command)
+        within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
         try:
-            return await self._replies.wait(correlation, within, step.name)
+            return await self._replies.wait(command.correlation, within, step.name)
         except ReplyFailed as err:
             if undo:
                 raise ApplicationError(str(err), type="ReplyFailed") from None
             raise
 
-    async def _send(
-        self,
-        index: int,
-        action: Command,
-        body: Any,
-        correlation: str,
-        summary: str,
-        timeouts: _Timeouts,
-    ) -> int:
+    async def _send(self, command: _Send) -> int:
         """Publish one send of a command; return its number (``Nats-Msg-Id`` ends ``#<n>``)."""
-        step = self._progress.saga.steps[index]
+        correlation = command.correlation
         sends = self._sends[correlation] = self._sends.get(correlation, 0) + 1
-        command = BrokerCommand(
-            subject=action.subject,
-            body=body,
+        message = BrokerCommand(
+            subject=command.action.subject,
+            body=command.body,
             correlation_id=correlation,
             msg_id=f"{correlation}#{sends}",  # each send is new: its reply is too
         )
-        local = step.local if step.local is not None else self._progress.saga.local_activities
-        activity_id = correlation.removeprefix(f"{saga_of(correlation)}:")
-        await _call(COMMAND_ACTIVITY, [command], None, activity_id, summary, timeouts, local)
+        await _call(
+            COMMAND_ACTIVITY,
+            [message],
+            None,
+            command.activity_id,
+            command.summary,
+            command.timeouts,
+            command.local,
+        )
         return sends
 
-    async def _undo_command(
-        self,
-        index: int,
-        action: Command,
-        body: Any,
-        correlation: str,
-        summary: str,
-        timeouts: _Timeouts,
-    ) -> Any:
+    async def _undo_command(self, command: _Send) -> Any:
         """Send an undo command until a reply comes or the compensation budget is spent.
 
         A silent participant gets the command again after each reply timeout, with the
@@ -192,12 +206,12 @@ class Dispatcher:
         Raises:
             ApplicationError: ``ReplyFailed``, for the undo loop.
         """
-        step = self._progress.saga.steps[index]
+        step, correlation = command.step, command.correlation
         within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
-        budget, retry = timeouts.schedule_to_close, timeouts.retry
+        budget, retry = command.timeouts.schedule_to_close, command.timeouts.retry
         begin, pause = workflow.now(), retry.initial_interval
         while True:
-            sends = await self._send(index, action, body, correlation, summary, timeouts)
+            sends = await self._send(command)
             left = None if budget is None else budget - (workflow.now() - begin)
             wait = within if left is None else max(min(within, left), timedelta(0))
             try:

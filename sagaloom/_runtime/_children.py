@@ -26,17 +26,9 @@ from sagaloom._names import (
     step_key,
 )
 from sagaloom._nesting import HeldChoice, child_undo, held_child_choice
+from sagaloom._runtime._concurrent import cancel_requested
 
-__all__ = ["Children", "cancel_requested"]
-
-
-def cancel_requested() -> bool:
-    """Whether this saga was asked to cancel, even if the SDK swallowed the cancellation.
-
-    A cancel arriving in the workflow task that also resolves a Temporal operation (a child's
-    start, a signal to another workflow) is not raised: the operation's result is returned.
-    """
-    return workflow.cancellation_reason() is not None
+__all__ = ["Children"]
 
 
 class Children:
@@ -122,15 +114,19 @@ class Children:
         with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
             await handle
 
-    async def release(self) -> list[tuple[str, ChildWorkflowError]]:
+    async def release(self, *, report_gone: bool = True) -> list[tuple[str, ChildWorkflowError]]:
         """The parent completed: let every held child saga complete too.
+
+        Args:
+            report_gone: False for sagas started before ``sagaloom-nested-cancel``: only the
+                children still held hear "release", and nothing is reported.
 
         Returns:
             The children that reported their steps done yet did not complete (an operator
             cancelled one while it was held), by step, with why: their steps are undone, so the
-            parent must undo its own. Always empty for sagas started before the patch.
+            parent must undo its own.
         """
-        if not workflow.patched(NESTED_CANCEL_PATCH):  # as sagas started before it
+        if not report_gone:  # as sagas started before the patch
             held = [h for h in self._handles.values() if h.id in self._done and not h.done()]
             for handle in held:
                 await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "release")
@@ -198,10 +194,9 @@ class Children:
         await workflow.wait_condition(
             lambda: held_child_choice(self._from_parent, cancel_requested()) is not None
         )
-        choice = held_child_choice(self._from_parent, cancel_requested())
         if self._from_parent is None:
-            raise asyncio.CancelledError  # nobody will decide: undo it all
-        return choice
+            raise asyncio.CancelledError  # asked to cancel, and nobody will decide: undo it all
+        return self._from_parent
 
 
 def _name(readable: str, old: str) -> str:

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from temporalio import workflow
 
-__all__ = ["run_as_ready", "shielded"]
+__all__ = ["cancel_requested", "run_as_ready", "shielded"]
 
 _T = TypeVar("_T")
 
@@ -47,6 +47,16 @@ async def run_as_ready(
         if running:
             await workflow.wait(list(running))
         raise
+
+
+def cancel_requested() -> bool:
+    """Whether this saga was asked to cancel, even if the SDK swallowed the cancellation.
+
+    A cancel arriving in the workflow task that also resolves a Temporal operation (an
+    activity's result, a child's start, a signal to another workflow) is not raised: the
+    operation's result is returned, and the task's cancel count is cleared.
+    """
+    return workflow.cancellation_reason() is not None
 
 
 async def shielded(work: Awaitable[_T]) -> _T:

@@ -19,6 +19,7 @@ from sagaloom._model import StepStatus
 from sagaloom._names import CANCEL_AFTER_DONE_PATCH, SAGA_STEP, step_key
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
+from sagaloom._runtime._concurrent import cancel_requested
 from sagaloom._runtime._errors import StepFailed, attempt_of, cancelled, describe, refused
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
@@ -116,9 +117,7 @@ class StepRunner:
         progress.outputs[step.name] = output
         progress.step_ended(index, StepStatus.DONE)
         task = asyncio.current_task()
-        stopped = (task is not None and task.cancelling() > 0) or (
-            workflow.cancellation_reason() is not None  # (the SDK may have cleared the former)
-        )
+        stopped = (task is not None and task.cancelling() > 0) or cancel_requested()
         if stopped and workflow.patched(CANCEL_AFTER_DONE_PATCH):
             # The saga was cancelled while this action ran, and it finished anyway: it took
             # effect, so it stays done and registered for undo, and the saga now stops and

@@ -226,11 +226,10 @@ class SagaWorkflow:
         shielded. A child that ended otherwise meanwhile (an operator cancelled it while held)
         undid its steps: the saga then compensates its own.
         """
-        gone = (
-            await shielded(self._children.release())
-            if workflow.patched(NESTED_CANCEL_PATCH)
-            else await self._children.release()  # as sagas started before it
-        )
+        if workflow.patched(NESTED_CANCEL_PATCH):
+            gone = await shielded(self._children.release())
+        else:  # as sagas started before it
+            gone = await self._children.release(report_gone=False)
         if gone:
             state = self._progress.state
             step, err = gone[0]
