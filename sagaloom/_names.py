@@ -17,6 +17,7 @@ __all__ = [
     "COMMAND_ACTIVITY",
     "COMMAND_RESEND_PATCH",
     "COMPENSATE_SUFFIX",
+    "DEFAULT_TASK_QUEUE",
     "EVENTS_ACTIVITY",
     "EVENTS_PATCH",
     "FAST_PATH_UNDO_PATCH",
@@ -46,6 +47,9 @@ __all__ = [
     "saga_of",
     "step_key",
 ]
+
+DEFAULT_TASK_QUEUE = "sagaloom"
+"""The task queue sagas run on when none is named (worker, client and CLI agree on it)."""
 
 HTTP_ACTIVITY = "sagaloom.http"
 """Registered name of the engine's HTTP participant activity."""

@@ -74,7 +74,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "inputs: the 2 MB limit counts UTF-8 bytes, not characters",
-        "sagaloom/_client.py",
+        "sagaloom/client/_sagas.py",
         "    size = len(parsed.model_dump_json().encode())",
         "    size = len(parsed.model_dump_json())",
         ("tests/test_security.py", "-k", "two_megabytes"),
@@ -109,7 +109,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "dead letters: listed newest first",
-        "sagaloom/_broker/_admin.py",
+        "sagaloom/client/_broker_admin.py",
         "order = range(first, last + 1) if oldest_first else range(last, first - 1, -1)",
         "order = range(first, last + 1)",
         ("tests/test_broker.py", "-k", "newest_first"),
@@ -149,14 +149,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "codec server: /encode needs the token too",
-        "sagaloom/_codec_server.py",
+        "sagaloom/_ops/_codec_server.py",
         "        refused = self._refusal(request)",
         "        refused = None if encode else self._refusal(request)",
         ("tests/test_security.py", "-k", "codec_endpoint"),
     ),
     Mutation(
         "codec server: without a token it serves loopback Host names only (DNS rebinding)",
-        "sagaloom/_codec_server.py",
+        "sagaloom/_ops/_codec_server.py",
         "            if host not in LOOPBACK_NAMES and not is_loopback(host):",
         "            if False:",
         ("tests/test_security.py", "-k", "half_sent"),
@@ -170,7 +170,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "nesting: a held child asked to cancel before any decision compensates, never waits",
-        "sagaloom/_nesting.py",
+        "sagaloom/_runtime/_nesting.py",
         '    return "compensate" if cancel_requested else None',
         "    return None",
         ("tests/test_nesting_model.py",),
@@ -412,14 +412,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "answer early: a duplicate start attaches to the running saga",
-        "sagaloom/_client.py",
+        "sagaloom/client/_sagas.py",
         "id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,",
         "id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,",
         ("tests/test_answer_early.py", "-k", "duplicate"),
     ),
     Mutation(
         "worker versioning: a saga is pinned to the build it started on",
-        "sagaloom/_worker.py",
+        "sagaloom/worker/_run.py",
         'if config.versioning == "pinned"',
         'if config.versioning == "never"',
         ("tests/test_versioning.py",),

@@ -95,7 +95,8 @@ def test_cli_links_follow_the_ui_saga_dev_runs(
     """Before: links said :8233 whatever port the dev server's UI had."""
     from pathlib import Path
 
-    from sagaloom import _cli, _dev
+    from sagaloom import _cli
+    from sagaloom.server import _stack as _dev
     from sagaloom.client import DEFAULT_UI
 
     assert _cli.UI_FILE == _dev.UI_FILE  # the file saga dev writes is the one the CLI reads

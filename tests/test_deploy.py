@@ -18,9 +18,9 @@ import yaml
 
 from sagaloom import SEARCH_ATTRIBUTES
 from sagaloom._cli import CLI_ENV
-from sagaloom._worker import check_services
 from sagaloom.server import temporal_cli
 from sagaloom.worker import WorkerConfig, load_sagas
+from sagaloom.worker._run import check_services
 from workers.config import APP_ENV
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

@@ -1,7 +1,7 @@
 """Every interleaving of cancel / steps-done / decision between a parent saga and its child.
 
 A model of the conversation the runtime holds (``sagaloom/_runtime/_children.py``), driven by the
-same pure decisions (``sagaloom._nesting``), explored exhaustively: every order in which the
+same pure decisions (``sagaloom._runtime._nesting``), explored exhaustively: every order in which
 messages between parent, child, server and operators can arrive, and every way the SDK may take
 a cancel that meets a Temporal operation in flight (raised, or swallowed: the operation's result
 returned and only ``cancellation_reason()`` set). Each end state must have both sagas ended and
@@ -20,7 +20,7 @@ from typing import Literal
 
 import pytest
 
-from sagaloom._nesting import HeldChoice, child_undo, held_child_choice
+from sagaloom._runtime._nesting import HeldChoice, child_undo, held_child_choice
 
 Status = Literal["COMPLETED", "COMPENSATED", "CANCELED"]
 Choose = Callable[[HeldChoice | None, bool], HeldChoice | None]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from sagaloom import SagaStatus
-from sagaloom._logging import JsonFormatter
+from sagaloom._ops._logging import JsonFormatter
 from sagaloom.client import outcome, start_saga
 from sagaloom.server import free_port
 from tests._helpers import TASK_QUEUE, Stack, cli, order

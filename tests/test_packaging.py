@@ -37,7 +37,11 @@ def test_the_wheel_installs_sagaloom_and_nothing_else_at_top_level(wheel: Path) 
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert top == {"sagaloom", next(t for t in top if t.endswith(".dist-info"))}
-    for package in ("sagaloom/client.py", "sagaloom/worker.py", "sagaloom/_runtime/_workflow.py"):
+    for package in (
+        "sagaloom/client/__init__.py",
+        "sagaloom/worker/__init__.py",
+        "sagaloom/_runtime/_workflow.py",
+    ):
         assert package in names
     assert "sagaloom/py.typed" in names
     # The reference application stays in the repository.

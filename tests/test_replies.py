@@ -27,10 +27,10 @@ from temporalio.client import (
 from temporalio.worker import Worker
 
 from sagaloom import Reply, SagaState, SagaStatus, StepStatus
-from sagaloom._endpoint import WorkerEndpoint
 from sagaloom._reply_auth import ReplySigner
 from sagaloom.client import outcome, start_saga
 from sagaloom.server import free_port
+from sagaloom.worker._endpoint import WorkerEndpoint
 from tests._helpers import TASK_QUEUE, Stack, cli, trip
 from tests._sagas import PATIENT, REPLYING, PatientSaga, ReplyingSaga
 from tests._scripted import CALLS, scripted

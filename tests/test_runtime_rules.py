@@ -14,8 +14,8 @@ from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from sagaloom import SAGA_STATUS, Resolution, Saga, SagaState, SagaStatus, StepStatus
-from sagaloom._client import Outcome
 from sagaloom.client import outcome, start_saga
+from sagaloom.client._sagas import Outcome
 from tests._helpers import Stack, wait_for_status
 from tests._sagas import LOCAL_RULES, RULES, LocalRulesSaga, RulesSaga
 from tests._scripted import CALLS, scripted

@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from sagaloom import SagaInputError, SagaStatus
 from sagaloom._codec import EncryptionCodec, EncryptionKeyError
-from sagaloom._codec_server import IDLE_TIMEOUT, CodecServer, CodecServerError
+from sagaloom._ops._codec_server import IDLE_TIMEOUT, CodecServer, CodecServerError
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.participants import HttpParticipant
 from sagaloom.server import free_port

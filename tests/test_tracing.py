@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import create_tracer_provider
 
 from sagaloom import SagaStatus
-from sagaloom._telemetry import tracing_plugin
+from sagaloom._ops._telemetry import tracing_plugin
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.worker import WorkerConfig, build_worker, load_sagas
 from tests._helpers import EXAMPLES, Stack, order

@@ -29,7 +29,6 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from sagaloom._broker._bus import Broker
-from sagaloom._client import start_saga
 from sagaloom._definition import Saga, SagaInputError
 from sagaloom._intake import Verdict, hand_over, read_reply
 from sagaloom._model import Reply
@@ -38,6 +37,7 @@ from sagaloom._protocol import (
     DEAD_SUBJECT,
     MSG_ID,
 )
+from sagaloom.client._sagas import start_saga
 
 __all__ = ["ACK_WAIT", "MAX_DELIVERIES", "BrokerConsumers", "Trigger", "parse_triggers"]
 

@@ -25,8 +25,8 @@ from sagaloom._names import (
     SIGNAL_NAMES_PATCH,
     step_key,
 )
-from sagaloom._nesting import HeldChoice, child_undo, held_child_choice
 from sagaloom._runtime._concurrent import cancel_requested
+from sagaloom._runtime._nesting import HeldChoice, child_undo, held_child_choice
 
 __all__ = ["Children"]
 

@@ -8,7 +8,6 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 
 from sagaloom._definition import ChildSaga, Saga
-from sagaloom._metrics import SagaMetrics
 from sagaloom._model import (
     CompensationState,
     SagaReport,
@@ -18,6 +17,7 @@ from sagaloom._model import (
     StepStatus,
 )
 from sagaloom._names import SAGA_STATUS, SAGA_STEP
+from sagaloom._ops._metrics import SagaMetrics
 from sagaloom._runtime._events import EventLog
 
 __all__ = ["Progress", "details"]

@@ -13,10 +13,10 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
-from sagaloom._client import connect
-from sagaloom._devserver import DevServer, DevServerOptions
-from sagaloom._plugin import SagaloomPlugin
+from sagaloom.client._sagas import connect
+from sagaloom.server._temporal import DevServer, DevServerOptions
 from sagaloom.testing._scripted import ScriptedParticipant
+from sagaloom.worker._plugin import SagaloomPlugin
 
 __all__ = ["SagaEnvironment", "saga_environment"]
 

@@ -4,8 +4,10 @@ Any Temporal client works (``Client.connect(..., plugins=[SagaloomPlugin()])``);
 add validation before a saga starts, its summary and search attributes, and a readable outcome.
 """
 
-from sagaloom._broker._admin import DeadLetter, dead_letters, redeliver, saga_events
-from sagaloom._client import (
+from sagaloom._public import publish as _publish
+from sagaloom.client._broker_admin import DeadLetter, dead_letters, redeliver, saga_events
+from sagaloom.client._deployments import set_current_build
+from sagaloom.client._sagas import (
     DEFAULT_UI,
     MAX_INPUT_BYTES,
     EarlyAnswer,
@@ -17,9 +19,7 @@ from sagaloom._client import (
     start_saga,
     ui_link,
 )
-from sagaloom._deployments import set_current_build
-from sagaloom._public import publish as _publish
-from sagaloom._views import SagaRow, list_query, list_sagas
+from sagaloom.client._views import SagaRow, list_query, list_sagas
 
 __all__ = [
     "DEFAULT_UI",

@@ -20,23 +20,28 @@ from typing import Any, NoReturn
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from sagaloom._client import DEFAULT_UI, connect, start_saga, ui_link
 from sagaloom._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
-from sagaloom._codec_server import CodecServer, CodecServerError, is_loopback
-from sagaloom._config import DEFAULT_TASK_QUEUE, VERSIONING_BEHAVIORS, ConfigError, WorkerConfig
 from sagaloom._definition import Saga, SagaInputError
-from sagaloom._deployments import set_current_build
-from sagaloom._logging import configure_logging
 from sagaloom._model import Reply, Resolution, SagaState, reply_problem
 from sagaloom._names import REPLY_UPDATE, step_key
-from sagaloom._registry import UnknownSagaError, find_saga, load_sagas
-from sagaloom._views import list_query, list_sagas, read_saga, step_table
+from sagaloom._ops._codec_server import CodecServer, CodecServerError, is_loopback
+from sagaloom._ops._logging import configure_logging
+from sagaloom.client._deployments import set_current_build
+from sagaloom.client._sagas import DEFAULT_UI, connect, start_saga, ui_link
+from sagaloom.client._views import list_query, list_sagas, read_saga, step_table
+from sagaloom.worker._config import (
+    DEFAULT_TASK_QUEUE,
+    VERSIONING_BEHAVIORS,
+    ConfigError,
+    WorkerConfig,
+)
+from sagaloom.worker._registry import UnknownSagaError, find_saga, load_sagas
 
 __all__ = ["main"]
 
 DATA_DIR = Path(".sagaloom")
 UI_FILE = "ui-url"
-"""Where ``saga dev`` notes its Web UI's URL in ``DATA_DIR`` (``sagaloom._dev`` writes it)."""
+"""Where ``saga dev`` notes its Web UI's URL in ``DATA_DIR`` (written by ``server/_stack``)."""
 
 
 def default_ui() -> str:
@@ -126,7 +131,7 @@ def worker_config(args: argparse.Namespace) -> WorkerConfig:
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
-    from sagaloom._worker import run_worker
+    from sagaloom.worker._run import run_worker
 
     await run_worker(worker_config(args))
     return 0
@@ -197,7 +202,7 @@ async def cmd_start(args: argparse.Namespace) -> int:
     handle = await start_saga(client, saga, data, id=args.id, task_queue=args.task_queue)
     print(f"started {handle.id}  {ui_link(handle.id, namespace=args.namespace, ui=args.ui)}")
     if args.wait:
-        from sagaloom._client import outcome
+        from sagaloom.client._sagas import outcome
 
         result = await outcome(handle)
         print(f"{result.status.value} {result.error or ''}".rstrip())
@@ -401,7 +406,7 @@ async def cmd_contract(args: argparse.Namespace) -> int:
 
 
 async def cmd_dead_letters(args: argparse.Namespace) -> int:
-    from sagaloom._broker._admin import dead_letters, redeliver
+    from sagaloom.client._broker_admin import dead_letters, redeliver
 
     try:
         if args.redeliver is not None:
@@ -445,7 +450,7 @@ async def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 async def cmd_events(args: argparse.Namespace) -> int:
-    from sagaloom._broker._admin import saga_events
+    from sagaloom.client._broker_admin import saga_events
 
     _workflow_id(args.id, "id")
     try:
@@ -466,7 +471,7 @@ async def cmd_events(args: argparse.Namespace) -> int:
 
 
 async def cmd_dev(args: argparse.Namespace) -> int:
-    from sagaloom._dev import run_dev
+    from sagaloom.server._stack import run_dev
 
     return await run_dev(args.data_dir, worker_config(args), ui_port=args.ui_port)
 
@@ -720,7 +725,7 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         if args.command == "worker" and worker_config(args).processes > 1:
             load_sagas(worker_config(args).saga_modules)  # fail here, not in every child
-            from sagaloom._supervisor import Supervisor
+            from sagaloom.worker._supervisor import Supervisor
 
             return Supervisor(worker_config(args)).run()  # in the main thread: it owns signals
         return asyncio.run(COMMANDS[args.command](args))

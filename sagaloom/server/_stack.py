@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-from sagaloom._broker._server import NatsServer, NatsServerOptions
-from sagaloom._client import connect
-from sagaloom._config import WorkerConfig
-from sagaloom._devserver import DevServer, DevServerOptions, ensure_search_attributes, port_open
-from sagaloom._registry import load_sagas
-from sagaloom._worker import run_worker
+from sagaloom.client._sagas import connect
+from sagaloom.client._search_attributes import ensure_search_attributes
+from sagaloom.server._nats import NatsServer, NatsServerOptions
+from sagaloom.server._temporal import DevServer, DevServerOptions, port_open
+from sagaloom.worker._config import WorkerConfig
+from sagaloom.worker._registry import load_sagas
+from sagaloom.worker._run import run_worker
 
 __all__ = ["DEFAULT_NATS_URL", "UI_FILE", "embedded_broker", "embedded_server", "run_dev"]
 

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from sagaloom._config import WorkerConfig
+from sagaloom.worker._config import WorkerConfig
 
 __all__ = ["Supervisor"]
 

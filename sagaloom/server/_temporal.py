@@ -16,23 +16,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from sagaloom._names import SEARCH_ATTRIBUTES
-from sagaloom._process import spawn, stop
+from sagaloom.server._process import spawn, stop
 
 __all__ = [
     "TUNED_PRAGMAS",
     "DevServer",
     "DevServerError",
     "DevServerOptions",
-    "ensure_search_attributes",
     "free_port",
     "port_open",
     "temporal_cli",
@@ -192,24 +186,3 @@ class DevServer:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""
         process, self._process = self._process, None
         stop(process, timeout)
-
-
-async def ensure_search_attributes(client: Client, namespace: str = "default") -> list[str]:
-    """Register sagaloom's search attributes on ``namespace`` where missing.
-
-    Returns:
-        The names that were added (empty when all were there).
-    """
-    listed = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
-    missing = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-        for key in SEARCH_ATTRIBUTES
-        if key.name not in listed.custom_attributes
-    }
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
-    return sorted(missing)

@@ -9,8 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagaloom._devserver import free_port, port_open
-from sagaloom._process import spawn, stop
+from sagaloom.server._process import spawn, stop
+from sagaloom.server._temporal import free_port, port_open
 
 __all__ = ["NatsServer", "NatsServerError", "NatsServerOptions", "nats_server_binary"]
 

@@ -20,7 +20,7 @@ def metrics_runtime(address: str) -> Runtime:
     """A Temporal runtime that serves the SDK's and the sagas' metrics at ``address``.
 
     SDK metrics are prefixed ``temporal_``; saga metrics are named ``sagaloom_*`` (see
-    ``sagaloom._metrics``). Create one per process, before the client.
+    ``sagaloom._ops._metrics``). Create one per process, before the client.
     """
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
 

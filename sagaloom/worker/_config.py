@@ -10,11 +10,11 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
+from sagaloom._names import DEFAULT_TASK_QUEUE
 from sagaloom._protocol import DEFAULT_NAMESPACE, namespace_problem
 
 __all__ = ["DEFAULT_TASK_QUEUE", "VERSIONING_BEHAVIORS", "ConfigError", "WorkerConfig"]
 
-DEFAULT_TASK_QUEUE = "sagaloom"
 """Task queue of the example sagas and of ``saga start`` unless told otherwise."""
 
 VERSIONING_BEHAVIORS = ("pinned", "auto-upgrade")

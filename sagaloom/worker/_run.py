@@ -24,17 +24,17 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from sagaloom._broker._bus import StreamLimits
 from sagaloom._broker._consumers import BrokerConsumers, Trigger, parse_triggers
-from sagaloom._client import connect
 from sagaloom._codec import EncryptionCodec
-from sagaloom._config import ConfigError, WorkerConfig
-from sagaloom._devserver import ensure_search_attributes
-from sagaloom._endpoint import WorkerEndpoint
 from sagaloom._model import Reply
 from sagaloom._names import REPLY_UPDATE, saga_of
-from sagaloom._plugin import SagaloomPlugin
-from sagaloom._registry import broker_users, load_sagas, saga_activities, saga_services
+from sagaloom._ops._telemetry import metrics_runtime, tracing_plugin
 from sagaloom._runtime import SagaWorkflow
-from sagaloom._telemetry import metrics_runtime, tracing_plugin
+from sagaloom.client._sagas import connect
+from sagaloom.client._search_attributes import ensure_search_attributes
+from sagaloom.worker._config import ConfigError, WorkerConfig
+from sagaloom.worker._endpoint import WorkerEndpoint
+from sagaloom.worker._plugin import SagaloomPlugin
+from sagaloom.worker._registry import broker_users, load_sagas, saga_activities, saga_services
 
 __all__ = ["build_worker", "check_broker", "check_services", "run_worker"]
 

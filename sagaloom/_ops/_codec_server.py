@@ -25,7 +25,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
-from sagaloom._serving import serve
+from sagaloom._ops._serving import serve
 
 __all__ = [
     "BODY_TIMEOUT",

@@ -29,8 +29,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from sagaloom._intake import ReplyRequest, Verdict, hand_over, read_reply
 from sagaloom._model import MAX_REPLY_BYTES, Reply
+from sagaloom._ops._serving import serve
 from sagaloom._reply_auth import ReplySigner
-from sagaloom._serving import serve
 
 __all__ = ["MAX_BODY_BYTES", "ReplyRequest", "WorkerEndpoint"]
 

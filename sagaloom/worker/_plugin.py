@@ -16,11 +16,11 @@ from temporalio.worker import WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sagaloom._broker._bus import Broker, StreamLimits
-from sagaloom._config import WorkerConfig
 from sagaloom._converter import converter
 from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._reply_auth import ReplySigner
 from sagaloom.participants._http import HttpParticipant
+from sagaloom.worker._config import WorkerConfig
 
 __all__ = ["SagaloomPlugin"]
 

@@ -40,7 +40,6 @@ from temporalio.exceptions import (
 )
 from temporalio.runtime import Runtime
 
-from sagaloom._config import DEFAULT_TASK_QUEUE
 from sagaloom._converter import converter
 from sagaloom._definition import Saga, SagaInputError
 from sagaloom._model import (
@@ -51,7 +50,7 @@ from sagaloom._model import (
     SagaReport,
     SagaStatus,
 )
-from sagaloom._names import SAGA_KEY, SAGA_NAME, WAIT_UPDATE
+from sagaloom._names import DEFAULT_TASK_QUEUE, SAGA_KEY, SAGA_NAME, WAIT_UPDATE
 
 __all__ = [
     "DEFAULT_UI",

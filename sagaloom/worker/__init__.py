@@ -8,12 +8,12 @@ The one line a Temporal project adds::
 or, with a :class:`WorkerConfig` read from the environment, ``build_worker(client, sagas)``.
 """
 
-from sagaloom._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
-from sagaloom._logging import configure_logging
-from sagaloom._plugin import SagaloomPlugin
+from sagaloom._ops._logging import configure_logging
 from sagaloom._public import publish as _publish
-from sagaloom._registry import UnknownSagaError, find_saga, load_sagas
-from sagaloom._worker import build_worker, run_worker
+from sagaloom.worker._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
+from sagaloom.worker._plugin import SagaloomPlugin
+from sagaloom.worker._registry import UnknownSagaError, find_saga, load_sagas
+from sagaloom.worker._run import build_worker, run_worker
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",

@@ -1,0 +1,108 @@
+"""The package's rooms and the arrows between them: each folder imports only from itself and below.
+
+``python -m tests.test_layout`` prints the folder-level import graph (every import, including
+those inside functions), the listing docs/contributing.md shows.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "sagaloom"
+
+# Bottom to top. A room may import from itself and from any room before it, never after.
+LAYERS = (
+    "definitions",  # sagaloom/*.py: the saga model, names, wire contracts (sandbox-safe)
+    "_ops",  # logging, metrics, telemetry, codec server, the HTTP server helper
+    "_runtime",  # the workflow (sandbox-safe)
+    "sagaloom",  # the package's face (sagaloom/__init__.py): definitions and the saga workflow
+    "participants",  # the caller side of a step: HTTP activity, idempotency, errors
+    "client",  # start, outcome, views, deployments, broker admin, search attributes
+    "_broker",  # NATS: the worker's bus and consumers
+    "worker",  # config, plugin, registry, reply endpoint, supervisor, worker process
+    "server",  # the embedded default: dev server, nats-server, the dev stack
+    "testing",  # saga_environment, ScriptedParticipant, FaultInjector
+    "_cli",  # the saga command
+)
+PRODUCTION = LAYERS[: LAYERS.index("worker") + 1]
+
+
+def room(module: str) -> str:
+    """The room of a ``sagaloom...`` module name."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "sagaloom"
+    if len(parts) == 2 and (PACKAGE / f"{parts[1]}.py").exists():
+        return "definitions"
+    return parts[1]
+
+
+def _module_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def arrows() -> dict[tuple[str, str], set[str]]:
+    """``(from room, to room) -> {'module -> module', ...}`` for every sagaloom import."""
+    found: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for path in sorted(PACKAGE.rglob("*.py")):
+        here = _module_of(path)
+        if here == "sagaloom.__main__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            for target in targets:
+                if target.startswith("sagaloom.") or target == "sagaloom":
+                    found[(room(here), room(target))].add(f"{here} -> {target}")
+    return found
+
+
+def test_every_module_is_in_a_room() -> None:
+    rooms = {room(_module_of(p)) for p in PACKAGE.rglob("*.py")}
+    assert rooms <= set(LAYERS), rooms - set(LAYERS)
+
+
+def test_no_arrow_runs_back_up() -> None:
+    back = {
+        pair: sorted(found)
+        for pair, found in arrows().items()
+        if LAYERS.index(pair[1]) > LAYERS.index(pair[0])
+    }
+    assert back == {}
+
+
+def test_production_never_imports_the_embedded_servers() -> None:
+    bad = {pair: sorted(f) for pair, f in arrows().items() if pair[0] in PRODUCTION}
+    bad = {pair: f for pair, f in bad.items() if pair[1] in ("server", "testing", "_cli")}
+    assert bad == {}
+
+
+def test_the_sandboxed_rooms_import_only_definitions_ops_and_themselves() -> None:
+    for (source, target), found in arrows().items():
+        if source in ("definitions", "_runtime"):
+            assert target in ("definitions", "_ops", "_runtime"), sorted(found)
+
+
+def main() -> None:
+    """Print the folder-level graph: each room, what it imports, and how many imports."""
+    graph = arrows()
+    for source in LAYERS:
+        targets = sorted(
+            ((t, len(f)) for (s, t), f in graph.items() if s == source and t != source),
+            key=lambda item: LAYERS.index(item[0]),
+        )
+        listing = ", ".join(f"{t} ({n})" for t, n in targets) or "-"
+        print(f"{source:13} -> {listing}")
+
+
+if __name__ == "__main__":
+    main()
