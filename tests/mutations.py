@@ -1,4 +1,4 @@
-"""Mutation testing by hand: break one README promise at a time, run the tests that guard it.
+"""Mutation testing by hand: break one documented promise at a time, run the tests that guard it.
 
 ``./run mutate`` (``python -m tests.mutations``) applies each mutation below to a copy of the
 source on disk (one small textual change in the runtime, the HTTP participant, the endpoint or
@@ -31,7 +31,7 @@ class Mutation:
     """One small change that breaks one promise."""
 
     promise: str
-    """The README promise it breaks."""
+    """The documented promise it breaks."""
     path: str
     """File, from the repository root."""
     old: str

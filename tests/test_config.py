@@ -96,10 +96,9 @@ def test_cli_links_follow_the_ui_saga_dev_runs(
     from pathlib import Path
 
     from sagaloom import _cli
-    from sagaloom.server import _stack as _dev
     from sagaloom.client import DEFAULT_UI
+    from sagaloom.server import _stack as _dev
 
-    assert _cli.UI_FILE == _dev.UI_FILE  # the file saga dev writes is the one the CLI reads
     folder = Path(str(tmp_path))
     monkeypatch.chdir(folder)
     monkeypatch.delenv("SAGALOOM_UI", raising=False)
@@ -109,3 +108,111 @@ def test_cli_links_follow_the_ui_saga_dev_runs(
     assert _cli.default_ui() == "http://127.0.0.1:18233"
     monkeypatch.setenv("SAGALOOM_UI", "https://temporal.example")
     assert _cli.default_ui() == "https://temporal.example"
+
+
+def test_every_field_is_a_row_of_the_settings_table_with_the_same_default() -> None:
+    from dataclasses import fields
+
+    from sagaloom.worker._settings import WORKER_SETTINGS
+
+    assert sorted(s.field for s in WORKER_SETTINGS) == sorted(f.name for f in fields(WorkerConfig))
+    plain = WorkerConfig()
+    for s in WORKER_SETTINGS:
+        if s.kind not in ("services", "tokens", "list"):
+            assert getattr(plain, s.field) == s.default, s.field
+
+
+def test_to_env_and_from_env_are_inverse_for_every_setting() -> None:
+    from pydantic import SecretStr
+
+    config = WorkerConfig(
+        address="t:7233",
+        namespace="shop",
+        task_queue="orders",
+        services={"payment": "http://p:1"},
+        service_tokens={"payment": SecretStr("tok")},
+        saga_modules=("a.b", "c"),
+        max_concurrent_activities=7,
+        max_concurrent_workflow_tasks=8,
+        max_cached_workflows=9,
+        tuner="resource",
+        poller="autoscaling",
+        max_activities_per_second=2.5,
+        max_task_queue_activities_per_second=10.0,
+        processes=3,
+        metrics_address="127.0.0.1:9000",
+        health_address="127.0.0.1:9001",
+        tracing=True,
+        reply_secret=SecretStr("s"),
+        encryption_keys=SecretStr("k=abc"),
+        encode_failures=True,
+        graceful_shutdown=timedelta(seconds=31),
+        nats_url="nats://127.0.0.1:4333",
+        nats_namespace="shop",
+        nats_max_msgs=5,
+        nats_max_bytes=6,
+        triggers=("orders.new=OrderSaga",),
+        sandboxed=False,
+        deployment="shop",
+        build_id="b1",
+        versioning="auto-upgrade",
+    )
+    again = WorkerConfig.from_env(config.to_env())
+    assert again == config
+    assert all(getattr(again, f) != getattr(WorkerConfig(), f) for f in again.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("value", ["maybe", "2"])
+def test_a_true_false_variable_is_read_one_way_and_a_typo_is_named(value: str) -> None:
+    with pytest.raises(ConfigError, match="SAGALOOM_TRACING"):
+        WorkerConfig.from_env({"SAGALOOM_TRACING": value})
+    for word, meant in (("yes", True), ("on", True), ("1", True), ("off", False), ("", False)):
+        assert WorkerConfig.from_env({"SAGALOOM_TRACING": word}).tracing is meant
+
+
+def test_worker_flags_come_from_the_table_and_override_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sagaloom._cli import parser, worker_config
+    from sagaloom._cli._common import fill_connection
+    from sagaloom.worker._settings import WORKER_SETTINGS
+
+    worker_help = parser()._subparsers._group_actions[0].choices["worker"].format_help()  # type: ignore[union-attr]
+    for s in WORKER_SETTINGS:
+        if s.flag:
+            assert s.flag in worker_help and s.env in worker_help, s.field
+    monkeypatch.setenv("SAGALOOM_SERVICE_PAYMENT", "http://p:1")
+    monkeypatch.setenv("SAGALOOM_PROCESSES", "2")
+    monkeypatch.setenv("SAGALOOM_SAGA_MODULES", "env.sagas")
+    args = parser().parse_args(
+        ["worker", "--processes", "4", "--no-sandbox", "--tracing", "--module", "cli.sagas",
+         "--service", "stock=http://s:2", "--graceful-shutdown-seconds", "3"]
+    )  # fmt: skip
+    fill_connection(args)
+    config = worker_config(args)
+    assert (config.processes, config.sandboxed, config.tracing) == (4, False, True)
+    assert config.saga_modules == ("env.sagas", "cli.sagas")
+    assert config.services == {"payment": "http://p:1", "stock": "http://s:2"}
+    assert config.graceful_shutdown == timedelta(seconds=3)
+    with pytest.raises(ConfigError, match="--max-cached-workflows"):
+        worker_config(parser().parse_args(["worker", "--max-cached-workflows", "0"]))
+
+
+def test_every_command_shows_an_example_in_its_help() -> None:
+    from sagaloom._cli import parser
+
+    commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert len(commands) == 15
+    for name, command in commands.items():
+        text = command.format_help()
+        assert "example:\n  " in text, name
+        example = text.split("example:\n  ", 1)[1]
+        assert f"saga {name}" in example, name
+
+
+def test_the_docs_configuration_tables_are_the_generated_ones() -> None:
+    from tests._docs import CONFIG_PAGE, generated_blocks
+
+    page = CONFIG_PAGE.read_text()
+    for block in generated_blocks().values():
+        assert block in page, "docs drifted from the settings table: run ./run docs"

@@ -46,7 +46,7 @@ def model(
 
     ``fast``: the saga runs on local activities. Cancelled, it then undoes every later step
     too (a step run in a workflow task the cancel made the server refuse leaves no record;
-    README, "Cancellation edges"), later steps first, each undo of nothing a tombstone.
+    CHANGELOG, "cancellation edges"), later steps first, each undo of nothing a tombstone.
     """
     calls: list[str] = []
     started: list[int] = []

@@ -1,9 +1,9 @@
-"""The README's quick start, as a newcomer runs it: a fresh project with its own packages.
+"""The quick start (docs/quickstart.md) as a newcomer runs it: a fresh project, its own packages.
 
-The Python files are taken verbatim from README.md (the blocks whose first line is
+The Python files are taken verbatim from docs/quickstart.md (the blocks whose first line is
 ``# file: <path>``) into an empty folder that has its own ``workflows`` and ``activities``
 packages — the names Temporal projects use, which sagaloom must not clash with. Then the
-README's commands run from that folder: ``saga worker --processes 2 --module ...``, ``saga start
+page's commands run from that folder: ``saga worker --processes 2 --module ...``, ``saga start
 ... --wait``, and the single-file script; one saga completes and one compensates, against the
 demo participants.
 """
@@ -29,11 +29,12 @@ from tests._helpers import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 SAGA = str(Path(sys.executable).parent / "saga")
+QUICKSTART = ROOT / "docs" / "quickstart.md"
 BLOCK = re.compile(r"```python\n# file: (?P<path>\S+)\n(?P<code>.*?)```", re.S)
 
 
 def readme_files() -> dict[str, str]:
-    files = {m["path"]: m["code"] for m in BLOCK.finditer((ROOT / "README.md").read_text())}
+    files = {m["path"]: m["code"] for m in BLOCK.finditer(QUICKSTART.read_text())}
     assert {"workflows/checkout.py", "activities/loyalty.py", "reserve_one.py"} <= set(files)
     return files
 
@@ -51,7 +52,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def env(stack: Stack) -> dict[str, str]:
-    """A newcomer's shell: the README's variables, nothing of this repository on the path."""
+    """A newcomer's shell: the quick start's variables, nothing of this repository on the path."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SAGALOOM_", "PYTHONPATH"))}
     return {
         **base,

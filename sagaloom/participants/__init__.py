@@ -1,7 +1,7 @@
 """Participant calls: HTTP participant, idempotency keys, errors, and the broker protocol.
 
 The broker protocol's subjects and headers are what an event-driven participant codes
-against (see ``docs/contracts`` and the README's "Event-driven participants").
+against (see ``docs/contracts`` and docs/event-driven.md).
 
 The engine's HTTP participant is one Temporal activity (``sagaloom.http``) with a pooled
 ``httpx`` client; :class:`~sagaloom.worker.SagaloomPlugin` registers it. Its request and

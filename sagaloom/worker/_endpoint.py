@@ -145,4 +145,4 @@ _STATUS = {
     Verdict.TOO_LARGE: 413,
     Verdict.RETRY: 503,
 }
-"""The HTTP answer to each verdict (the README's table)."""
+"""The HTTP answer to each verdict (docs/participants.md's table)."""

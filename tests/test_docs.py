@@ -1,0 +1,51 @@
+"""The documentation a newcomer reads: short README, every code block tested or an excerpt."""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests._helpers import ROOT
+
+FENCE = re.compile(r"^```python(?P<info>[^\n]*)\n(?P<code>.*?)^```", re.S | re.M)
+RUN = re.compile(r"# file: (\S+)\n")
+PAGES = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").rglob("*.md")])
+
+
+def blocks(page: Path) -> list[tuple[str, str]]:
+    return [(m["info"].strip(), m["code"]) for m in FENCE.finditer(page.read_text())]
+
+
+def test_the_readme_is_a_page_not_a_manual() -> None:
+    assert len((ROOT / "README.md").read_text().splitlines()) < 150
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_python_block_runs_in_a_test_or_says_it_is_an_excerpt(page: Path) -> None:
+    for info, code in blocks(page):
+        run = RUN.match(code)
+        if run:  # run by tests/test_quickstart.py, which takes the files from the quick start
+            assert page.name in ("quickstart.md", "README.md"), (page, run[1])
+            continue
+        assert info == 'title="excerpt"', f"{page}: a block neither run nor marked:\n{code[:200]}"
+        source = textwrap.dedent(code)
+        flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        compile(source, f"{page.name} excerpt", "exec", flags=flags)  # at least valid Python
+
+
+def test_the_readme_saga_is_the_quick_start_file_byte_for_byte() -> None:
+    readme = {RUN.match(c)[1]: c for _, c in blocks(ROOT / "README.md") if RUN.match(c)}  # type: ignore[index]
+    quick = {RUN.match(c)[1]: c for _, c in blocks(ROOT / "docs" / "quickstart.md") if RUN.match(c)}  # type: ignore[index]
+    assert readme and set(readme) <= set(quick)
+    for path, code in readme.items():
+        assert code == quick[path], path
+
+
+def test_the_docs_site_lists_every_page() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in (ROOT / "docs").rglob("*.md"):
+        assert str(page.relative_to(ROOT / "docs")) in nav, page
