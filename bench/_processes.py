@@ -19,7 +19,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowFailureError
 
 from bench._sagas import ACTIVITIES, SAGA_DEFS, WORKFLOWS, BenchInput
-from sagaloom.client._sagas import start_attributes
+from sagaloom.client import start_attributes
 from sagaloom.server import DevServer
 from sagaloom.worker import WorkerConfig, build_worker, load_sagas
 from workers.config import SAGA_MODULES

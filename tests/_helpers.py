@@ -8,16 +8,19 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 
 from sagaloom import SagaState, SagaStatus, StepStatus
+from sagaloom.worker import WorkerConfig
 from workers.config import SAGA_MODULES
 
 TASK_QUEUE = "sagaloom-tests"
@@ -42,15 +45,16 @@ class Stack:
 
     def worker_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALOOM_")}
-        env.update(
-            {f"SAGALOOM_SERVICE_{name.upper()}": url for name, url in self.services.items()},
-            TEMPORAL_ADDRESS=self.address,
-            SAGALOOM_TASK_QUEUE=TASK_QUEUE,
-            SAGALOOM_SAGA_MODULES=",".join(EXAMPLES),
-            SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS="5",
-            LEDGER_DB=str(self.tmp / "ledger.sqlite3"),  # the transfer saga's ledger activities
-            SAGALOOM_REPLY_SECRET=REPLY_SECRET,  # every worker takes every participant's reply
+        config = WorkerConfig(
+            address=self.address,
+            task_queue=TASK_QUEUE,
+            services=self.services,
+            saga_modules=EXAMPLES,
+            graceful_shutdown=timedelta(seconds=5),
+            reply_secret=SecretStr(REPLY_SECRET),  # every worker takes every participant's reply
         )
+        env.update(config.to_env())  # the settings table writes the variables
+        env["LEDGER_DB"] = str(self.tmp / "ledger.sqlite3")  # the transfer saga's activities
         return env
 
     def start_worker(

@@ -1,4 +1,7 @@
-"""A scripted participant for runtime tests: each call does what the saga's plan says."""
+"""The runtime tests' participant: the public ``ScriptedParticipant``, answering by plan.
+
+Each call's body names the test run (``run``) and what to do (``do``): the plan's answer below.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from sagaloom.participants import HTTP_ACTIVITY, HttpRequest, HttpResponse
+from sagaloom.participants import HttpRequest
+from sagaloom.testing import ScriptedParticipant
 
 CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
 ENDED: dict[str, list[tuple[str, float]]] = defaultdict(list)
@@ -22,8 +26,7 @@ GATES: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
 """Gates by ``<run><path>``: a call planned ``gate`` waits until the test sets its gate."""
 
 
-@activity.defn(name=HTTP_ACTIVITY)
-async def scripted(request: HttpRequest) -> HttpResponse:
+async def by_plan(request: HttpRequest) -> dict[str, Any]:
     """Record the call under the plan's run id, then do what the plan says for this path."""
     body = request.body or {}
     STARTED[body["run"]].append((request.path, time.monotonic()))
@@ -33,7 +36,7 @@ async def scripted(request: HttpRequest) -> HttpResponse:
         ENDED[body["run"]].append((request.path, time.monotonic()))
 
 
-async def _answer(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
+async def _answer(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
     CALLS[body["run"]].append((request.path, body))
     first = sum(path == request.path for path, _ in CALLS[body["run"]]) == 1
     match body["do"]:
@@ -46,7 +49,7 @@ async def _answer(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
         case "unavailable":
             raise ApplicationError("try later", type="Unavailable")
         case "malformed":
-            return HttpResponse(status=200, body={"unexpected": True})
+            return {"unexpected": True}
         case "slow":  # a while, heartbeating so a cancellation gets through
             for _ in range(20):
                 if not activity.info().is_local:
@@ -67,4 +70,10 @@ async def _answer(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
                     activity.heartbeat()
                 await asyncio.sleep(0.1)
     name = request.path.strip("/").split("/")[0]
-    return HttpResponse(status=200, body={"id": f"{name}-1"}, attempt=activity.info().attempt)
+    return {"id": f"{name}-1"}
+
+
+PARTICIPANT = ScriptedParticipant(default=by_plan)
+"""Every call answered by plan (and recorded in ``PARTICIPANT.calls`` too)."""
+scripted = PARTICIPANT.call
+"""The activity to register in place of the HTTP participant."""

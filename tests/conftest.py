@@ -13,15 +13,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from temporalio.client import Client
+from temporalio.worker import Worker
 
 from sagaloom.client import connect
 from sagaloom.server import DevServer, DevServerOptions, free_port
 from tests._helpers import ROOT, Stack
+from tests._scripted import scripted
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
@@ -45,6 +49,36 @@ def dev_server(tmp_stack_dir: Path) -> Iterator[DevServer]:
     asyncio.run(server.start())
     yield server
     server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal(dev_server: DevServer) -> Client:
+    """A client on the dev server alone: no demo services, no worker processes."""
+    return await connect(dev_server.address)
+
+
+ScriptedWorker = Callable[..., Worker]
+"""``scripted_worker(task_queue, [Saga classes], **worker options)``: an in-process worker."""
+
+
+@pytest.fixture(scope="session")
+def scripted_worker(temporal: Client) -> ScriptedWorker:
+    """In-process workers whose HTTP steps the plan-driven scripted participant answers.
+
+    For tests of the runtime's rules: they need the dev server and a client, nothing more.
+    """
+
+    def make(task_queue: str, workflows: Sequence[type], **options: Any) -> Worker:
+        extra = options.pop("activities", ())
+        return Worker(
+            temporal,
+            task_queue=task_queue,
+            workflows=list(workflows),
+            activities=[scripted, *extra],
+            **options,
+        )
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -130,6 +130,11 @@ def test_cli_input_from_a_file_or_stdin_and_clear_errors_for_bad_ids(
     for tool in ("show", "cancel"):
         run = cli(tool, "a\nb", address=stack.address)
         assert run.returncode == 2 and "control characters" in run.stderr
+    for tool in ("show", "cancel", "reply"):  # Temporal's refusal: one line naming the saga
+        extra = ("--step", "x") if tool == "reply" else ()
+        run = cli(tool, f"NoSuchSaga-{key}", *extra, address=stack.address)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert f"saga {tool}: error: saga 'NoSuchSaga-{key}'" in run.stderr, run.stderr
 
 
 def test_cli_input_from_stdin(stack: Stack, key: str) -> None:

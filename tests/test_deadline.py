@@ -18,9 +18,9 @@ from sagaloom import SagaState, SagaStatus, StepStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.converter import DATA_CONVERTER
 from sagaloom.server import temporal_cli
-from tests._helpers import Stack
 from tests._sagas import CONDITIONAL, DEADLINE, RULES, ConditionalSaga, DeadlineSaga, RulesSaga
 from tests._scripted import CALLS, scripted
+from tests.conftest import ScriptedWorker
 
 pytestmark = pytest.mark.integration
 SKIPPING: list[WorkflowEnvironment] = []
@@ -99,11 +99,9 @@ async def test_a_parked_saga_stays_parked_through_hours_and_retries_nothing(
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def conditional(stack: Stack) -> AsyncIterator[Client]:
-    async with Worker(
-        stack.client, task_queue="conditional", workflows=[ConditionalSaga], activities=[scripted]
-    ):
-        yield stack.client
+async def conditional(scripted_worker: ScriptedWorker, temporal: Client) -> AsyncIterator[Client]:
+    async with scripted_worker("conditional", [ConditionalSaga]):
+        yield temporal
 
 
 async def test_a_step_whose_condition_is_false_is_skipped_and_never_undone(

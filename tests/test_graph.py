@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.worker import Worker
 
 from sagaloom import (
     Http,
@@ -23,7 +22,7 @@ from sagaloom import (
     StepStatus,
 )
 from sagaloom.client import outcome, start_saga
-from tests._helpers import Stack, wait_for_status
+from tests._helpers import wait_for_status
 from tests._sagas import (
     CONTINUING,
     DIAMOND,
@@ -34,7 +33,8 @@ from tests._sagas import (
     ParallelDiamondSaga,
     PivotedSaga,
 )
-from tests._scripted import CALLS, scripted
+from tests._scripted import CALLS
+from tests.conftest import ScriptedWorker
 from workflows.order import OrderInput
 
 QUEUE = "graph"
@@ -80,14 +80,10 @@ def test_invalid_shapes_are_rejected_when_defined_naming_the_step(
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(stack: Stack) -> AsyncIterator[Client]:
-    async with Worker(
-        stack.client,
-        task_queue=QUEUE,
-        workflows=[DiamondSaga, ParallelDiamondSaga, ContinuingSaga, PivotedSaga],
-        activities=[scripted],
-    ):
-        yield stack.client
+async def client(scripted_worker: ScriptedWorker, temporal: Client) -> AsyncIterator[Client]:
+    sagas = [DiamondSaga, ParallelDiamondSaga, ContinuingSaga, PivotedSaga]
+    async with scripted_worker(QUEUE, sagas):
+        yield temporal
 
 
 async def run(client: Client, saga: Saga[Any], **steps: str) -> tuple[Any, list[str], str]:

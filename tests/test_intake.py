@@ -9,8 +9,8 @@ from pydantic import SecretStr
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from sagaloom import Reply
 from sagaloom._intake import Verdict, hand_over, read_reply
-from sagaloom._model import Reply
 from sagaloom._reply_auth import ReplySigner
 
 SIGNER = ReplySigner(SecretStr("intake-secret"))

@@ -7,6 +7,7 @@ those inside functions), the listing docs/contributing.md shows.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -106,3 +107,32 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# Tests use the public API; these test a private seam on purpose (the reason is the seam).
+PRIVATE_SEAMS = {
+    "tests/test_intake.py": "the one reply intake of HTTP and NATS, and the step-key contract",
+    "tests/test_schedule.py": "the pure scheduling functions the runtime calls",
+    "tests/test_nesting_model.py": "the pure nesting decisions, explored over every interleaving",
+    "tests/test_contracts.py": "the generated contracts against the committed ones",
+    "tests/test_replies.py": "the reply endpoint and reply tokens, attacked directly",
+    "tests/test_broker.py": "the broker connection and reply tokens, attacked directly",
+    "tests/test_security.py": "the codec server and the CLI's TLS flags",
+    "tests/test_observability.py": "the JSON log formatter",
+    "tests/test_tracing.py": "the tracing plugin the worker adds",
+    "tests/test_deploy.py": "the worker's service check and the CLI's variables, against manifests",
+    "tests/test_config.py": "the settings table, the CLI flags it generates, the CLI's UI file",
+    "tests/_docs.py": "the settings table the docs are generated from",
+}
+_PRIVATE = re.compile(r"^\s*from sagaloom(\.[a-z]+)*\._\w+|^\s*from sagaloom import _", re.M)
+
+
+def test_tests_use_the_public_api_unless_they_test_a_private_seam() -> None:
+    root = PACKAGE.parent
+    found = set()
+    for folder in ("tests", "bench", "workers", "services", "workflows", "activities"):
+        for path in (root / folder).rglob("*.py"):
+            if _PRIVATE.search(path.read_text()):
+                found.add(str(path.relative_to(root)))
+    found.discard("tests/test_layout.py")
+    assert found <= set(PRIVATE_SEAMS), sorted(found - set(PRIVATE_SEAMS))

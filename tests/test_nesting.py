@@ -9,24 +9,21 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.worker import Worker
 
 from sagaloom import SagaStatus
 from sagaloom.client import Outcome, outcome, start_saga
-from tests._helpers import Stack
 from tests._sagas import NESTING, NestingSaga, Rules2Saga
-from tests._scripted import CALLS, scripted
+from tests._scripted import CALLS
+from tests.conftest import ScriptedWorker
 
 pytestmark = pytest.mark.integration
 QUEUE = "nesting"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(stack: Stack) -> AsyncIterator[Client]:
-    async with Worker(
-        stack.client, task_queue=QUEUE, workflows=[NestingSaga, Rules2Saga], activities=[scripted]
-    ):
-        yield stack.client
+async def client(scripted_worker: ScriptedWorker, temporal: Client) -> AsyncIterator[Client]:
+    async with scripted_worker(QUEUE, [NestingSaga, Rules2Saga]):
+        yield temporal
 
 
 async def run(client: Client, **steps: str) -> tuple[Any, Outcome, list[str]]:

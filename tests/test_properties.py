@@ -17,11 +17,9 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from sagaloom import SagaStatus
 from sagaloom.client import outcome, start_saga
-from tests._helpers import Stack
 from tests._sagas import (
     SHAPES,
     STEP_NAMES,
@@ -31,7 +29,8 @@ from tests._sagas import (
     Rules3Saga,
     RulesSaga,
 )
-from tests._scripted import CALLS, scripted
+from tests._scripted import CALLS
+from tests.conftest import ScriptedWorker
 
 pytestmark = pytest.mark.integration
 QUEUE = "properties"
@@ -75,14 +74,10 @@ def model(
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(stack: Stack) -> AsyncIterator[Client]:
-    async with Worker(
-        stack.client,
-        task_queue=QUEUE,
-        workflows=[Rules1Saga, Rules2Saga, Rules3Saga, RulesSaga, LocalRulesSaga],
-        activities=[scripted],
-    ):
-        yield stack.client
+async def client(scripted_worker: ScriptedWorker, temporal: Client) -> AsyncIterator[Client]:
+    sagas = [Rules1Saga, Rules2Saga, Rules3Saga, RulesSaga, LocalRulesSaga]
+    async with scripted_worker(QUEUE, sagas):
+        yield temporal
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))

@@ -11,14 +11,14 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from sagaloom import SAGA_STATUS, Resolution, Saga, SagaState, SagaStatus, StepStatus
-from sagaloom.client import outcome, start_saga
-from sagaloom.client._sagas import Outcome
-from tests._helpers import Stack, wait_for_status
+from sagaloom.client import Outcome, outcome, start_saga
+from tests._helpers import wait_for_status
 from tests._sagas import LOCAL_RULES, RULES, LocalRulesSaga, RulesSaga
-from tests._scripted import CALLS, scripted
+from tests._scripted import CALLS
+from tests.conftest import ScriptedWorker
 
 pytestmark = pytest.mark.integration
 QUEUE = "runtime-rules"
@@ -30,23 +30,12 @@ UNSANDBOXED = "runtime-rules-unsandboxed"
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def worker(stack: Stack) -> AsyncIterator[Client]:
+async def worker(scripted_worker: ScriptedWorker, temporal: Client) -> AsyncIterator[Client]:
     async with (
-        Worker(
-            stack.client,
-            task_queue=QUEUE,
-            workflows=[RulesSaga, LocalRulesSaga],
-            activities=[scripted],
-        ),
-        Worker(
-            stack.client,
-            task_queue=UNSANDBOXED,
-            workflows=[LocalRulesSaga],
-            activities=[scripted],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-        ),
+        scripted_worker(QUEUE, [RulesSaga, LocalRulesSaga]),
+        scripted_worker(UNSANDBOXED, [LocalRulesSaga], workflow_runner=UnsandboxedWorkflowRunner()),
     ):
-        yield stack.client
+        yield temporal
 
 
 @pytest.fixture(

@@ -19,9 +19,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
 from sagaloom import SagaInputError, SagaStatus
-from sagaloom._codec import EncryptionCodec, EncryptionKeyError
 from sagaloom._ops._codec_server import IDLE_TIMEOUT, CodecServer, CodecServerError
 from sagaloom.client import connect, outcome, start_saga
+from sagaloom.converter import EncryptionCodec, EncryptionKeyError
 from sagaloom.participants import HttpParticipant
 from sagaloom.server import free_port
 from sagaloom.worker import WorkerConfig, build_worker, load_sagas

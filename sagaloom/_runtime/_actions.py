@@ -81,15 +81,15 @@ class Dispatcher:
         self._sends: dict[str, int] = {}
 
     async def run(
-        self, index: int, action: Action, ctx: StepContext[Any], summary: str, *, undo: bool
+        self, name: str, action: Action, ctx: StepContext[Any], summary: str, *, undo: bool
     ) -> Any:
-        """Run ``action`` for step ``index`` (its compensation when ``undo``); return its output.
+        """Run ``action`` for step ``name`` (its compensation when ``undo``); return its output.
 
         The forward action's request is recorded for the compensation's builders, and the
         attempts reported by the HTTP activity in the step's live state.
         """
         saga, progress = self._progress.saga, self._progress
-        step = saga.steps[index]
+        step = saga.steps[saga.position[name]]
         if isinstance(action, Timer):
             duration = action.duration(ctx) if callable(action.duration) else action.duration
             await workflow.sleep(duration, summary=summary)
@@ -113,12 +113,12 @@ class Dispatcher:
                 HTTP_ACTIVITY, [request], HttpResponse, activity_id, summary, timeouts, local
             )
             if undo:
-                progress.step(index).compensation_attempts = response.attempt
+                progress.step(name).compensation_attempts = response.attempt
             else:
-                progress.step(index).attempts = response.attempt
+                progress.step(name).attempts = response.attempt
             return response.body
         if isinstance(action, Command):
-            return await self._command(index, action, ctx, summary, timeouts, undo=undo)
+            return await self._command(step, action, ctx, summary, timeouts, undo=undo)
         assert isinstance(action, Activity)
         arg = jsonable(action.arg(ctx)) if action.arg is not None else None
         if not undo:
@@ -132,7 +132,7 @@ class Dispatcher:
 
     async def _command(
         self,
-        index: int,
+        step: Step,
         action: Command,
         ctx: StepContext[Any],
         summary: str,
@@ -146,7 +146,6 @@ class Dispatcher:
             ReplyFailed: (forward) a negative reply, or none in time.
             ApplicationError: (compensation) the same, as a failure the undo loop handles.
         """
-        step = self._progress.saga.steps[index]
         body = jsonable(action.body(ctx)) if action.body is not None else None
         if not undo:
             self._progress.inputs[step.name] = body

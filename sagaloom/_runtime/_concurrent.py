@@ -14,30 +14,32 @@ _T = TypeVar("_T")
 
 
 async def run_as_ready(
-    items: Sequence[int],
-    ready: Callable[[list[int], set[int]], list[int]],
-    run: Callable[[int], Awaitable[None]],
+    items: Sequence[_T],
+    ready: Callable[[list[_T], set[_T]], list[_T]],
+    run: Callable[[_T], Awaitable[None]],
+    rank: Callable[[_T], int],
 ) -> None:
     """Run each of ``items`` once ``ready`` allows it, concurrently, until all have finished.
 
     Args:
-        items: Step indexes, in the order readiness is checked.
+        items: Step names, in the order readiness is checked.
         ready: Given the items still waiting (in order) and those finished, the ones to start.
         run: Runs one item; an exception fails the whole loop.
+        rank: An item's place in the saga (its step's position).
 
-    Finished tasks are taken in step order, so the first failure is chosen deterministically.
-    When one fails (or the loop is cancelled), the others still running are cancelled and
-    awaited before the failure propagates.
+    Finished tasks are taken in step order (by ``rank``), so the first failure is chosen
+    deterministically. When one fails (or the loop is cancelled), the others still running are
+    cancelled and awaited before the failure propagates.
     """
-    waiting, finished = list(items), set[int]()
-    running: dict[asyncio.Future[None], int] = {}
+    waiting, finished = list(items), set[_T]()
+    running: dict[asyncio.Future[None], _T] = {}
     try:
         while waiting or running:
             for item in ready(waiting, finished):
                 waiting.remove(item)
                 running[asyncio.ensure_future(run(item))] = item
             done, _ = await workflow.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
-            for task in sorted(done, key=running.__getitem__):
+            for task in sorted(done, key=lambda t: rank(running[t])):
                 item = running.pop(task)
                 task.result()  # a failure raises here
                 finished.add(item)

@@ -21,21 +21,21 @@ class Parking:
         self._forward = False
         self._lock = asyncio.Lock()
 
-    async def park(self, index: int, error: str, *, forward: bool = False) -> Decision:
-        """Wait, parked in NEEDS_ATTENTION, for an operator's decision on step ``index``.
+    async def park(self, name: str, error: str, *, forward: bool = False) -> Decision:
+        """Wait, parked in NEEDS_ATTENTION, for an operator's decision on step ``name``.
 
         Args:
-            index: The step.
+            name: The step.
             error: Why it failed for good.
             forward: A retriable step ran out of budget (retry or skip it); otherwise its
                 compensation did (retry, skip, or mark it compensated).
         """
         async with self._lock:
-            return await self._park_one(index, error, forward=forward)
+            return await self._park_one(name, error, forward=forward)
 
-    async def _park_one(self, index: int, error: str, *, forward: bool) -> Decision:
+    async def _park_one(self, name: str, error: str, *, forward: bool) -> Decision:
         progress = self._progress
-        name, state = progress.saga.steps[index].name, progress.step(index)
+        state = progress.step(name)
         if forward:
             state.status, state.error = StepStatus.FAILED, error
         else:

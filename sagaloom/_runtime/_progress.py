@@ -19,6 +19,7 @@ from sagaloom._model import (
 from sagaloom._names import SAGA_STATUS, SAGA_STEP
 from sagaloom._ops._metrics import SagaMetrics
 from sagaloom._runtime._events import EventLog
+from sagaloom._schedule import undo_order
 
 __all__ = ["Progress", "details"]
 
@@ -44,9 +45,10 @@ class Progress:
         """JSON-able outputs of completed steps, by name."""
         self.inputs: dict[str, Any] = {}
         """What each forward action was called with, by step name (for its compensation)."""
-        self.started: list[int] = []
-        """Indexes of the steps whose compensation is registered, in start order."""
-        self.unrecorded: set[int] = set()
+        self._by_name = {s.name: s for s in self.state.steps}
+        self._registered: list[str] = []
+        """Steps whose compensation is registered, in start order."""
+        self._unrecorded: set[str] = set()
         """Fast-path steps registered for undo without a record of their run (see
         ``SagaWorkflow._unrecorded_may_have_run``)."""
         self.compensations: list[CompensationState] = []
@@ -60,13 +62,45 @@ class Progress:
         self.metrics = SagaMetrics(self.saga.name)
         self.metrics.started()
 
-    def step(self, index: int) -> StepState:
-        """The live state of step ``index``."""
-        return self.state.steps[index]
+    def step(self, name: str) -> StepState:
+        """The live state of step ``name``."""
+        return self._by_name[name]
 
-    def step_ended(self, index: int, status: StepStatus, error: str | None = None) -> None:
+    def register(self, name: str, *, unrecorded: bool = False) -> None:
+        """Register a step's compensation: before the step runs, so an unknown outcome is undone.
+
+        Args:
+            name: The step.
+            unrecorded: A fast-path step that may have run without a record of it.
+        """
+        self._registered.append(name)
+        if unrecorded:
+            self._unrecorded.add(name)
+
+    def refused(self, name: str) -> None:
+        """The participant refused the step: nothing took effect, nothing to undo."""
+        if name in self._registered:
+            self._registered.remove(name)
+
+    def registered(self, name: str) -> bool:
+        """Whether the step's compensation is registered."""
+        return name in self._registered
+
+    def unrecorded(self, name: str) -> bool:
+        """Whether the step was registered without a record of its run (fast path)."""
+        return name in self._unrecorded
+
+    def undo_order(self) -> list[str]:
+        """The registered steps in the order compensations are considered (``undo_order``)."""
+        return undo_order(self._registered)
+
+    def failed_compensations(self) -> list[CompensationState]:
+        """Compensations that failed for good and no operator resolved."""
+        return [c for c in self.compensations if not c.ok and c.resolution is None]
+
+    def step_ended(self, name: str, status: StepStatus, error: str | None = None) -> None:
         """Record how a forward action ended, with its duration and attempts."""
-        state = self.state.steps[index]
+        state = self._by_name[name]
         state.status, state.error, state.ended_at = status, error, workflow.now()
         self.publish()
         done = status is StepStatus.DONE
@@ -85,21 +119,19 @@ class Progress:
             )
 
     def compensation_ended(
-        self, index: int, status: StepStatus, *, ok: bool, error: str | None = None, **extra: Any
+        self, name: str, status: StepStatus, *, ok: bool, error: str | None = None, **extra: Any
     ) -> None:
         """Record how a step's compensation ended (``extra``: a resolution)."""
-        self.state.steps[index].status = status
+        self._by_name[name].status = status
         self.publish()
         self.events.emit(
             "compensation.completed" if ok else "compensation.failed",
             self.state.key,
-            step=self.saga.steps[index].name,
+            step=name,
             error=error,
             resolution=extra.get("resolution"),
         )
-        self.compensations.append(
-            CompensationState(step=self.saga.steps[index].name, ok=ok, error=error, **extra)
-        )
+        self.compensations.append(CompensationState(step=name, ok=ok, error=error, **extra))
 
     def count_compensation(self, step: str, *, ok: bool) -> None:
         """Count one compensation attempt's outcome in the metrics."""

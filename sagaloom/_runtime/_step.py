@@ -46,10 +46,11 @@ class StepRunner:
         self._children = children
         self.saga = progress.saga
 
-    async def forward(self, index: int, data: BaseModel) -> None:
-        """Run step ``index``: skip it, or run it and record its output or why it failed."""
+    async def forward(self, name: str, data: BaseModel) -> None:
+        """Run step ``name``: skip it, or run it and record its output or why it failed."""
         saga, progress = self.saga, self._progress
-        step, state = saga.steps[index], progress.step(index)
+        index = saga.position[name]
+        step, state = saga.steps[index], progress.step(name)
         if step.patch is not None and not workflow.patched(step.patch):
             state.status = StepStatus.SKIPPED  # added after this run started: it replays as it ran
             return
@@ -58,7 +59,7 @@ class StepRunner:
             state.status = StepStatus.SKIPPED  # its condition is false: never run, never undone
             return
         if step.compensation is not None or isinstance(step.action, ChildSaga):
-            progress.started.append(index)  # registered before the step runs
+            progress.register(name)  # registered before the step runs
         state.status, state.started_at = StepStatus.RUNNING, workflow.now()
         progress.publish()
         if saga.track_steps:
@@ -70,7 +71,7 @@ class StepRunner:
             correlation = step_key(ctx.saga_id, step.name)
             if asynchronous:
                 self._replies.expect(correlation)  # a reply may arrive before the command returns
-            output = jsonable(await self._actions.run(index, step.action, ctx, summary, undo=False))
+            output = jsonable(await self._actions.run(name, step.action, ctx, summary, undo=False))
             if asynchronous and step.reply_timeout is not None:
                 output = (
                     await self._replies.wait(correlation, step.reply_timeout, step.name) or output
@@ -83,39 +84,39 @@ class StepRunner:
             where = ".".join(str(p) for p in first["loc"]) or "<output>"
             assert step.output is not None
             reason = f"MalformedOutput: {step.output.__name__}.{where}: {first['msg']}"
-            progress.step_ended(index, StepStatus.FAILED, reason)
+            progress.step_ended(name, StepStatus.FAILED, reason)
             raise StepFailed(step.name, ApplicationError(reason)) from None
         except ReplyFailed as err:
-            progress.step_ended(index, StepStatus.FAILED, str(err))
+            progress.step_ended(name, StepStatus.FAILED, str(err))
             self._log_failure(step.name, "failed", str(err))
             raise StepFailed(step.name, ApplicationError(str(err))) from None
         except FailureError as err:  # ActivityError; a local activity's ApplicationError
             task = asyncio.current_task()
             if cancelled(err, task_cancelled=task is not None and task.cancelling() > 0):
-                progress.step_ended(index, StepStatus.FAILED, "cancelled")
+                progress.step_ended(name, StepStatus.FAILED, "cancelled")
                 if is_cancelled_exception(err):
                     raise
                 raise asyncio.CancelledError from None  # cancelled between two attempts
             state.attempts = attempt_of(err) or state.attempts
-            progress.step_ended(index, StepStatus.FAILED, describe(err))
+            progress.step_ended(name, StepStatus.FAILED, describe(err))
             if step.kind == "retriable":  # past the pivot: never undone, so wait for an operator
-                decision = await self._parking.park(index, describe(err), forward=True)
+                decision = await self._parking.park(name, describe(err), forward=True)
                 if decision.action == "retry":
-                    return await self.forward(index, data)
+                    return await self.forward(name, data)
                 state.status = StepStatus.SKIPPED
                 return
             listed = saga.step_retry(step).non_retryable_error_types or ()
-            if refused(err, list(listed)) and index in progress.started:
+            if refused(err, list(listed)):
                 # The participant refused: nothing took effect, so nothing to undo. Any other
                 # failure (timeout, retries exhausted) leaves the outcome unknown: undo it.
-                progress.started.remove(index)
+                progress.refused(name)
             self._log_failure(step.name, "failed for good", state.error or "")
             raise StepFailed(step.name, err) from None
         except BaseException:  # cancelled during a timer (asyncio.CancelledError)
-            progress.step_ended(index, StepStatus.FAILED, "cancelled")
+            progress.step_ended(name, StepStatus.FAILED, "cancelled")
             raise
         progress.outputs[step.name] = output
-        progress.step_ended(index, StepStatus.DONE)
+        progress.step_ended(name, StepStatus.DONE)
         task = asyncio.current_task()
         stopped = (task is not None and task.cancelling() > 0) or cancel_requested()
         if stopped and workflow.patched(CANCEL_AFTER_DONE_PATCH):
@@ -135,14 +136,15 @@ class StepRunner:
             error,
         )
 
-    async def undo(self, index: int, data: BaseModel) -> None:
+    async def undo(self, name: str, data: BaseModel) -> None:
         """Run one step's compensation until it is done, parked and resolved, or recorded."""
         saga, progress = self.saga, self._progress
-        step, state = saga.steps[index], progress.step(index)
+        index = saga.position[name]
+        step, state = saga.steps[index], progress.step(name)
         if isinstance(step.action, ChildSaga):
             state.status = StepStatus.COMPENSATING
             await self._children.undo(step.name)
-            progress.compensation_ended(index, StepStatus.COMPENSATED, ok=True)
+            progress.compensation_ended(name, StepStatus.COMPENSATED, ok=True)
             return
         assert step.compensation is not None
         ctx = UndoContext(
@@ -159,19 +161,19 @@ class StepRunner:
             if saga.track_steps:
                 progress.upsert(SAGA_STEP.value_set(step.name))
             try:
-                if index in progress.unrecorded and step.name not in progress.outputs:
+                if progress.unrecorded(name) and name not in progress.outputs:
                     try:  # its builder may need the output of a run history does not show
-                        await self._actions.run(index, step.compensation, ctx, summary, undo=True)
+                        await self._actions.run(name, step.compensation, ctx, summary, undo=True)
                     except (ValueError, KeyError, TypeError, AttributeError) as err:
                         progress.compensation_ended(
-                            index,
+                            name,
                             StepStatus.COMPENSATION_SKIPPED,
                             ok=True,
                             resolution=f"not recorded as run; its undo cannot be built: {err}",
                         )
                         return
                 else:
-                    await self._actions.run(index, step.compensation, ctx, summary, undo=True)
+                    await self._actions.run(name, step.compensation, ctx, summary, undo=True)
             except FailureError as err:
                 if is_cancelled_exception(err):
                     raise
@@ -179,21 +181,21 @@ class StepRunner:
                 if saga.continue_on_compensation_error:
                     state.compensation_error = describe(err)
                     progress.compensation_ended(
-                        index, StepStatus.COMPENSATION_FAILED, ok=False, error=describe(err)
+                        name, StepStatus.COMPENSATION_FAILED, ok=False, error=describe(err)
                     )
                     return
-                decision = await self._parking.park(index, describe(err))
+                decision = await self._parking.park(name, describe(err))
                 if decision.action == "retry":
                     continue
                 done = decision.action == "mark_compensated"
                 progress.compensation_ended(
-                    index,
+                    name,
                     StepStatus.COMPENSATED if done else StepStatus.COMPENSATION_SKIPPED,
                     ok=done,
                     error=decision.error,
                     resolution=f"{decision.action}: {decision.note}".rstrip(": "),
                 )
                 return
-            progress.compensation_ended(index, StepStatus.COMPENSATED, ok=True)
+            progress.compensation_ended(name, StepStatus.COMPENSATED, ok=True)
             progress.count_compensation(step.name, ok=True)
             return

@@ -259,11 +259,10 @@ class SagaWorkflow:
             return
         for index, step in enumerate(saga.steps):
             undoable = step.compensation is not None or isinstance(step.action, ChildSaga)
-            if local[index] and undoable and index not in progress.started:
-                progress.started.append(index)
-                progress.unrecorded.add(index)
-                if progress.state.steps[index].status is StepStatus.PENDING:
-                    progress.state.steps[index].status = StepStatus.SKIPPED
+            if local[index] and undoable and not progress.registered(step.name):
+                progress.register(step.name, unrecorded=True)
+                if progress.step(step.name).status is StepStatus.PENDING:
+                    progress.step(step.name).status = StepStatus.SKIPPED
 
     def _compensated(self, why: str) -> ApplicationError:
         """The failure a compensated saga ends with: its report as the first detail."""
@@ -314,20 +313,16 @@ class SagaWorkflow:
     async def _forward_graph(self, data: BaseModel) -> None:
         """Run every step once its dependencies are done; independent steps run at once."""
         saga = self.saga
-        if saga.graph.sequential:
-            for index in range(len(saga.steps)):
-                await self._steps.forward(index, data)
-            return
         names = [s.name for s in saga.steps]
+        if saga.graph.sequential:
+            for name in names:
+                await self._steps.forward(name, data)
+            return
         await run_as_ready(
-            range(len(names)),
-            lambda waiting, finished: [
-                saga.position[n]
-                for n in ready_to_run(
-                    saga.graph.depends_on, [names[i] for i in waiting], {names[i] for i in finished}
-                )
-            ],
-            lambda index: self._steps.forward(index, data),
+            names,
+            lambda waiting, finished: ready_to_run(saga.graph.depends_on, waiting, finished),
+            lambda name: self._steps.forward(name, data),
+            saga.position.__getitem__,
         )
 
     async def _compensate(self, data: BaseModel) -> None:
@@ -341,27 +336,19 @@ class SagaWorkflow:
         """
         saga, progress = self.saga, self._progress
         progress.set_status(SagaStatus.COMPENSATING)
-        order = list(reversed(progress.started))
+        order = progress.undo_order()
         if not saga.parallel_compensation:
-            for index in order:
-                await self._steps.undo(index, data)
+            for name in order:
+                await self._steps.undo(name, data)
         else:
-            names = [s.name for s in saga.steps]
-            started = {names[i] for i in order}
+            started = set(order)
             await run_as_ready(
                 order,
-                lambda todo, undone: [
-                    saga.position[n]
-                    for n in ready_to_undo(
-                        saga.graph.descendants,
-                        started,
-                        [names[i] for i in todo],
-                        {names[i] for i in undone},
-                    )
-                ],
-                lambda index: self._steps.undo(index, data),
+                lambda todo, undone: ready_to_undo(saga.graph.descendants, started, todo, undone),
+                lambda name: self._steps.undo(name, data),
+                saga.position.__getitem__,
             )
-        failed = [c for c in progress.compensations if not c.ok and c.resolution is None]
+        failed = progress.failed_compensations()
         if failed:
             progress.set_status(SagaStatus.FAILED)
             raise ApplicationError(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from temporalio import activity
@@ -12,8 +13,11 @@ from sagaloom._names import HTTP_ACTIVITY
 
 __all__ = ["Answer", "ScriptedParticipant"]
 
-Answer = Any | BaseException | Callable[[HttpRequest], Any]
-"""What a scripted call does: return this JSON body, raise this exception, or call this."""
+Answer = (
+    Any | BaseException | Callable[[HttpRequest], Any] | Callable[[HttpRequest], Awaitable[Any]]
+)
+"""What a scripted call does: return this JSON body, raise this exception, or call this
+(a function or a coroutine function of the request, returning the body or raising)."""
 
 
 class ScriptedParticipant:
@@ -26,14 +30,20 @@ class ScriptedParticipant:
             "payment POST /charges": ApplicationError("declined", non_retryable=True),
         })
 
-    A call not in the script answers 200 with ``{}``. Raise ``ApplicationError`` to fail an
-    attempt (non-retryable: the participant refused). ``calls`` records every request, in order,
-    as ``(key, request)`` with key ``"<service> <METHOD> <path>"``.
+    A call not in the script gets ``default`` (200 with ``{}`` unless told). Raise
+    ``ApplicationError`` to fail an attempt (non-retryable: the participant refused); an async
+    answer may take its time (heartbeat with ``activity.heartbeat()`` so a cancel reaches it).
+    ``calls`` records every request, in order, as ``(key, request)`` with key
+    ``"<service> <METHOD> <path>"``.
     """
 
-    def __init__(self, script: Mapping[str, Answer] | None = None) -> None:
+    def __init__(
+        self, script: Mapping[str, Answer] | None = None, *, default: Answer = None
+    ) -> None:
         self.script = dict(script or {})
         """Answers by ``"<service> <METHOD> <path>"``."""
+        self.default: Answer = {} if default is None else default
+        """The answer to a call not in the script."""
         self.calls: list[tuple[str, HttpRequest]] = []
         """Every request received, in order."""
 
@@ -46,9 +56,11 @@ class ScriptedParticipant:
         """Record the call and answer it as scripted."""
         key = f"{request.service} {request.method.upper()} {request.path}"
         self.calls.append((key, request))
-        answer = self.script.get(key, {})
+        answer = self.script.get(key, self.default)
         if isinstance(answer, BaseException):
             raise answer
         if callable(answer):
             answer = answer(request)
+            if inspect.isawaitable(answer):
+                answer = await answer
         return HttpResponse(status=200, body=answer, attempt=activity.info().attempt)

@@ -111,6 +111,31 @@ class SagaloomPlugin(SimplePlugin):
             run_context=self._close_participant,
         )
 
+    @classmethod
+    def from_config(
+        cls,
+        config: WorkerConfig,
+        *,
+        services: Mapping[str, str] | None = None,
+        broker: bool = True,
+    ) -> SagaloomPlugin:
+        """The plugin a worker configuration describes (the one place config meets plugin).
+
+        Args:
+            config: Its services, service tokens and reply secret, and its NATS settings.
+            services: Participant URLs instead of ``config.services``.
+            broker: Use ``config.nats_url`` (False: no broker activities, as ``build_worker``
+                runs no reply consumers).
+        """
+        return cls(
+            services=config.services if services is None else services,
+            tokens=config.service_tokens,
+            reply_secret=config.reply_secret,
+            nats_url=config.nats_url if broker else None,
+            nats_namespace=config.nats_namespace,
+            nats_limits=StreamLimits(config.nats_max_msgs, config.nats_max_bytes),
+        )
+
     def _converter(self, existing: DataConverter | None) -> DataConverter:
         codec = self._codec or (existing.payload_codec if existing is not None else None)
         return converter(codec, encode_failures=self._encode_failures)

@@ -22,7 +22,6 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from sagaloom._broker._bus import StreamLimits
 from sagaloom._broker._consumers import BrokerConsumers, Trigger, parse_triggers
 from sagaloom._codec import EncryptionCodec
 from sagaloom._model import Reply
@@ -87,13 +86,7 @@ def build_worker(
     own = (
         []
         if has_plugin or any(isinstance(p, SagaloomPlugin) for p in plugins)
-        else [
-            SagaloomPlugin(
-                services=config.services if services is None else services,
-                tokens=config.service_tokens,
-                reply_secret=config.reply_secret,
-            )
-        ]
+        else [SagaloomPlugin.from_config(config, services=services, broker=False)]
     )
     slots: dict[str, Any] = {
         "max_concurrent_activities": config.max_concurrent_activities,
@@ -162,14 +155,7 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
     check_services(sagas.values(), config.services)
     check_broker(sagas.values(), config.nats_url)
     triggers = _triggers(config, sagas)
-    plugin = SagaloomPlugin(
-        services=config.services,
-        tokens=config.service_tokens,
-        reply_secret=config.reply_secret,
-        nats_url=config.nats_url,
-        nats_namespace=config.nats_namespace,
-        nats_limits=StreamLimits(config.nats_max_msgs, config.nats_max_bytes),
-    )
+    plugin = SagaloomPlugin.from_config(config)
     signer = plugin.participant.replies
     client_box: list[Client] = []
 
