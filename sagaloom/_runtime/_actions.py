@@ -96,7 +96,7 @@ class Dispatcher:
             return None
         if isinstance(action, ChildSaga):
             arg = jsonable(action.input(ctx))
-            progress.inputs[step.name] = arg
+            progress.record_input(step.name, arg)
             return await self._children.run(step.name, action, arg, summary)
         timeouts = self._timeouts(step, undo=undo)
         local = step.local if step.local is not None else saga.local_activities
@@ -105,7 +105,7 @@ class Dispatcher:
             path = action.path(ctx) if callable(action.path) else action.path
             body = jsonable(action.body(ctx)) if action.body is not None else None
             if not undo:
-                progress.inputs[step.name] = body
+                progress.record_input(step.name, body)
             request = HttpRequest(
                 service=action.service, method=action.method, path=path, body=body
             )
@@ -122,7 +122,7 @@ class Dispatcher:
         assert isinstance(action, Activity)
         arg = jsonable(action.arg(ctx)) if action.arg is not None else None
         if not undo:
-            progress.inputs[step.name] = arg
+            progress.record_input(step.name, arg)
         args: list[Any] = [] if action.arg is None else [arg]
         result_type = None if undo else step.output
         timeouts = replace(timeouts, heartbeat=None)  # user activities may not beat
@@ -148,7 +148,7 @@ class Dispatcher:
         """
         body = jsonable(action.body(ctx)) if action.body is not None else None
         if not undo:
-            self._progress.inputs[step.name] = body
+            self._progress.record_input(step.name, body)
         command = _Send(
             step=step,
             action=action,

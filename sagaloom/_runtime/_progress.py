@@ -98,6 +98,14 @@ class Progress:
         """Compensations that failed for good and no operator resolved."""
         return [c for c in self.compensations if not c.ok and c.resolution is None]
 
+    def record_input(self, name: str, value: Any) -> None:
+        """What step ``name``'s forward action was called with (for its compensation)."""
+        self.inputs[name] = value
+
+    def record_output(self, name: str, value: Any) -> None:
+        """Step ``name``'s output, once it is done (later steps and the report read it)."""
+        self.outputs[name] = value
+
     def step_ended(self, name: str, status: StepStatus, error: str | None = None) -> None:
         """Record how a forward action ended, with its duration and attempts."""
         state = self._by_name[name]

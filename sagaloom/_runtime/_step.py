@@ -115,7 +115,7 @@ class StepRunner:
         except BaseException:  # cancelled during a timer (asyncio.CancelledError)
             progress.step_ended(name, StepStatus.FAILED, "cancelled")
             raise
-        progress.outputs[step.name] = output
+        progress.record_output(name, output)
         progress.step_ended(name, StepStatus.DONE)
         task = asyncio.current_task()
         stopped = (task is not None and task.cancelling() > 0) or cancel_requested()
@@ -151,7 +151,7 @@ class StepRunner:
             saga_id=workflow.info().workflow_id,
             input=data,
             outputs=progress.outputs,
-            step_input=progress.inputs.get(step.name),
+            step_input=progress.inputs.get(name),
             step_output=progress.outputs.get(step.name),
         )
         summary = f"compensate {index + 1}/{len(saga.steps)} {step.name}"
