@@ -283,6 +283,10 @@ class Step:
     """Run the step and its compensation as local activities (the fast path); None follows
     the saga's ``local_activities``. For short, idempotent calls: they retry inside the workflow
     task and show as markers in history."""
+    breaker: bool | None = None
+    """Wait, don't compensate, while this step's HTTP service is down (its breaker is open): no
+    retries are spent meanwhile, up to the service's outage budget. None: the saga's ``breaker``
+    (on by default); False opts this step out (it retries and compensates as the policy says)."""
 
 
 @dataclass(frozen=True)
@@ -329,6 +333,10 @@ class Saga(Generic[InputT]):
     """Show the saga's step table as the run's current details (the Web UI's run page, the SDK's
     built-in metadata query). Kept in worker memory: no history event, no visibility write
     (measured cost in docs/benchmarks.md); off only to measure that cost."""
+    breaker: bool = True
+    """Steps calling an HTTP service wait while the service's breaker is open instead of
+    spending retries and compensating (up to its outage budget; docs: Operating, Outages).
+    False: every step retries and compensates as its policy says; a step may say otherwise."""
 
     def __post_init__(self) -> None:
         """Check the definition and fail with an error naming the offending step."""

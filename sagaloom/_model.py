@@ -60,6 +60,8 @@ class SagaStatus(StrEnum):
     """Where a saga is in its life; also the value of the ``SagaStatus`` search attribute."""
 
     RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    """A step waits for a service whose breaker is open (no retries spent meanwhile)."""
     COMPLETED = "COMPLETED"
     COMPENSATING = "COMPENSATING"
     COMPENSATED = "COMPENSATED"
@@ -73,6 +75,8 @@ class StepStatus(StrEnum):
 
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
+    """Waiting for its service (``waiting_for``) to answer again."""
     DONE = "done"
     FAILED = "failed"
     COMPENSATING = "compensating"
@@ -204,6 +208,8 @@ class StepState(BaseModel):
     """Attempts of the compensation known to the saga."""
     compensation_error: str | None = None
     """Last error of the compensation."""
+    waiting_for: str | None = None
+    """The service whose breaker the step waits for (status ``waiting``)."""
 
 
 class SagaState(BaseModel):
@@ -280,6 +286,11 @@ class HttpRequest(BaseModel):
     """Path under the service's base URL."""
     body: dict[str, Any] | None = None
     """JSON body. (The ``Idempotency-Key`` header is derived by the activity from its ids.)"""
+    breaker: bool = False
+    """Ask the service's breaker first: when it is open, fail at once (``ServiceBreakerOpen``)
+    so the saga waits instead of retrying; report unavailability to it."""
+    released: bool = False
+    """The breaker has just let this call go: call without asking it again."""
 
 
 class HttpResponse(BaseModel):
@@ -332,6 +343,7 @@ EVENT_TYPES = (
     "io.sagaloom.saga.started",
     "io.sagaloom.step.completed",
     "io.sagaloom.step.failed",
+    "io.sagaloom.step.waiting",
     "io.sagaloom.compensation.completed",
     "io.sagaloom.compensation.failed",
     "io.sagaloom.saga.parked",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from temporalio.common import SearchAttributeKey
 
 __all__ = [
+    "BREAKER_PATCH",
     "CANCEL_AFTER_DONE_PATCH",
     "CHILD_CANCEL_PATCH",
     "CHILD_CLOSE_PATCH",
@@ -99,6 +100,9 @@ NESTED_CANCEL_PATCH = "sagaloom-nested-cancel"
 """Patch id marking nested sagas that notice a cancel the SDK swallowed while parent and child
 talk (a held child then compensates instead of waiting forever), shield the release of held
 children, and compensate a parent whose held child ended without completing."""
+BREAKER_PATCH = "sagaloom-breaker"
+"""Patch id marking sagas whose HTTP steps wait for their service's breaker (runs started
+before it retry and compensate as they did)."""
 REPLY_PATCH = "sagaloom-reply-update"
 """Patch id marking sagas that take replies through ``participant_reply`` only."""
 RESOLVE_UPDATE = "resolve"

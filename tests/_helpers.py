@@ -52,6 +52,7 @@ class Stack:
             saga_modules=EXAMPLES,
             graceful_shutdown=timedelta(seconds=5),
             reply_secret=SecretStr(REPLY_SECRET),  # every worker takes every participant's reply
+            breaker=False,  # these tests inject 503s to see retries end; test_breaker.py waits
         )
         env.update(config.to_env())  # the settings table writes the variables
         env["LEDGER_DB"] = str(self.tmp / "ledger.sqlite3")  # the transfer saga's activities

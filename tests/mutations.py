@@ -164,8 +164,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "participants: a configured token echoed raw in an error body is masked",
         "sagaloom/participants/_http.py",
-        "            raise classify_response(response, what, info.attempt, secrets)",
-        "            raise classify_response(response, what, info.attempt)",
+        "            failure = classify_response(response, what, info.attempt, secrets)",
+        "            failure = classify_response(response, what, info.attempt)",
         ("tests/test_security.py", "-k", "echoed"),
     ),
     Mutation(
@@ -479,6 +479,42 @@ MUTATIONS: tuple[Mutation, ...] = (
         "from sagaloom.client._search_attributes import ensure_search_attributes",
         "from sagaloom.server import ensure_search_attributes",
         ("tests/test_layout.py",),
+    ),
+    Mutation(
+        "outages: a refusal (4xx) or a fault (500) never opens a service's breaker",
+        "sagaloom/participants/_http.py",
+        "            if guarded and response.status_code in UNAVAILABLE_STATUSES:",
+        "            if guarded:",
+        ("tests/test_breaker.py", "-k", "refusals"),
+    ),
+    Mutation(
+        "outages: a step waiting for its service's breaker spends no attempts",
+        "sagaloom/participants/_http.py",
+        "        elif guarded and await self.breakers.is_open(request.service):",
+        "        elif False:",
+        ("tests/test_breaker.py", "-k", "long_outage"),
+    ),
+    Mutation(
+        "outages: a step waits while its service's breaker is open, it does not compensate",
+        "sagaloom/_runtime/_actions.py",
+        "                    await self._waits.wait(step.name, action.service)  # then call again",
+        "                    raise",
+        ("tests/test_breaker.py", "-k", "long_outage"),
+    ),
+    Mutation(
+        "outages: waiting steps are released at the set rate, not all at once",
+        "sagaloom/_runtime/_breaker.py",
+        '        await workflow.sleep(pause, summary="release rate")',
+        "        await workflow.sleep(0.001)",
+        ("tests/test_breaker.py", "-k", "long_outage"),
+    ),
+    Mutation(
+        "outages: a step waits at most its service's outage budget, then compensates",
+        "sagaloom/_runtime/_breaker.py",
+        "        if not view.expired and workflow.now() - view.opened_at >= settings.outage_budget"
+        ":",
+        "        if False:",
+        ("tests/test_breaker.py", "-k", "budget"),
     ),
 )
 

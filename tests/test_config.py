@@ -47,6 +47,9 @@ def test_defaults() -> None:
         ("SAGALOOM_MAX_CACHED_WORKFLOWS", "-1"),
         ("SAGALOOM_SERVICE_PAYMENT", "payment:8080"),
         ("SAGALOOM_NATS_NAMESPACE", "Bad.Name"),
+        ("SAGALOOM_OUTAGE_BUDGET_SECONDS", "-5"),
+        ("SAGALOOM_BREAKER_RELEASE_PER_SECOND", "0"),
+        ("SAGALOOM_SERVICE_PAYMENT_OUTAGE_BUDGET_SECONDS", "soon"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
@@ -118,7 +121,7 @@ def test_every_field_is_a_row_of_the_settings_table_with_the_same_default() -> N
     assert sorted(s.field for s in WORKER_SETTINGS) == sorted(f.name for f in fields(WorkerConfig))
     plain = WorkerConfig()
     for s in WORKER_SETTINGS:
-        if s.kind not in ("services", "tokens", "list"):
+        if s.kind not in ("services", "tokens", "budgets", "list"):
             assert getattr(plain, s.field) == s.default, s.field
 
 
@@ -153,6 +156,13 @@ def test_to_env_and_from_env_are_inverse_for_every_setting() -> None:
         nats_max_bytes=6,
         triggers=("orders.new=OrderSaga",),
         sandboxed=False,
+        breaker=False,
+        breaker_threshold=3,
+        breaker_window=timedelta(seconds=7),
+        breaker_probe=timedelta(seconds=2),
+        breaker_release_rate=0.5,
+        outage_budget=timedelta(seconds=600),
+        outage_budgets={"payment": timedelta(seconds=60)},
         deployment="shop",
         build_id="b1",
         versioning="auto-upgrade",
@@ -202,7 +212,7 @@ def test_every_command_shows_an_example_in_its_help() -> None:
     from sagaloom._cli import parser
 
     commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert len(commands) == 15
+    assert len(commands) == 16
     for name, command in commands.items():
         text = command.format_help()
         assert "example:\n  " in text, name

@@ -116,3 +116,14 @@ def test_a_diamond_waits_for_both_branches() -> None:
     assert ready_to_undo(graph.descendants, started, ["a"], {"d", "c"}) == []
     # A dependent that never started does not hold its dependency's undo back.
     assert ready_to_undo(graph.descendants, {"a", "b"}, ["b", "a"], set()) == ["b"]
+
+
+def test_release_batches_never_exceed_the_rate() -> None:
+    from datetime import timedelta
+
+    from sagaloom._outage import BreakerSettings, release_gap
+
+    for rate in (0.25, 0.5, 1.0, 2.5, 10.0, 33.3):
+        batch, pause = release_gap(BreakerSettings(release_per_second=rate))
+        assert batch >= 1 and batch / pause.total_seconds() <= rate + 1e-9
+        assert pause <= timedelta(seconds=max(1.0, 1 / rate))

@@ -7,7 +7,9 @@ Names (each labelled ``saga``):
 * ``sagaloom_saga_parked`` — counter of sagas parked in NEEDS_ATTENTION on a failed compensation;
 * ``sagaloom_step_duration`` — histogram (ms) of forward actions by ``step`` and ``outcome``;
 * ``sagaloom_step_attempts`` — histogram of attempts a forward action took, by ``step``;
-* ``sagaloom_compensations`` — counter of compensations by ``step`` and ``outcome`` (ok, failed).
+* ``sagaloom_compensations`` — counter of compensations by ``step`` and ``outcome`` (ok, failed);
+* ``sagaloom_step_waits`` — counter of steps that waited for a service, by ``step`` and
+  ``service`` (its breaker was open).
 
 The SDK does not emit workflow metrics while replaying, so a count is not doubled by a replay.
 """
@@ -41,6 +43,9 @@ class SagaMetrics:
         self._compensations = meter.create_counter(
             "sagaloom_compensations", "Compensations run, by outcome"
         )
+        self._waits = meter.create_counter(
+            "sagaloom_step_waits", "Steps that waited for a service whose breaker was open"
+        )
 
     def started(self) -> None:
         """Count a saga that began running."""
@@ -60,6 +65,10 @@ class SagaMetrics:
         self._duration.record(duration, {"step": step, "outcome": outcome})
         if attempts:
             self._attempts.record(attempts, {"step": step})
+
+    def waited(self, step: str, service: str) -> None:
+        """Count a step that waits for its service."""
+        self._waits.add(1, {"step": step, "service": service})
 
     def compensation(self, step: str, ok: bool) -> None:
         """Count a compensation."""

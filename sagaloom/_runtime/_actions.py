@@ -10,7 +10,7 @@ from typing import Any, cast
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.workflow import ActivityCancellationType
 
 from sagaloom._definition import (
@@ -25,6 +25,7 @@ from sagaloom._definition import (
 )
 from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
 from sagaloom._names import (
+    BREAKER_PATCH,
     COMMAND_ACTIVITY,
     COMMAND_RESEND_PATCH,
     HTTP_ACTIVITY,
@@ -32,8 +33,10 @@ from sagaloom._names import (
     step_key,
 )
 from sagaloom._runtime._children import Children
+from sagaloom._runtime._errors import breaker_open
 from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies, ReplyFailed
+from sagaloom._runtime._waits import ServiceWaits
 
 __all__ = ["DEFAULT_COMMAND_REPLY_TIMEOUT", "Dispatcher", "jsonable"]
 
@@ -74,10 +77,13 @@ class _Timeouts:
 class Dispatcher:
     """Runs a step's action or compensation the way its kind and the step's policy say."""
 
-    def __init__(self, progress: Progress, children: Children, replies: Replies) -> None:
+    def __init__(
+        self, progress: Progress, children: Children, replies: Replies, waits: ServiceWaits
+    ) -> None:
         self._progress = progress
         self._children = children
         self._replies = replies
+        self._waits = waits
         self._sends: dict[str, int] = {}
 
     async def run(
@@ -106,12 +112,27 @@ class Dispatcher:
             body = jsonable(action.body(ctx)) if action.body is not None else None
             if not undo:
                 progress.record_input(step.name, body)
+            guarded = not undo and self._breaker_on(step)
             request = HttpRequest(
-                service=action.service, method=action.method, path=path, body=body
+                service=action.service, method=action.method, path=path, body=body, breaker=guarded
             )
-            response = await _call(
-                HTTP_ACTIVITY, [request], HttpResponse, activity_id, summary, timeouts, local
-            )
+            while True:
+                try:
+                    response = await _call(
+                        HTTP_ACTIVITY,
+                        [request],
+                        HttpResponse,
+                        activity_id,
+                        summary,
+                        timeouts,
+                        local,
+                    )
+                    break
+                except FailureError as err:
+                    if not (guarded and breaker_open(err)):
+                        raise
+                    await self._waits.wait(step.name, action.service)  # then call again
+                    request = request.model_copy(update={"released": True})
             if undo:
                 progress.step(name).compensation_attempts = response.attempt
             else:
@@ -236,6 +257,11 @@ class Dispatcher:
                     self._replies.forget(correlation)
                     raise ApplicationError(str(err), type="ReplyFailed") from None
             pause = min(pause * retry.backoff_coefficient, retry.maximum_interval or pause * 100)
+
+    def _breaker_on(self, step: Step) -> bool:
+        """Whether the step waits for its service's breaker (new runs only: a patch)."""
+        on = step.breaker if step.breaker is not None else self._progress.saga.breaker
+        return on and workflow.patched(BREAKER_PATCH)
 
     def _timeouts(self, step: Step, *, undo: bool) -> _Timeouts:
         saga, defaults = self._progress.saga, self._progress.saga.defaults

@@ -13,8 +13,9 @@ from temporalio.exceptions import (
 )
 
 from sagaloom._names import TOOK_EFFECT
+from sagaloom._outage import BREAKER_OPEN
 
-__all__ = ["StepFailed", "attempt_of", "cancelled", "describe", "refused"]
+__all__ = ["StepFailed", "attempt_of", "breaker_open", "cancelled", "describe", "refused"]
 
 
 def describe(err: BaseException) -> str:
@@ -57,6 +58,12 @@ def cancelled(err: BaseException, *, task_cancelled: bool) -> bool:
         and isinstance(err, ActivityError | ChildWorkflowError)
         and err.retry_state == RetryState.CANCEL_REQUESTED
     )
+
+
+def breaker_open(err: BaseException) -> bool:
+    """Whether a call was not made because its service's breaker is open (the saga waits)."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    return isinstance(cause, ApplicationError) and cause.type == BREAKER_OPEN
 
 
 def refused(err: FailureError, non_retryable_types: tuple[str, ...] | list[str]) -> bool:

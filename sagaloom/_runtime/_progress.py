@@ -106,6 +106,13 @@ class Progress:
         """Step ``name``'s output, once it is done (later steps and the report read it)."""
         self.outputs[name] = value
 
+    def waiting(self, name: str, service: str) -> None:
+        """Step ``name`` waits for ``service``: shown, announced and counted."""
+        self.publish()
+        self.events.emit("step.waiting", self.state.key, step=name, service=service)
+        if self.metrics is not None:
+            self.metrics.waited(name, service)
+
     def step_ended(self, name: str, status: StepStatus, error: str | None = None) -> None:
         """Record how a forward action ended, with its duration and attempts."""
         state = self._by_name[name]
@@ -226,6 +233,8 @@ def details(state: SagaState, workflow_id: str) -> str:
     lines = [f"**{state.saga}**{key} — **{state.status.value}**", ""]
     for number, step in enumerate(state.steps, 1):
         line = f"{number}. **{step.name}** — {step.status.value}"
+        if step.waiting_for:
+            line += f" for service `{step.waiting_for}` (its breaker is open)"
         if step.attempts:
             line += f" · {step.attempts} {'try' if step.attempts == 1 else 'tries'}"
         error = (step.compensation_error or step.error or "").replace("\n", " ")[:120]

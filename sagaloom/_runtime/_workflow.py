@@ -66,6 +66,7 @@ from sagaloom._names import (
     STATE_QUERY,
     WAIT_UPDATE,
 )
+from sagaloom._outage import RELEASED_SIGNAL, ReleaseNotice
 from sagaloom._runtime._actions import Dispatcher
 from sagaloom._runtime._answers import EarlyAnswers
 from sagaloom._runtime._children import Children
@@ -75,6 +76,7 @@ from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies
 from sagaloom._runtime._step import StepRunner
+from sagaloom._runtime._waits import ServiceWaits
 from sagaloom._schedule import ready_to_run, ready_to_undo
 
 __all__ = ["SagaWorkflow"]
@@ -91,7 +93,8 @@ class SagaWorkflow:
         self._children = Children()
         self._replies = Replies()
         self._answers = EarlyAnswers(self._progress)
-        actions = Dispatcher(self._progress, self._children, self._replies)
+        self._waits = ServiceWaits(self._progress)
+        actions = Dispatcher(self._progress, self._children, self._replies, self._waits)
         self._steps = StepRunner(
             self._progress, actions, self._parking, self._replies, self._children
         )
@@ -144,6 +147,11 @@ class SagaWorkflow:
     def on_parent(self, decision: str) -> None:
         """The parent saga's decision for this held child: ``release`` or ``compensate``."""
         self._children.parent_says(decision)
+
+    @workflow.signal(name=RELEASED_SIGNAL)
+    def on_service_released(self, notice: ReleaseNotice) -> None:
+        """A service's breaker lets a waiting step call again (or tells it to give up)."""
+        self._waits.take(notice)
 
     @workflow.signal(name=OLD_CHILD_DONE_SIGNAL)
     def on_child_done_old(self, done: ChildDone) -> None:

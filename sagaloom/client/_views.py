@@ -39,7 +39,8 @@ __all__ = ["SagaRow", "list_query", "list_sagas", "read_saga", "step_table"]
 _STATUS_QUERY = {
     # a saga on the happy path has no SagaStatus: its execution status says where it is
     SagaStatus.RUNNING: (
-        'ExecutionStatus = "Running" AND (SagaStatus IS NULL OR SagaStatus = "RUNNING")'
+        'ExecutionStatus = "Running" AND (SagaStatus IS NULL OR SagaStatus IN ("RUNNING", '
+        '"WAITING"))'
     ),
     SagaStatus.COMPLETED: 'ExecutionStatus = "Completed"',
 }
@@ -168,8 +169,12 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
                     else step.compensation_error
                 )
         took = _duration(step.started_at, step.ended_at)
+        status = step.status.value
+        if step.waiting_for:
+            status = f"waiting:{step.waiting_for}"
+            error = f"waits for service {step.waiting_for} (breaker open); {error}".rstrip("; ")
         lines.append(
-            f"{i:>2}  {step.name:<18} {step.kind:<8} {step.status.value:<20} "
+            f"{i:>2}  {step.name:<18} {step.kind:<8} {status:<20} "
             f"{attempts or '-':>5} {took:>8}  {undo:<14} {error}"
         )
     for decision in state.decisions:

@@ -10,6 +10,7 @@ response models and error types are here for participant-side code and tests.
 
 from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
 from sagaloom._names import HTTP_ACTIVITY
+from sagaloom._outage import BREAKER_OPEN, OUTAGE_BUDGET_SPENT, BreakerSettings
 from sagaloom._protocol import (
     COMMAND_PREFIX,
     COMMANDS_STREAM,
@@ -31,6 +32,7 @@ from sagaloom._protocol import (
 )
 from sagaloom._public import publish as _publish
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
+from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._errors import (
     MALFORMED_RESPONSE,
     PARTICIPANT_REJECTED,
@@ -46,6 +48,7 @@ from sagaloom.participants._http import HttpParticipant
 from sagaloom.participants._idempotency import IDEMPOTENCY_HEADER, idempotency_key
 
 __all__ = [
+    "BREAKER_OPEN",
     "COMMANDS_STREAM",
     "COMMAND_PREFIX",
     "CORRELATION_HEADER",
@@ -60,6 +63,7 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "MALFORMED_RESPONSE",
     "MSG_ID",
+    "OUTAGE_BUDGET_SPENT",
     "PARTICIPANT_REJECTED",
     "PARTICIPANT_UNAVAILABLE",
     "REPLIES_STREAM",
@@ -69,6 +73,8 @@ __all__ = [
     "TRIGGERS_STREAM",
     "UNEXPECTED_STATUS",
     "UNKNOWN_SERVICE",
+    "BreakerSettings",
+    "Breakers",
     "BrokerCommand",
     "BrokerNames",
     "HttpParticipant",

@@ -15,12 +15,15 @@ from temporalio.exceptions import ApplicationError
 
 from sagaloom._model import HttpRequest, HttpResponse
 from sagaloom._names import HTTP_ACTIVITY
+from sagaloom._outage import BREAKER_OPEN, PROBE_ACTIVITY, UNAVAILABLE_STATUSES
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
+from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._errors import (
     MALFORMED_RESPONSE,
     UNKNOWN_SERVICE,
     classify_response,
     classify_transport_error,
+    redact,
 )
 from sagaloom.participants._idempotency import IDEMPOTENCY_HEADER, idempotency_key
 
@@ -50,6 +53,7 @@ class HttpParticipant:
         tokens: Mapping[str, SecretStr] | None = None,
         heartbeat_every: timedelta = timedelta(seconds=2),
         replies: ReplySigner | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         """Create the participant.
 
@@ -63,6 +67,8 @@ class HttpParticipant:
                 death are noticed promptly.
             replies: Signs the reply token sent with every command (``Sagaloom-Reply-Token``,
                 with ``Sagaloom-Correlation-Id``); by default under a random secret.
+            breakers: The per-service breakers asked before a call (for requests that say
+                ``breaker``) and told of outages; by default off.
         """
         self._services = {name: url.rstrip("/") for name, url in services.items()}
         self._owns_client = client is None
@@ -72,6 +78,8 @@ class HttpParticipant:
         self._heartbeat_every = heartbeat_every.total_seconds()
         self.replies = replies or ReplySigner()
         """Signs reply tokens; the worker's reply endpoint checks them with the same secret."""
+        self.breakers = breakers or Breakers()
+        """The per-service breakers' client side."""
 
     @property
     def services(self) -> Mapping[str, str]:
@@ -112,6 +120,15 @@ class HttpParticipant:
                 f"set SAGALOOM_SERVICE_{request.service.upper()}",
                 type=UNKNOWN_SERVICE,
             )
+        guarded = request.breaker and self.breakers.enabled
+        if guarded and request.released:
+            self.breakers.forget(request.service)  # it closed: read it afresh next time
+        elif guarded and await self.breakers.is_open(request.service):
+            raise ApplicationError(
+                f"{what}: not called, the breaker of service {request.service} is open",
+                type=BREAKER_OPEN,
+                non_retryable=True,  # the saga waits for the breaker; no attempt is spent
+            )
         key = idempotency_key()
         headers = {
             **self._headers,
@@ -136,9 +153,15 @@ class HttpParticipant:
         try:
             response = await self._with_heartbeats(send)
         except httpx.HTTPError as err:
-            raise classify_transport_error(err, what, info.attempt, secrets) from None
+            failure = classify_transport_error(err, what, info.attempt, secrets)
+            if guarded:
+                await self.breakers.report(request.service, failure.message)
+            raise failure from None
         if not response.is_success:
-            raise classify_response(response, what, info.attempt, secrets)
+            failure = classify_response(response, what, info.attempt, secrets)
+            if guarded and response.status_code in UNAVAILABLE_STATUSES:
+                await self.breakers.report(request.service, failure.message)
+            raise failure
         try:
             body = response.json() if response.content else None
         except json.JSONDecodeError:
@@ -149,6 +172,23 @@ class HttpParticipant:
                 non_retryable=True,
             ) from None
         return HttpResponse(status=response.status_code, body=body, attempt=info.attempt)
+
+    @activity.defn(name=PROBE_ACTIVITY)
+    async def probe(self, service: str) -> str:
+        """Whether ``service`` answers: "" when it does (any status but 502/503/504), else why.
+
+        The breaker's one test of a service while it is open, instead of every waiting call.
+        """
+        base = self._services.get(service)
+        if base is None:
+            return f"no URL configured for service {service!r}"
+        try:
+            response = await self._client.get(base + "/", timeout=httpx.Timeout(5.0))
+        except httpx.HTTPError as err:
+            return f"{type(err).__name__}: {redact(str(err), 120)}"
+        if response.status_code in UNAVAILABLE_STATUSES:
+            return f"HTTP {response.status_code}"
+        return ""
 
     async def _with_heartbeats(self, send: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
         """Await ``send``, heartbeating meanwhile; cancelling the activity cancels the call."""

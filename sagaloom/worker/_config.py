@@ -15,7 +15,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from sagaloom._names import DEFAULT_TASK_QUEUE
+from sagaloom._outage import BreakerSettings
 from sagaloom._protocol import DEFAULT_NAMESPACE, namespace_problem
+from sagaloom.participants._breakers import Breakers
 from sagaloom.worker._settings import WORKER_SETTINGS, ConfigError, setting
 
 __all__ = ["DEFAULT_TASK_QUEUE", "VERSIONING_BEHAVIORS", "ConfigError", "WorkerConfig"]
@@ -63,6 +65,13 @@ class WorkerConfig:
     nats_max_bytes: int = _default("nats_max_bytes")
     triggers: tuple[str, ...] = ()
     sandboxed: bool = True
+    breaker: bool = True
+    breaker_threshold: int = _default("breaker_threshold")
+    breaker_window: timedelta = timedelta(seconds=30)
+    breaker_probe: timedelta = timedelta(seconds=5)
+    breaker_release_rate: float = _default("breaker_release_rate")
+    outage_budget: timedelta = timedelta(hours=1)
+    outage_budgets: Mapping[str, timedelta] = field(default_factory=dict)
     deployment: str | None = None
     build_id: str | None = None
     versioning: str = _default("versioning")
@@ -86,6 +95,19 @@ class WorkerConfig:
             raise ConfigError(
                 f"versioning {self.versioning!r} must be one of {', '.join(VERSIONING_BEHAVIORS)}"
             )
+
+    def breakers(self) -> Breakers:
+        """The per-service breakers these settings describe (off with ``breaker=False``)."""
+        if not self.breaker:
+            return Breakers(None)
+        settings = BreakerSettings(
+            threshold=self.breaker_threshold,
+            window=self.breaker_window,
+            probe_every=self.breaker_probe,
+            release_per_second=self.breaker_release_rate,
+            outage_budget=self.outage_budget,
+        )
+        return Breakers(settings, self.outage_budgets)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:

@@ -17,8 +17,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sagaloom._broker._bus import Broker, StreamLimits
 from sagaloom._converter import converter
+from sagaloom._outage import BreakerSettings
 from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._reply_auth import ReplySigner
+from sagaloom._runtime._breaker import ServiceBreaker
+from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._http import HttpParticipant
 from sagaloom.worker._config import WorkerConfig
 
@@ -60,6 +63,7 @@ class SagaloomPlugin(SimplePlugin):
         nats_url: str | None = None,
         nats_namespace: str | None = None,
         nats_limits: StreamLimits | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         """Create the plugin.
 
@@ -82,6 +86,9 @@ class SagaloomPlugin(SimplePlugin):
                 ``SAGALOOM_NATS_NAMESPACE`` with ``services=None``, else ``sagaloom``.
             nats_limits: Bounds of the replies and dead-letter streams. None:
                 ``SAGALOOM_NATS_MAX_MSGS``/``_MAX_BYTES`` with ``services=None``, else defaults.
+            breakers: The per-service breakers HTTP steps wait for while their service is down.
+                None: ``SAGALOOM_BREAKER*`` with ``services=None``, else on with the defaults;
+                ``Breakers(None)``: off.
         """
         if services is None:
             env = WorkerConfig.from_env()
@@ -90,13 +97,21 @@ class SagaloomPlugin(SimplePlugin):
             nats_url = nats_url or env.nats_url
             nats_namespace = nats_namespace or env.nats_namespace
             nats_limits = nats_limits or StreamLimits(env.nats_max_msgs, env.nats_max_bytes)
+            breakers = breakers or env.breakers()
         signer = ReplySigner(reply_secret)
-        self.participant = HttpParticipant(services, tokens=tokens, replies=signer)
+        breakers = breakers or Breakers(BreakerSettings())
+        self.participant = HttpParticipant(
+            services, tokens=tokens, replies=signer, breakers=breakers
+        )
         """The HTTP participant whose activity workers run."""
         names = BrokerNames(nats_namespace or DEFAULT_NAMESPACE)
         self.broker = Broker(nats_url, signer, names, nats_limits) if nats_url else None
         """The broker connection whose activities workers run (with ``nats_url``)."""
         activities: list[Callable[..., Any]] = [self.participant.call] if http else []
+        workflows = list(sagas)
+        if http and breakers.enabled:
+            activities.append(self.participant.probe)
+            workflows.append(ServiceBreaker)
         if self.broker is not None:
             activities += [self.broker.send, self.broker.publish_events]
         self._codec = codec
@@ -105,7 +120,7 @@ class SagaloomPlugin(SimplePlugin):
             "sagaloom",
             data_converter=self._converter,
             workflow_runner=_with_passthrough,
-            workflows=list(sagas) or None,
+            workflows=workflows or None,
             activities=activities or None,
             interceptors=list(interceptors) or None,
             run_context=self._close_participant,
@@ -134,6 +149,7 @@ class SagaloomPlugin(SimplePlugin):
             nats_url=config.nats_url if broker else None,
             nats_namespace=config.nats_namespace,
             nats_limits=StreamLimits(config.nats_max_msgs, config.nats_max_bytes),
+            breakers=config.breakers(),
         )
 
     def _converter(self, existing: DataConverter | None) -> DataConverter:

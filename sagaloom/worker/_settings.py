@@ -19,6 +19,7 @@ from sagaloom._names import DEFAULT_TASK_QUEUE
 from sagaloom._protocol import DEFAULT_NAMESPACE
 
 __all__ = [
+    "BUDGET_SUFFIX",
     "CLI_SETTINGS",
     "SERVICE_PREFIX",
     "TOKEN_SUFFIX",
@@ -32,6 +33,7 @@ __all__ = [
 
 SERVICE_PREFIX = "SAGALOOM_SERVICE_"
 TOKEN_SUFFIX = "_TOKEN"
+BUDGET_SUFFIX = "_OUTAGE_BUDGET_SECONDS"
 
 Kind = Literal[
     "text",  # a string; empty means the default
@@ -45,6 +47,7 @@ Kind = Literal[
     "list",  # comma-separated in the variable; the flag is repeatable and adds
     "secret",  # a SecretStr or None; no flag (flags show in ps)
     "services",  # SAGALOOM_SERVICE_<NAME>=<url>; the flag is NAME=URL, repeatable
+    "budgets",  # SAGALOOM_SERVICE_<NAME>_OUTAGE_BUDGET_SECONDS=<seconds>; no flag
     "tokens",  # SAGALOOM_SERVICE_<NAME>_TOKEN=<token>; no flag
 ]
 
@@ -107,6 +110,8 @@ class Setting:
             return _services(env)
         if self.kind == "tokens":
             return _tokens(env)
+        if self.kind == "budgets":
+            return _budgets(env)
         if not raw:
             return self.default
         return self.parse(raw, self.env)
@@ -141,6 +146,11 @@ class Setting:
                 f"{SERVICE_PREFIX}{k.upper()}{TOKEN_SUFFIX}": v.get_secret_value()
                 for k, v in value.items()
             }
+        if self.kind == "budgets":
+            return {
+                f"{SERVICE_PREFIX}{k.upper()}{BUDGET_SUFFIX}": str(int(v.total_seconds()))
+                for k, v in value.items()
+            }
         if value is None:
             text = ""
         elif self.kind == "bool":
@@ -157,7 +167,7 @@ class Setting:
 
     def shown_default(self) -> str:
         """The default as the docs show it."""
-        if self.kind in ("services", "tokens", "list") or self.default in (None, ""):
+        if self.kind in ("services", "tokens", "budgets", "list") or self.default in (None, ""):
             return "-"
         if self.kind == "bool":
             return self.words[0] if self.default else self.words[1]
@@ -181,7 +191,9 @@ def _services(env: Mapping[str, str]) -> dict[str, str]:
     services = {
         name[len(SERVICE_PREFIX) :].lower(): url
         for name, url in env.items()
-        if name.startswith(SERVICE_PREFIX) and not name.endswith(TOKEN_SUFFIX) and url
+        if name.startswith(SERVICE_PREFIX)
+        and not name.endswith((TOKEN_SUFFIX, BUDGET_SUFFIX))
+        and url
     }
     for name, url in services.items():
         if not url.startswith(("http://", "https://")):
@@ -195,6 +207,15 @@ def _tokens(env: Mapping[str, str]) -> dict[str, SecretStr]:
         for name, value in env.items()
         if name.startswith(SERVICE_PREFIX) and name.endswith(TOKEN_SUFFIX) and value
     }
+
+
+def _budgets(env: Mapping[str, str]) -> dict[str, timedelta]:
+    out: dict[str, timedelta] = {}
+    for name, raw in env.items():
+        if name.startswith(SERVICE_PREFIX) and name.endswith(BUDGET_SUFFIX) and raw:
+            service = name[len(SERVICE_PREFIX) : -len(BUDGET_SUFFIX)].lower()
+            out[service] = timedelta(seconds=_positive(raw, name, int))
+    return out
 
 
 S = Setting
@@ -269,6 +290,24 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
       "run workflow code in the SDK's sandbox; off: less CPU per saga, but non-determinism "
       "in your step builders is no longer caught (flag: --no-sandbox)", "--no-sandbox",
       words=("on", "off")),
+    S("breaker", "SAGALOOM_BREAKER", "bool", True,
+      "HTTP steps wait while their service is down (its breaker open) instead of spending "
+      "retries and compensating (flag: --no-breaker)", "--no-breaker", words=("on", "off")),
+    S("breaker_threshold", "SAGALOOM_BREAKER_THRESHOLD", "count", 5,
+      "unavailable failures (refused, reset, timed out, 502/503/504) within the window that "
+      "open a service's breaker", "--breaker-threshold"),
+    S("breaker_window", "SAGALOOM_BREAKER_WINDOW_SECONDS", "seconds", timedelta(seconds=30),
+      "how far back those failures count", "--breaker-window-seconds"),
+    S("breaker_probe", "SAGALOOM_BREAKER_PROBE_SECONDS", "seconds", timedelta(seconds=5),
+      "how often an open breaker tests its service (one probe, not one call per saga)",
+      "--breaker-probe-seconds"),
+    S("breaker_release_rate", "SAGALOOM_BREAKER_RELEASE_PER_SECOND", "rate", 10.0,
+      "waiting steps released per second once the service answers", "--breaker-release-rate"),
+    S("outage_budget", "SAGALOOM_OUTAGE_BUDGET_SECONDS", "seconds", timedelta(hours=1),
+      "how long a step waits for its service at most; past it the saga compensates",
+      "--outage-budget-seconds"),
+    S("outage_budgets", f"{SERVICE_PREFIX}<NAME>{BUDGET_SUFFIX}", "budgets", None,
+      "one service's own outage budget, in seconds"),
     S("deployment", "SAGALOOM_DEPLOYMENT", "optional", None,
       "Worker Versioning: this worker's deployment (with the build id, or neither)",
       "--deployment", metavar="NAME"),

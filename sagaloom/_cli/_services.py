@@ -1,0 +1,119 @@
+"""``saga services``: each service's breaker, the steps waiting on it; open or close one by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from temporalio.service import RPCError, RPCStatusCode
+
+from sagaloom._cli._common import CliError, add_command, client, connection_flags
+from sagaloom._outage import (
+    BREAKER_WORKFLOW,
+    SET_UPDATE,
+    VIEW_QUERY,
+    BreakerOrder,
+    BreakerStart,
+    BreakerView,
+    breaker_id,
+)
+from sagaloom.worker._config import WorkerConfig
+from sagaloom.worker._settings import SERVICE_PREFIX, setting
+
+__all__ = ["register"]
+
+
+def _row(view: BreakerView) -> str:
+    status = view.status.value + (f" (forced {view.forced})" if view.forced else "")
+    since = f"since {view.opened_at:%H:%M:%S}" if view.opened_at and view.status == "open" else ""
+    if view.expired:
+        since += " budget spent"
+    return (
+        f"{view.service:<16} {status:<22} {len(view.waiting):>7} {view.released:>8} "
+        f"{view.probes:>6}  {since:<24} {view.last_error[:60]}"
+    )
+
+
+async def cmd_services(args: argparse.Namespace) -> int:
+    """List the breakers, or give one an operator's order."""
+    temporal = await client(args)
+    actions = [a for a in ("open", "close", "auto") if getattr(args, a)]
+    order = BreakerOrder(action=actions[0], note=args.note) if actions else None
+    if order is not None:
+        name = getattr(args, order.action).lower()
+        view = await _order(temporal, name, order, args.task_queue)
+        print(f"breaker of {name}: {view.status.value} (forced {view.forced or 'no: automatic'})"
+              f"; {len(view.waiting)} step(s) waiting")  # fmt: skip
+        return 0
+    query = f'WorkflowType = "{BREAKER_WORKFLOW}" AND ExecutionStatus = "Running"'
+    views = []
+    async for execution in temporal.list_workflows(query):
+        handle = temporal.get_workflow_handle(execution.id)
+        views.append(await handle.query(VIEW_QUERY, result_type=BreakerView))
+    views.sort(key=lambda v: v.service)
+    if args.json:
+        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        return 0
+    print(f"{'service':<16} {'breaker':<22} {'waiting':>7} {'released':>8} {'probes':>6}  "
+          f"{'open':<24} last error")  # fmt: skip
+    for view in views:
+        print(_row(view))
+    quiet = sorted(set(_configured()) - {v.service for v in views})
+    for name in quiet:
+        print(f"{name:<16} {'closed (no outage seen)':<22} {0:>7}")
+    return 0
+
+
+def _configured() -> list[str]:
+    """The services this shell's worker configuration names (``SAGALOOM_SERVICE_<NAME>``)."""
+    return sorted(setting("services").read(os.environ))
+
+
+async def _order(temporal: Any, name: str, order: BreakerOrder, task_queue: str) -> BreakerView:
+    handle = temporal.get_workflow_handle(breaker_id(name))
+    try:
+        view: BreakerView = await handle.execute_update(SET_UPDATE, order, result_type=BreakerView)
+        return view
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+    if name not in _configured():
+        raise CliError(
+            f"unknown service {name!r}: it has no breaker yet and {SERVICE_PREFIX}{name.upper()} "
+            f"is not set here (known: {', '.join(_configured()) or 'none'})"
+        )
+    config = WorkerConfig.from_env()
+    settings = config.breakers().settings_for(name) if config.breaker else None
+    if settings is None:
+        raise CliError("breakers are off here (SAGALOOM_BREAKER=off)")
+    started = await temporal.start_workflow(
+        BREAKER_WORKFLOW,
+        BreakerStart(service=name, settings=settings),
+        id=breaker_id(name),
+        task_queue=task_queue,
+    )
+    view = await started.execute_update(SET_UPDATE, order, result_type=BreakerView)
+    return view
+
+
+def register(sub: Any) -> None:
+    """Add this group's commands."""
+    queue = setting("task_queue")
+    p = add_command(
+        sub,
+        "services",
+        cmd_services,
+        "each service's breaker and the steps waiting on it; open or close one by hand",
+        "saga services   (then: saga services --open payment --note 'PSP maintenance')",
+    )
+    connection_flags(p)
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--open", metavar="SERVICE", help="hold its steps (they wait) until closed")
+    order.add_argument("--close", metavar="SERVICE", help="let its steps call again, at the rate")
+    order.add_argument("--auto", metavar="SERVICE", help="back to automatic (failures and probes)")
+    p.add_argument("--note", default="", help="recorded with the order")
+    p.add_argument("--task-queue", default=queue.read(os.environ),
+                   help="where a breaker started here runs (the workers' task queue)")  # fmt: skip
+    p.add_argument("--json", action="store_true")

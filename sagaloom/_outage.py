@@ -1,0 +1,183 @@
+"""Outages: the per-service breaker's messages and its pure decisions (sandbox-safe).
+
+A step whose service is down does not spend its retries and compensate: once calls to the
+service have failed as *unavailable* (connection refused or reset, a timeout, 502/503/504)
+``threshold`` times within ``window``, the service's breaker opens; steps that call it then wait
+(status WAITING), a probe tests the service every ``probe_every``, and when it answers the
+waiting steps are released ``release_per_second`` at a time. A step waits at most the outage
+budget; past it the saga compensates as it would have without the breaker.
+
+The breaker is a workflow per service (``sagaloom-breaker:<service>``), so its state is in
+Temporal and shared by every worker; :mod:`sagaloom._runtime._breaker` runs it with the rules
+below, and the HTTP participant asks it before each call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BREAKER_OPEN",
+    "BREAKER_WORKFLOW",
+    "OUTAGE_BUDGET_SPENT",
+    "PROBE_ACTIVITY",
+    "RELEASED_SIGNAL",
+    "REPORT_SIGNAL",
+    "SET_UPDATE",
+    "UNAVAILABLE_STATUSES",
+    "VIEW_QUERY",
+    "WAIT_SIGNAL",
+    "BreakerOrder",
+    "BreakerSettings",
+    "BreakerStart",
+    "BreakerStatus",
+    "BreakerView",
+    "ReleaseNotice",
+    "ServiceFailure",
+    "WaitRequest",
+    "breaker_id",
+    "recent_failures",
+    "release_gap",
+    "service_of_breaker",
+]
+
+BREAKER_WORKFLOW = "SagaloomServiceBreaker"
+"""Workflow type of a service's breaker."""
+BREAKER_OPEN = "ServiceBreakerOpen"
+"""Error type the HTTP activity raises, before calling, when the service's breaker is open:
+nothing was sent, the saga waits for the breaker instead of retrying."""
+OUTAGE_BUDGET_SPENT = "OutageBudgetSpent"
+"""Error type of a step that waited for its service longer than the outage budget (its outcome
+is unknown: earlier attempts may have reached the service, so it is undone)."""
+PROBE_ACTIVITY = "sagaloom.breaker.probe"
+"""Activity the breaker runs to test whether its service answers again."""
+REPORT_SIGNAL = "service_failed"
+"""Signal: a call to the service failed as unavailable."""
+WAIT_SIGNAL = "wait_for_service"
+"""Signal: a saga's step waits for the service (a :class:`WaitRequest`)."""
+RELEASED_SIGNAL = "service_released"
+"""Signal to a waiting saga: go on with the step, or give up (a :class:`ReleaseNotice`)."""
+SET_UPDATE = "set_breaker"
+"""Update: an operator opens or closes the breaker by hand (a :class:`BreakerOrder`)."""
+VIEW_QUERY = "breaker"
+"""Query: the breaker as it stands (a :class:`BreakerView`)."""
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+"""HTTP statuses that mean the service is down (a 500 is a fault, a 429 a limit: not outages)."""
+
+_PREFIX = "sagaloom-breaker:"
+
+
+def breaker_id(service: str) -> str:
+    """Workflow id of ``service``'s breaker (one per namespace)."""
+    return f"{_PREFIX}{service}"
+
+
+def service_of_breaker(workflow_id: str) -> str | None:
+    """The service a breaker's workflow id names, or None for any other id."""
+    return workflow_id.removeprefix(_PREFIX) if workflow_id.startswith(_PREFIX) else None
+
+
+class BreakerSettings(BaseModel):
+    """How a service's breaker behaves (the workers' ``SAGALOOM_BREAKER_*`` settings)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    threshold: int = Field(5, gt=0)
+    """Unavailable failures within ``window`` that open the breaker."""
+    window: timedelta = timedelta(seconds=30)
+    """How far back failures count."""
+    probe_every: timedelta = timedelta(seconds=5)
+    """How often an open breaker tests the service."""
+    release_per_second: float = Field(10.0, gt=0)
+    """How many waiting steps go on per second once the service answers again."""
+    outage_budget: timedelta = timedelta(hours=1)
+    """How long a step waits at most; past it the saga compensates."""
+
+
+class BreakerStatus(StrEnum):
+    """Whether calls go through."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+
+
+class ServiceFailure(BaseModel):
+    """A call that failed as unavailable, reported by the HTTP activity."""
+
+    reason: str
+    """One line: the transport error or the status."""
+
+
+class WaitRequest(BaseModel):
+    """A saga's step waits for the service."""
+
+    workflow_id: str
+    step: str
+
+
+class ReleaseNotice(BaseModel):
+    """The breaker's word to a waiting step."""
+
+    service: str
+    step: str
+    go: bool
+    """True: call again now; False: the outage budget is spent, give up."""
+    reason: str = ""
+
+
+class BreakerOrder(BaseModel):
+    """An operator's order: force the breaker open, force it closed, or back to automatic."""
+
+    action: str = Field(pattern="^(open|close|auto)$")
+    note: str = Field("", max_length=1000)
+
+
+class BreakerView(BaseModel):
+    """A breaker as ``saga services`` shows it (its query's answer)."""
+
+    service: str
+    status: BreakerStatus = BreakerStatus.CLOSED
+    forced: str | None = None
+    """``open`` or ``close`` when an operator forced it; None while automatic."""
+    opened_at: datetime | None = None
+    expired: bool = False
+    """Open for longer than the outage budget: new waiters give up at once."""
+    failures: list[datetime] = Field(default_factory=list)
+    """Recent unavailable failures (while closed)."""
+    waiting: list[WaitRequest] = Field(default_factory=list)
+    """Steps waiting, in arrival order (released in this order)."""
+    released: int = 0
+    """Steps released since the breaker last opened."""
+    probes: int = 0
+    """Probes run since the breaker last opened."""
+    last_error: str = ""
+    note: str = ""
+    settings: BreakerSettings = Field(default_factory=BreakerSettings)
+
+
+class BreakerStart(BaseModel):
+    """What a breaker run starts from (a continued run carries its view)."""
+
+    service: str
+    settings: BreakerSettings
+    view: BreakerView | None = None
+
+
+def recent_failures(failures: list[datetime], now: datetime, window: timedelta) -> list[datetime]:
+    """The failures still inside ``window`` at ``now``, oldest first."""
+    return [at for at in failures if now - at < window]
+
+
+def release_gap(settings: BreakerSettings) -> tuple[int, timedelta]:
+    """How many waiting steps to release together, and the pause after each batch.
+
+    At most ``release_per_second`` a second: a whole second's worth at once when the rate is one
+    or more (their signals go out together), else one step per ``1 / rate`` seconds.
+    """
+    rate = settings.release_per_second
+    if rate >= 1:
+        return int(rate), timedelta(seconds=int(rate) / rate)
+    return 1, timedelta(seconds=1 / rate)

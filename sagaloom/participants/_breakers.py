@@ -1,0 +1,106 @@
+"""The HTTP activity's side of the per-service breakers: ask before calling, report outages."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.common import WorkflowIDConflictPolicy
+
+from sagaloom._outage import (
+    BREAKER_WORKFLOW,
+    REPORT_SIGNAL,
+    VIEW_QUERY,
+    BreakerSettings,
+    BreakerStart,
+    BreakerStatus,
+    BreakerView,
+    ServiceFailure,
+    breaker_id,
+)
+
+__all__ = ["Breakers"]
+
+log = logging.getLogger("sagaloom.breaker")
+
+_FRESH = 1.0
+"""Seconds a breaker's state read by this process is trusted (one query per service a second
+at most, however many calls)."""
+
+
+class Breakers:
+    """Asks each service's breaker before a call and reports the calls that found it down.
+
+    The breakers are workflows (``sagaloom-breaker:<service>``) on the calling activity's task
+    queue; this process reads their state at most once a second per service.
+    """
+
+    def __init__(
+        self,
+        settings: BreakerSettings | None = None,
+        budgets: Mapping[str, timedelta] | None = None,
+    ) -> None:
+        """Create the breakers' client side.
+
+        Args:
+            settings: How a breaker started from here behaves; None: breakers off.
+            budgets: Outage budgets of particular services (others: ``settings``').
+        """
+        self.settings = settings
+        self._budgets = dict(budgets or {})
+        self._seen: dict[str, tuple[float, bool]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Whether calls consult breakers at all."""
+        return self.settings is not None
+
+    def settings_for(self, service: str) -> BreakerSettings:
+        """The settings of ``service``'s breaker (its own outage budget if it has one)."""
+        assert self.settings is not None
+        budget = self._budgets.get(service)
+        if budget is None:
+            return self.settings
+        return self.settings.model_copy(update={"outage_budget": budget})
+
+    async def is_open(self, service: str) -> bool:
+        """Whether ``service``'s breaker is open (no breaker, or no answer: closed)."""
+        now = time.monotonic()
+        seen = self._seen.get(service)
+        if seen is not None and seen[0] > now:
+            return seen[1]
+        handle = activity.client().get_workflow_handle(breaker_id(service))
+        try:
+            view = await handle.query(
+                VIEW_QUERY, result_type=BreakerView, rpc_timeout=timedelta(seconds=2)
+            )
+            is_open = view.status is BreakerStatus.OPEN
+        except Exception:  # no breaker yet (not found), or it did not answer in time
+            is_open = False
+        self._seen[service] = (now + _FRESH, is_open)
+        return is_open
+
+    def forget(self, service: str) -> None:
+        """Drop what this process read of ``service``'s breaker (read it at the next call)."""
+        self._seen.pop(service, None)
+
+    async def report(self, service: str, reason: str) -> None:
+        """Tell ``service``'s breaker (starting it if need be) that a call found it down."""
+        if self.settings is None:
+            return
+        self._seen.pop(service, None)  # read it again at the next call
+        try:
+            await activity.client().start_workflow(
+                BREAKER_WORKFLOW,
+                BreakerStart(service=service, settings=self.settings_for(service)),
+                id=breaker_id(service),
+                task_queue=activity.info().task_queue,
+                start_signal=REPORT_SIGNAL,
+                start_signal_args=[ServiceFailure(reason=reason)],
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+        except Exception as err:  # the breaker is best effort: the call's own error stands
+            log.warning("could not report service %s unavailable to its breaker: %s", service, err)

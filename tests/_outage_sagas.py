@@ -1,0 +1,67 @@
+"""One-step sagas for the breaker tests, each calling a service of its own (one breaker each).
+
+Kept in a module of its own with few imports: the workflow sandbox re-imports it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio.common import RetryPolicy
+
+from sagaloom import Http, Saga, Step, StepDefaults, saga_workflow
+
+# Without a breaker a step gives up after 4 quick attempts (well under a second).
+QUICK = StepDefaults(
+    retry=RetryPolicy(
+        initial_interval=timedelta(milliseconds=200), backoff_coefficient=1.0, maximum_attempts=4
+    ),
+    start_to_close=timedelta(seconds=5),
+)
+
+
+class Charge(BaseModel):
+    order_id: str
+
+
+def _saga(
+    name: str, service: str, *, breaker: bool | None = None, defaults: StepDefaults = QUICK
+) -> Saga[Charge]:
+    return Saga(
+        name=name,
+        input=Charge,
+        key=lambda c: c.order_id,
+        defaults=defaults,
+        steps=[
+            Step(
+                "charge",
+                Http(service, "POST", "/charges", body=lambda c: {"order_id": c.input.order_id}),
+                compensation=Http(
+                    service, "POST", "/refunds", body=lambda u: {"order_id": u.input.order_id}
+                ),
+                breaker=breaker,
+            )
+        ],
+    )
+
+
+OUTAGE = _saga("OutageSaga", "outage")
+REFUSING = _saga("RefusingSaga", "refusing")
+BUDGET = _saga("BudgetSaga", "budget")
+OPT_OUT = _saga("OptOutSaga", "optout", breaker=False)
+HELD = _saga("HeldSaga", "held")
+PICKY = _saga("PickySaga", "picky")
+# tests/outage_run.py: the engine's default retries (5 attempts from 1 s, back-off 2)
+STORM_OFF = _saga("StormOffSaga", "stormoff", breaker=False, defaults=StepDefaults())
+STORM_ON = _saga("StormOnSaga", "stormon", defaults=StepDefaults())
+
+OutageSaga = saga_workflow(OUTAGE)
+RefusingSaga = saga_workflow(REFUSING)
+BudgetSaga = saga_workflow(BUDGET)
+OptOutSaga = saga_workflow(OPT_OUT)
+HeldSaga = saga_workflow(HELD)
+PickySaga = saga_workflow(PICKY)
+StormOffSaga = saga_workflow(STORM_OFF)
+StormOnSaga = saga_workflow(STORM_ON)
+SAGAS = [OutageSaga, RefusingSaga, BudgetSaga, OptOutSaga, HeldSaga, PickySaga]

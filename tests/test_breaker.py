@@ -1,0 +1,204 @@
+"""Outages: a step waits while its service is down, instead of spending retries and compensating.
+
+Real dev server, an in-process worker, and participants on loopback that go down for real (503s,
+refused connections). Each saga calls a service of its own, so each test has its own breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from sagaloom import Saga, SagaState, SagaStatus, StepStatus
+from sagaloom.client import outcome, start_saga
+from sagaloom.participants import Breakers, BreakerSettings
+from sagaloom.worker import SagaloomPlugin
+from tests._helpers import ROOT, wait_for_status
+from tests._outage_sagas import BUDGET, HELD, OPT_OUT, OUTAGE, PICKY, REFUSING, SAGAS
+from tests._outage_service import FlakyService
+
+pytestmark = pytest.mark.integration
+SETTINGS = BreakerSettings(
+    threshold=2,
+    window=timedelta(seconds=30),
+    probe_every=timedelta(seconds=1),
+    release_per_second=0.5,  # one step every 2 s: well apart from how fast sagas go on
+    outage_budget=timedelta(hours=1),
+)
+SERVICES = ("outage", "refusing", "budget", "optout", "held", "picky")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def services() -> AsyncIterator[dict[str, FlakyService]]:
+    running = {name: FlakyService() for name in SERVICES}
+    for service in running.values():
+        await service.start()
+    yield running
+    for service in running.values():
+        await service.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def queue(temporal: Client, services: dict[str, FlakyService]) -> AsyncIterator[str]:
+    name = f"breaker-{uuid.uuid4().hex[:6]}"
+    breakers = Breakers(SETTINGS, {"budget": timedelta(seconds=3)})
+    plugin = SagaloomPlugin(services={n: s.url for n, s in services.items()}, breakers=breakers)
+    async with Worker(temporal, task_queue=name, workflows=SAGAS, plugins=[plugin]):
+        yield name
+
+
+async def start(
+    temporal: Client, saga: Saga[Any], queue: str, n: int
+) -> list[WorkflowHandle[Any, Any]]:
+    run = uuid.uuid4().hex[:6]
+    return [
+        await start_saga(temporal, saga, {"order_id": f"{run}-{i}"}, task_queue=queue)
+        for i in range(n)
+    ]
+
+
+async def all_waiting(handles: list[WorkflowHandle[Any, Any]], within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        states = [await h.query("saga_state", result_type=SagaState) for h in handles]
+        if all(s.status is SagaStatus.WAITING for s in states):
+            for state in states:
+                assert state.steps[0].status is StepStatus.WAITING
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not all waiting: {[s.status for s in states]}")
+        await asyncio.sleep(0.2)
+
+
+async def test_a_long_outage_compensates_nothing_and_the_service_is_not_stampeded(
+    temporal: Client, queue: str, services: dict[str, FlakyService]
+) -> None:
+    service = services["outage"]
+    service.mode = "503"
+    handles = await start(temporal, OUTAGE, queue, 5)
+    await all_waiting(handles)
+    held_from = time.monotonic()
+    await asyncio.sleep(8)  # far past the retry window (4 attempts, 0.6 s): nobody compensates
+    held = time.monotonic() - held_from
+    assert service.posts(since=held_from) == []  # waiting steps spend no attempts
+    probes = len(service.probes(since=held_from))
+    assert 1 <= probes <= held / SETTINGS.probe_every.total_seconds() + 2  # one probe a second
+    outage_calls = len(service.posts())
+    assert outage_calls <= SETTINGS.threshold + len(handles) + 2  # not attempts x sagas (20)
+    service.mode = "up"
+    back = time.monotonic()
+    results = [await outcome(h) for h in handles]
+    assert [r.status for r in results] == [SagaStatus.COMPLETED] * 5
+    assert sorted(service.charged.values()) == [1] * 5 and not service.refunded
+    first = sorted(c.at for c in service.posts(since=back) if c.status == 200)
+    gaps = [b - a for a, b in itertools.pairwise(first)]
+    assert len(first) == 5 and min(gaps) >= 0.8 / SETTINGS.release_per_second  # the set rate
+
+
+async def test_refused_connections_open_the_breaker_too(
+    temporal: Client, queue: str, services: dict[str, FlakyService]
+) -> None:
+    service = services["refusing"]
+    await service.stop()
+    handles = await start(temporal, REFUSING, queue, 3)
+    await all_waiting(handles)
+    await asyncio.sleep(3)
+    await service.start()
+    results = [await outcome(h) for h in handles]
+    assert [r.status for r in results] == [SagaStatus.COMPLETED] * 3
+    assert sorted(service.charged.values()) == [1] * 3
+
+
+async def test_past_its_outage_budget_a_waiting_saga_compensates(
+    temporal: Client, queue: str, services: dict[str, FlakyService]
+) -> None:
+    service = services["budget"]
+    service.mode = "503"
+    began = time.monotonic()
+    handles = await start(temporal, BUDGET, queue, 2)
+    await all_waiting(handles)
+    for handle in handles:  # the service's own budget (3 s), not the default hour
+        await wait_for_status(handle, SagaStatus.COMPENSATING, within=20)
+    assert time.monotonic() - began < 20
+    service.mode = "up"  # the refunds (never held by a breaker) go through
+    results = [await outcome(h) for h in handles]
+    assert [r.status for r in results] == [SagaStatus.COMPENSATED] * 2
+    assert all("OutageBudgetSpent" in (r.error or "") for r in results), results
+
+
+async def test_a_step_that_opts_out_retries_and_compensates_as_before(
+    temporal: Client, queue: str, services: dict[str, FlakyService]
+) -> None:
+    service = services["optout"]
+    service.mode = "503"
+    (handle,) = await start(temporal, OPT_OUT, queue, 1)
+    await wait_for_status(handle, SagaStatus.COMPENSATING, within=20)  # 4 quick attempts, no wait
+    assert len(service.posts()) == 4
+    service.mode = "up"  # for the refund
+    result = await outcome(handle)
+    assert result.status is SagaStatus.COMPENSATED and "ParticipantUnavailable" in (
+        result.error or ""
+    )
+    with pytest.raises(RPCError):  # it never asked, nor told, a breaker
+        await temporal.get_workflow_handle("sagaloom-breaker:optout").describe()
+
+
+async def saga_cli(*args: str, address: str, env: dict[str, str]) -> Any:
+    """The CLI in a thread: the in-process worker must go on meanwhile."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "sagaloom", *args, "--address", address],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}, timeout=60,
+    )  # fmt: skip
+
+
+async def test_an_operator_holds_and_releases_a_service_from_the_cli(
+    temporal: Client, queue: str, services: dict[str, FlakyService], dev_server: Any
+) -> None:
+    address = dev_server.address
+    env = {"SAGALOOM_SERVICE_HELD": services["held"].url}
+    opened = await saga_cli("services", "--open", "held", "--note", "PSP maintenance",
+                      "--task-queue", queue, address=address, env=env)  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    (handle,) = await start(temporal, HELD, queue, 1)
+    await all_waiting([handle])
+    listed = await saga_cli("services", address=address, env=env)
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("held"))
+    assert "open (forced open)" in row and row.split()[4] == "1", listed.stdout  # 1 waiting
+    assert services["held"].posts() == []  # held: not called
+    closed = await saga_cli("services", "--close", "held", address=address, env=env)
+    assert closed.returncode == 0, closed.stderr
+    assert (await outcome(handle)).status is SagaStatus.COMPLETED
+    unknown = await saga_cli("services", "--open", "nosuch", address=address, env=env)
+    assert unknown.returncode == 2 and "unknown service 'nosuch'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+async def test_refusals_and_faults_never_open_the_breaker(
+    temporal: Client, queue: str, services: dict[str, FlakyService]
+) -> None:
+    """A 4xx is the participant's answer and a 500 its bug: neither is an outage."""
+    service = services["picky"]
+    for mode in ("422", "500"):  # a refusal is not retried; a 500 is, 4 times
+        service.mode = mode
+        handles = await start(temporal, PICKY, queue, 3)
+        results = [await asyncio.wait_for(outcome(h), 30) for h in handles]
+        assert [r.status for r in results] == [SagaStatus.COMPENSATED] * 3, mode
+    assert len(service.posts()) == 3 * 1 + 3 * 4
+    with pytest.raises(RPCError):  # no breaker was ever started for it
+        await temporal.get_workflow_handle("sagaloom-breaker:picky").describe()
+    service.mode = "up"
