@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from sagaloom import Saga, SagaState, SagaStatus, StepStatus
 from sagaloom.client import outcome, start_saga
@@ -107,6 +107,15 @@ async def test_a_long_outage_compensates_nothing_and_the_service_is_not_stampede
     first = sorted(c.at for c in service.posts(since=back) if c.status == 200)
     gaps = [b - a for a, b in itertools.pairwise(first)]
     assert len(first) == 5 and min(gaps) >= 0.8 / SETTINGS.release_per_second  # the set rate
+    # the new code path replays: a saga that waited, and its service's breaker
+    breaker = temporal.get_workflow_handle("sagaloom-breaker:outage")
+    histories = [await handles[0].fetch_history(), await breaker.fetch_history()]
+    replayer = Replayer(workflows=SAGAS, plugins=[SagaloomPlugin(services={})])  # + the breaker
+    for history in histories:
+        await replayer.replay_workflow(history)
+    if os.environ.get("SAGALOOM_RECORD_HISTORIES"):  # tests/test_replay.py replays these
+        for name, history in zip(("breaker-waited", "breaker-service"), histories, strict=True):
+            (ROOT / "tests" / "histories" / f"{name}.json").write_text(history.to_json())
 
 
 async def test_refused_connections_open_the_breaker_too(

@@ -97,3 +97,18 @@ async def test_the_nested_sagas_that_hung_on_cancel_replay_on_the_fixed_code(nam
     history = (FOLDER / f"{name}.json").read_text()
     replayer = Replayer(workflows=[ChaosNestedSaga, ChaosTripSaga], plugins=[SagaloomPlugin()])
     await replayer.replay_workflow(WorkflowHistory.from_json(STUCK[name], history))
+
+
+@pytest.mark.parametrize(
+    ("name", "workflow_id"),
+    [("breaker-waited", "OutageSaga-7a583c-0"), ("breaker-service", "sagaloom-breaker:outage")],
+)
+async def test_a_saga_that_waited_for_a_breaker_and_the_breaker_replay(
+    name: str, workflow_id: str
+) -> None:
+    """Recorded by ``SAGALOOM_RECORD_HISTORIES=1 pytest tests/test_breaker.py -k long_outage``."""
+    from tests._outage_sagas import SAGAS
+
+    history = WorkflowHistory.from_json(workflow_id, (FOLDER / f"{name}.json").read_text())
+    replayer = Replayer(workflows=SAGAS, plugins=[SagaloomPlugin(services={})])  # + the breaker
+    await replayer.replay_workflow(history)
