@@ -36,6 +36,7 @@ __all__ = [
     "module_flag",
     "modules",
     "read_json",
+    "task_queue_flag",
     "workflow_id",
 ]
 
@@ -180,6 +181,12 @@ def read_json(text: str, flag: str) -> Any:
         raise CliError(f"{flag} is not valid JSON: {err}") from None
     except RecursionError:
         raise CliError(f"{flag} is nested too deeply") from None
+
+
+def task_queue_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--task-queue``, by default ``SAGALOOM_TASK_QUEUE`` (else the default queue)."""
+    queue = setting("task_queue")
+    parser.add_argument("--task-queue", default=queue.read(os.environ), help=help)
 
 
 def module_flag(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -18,6 +17,7 @@ from sagaloom._cli._common import (
     module_flag,
     modules,
     read_json,
+    task_queue_flag,
     workflow_id,
 )
 from sagaloom._definition import Saga
@@ -26,7 +26,6 @@ from sagaloom._names import REPLY_UPDATE, step_key
 from sagaloom.client._sagas import outcome, start_saga, ui_link
 from sagaloom.client._views import list_query, list_sagas, read_saga, step_table
 from sagaloom.worker._registry import find_saga, load_sagas
-from sagaloom.worker._settings import setting
 
 __all__ = ["register"]
 
@@ -164,7 +163,6 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add this group's commands."""
-    queue = setting("task_queue")
     p = add_command(
         sub,
         "start",
@@ -179,7 +177,7 @@ def register(sub: Any) -> None:
         "--input", required=True, help="the saga input as JSON, @file.json, or - (stdin)"
     )
     p.add_argument("--id", help="workflow id (default: <saga>-<business key>)")
-    p.add_argument("--task-queue", default=queue.read(os.environ), help=queue.help)
+    task_queue_flag(p, "the workers' task queue (SAGALOOM_TASK_QUEUE)")
     module_flag(p)
     p.add_argument("--wait", action="store_true", help="wait for the outcome")
     p.add_argument(

@@ -9,7 +9,13 @@ from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
-from sagaloom._cli._common import CliError, add_command, client, connection_flags
+from sagaloom._cli._common import (
+    CliError,
+    add_command,
+    client,
+    connection_flags,
+    task_queue_flag,
+)
 from sagaloom._outage import (
     BREAKER_WORKFLOW,
     SET_UPDATE,
@@ -100,7 +106,6 @@ async def _order(temporal: Any, name: str, order: BreakerOrder, task_queue: str)
 
 def register(sub: Any) -> None:
     """Add this group's commands."""
-    queue = setting("task_queue")
     p = add_command(
         sub,
         "services",
@@ -114,6 +119,5 @@ def register(sub: Any) -> None:
     order.add_argument("--close", metavar="SERVICE", help="let its steps call again, at the rate")
     order.add_argument("--auto", metavar="SERVICE", help="back to automatic (failures and probes)")
     p.add_argument("--note", default="", help="recorded with the order")
-    p.add_argument("--task-queue", default=queue.read(os.environ),
-                   help="where a breaker started here runs (the workers' task queue)")  # fmt: skip
+    task_queue_flag(p, "where a breaker started here runs (the workers' task queue)")
     p.add_argument("--json", action="store_true")
