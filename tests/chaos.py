@@ -186,10 +186,24 @@ class ChaosReport:
         return "\n".join(lines)
 
 
+def _ephemeral_low() -> int:
+    """The first port the OS may give an outgoing connection (Linux: ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def _free_block(size: int) -> int:
-    """A base port with ``size`` free ports after it."""
+    """A base port with ``size`` free ports after it, below the ephemeral range.
+
+    The participants are restarted on these ports after each SIGKILL: a port in the ephemeral
+    range may meanwhile be the source port of some outgoing connection (seen once in CI:
+    "Address already in use" on restart), one below it never is.
+    """
+    top = max(11_000, _ephemeral_low() - size)
     for _ in range(200):
-        base = random.randrange(20_000, 60_000)
+        base = random.randrange(10_000, top)
         sockets = []
         try:
             for port in range(base, base + size):

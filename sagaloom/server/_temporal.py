@@ -9,6 +9,7 @@ attributes. The SDK is never asked to download a server.
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import socket
 import subprocess
@@ -64,10 +65,32 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now."""
-    with socket.socket() as sock:
+    """A TCP port free on ``host`` right now, below the OS's ephemeral range where it can.
+
+    Servers started here are restarted on the same port (chaos runs, a dev server coming back):
+    a port in the ephemeral range may meanwhile become the source port of some outgoing
+    connection, and the restart fails with "Address already in use"; one below it never does.
+    """
+    low = _ephemeral_low()
+    for _ in range(50):
+        port = random.randrange(10_000, max(10_001, low))
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # none free down there: any the OS gives
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    """The first port the OS may give an outgoing connection (Linux: ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 @dataclass(frozen=True)
