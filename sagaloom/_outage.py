@@ -41,7 +41,6 @@ __all__ = [
     "breaker_id",
     "recent_failures",
     "release_gap",
-    "service_of_breaker",
 ]
 
 BREAKER_WORKFLOW = "SagaloomServiceBreaker"
@@ -73,11 +72,6 @@ _PREFIX = "sagaloom-breaker:"
 def breaker_id(service: str) -> str:
     """Workflow id of ``service``'s breaker (one per namespace)."""
     return f"{_PREFIX}{service}"
-
-
-def service_of_breaker(workflow_id: str) -> str | None:
-    """The service a breaker's workflow id names, or None for any other id."""
-    return workflow_id.removeprefix(_PREFIX) if workflow_id.startswith(_PREFIX) else None
 
 
 class BreakerSettings(BaseModel):

@@ -171,9 +171,15 @@ async def count_workflows(client: Client, query: str) -> int:
     return len([w async for w in client.list_workflows(query)])
 
 
-def cli(*args: str, address: str) -> subprocess.CompletedProcess[str]:
-    """Run the ``saga`` command against the test server, with the example sagas named."""
-    env = {**os.environ, "SAGALOOM_SAGA_MODULES": ",".join(EXAMPLES)}
+def cli(
+    *args: str, address: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``saga`` command against the test server, with the example sagas named.
+
+    ``env``: more variables. (From a test whose worker runs in-process, call it in a thread,
+    ``asyncio.to_thread(cli, ...)``: the worker must go on while the command waits.)
+    """
+    env = {**os.environ, "SAGALOOM_SAGA_MODULES": ",".join(EXAMPLES), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "sagaloom", *args, "--address", address],
         capture_output=True,

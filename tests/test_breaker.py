@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,7 +25,7 @@ from sagaloom import Saga, SagaState, SagaStatus, StepStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers, BreakerSettings
 from sagaloom.worker import SagaloomPlugin
-from tests._helpers import ROOT, wait_for_status
+from tests._helpers import ROOT, cli, wait_for_status
 from tests._outage_sagas import BUDGET, HELD, OPT_OUT, OUTAGE, PICKY, REFUSING, SAGAS
 from tests._outage_service import FlakyService
 
@@ -168,11 +166,7 @@ async def test_a_step_that_opts_out_retries_and_compensates_as_before(
 
 async def saga_cli(*args: str, address: str, env: dict[str, str]) -> Any:
     """The CLI in a thread: the in-process worker must go on meanwhile."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "sagaloom", *args, "--address", address],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}, timeout=60,
-    )  # fmt: skip
+    return await asyncio.to_thread(cli, *args, address=address, env=env)
 
 
 async def test_an_operator_holds_and_releases_a_service_from_the_cli(
