@@ -6,6 +6,7 @@ import (on the client, in the worker and in tests) and never at run time. Side-e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -16,6 +17,8 @@ from temporalio.common import RetryPolicy
 
 from sagaloom._graph import Graph, GraphError, StepKind, resolve_graph
 from sagaloom._protocol import subject_problem
+
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 __all__ = [
     "Activity",
@@ -126,6 +129,10 @@ class Command:
     the reply up to its ``reply_timeout`` (5 minutes by default); the reply's data is the step's
     output, a negative reply or none in time fails it. As a compensation, the undo command's
     reply is awaited the same way. Workers need ``SAGALOOM_NATS_URL``.
+
+    When no reply comes in time and no consumer takes the service's commands, the participant
+    is down: the service's breaker opens and the step waits for it (up to the outage budget)
+    instead of failing, as an HTTP step does.
     """
 
     subject: str
@@ -133,11 +140,19 @@ class Command:
     ``sagaloom.cmd.``)."""
     body: Builder | None = None
     """Builder returning the JSON body: a pydantic model or a dict."""
+    service: str | None = None
+    """The participant's name for its breaker and outage budget; None: the subject's first
+    token (``"shipping"`` for ``"shipping.create"``)."""
 
     @property
     def kind(self) -> str:
         """The action kind shown in the saga state."""
         return "command"
+
+    @property
+    def service_name(self) -> str:
+        """The participant service this command goes to (its breaker's name)."""
+        return self.service or self.subject.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -372,6 +387,11 @@ class Saga(Generic[InputT]):
             for part in (step.action, step.compensation):
                 if isinstance(part, Command) and (problem := subject_problem(part.subject)):
                     raise SagaDefinitionError(f"{where}: {problem}")
+                if isinstance(part, Command) and not _SERVICE_NAME.fullmatch(part.service_name):
+                    raise SagaDefinitionError(
+                        f"{where}: Command service {part.service_name!r}: letters, digits, "
+                        "'-' and '_' only (it names the breaker and its settings)"
+                    )
         object.__setattr__(self, "position", {s.name: i for i, s in enumerate(self.steps)})
         try:
             object.__setattr__(self, "graph", resolve_graph(self.steps))

@@ -318,6 +318,12 @@ class BrokerCommand(BaseModel):
     step's idempotency key."""
     msg_id: str
     """``Nats-Msg-Id``: the same on every retry of this send, so the stream stores it once."""
+    service: str = ""
+    """The participant service (its breaker's name)."""
+    breaker: bool = False
+    """Ask the service's breaker first: while it is open nothing is sent, the step waits."""
+    released: bool = False
+    """The breaker has just let this step go: send without asking again."""
 
 
 class SagaEvent(BaseModel):

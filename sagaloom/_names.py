@@ -16,6 +16,7 @@ __all__ = [
     "CHILD_CLOSE_PATCH",
     "CHILD_DONE_SIGNAL",
     "COMMAND_ACTIVITY",
+    "COMMAND_BREAKER_PATCH",
     "COMMAND_RESEND_PATCH",
     "COMPENSATE_SUFFIX",
     "DEFAULT_TASK_QUEUE",
@@ -103,6 +104,9 @@ children, and compensate a parent whose held child ended without completing."""
 BREAKER_PATCH = "sagaloom-breaker"
 """Patch id marking sagas whose HTTP steps wait for their service's breaker (runs started
 before it retry and compensate as they did)."""
+COMMAND_BREAKER_PATCH = "sagaloom-command-breaker"
+"""Patch id marking sagas whose ``Command`` steps, when no reply comes in time and no consumer
+takes their service's commands, wait for the service's breaker instead of failing."""
 REPLY_PATCH = "sagaloom-reply-update"
 """Patch id marking sagas that take replies through ``participant_reply`` only."""
 RESOLVE_UPDATE = "resolve"

@@ -9,7 +9,11 @@ budget; past it the saga compensates as it would have without the breaker.
 
 The breaker is a workflow per service (``sagaloom-breaker:<service>``), so its state is in
 Temporal and shared by every worker; :mod:`sagaloom._runtime._breaker` runs it with the rules
-below, and the HTTP participant asks it before each call.
+below, and the HTTP participant and the command activity ask it before each call.
+
+A ``Command`` participant is down when a reply does not come in time *and* no consumer takes
+the service's commands (none pulling, none delivered to lately): that one finding opens the
+breaker (a *decisive* failure), and its probe watches the consumers instead of calling a URL.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "BREAKER_OPEN",
     "BREAKER_WORKFLOW",
+    "COMMAND_PROBE_ACTIVITY",
+    "COMMAND_SILENT_ACTIVITY",
     "OUTAGE_BUDGET_SPENT",
     "PROBE_ACTIVITY",
     "RELEASED_SIGNAL",
@@ -53,6 +59,11 @@ OUTAGE_BUDGET_SPENT = "OutageBudgetSpent"
 is unknown: earlier attempts may have reached the service, so it is undone)."""
 PROBE_ACTIVITY = "sagaloom.breaker.probe"
 """Activity the breaker runs to test whether its service answers again."""
+COMMAND_PROBE_ACTIVITY = "sagaloom.breaker.probe_command"
+"""The probe of a ``Command`` service: does a consumer take its commands again?"""
+COMMAND_SILENT_ACTIVITY = "sagaloom.breaker.command_silent"
+"""Activity a ``Command`` step runs when its reply is late: is the participant down (then its
+breaker is told, and opens) or up but silent (the step fails as before)?"""
 REPORT_SIGNAL = "service_failed"
 """Signal: a call to the service failed as unavailable."""
 WAIT_SIGNAL = "wait_for_service"
@@ -103,6 +114,8 @@ class ServiceFailure(BaseModel):
 
     reason: str
     """One line: the transport error or the status."""
+    decisive: bool = False
+    """Opens the breaker at once (a ``Command`` service with no live consumer)."""
 
 
 class WaitRequest(BaseModel):
@@ -158,6 +171,8 @@ class BreakerStart(BaseModel):
     service: str
     settings: BreakerSettings
     view: BreakerView | None = None
+    probe: str = PROBE_ACTIVITY
+    """The activity that tests the service (HTTP: a request; commands: its consumers)."""
 
 
 def recent_failures(failures: list[datetime], now: datetime, window: timedelta) -> list[datetime]:

@@ -41,3 +41,12 @@ QUICK_PARK = dataclasses.replace(
 )
 """The same with a 3-second compensation budget: a silent participant parks it at once."""
 QuickParkSaga = saga_workflow(QUICK_PARK)
+
+HELD_PACK = dataclasses.replace(
+    FULFILMENT,
+    name="HeldPackSaga",
+    events=False,
+    steps=[dataclasses.replace(FULFILMENT.steps[1], reply_timeout=timedelta(seconds=2))],
+)
+"""Only the warehouse step, a reply within 2 s: the command breaker's test holds it."""
+HeldPackSaga = saga_workflow(HELD_PACK)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -59,14 +60,18 @@ class Stack:
         return env
 
     def start_worker(
-        self, name: str, *extra: str, endpoint: str | None = None
+        self,
+        name: str,
+        *extra: str,
+        endpoint: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         if endpoint is not None:
             extra = (*extra, "--health-address", endpoint)
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
         return subprocess.Popen(
             [sys.executable, "-m", "sagaloom", "worker", *extra],
-            env=self.worker_env(),
+            env={**self.worker_env(), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -516,6 +516,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if False:",
         ("tests/test_breaker.py", "-k", "budget"),
     ),
+    Mutation(
+        "outages: a Command step whose participant is down waits for its breaker, it does not "
+        "compensate",
+        "sagaloom/_runtime/_actions.py",
+        "        if not undo and self._breaker_on(step, COMMAND_BREAKER_PATCH):",
+        "        if False:",
+        ("tests/test_command_breaker.py",),
+    ),
+    Mutation(
+        "outages: a command is not sent while its service's breaker is open",
+        "sagaloom/_broker/_bus.py",
+        "        elif guarded and await self.breakers.is_open(command.service):",
+        "        elif False:",
+        ("tests/test_command_breaker.py",),
+    ),
+    Mutation(
+        "outages: a command participant is down when no consumer pulls or acknowledged lately",
+        "sagaloom/_broker/_bus.py",
+        "            if (info.num_waiting or 0) > 0 or (acked is not None and now - acked < recent):",
+        "            if True:",
+        ("tests/test_command_breaker.py",),
+    ),
 )
 
 

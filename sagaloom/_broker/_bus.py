@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from sagaloom._model import BrokerCommand, SagaEvent
 from sagaloom._names import COMMAND_ACTIVITY, EVENTS_ACTIVITY
+from sagaloom._outage import BREAKER_OPEN, COMMAND_PROBE_ACTIVITY, COMMAND_SILENT_ACTIVITY
 from sagaloom._protocol import (
     IDEMPOTENCY_HEADER,
     MSG_ID,
@@ -30,6 +31,7 @@ from sagaloom._protocol import (
     BrokerNames,
 )
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
+from sagaloom.participants._breakers import Breakers
 
 __all__ = ["Broker", "StreamLimits", "ensure_streams"]
 
@@ -37,6 +39,8 @@ log = logging.getLogger("sagaloom.broker")
 WEEK = timedelta(days=7).total_seconds()
 DEDUPE_WINDOW = timedelta(minutes=10).total_seconds()
 """How long JetStream remembers a ``Nats-Msg-Id`` (covers an activity's retries)."""
+LIVE_WITHIN = timedelta(seconds=15)
+"""A consumer that had a message delivered this recently has a participant behind it."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class Broker:
         signer: ReplySigner,
         names: BrokerNames | None = None,
         limits: StreamLimits | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         """Connect to ``url`` when first needed; make reply tokens with ``signer``.
 
@@ -107,9 +112,12 @@ class Broker:
             signer: Makes and checks reply tokens.
             names: The broker namespace's names (``sagaloom`` by default).
             limits: Bounds of the replies and dead-letter streams.
+            breakers: The per-service breakers commands ask before they are sent (off by
+                default).
         """
         self.url = url
         self.signer = signer
+        self.breakers = breakers or Breakers()
         self.names = names or BrokerNames()
         self.limits = limits or StreamLimits()
         """Subjects, streams and consumers of this worker's broker namespace."""
@@ -167,7 +175,22 @@ class Broker:
 
     @activity.defn(name=COMMAND_ACTIVITY)
     async def send(self, command: BrokerCommand) -> None:
-        """Publish a step's command; the stream stores it once however often this is retried."""
+        """Publish a step's command; the stream stores it once however often this is retried.
+
+        Raises:
+            ApplicationError: ``ServiceBreakerOpen`` (nothing sent) when the command asks the
+                breaker of its service and that is open; the saga waits for it.
+        """
+        guarded = command.breaker and self.breakers.enabled
+        if command.released:
+            self.breakers.forget(command.service)
+        elif guarded and await self.breakers.is_open(command.service):
+            raise ApplicationError(
+                f"command {command.subject}: not sent, the breaker of service "
+                f"{command.service} is open",
+                type=BREAKER_OPEN,
+                non_retryable=True,  # the saga waits for the breaker
+            )
         js = await self._publisher()
         headers = {
             MSG_ID: command.msg_id,
@@ -195,6 +218,58 @@ class Broker:
                 headers={MSG_ID: event.id, "Content-Type": "application/cloudevents+json"},
             )
 
+    @activity.defn(name=COMMAND_PROBE_ACTIVITY)
+    async def probe_consumers(self, service: str) -> str:
+        """The breaker's probe of a ``Command`` service: "" once a participant takes them."""
+        return await self._liveness(service, LIVE_WITHIN)
+
+    @activity.defn(name=COMMAND_SILENT_ACTIVITY)
+    async def command_silent(self, service: str, reason: str, waited_seconds: float) -> bool:
+        """A command's reply is late: whether its participant is down (its breaker is told).
+
+        Args:
+            service: The command's service.
+            reason: Why the step asks (the reply timeout).
+            waited_seconds: How long the step waited: a consumer that acknowledged a command
+                within that time (or 15 s, if less) is up, just silent to this one.
+
+        Returns:
+            True when no participant takes the service's commands: its breaker opens and the
+            step waits for it; False when one does.
+        """
+        recent = min(LIVE_WITHIN, timedelta(seconds=waited_seconds))
+        problem = await self._liveness(service, recent)
+        if not problem or not self.breakers.enabled:
+            return False
+        await self.breakers.report(
+            service, f"{reason}; {problem}", decisive=True, probe=COMMAND_PROBE_ACTIVITY
+        )
+        return True
+
+    async def _liveness(self, service: str, recent: timedelta) -> str:
+        """Whether a participant takes ``service``'s commands: "" when one does, else why.
+
+        A consumer of the commands stream whose filter takes ``<prefix>.<service>.…`` has a
+        participant behind it when it has a pull request waiting (someone asks for commands
+        right now) or acknowledged a command within ``recent``.
+        """
+        js = await self._publisher()
+        base = f"{self.names.command_prefix}.{service}"
+        now, takers = datetime.now(UTC), 0
+        for info in await js.consumers_info(self.names.commands_stream):
+            config = info.config
+            filters = [config.filter_subject] if config.filter_subject else []
+            filters += config.filter_subjects or []
+            if filters and not any(_takes(f, base) for f in filters):
+                continue
+            takers += 1
+            acked = info.ack_floor.last_active if info.ack_floor else None
+            if (info.num_waiting or 0) > 0 or (acked is not None and now - acked < recent):
+                return ""
+        if not takers:
+            return f"no consumer takes {base}.>"
+        return f"no participant pulls {base}.> ({takers} idle consumer(s))"
+
     async def _publisher(self) -> JetStreamContext:
         try:
             return await asyncio.wait_for(self.jetstream(), 10)
@@ -204,3 +279,14 @@ class Broker:
                 f"NATS at {self.url} unreachable: {err or type(err).__name__}",
                 type="BrokerUnavailable",
             ) from None
+
+
+def _takes(pattern: str, base: str) -> bool:
+    """Whether a consumer filtering ``pattern`` takes subjects under ``base`` (NATS wildcards)."""
+    want, have = pattern.split("."), base.split(".")
+    for i, token in enumerate(want):
+        if token == ">" or i >= len(have):
+            return True
+        if token not in ("*", have[i]):
+            return False
+    return len(want) >= len(have)

@@ -27,11 +27,13 @@ from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
 from sagaloom._names import (
     BREAKER_PATCH,
     COMMAND_ACTIVITY,
+    COMMAND_BREAKER_PATCH,
     COMMAND_RESEND_PATCH,
     HTTP_ACTIVITY,
     compensation_activity_id,
     step_key,
 )
+from sagaloom._outage import COMMAND_SILENT_ACTIVITY
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._errors import breaker_open
 from sagaloom._runtime._progress import Progress
@@ -112,7 +114,7 @@ class Dispatcher:
             body = jsonable(action.body(ctx)) if action.body is not None else None
             if not undo:
                 progress.record_input(step.name, body)
-            guarded = not undo and self._breaker_on(step)
+            guarded = not undo and self._breaker_on(step, BREAKER_PATCH)
             request = HttpRequest(
                 service=action.service, method=action.method, path=path, body=body, breaker=guarded
             )
@@ -184,6 +186,8 @@ class Dispatcher:
         self._replies.expect(command.correlation)
         if undo and workflow.patched(COMMAND_RESEND_PATCH):
             return await self._undo_command(command)
+        if not undo and self._breaker_on(step, COMMAND_BREAKER_PATCH):
+            return await self._guarded_command(command)
         await self._send(command)
         within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
         try:
@@ -193,15 +197,91 @@ class Dispatcher:
                 raise ApplicationError(str(err), type="ReplyFailed") from None
             raise
 
-    async def _send(self, command: _Send) -> int:
-        """Publish one send of a command; return its number (``Nats-Msg-Id`` ends ``#<n>``)."""
+    async def _guarded_command(self, command: _Send) -> Any:
+        """A forward command whose service has a breaker: wait while its participant is down.
+
+        It is not sent while the breaker is open (the step waits first). When no reply comes
+        in time, a worker looks at the service's consumers: none takes its commands, so the
+        participant is down; its breaker opens and the step waits for it, still taking the
+        reply should it come meanwhile (the command stays in the stream and is applied when
+        the participant is back), then waits for the reply again. A consumer that takes them
+        means the participant is up but silent: the step fails as without a breaker.
+
+        Raises:
+            ReplyFailed: a negative reply, or none in time from a participant that is up.
+            ApplicationError: ``OutageBudgetSpent``: the participant was down too long.
+        """
+        step, correlation = command.step, command.correlation
+        service = command.action.service_name
+        within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
+        sent = released = False
+        while True:
+            if not sent:
+                try:
+                    await self._send(command, breaker=True, released=released)
+                    sent = True
+                except FailureError as err:
+                    if not breaker_open(err):
+                        self._replies.forget(correlation)
+                        raise
+                    await self._hold(step.name, service, correlation)
+                    released = True
+                    continue
+            try:
+                return await self._replies.wait(correlation, within, step.name, last=False)
+            except ReplyFailed as err:
+                if not err.timed_out or not await self._participant_down(
+                    command, service, err, within
+                ):
+                    self._replies.forget(correlation)
+                    raise
+            await self._hold(step.name, service, correlation)
+
+    async def _hold(self, step: str, service: str, correlation: str) -> None:
+        """Wait for ``service``'s breaker; a reply to ``correlation`` ends the wait early."""
+        try:
+            await self._waits.wait(step, service, until=lambda: self._replies.arrived(correlation))
+        except ApplicationError:  # the outage budget is spent
+            self._replies.forget(correlation)
+            raise
+
+    async def _participant_down(
+        self, command: _Send, service: str, late: ReplyFailed, within: timedelta
+    ) -> bool:
+        """Whether no consumer takes ``service``'s commands (its breaker is then told)."""
+        try:
+            down: bool = await workflow.execute_activity(
+                COMMAND_SILENT_ACTIVITY,
+                args=[service, str(late), within.total_seconds()],
+                result_type=bool,
+                activity_id=f"{command.activity_id}:down",
+                summary=f"is {service} down?",
+                start_to_close_timeout=timedelta(seconds=20),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except FailureError:  # the broker cannot tell: the late reply stands
+            return False
+        return down
+
+    async def _send(self, command: _Send, *, breaker: bool = False, released: bool = False) -> int:
+        """Publish one send of a command; return its number (``Nats-Msg-Id`` ends ``#<n>``).
+
+        Args:
+            command: The command.
+            breaker: Ask the service's breaker first (an open one fails it: nothing sent).
+            released: The breaker has just let it go: send without asking again.
+        """
         correlation = command.correlation
         sends = self._sends[correlation] = self._sends.get(correlation, 0) + 1
+        action = command.action
         message = BrokerCommand(
-            subject=command.action.subject,
+            subject=action.subject,
             body=command.body,
             correlation_id=correlation,
             msg_id=f"{correlation}#{sends}",  # each send is new: its reply is too
+            service=action.service_name if breaker else "",
+            breaker=breaker,
+            released=released,
         )
         await _call(
             COMMAND_ACTIVITY,
@@ -258,10 +338,10 @@ class Dispatcher:
                     raise ApplicationError(str(err), type="ReplyFailed") from None
             pause = min(pause * retry.backoff_coefficient, retry.maximum_interval or pause * 100)
 
-    def _breaker_on(self, step: Step) -> bool:
-        """Whether the step waits for its service's breaker (new runs only: a patch)."""
+    def _breaker_on(self, step: Step, patch: str) -> bool:
+        """Whether the step waits for its service's breaker (new runs only: ``patch``)."""
         on = step.breaker if step.breaker is not None else self._progress.saga.breaker
-        return on and workflow.patched(BREAKER_PATCH)
+        return on and workflow.patched(patch)
 
     def _timeouts(self, step: Step, *, undo: bool) -> _Timeouts:
         saga, defaults = self._progress.saga, self._progress.saga.defaults

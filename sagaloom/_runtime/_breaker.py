@@ -1,6 +1,7 @@
 """A service's breaker as a workflow: shared by every worker, kept in Temporal, bounded history.
 
-Closed, it counts the unavailable failures the HTTP activity reports; ``threshold`` of them
+Closed, it counts the unavailable failures the HTTP activity reports (a ``Command`` step's
+finding that no consumer takes its service's commands opens it at once); ``threshold`` of them
 within ``window`` open it. Open, it holds the steps that wait for the service, tests the service
 every ``probe_every`` (one probe, not one call per waiting saga), and closes when the service
 answers; closed again, it releases the waiting steps in arrival order, ``release_per_second``
@@ -21,7 +22,6 @@ from temporalio.exceptions import FailureError
 
 from sagaloom._outage import (
     BREAKER_WORKFLOW,
-    PROBE_ACTIVITY,
     RELEASED_SIGNAL,
     REPORT_SIGNAL,
     SET_UPDATE,
@@ -53,6 +53,7 @@ class ServiceBreaker:
         self._service = start.service
         self._view = start.view or BreakerView(service=start.service, settings=start.settings)
         self._view.settings = start.settings
+        self._probe = start.probe
         self._woken = False
         """Something to do while closed: a waiter, an order, a change of state."""
         self._ordered = False
@@ -71,7 +72,9 @@ class ServiceBreaker:
         if view.status is BreakerStatus.OPEN or view.forced == "close":
             return
         view.failures = [*recent_failures(view.failures, now, view.settings.window), now]
-        if len(view.failures) >= view.settings.threshold:
+        if failure.decisive:
+            self._open(f"{failure.reason[:200]}")
+        elif len(view.failures) >= view.settings.threshold:
             self._open(f"{len(view.failures)} unavailable failures within {view.settings.window}")
 
     @workflow.signal(name=WAIT_SIGNAL)
@@ -121,7 +124,12 @@ class ServiceBreaker:
             ):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
-                    BreakerStart(service=self._service, settings=view.settings, view=self._view)
+                    BreakerStart(
+                        service=self._service,
+                        settings=view.settings,
+                        view=self._view,
+                        probe=self._probe,
+                    )
                 )
 
     def _open(self, why: str) -> None:
@@ -162,7 +170,7 @@ class ServiceBreaker:
             view.probes += 1
             try:
                 problem: str = await workflow.execute_activity(
-                    PROBE_ACTIVITY,
+                    self._probe,
                     self._service,
                     result_type=str,
                     start_to_close_timeout=timedelta(seconds=10),

@@ -102,6 +102,10 @@ class Replies:
             raise ReplyFailed(f"ReplyNegative: {reason}", timed_out=False)
         return reply.data
 
+    def arrived(self, correlation: str) -> bool:
+        """Whether a reply to ``correlation`` has been taken (and not yet consumed)."""
+        return correlation in self._received
+
     def forget(self, correlation: str) -> None:
         """Stop waiting for a reply to ``correlation`` (a later one is refused as late)."""
         self._awaiting.discard(correlation)

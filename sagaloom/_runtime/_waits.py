@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -36,13 +37,22 @@ class ServiceWaits:
         """The breaker's word for one step (the ``service_released`` signal)."""
         self._notices[(notice.service, notice.step)] = notice
 
-    async def wait(self, step: str, service: str) -> None:
+    async def wait(
+        self, step: str, service: str, *, until: Callable[[], bool] | None = None
+    ) -> None:
         """Wait until ``service``'s breaker lets ``step`` call again.
+
+        Args:
+            step: The waiting step.
+            service: Its service.
+            until: Stop waiting early when this turns true (a late reply came meanwhile).
 
         Raises:
             ApplicationError: ``OutageBudgetSpent`` when the breaker says to give up.
         """
         progress, key = self._progress, (service, step)
+        self._notices.pop(key, None)  # a word meant for an earlier wait that ended early
+        done = until or (lambda: False)
         state = progress.step(step)
         state.status, state.waiting_for = StepStatus.WAITING, service
         self._waiting.add(step)
@@ -58,12 +68,14 @@ class ServiceWaits:
                 except FailureError:
                     return  # no breaker (any more): call again
                 try:
-                    await workflow.wait_condition(lambda: key in self._notices, timeout=_ASK_AGAIN)
+                    await workflow.wait_condition(
+                        lambda: key in self._notices or done(), timeout=_ASK_AGAIN
+                    )
                     break
                 except TimeoutError:  # tell it again (idempotent): it may have been reset
                     continue
-            notice = self._notices.pop(key)
-            if not notice.go:
+            notice = self._notices.pop(key, None)
+            if notice is not None and not notice.go:
                 raise ApplicationError(notice.reason, type=OUTAGE_BUDGET_SPENT)
         finally:
             self._waiting.discard(step)

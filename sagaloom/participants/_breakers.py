@@ -1,4 +1,4 @@
-"""The HTTP activity's side of the per-service breakers: ask before calling, report outages."""
+"""The calling side of the per-service breakers (HTTP and command activities): ask, report."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from sagaloom._outage import (
     BREAKER_WORKFLOW,
+    PROBE_ACTIVITY,
     REPORT_SIGNAL,
     VIEW_QUERY,
     BreakerSettings,
@@ -87,19 +88,28 @@ class Breakers:
         """Drop what this process read of ``service``'s breaker (read it at the next call)."""
         self._seen.pop(service, None)
 
-    async def report(self, service: str, reason: str) -> None:
-        """Tell ``service``'s breaker (starting it if need be) that a call found it down."""
+    async def report(
+        self, service: str, reason: str, *, decisive: bool = False, probe: str = PROBE_ACTIVITY
+    ) -> None:
+        """Tell ``service``'s breaker (starting it if need be) that a call found it down.
+
+        Args:
+            service: The service.
+            reason: One line: what was found.
+            decisive: Open the breaker at once (not one failure towards the threshold).
+            probe: The activity that tests the service (when this starts the breaker).
+        """
         if self.settings is None:
             return
         self._seen.pop(service, None)  # read it again at the next call
         try:
             await activity.client().start_workflow(
                 BREAKER_WORKFLOW,
-                BreakerStart(service=service, settings=self.settings_for(service)),
+                BreakerStart(service=service, settings=self.settings_for(service), probe=probe),
                 id=breaker_id(service),
                 task_queue=activity.info().task_queue,
                 start_signal=REPORT_SIGNAL,
-                start_signal_args=[ServiceFailure(reason=reason)],
+                start_signal_args=[ServiceFailure(reason=reason, decisive=decisive)],
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
         except Exception as err:  # the breaker is best effort: the call's own error stands

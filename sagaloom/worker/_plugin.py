@@ -86,7 +86,8 @@ class SagaloomPlugin(SimplePlugin):
                 ``SAGALOOM_NATS_NAMESPACE`` with ``services=None``, else ``sagaloom``.
             nats_limits: Bounds of the replies and dead-letter streams. None:
                 ``SAGALOOM_NATS_MAX_MSGS``/``_MAX_BYTES`` with ``services=None``, else defaults.
-            breakers: The per-service breakers HTTP steps wait for while their service is down.
+            breakers: The per-service breakers HTTP and ``Command`` steps wait for while their
+                service is down.
                 None: ``SAGALOOM_BREAKER*`` with ``services=None``, else on with the defaults;
                 ``Breakers(None)``: off.
         """
@@ -105,15 +106,18 @@ class SagaloomPlugin(SimplePlugin):
         )
         """The HTTP participant whose activity workers run."""
         names = BrokerNames(nats_namespace or DEFAULT_NAMESPACE)
-        self.broker = Broker(nats_url, signer, names, nats_limits) if nats_url else None
+        self.broker = Broker(nats_url, signer, names, nats_limits, breakers) if nats_url else None
         """The broker connection whose activities workers run (with ``nats_url``)."""
         activities: list[Callable[..., Any]] = [self.participant.call] if http else []
         workflows = list(sagas)
         if http and breakers.enabled:
             activities.append(self.participant.probe)
-            workflows.append(ServiceBreaker)
         if self.broker is not None:
             activities += [self.broker.send, self.broker.publish_events]
+            if breakers.enabled:
+                activities += [self.broker.probe_consumers, self.broker.command_silent]
+        if breakers.enabled and (http or self.broker is not None):
+            workflows.append(ServiceBreaker)
         self._codec = codec
         self._encode_failures = encode_failures
         super().__init__(

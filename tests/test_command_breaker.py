@@ -1,0 +1,153 @@
+"""Outages of an event-driven participant: a ``Command`` step waits while nobody takes its commands.
+
+A real NATS JetStream server, a real worker process with the breakers on, and the demo warehouse
+(``services/_warehouse.py``), stopped and started again by the test as an outage would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowHandle
+
+from sagaloom import SagaState, SagaStatus, StepStatus
+from sagaloom.client import outcome, start_saga
+from sagaloom.server import NatsServer, NatsServerOptions
+from services import Warehouse
+from tests._broker_sagas import HELD_PACK
+from tests._helpers import Stack, cli
+
+pytestmark = pytest.mark.integration
+PROBE_SECONDS = 1
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(NatsServerOptions.in_folder(tmp_path_factory.mktemp("nats")))
+    asyncio.run(server.start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def queue() -> str:
+    return f"cmd-breaker-{os.urandom(3).hex()}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def worker(
+    stack: Stack, nats_server: NatsServer, queue: str
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    process = stack.start_worker(
+        f"cmd-breaker-{queue}",
+        *("--module", "tests._broker_sagas", "--task-queue", queue, "--nats", nats_server.url),
+        env={
+            "SAGALOOM_BREAKER": "on",
+            "SAGALOOM_BREAKER_PROBE_SECONDS": str(PROBE_SECONDS),
+            "SAGALOOM_BREAKER_RELEASE_PER_SECOND": "2",
+        },
+    )
+    nc = await nats.connect(nats_server.url)
+    try:  # ready once its reply consumer exists
+        js = nc.jetstream()
+        for _ in range(200):
+            try:
+                await js.consumer_info("SAGALOOM_REPLIES", "sagaloom-replies")
+                break
+            except Exception:
+                assert process.poll() is None, "the worker exited; see its log"
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+    yield process
+    process.terminate()
+    process.wait(20)
+
+
+async def states(handles: list[WorkflowHandle[Any, Any]]) -> list[SagaState]:
+    return [await h.query("saga_state", result_type=SagaState) for h in handles]
+
+
+async def all_waiting(handles: list[WorkflowHandle[Any, Any]], within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        now = await states(handles)
+        if all(s.status is SagaStatus.WAITING for s in now):
+            for state in now:
+                assert state.steps[0].status is StepStatus.WAITING
+                assert state.steps[0].waiting_for == "warehouse"
+            return
+        assert time.monotonic() < deadline, f"not all waiting: {[s.status for s in now]}"
+        await asyncio.sleep(0.3)
+
+
+async def pack_commands(url: str) -> int:
+    """How many pack commands the commands stream holds."""
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(
+            "SAGALOOM_COMMANDS", subjects_filter="sagaloom.cmd.warehouse.pack"
+        )
+        return sum((info.state.subjects or {}).values())
+    finally:
+        await nc.close()
+
+
+async def test_a_command_step_waits_while_its_participant_is_down_then_completes(
+    stack: Stack,
+    worker: subprocess.Popen[bytes],
+    nats_server: NatsServer,
+    queue: str,
+    tmp_path: Path,
+) -> None:
+    temporal, run = stack.client, uuid.uuid4().hex[:6]
+
+    async def start(name: str) -> WorkflowHandle[Any, Any]:
+        order = {"order_id": f"{run}-{name}", "sku": "book", "quantity": 1}
+        return await start_saga(temporal, HELD_PACK, order, task_queue=queue)
+
+    store = tmp_path / "warehouse.sqlite3"
+    warehouse = Warehouse(nats_server.url, store).start()
+    try:  # the warehouse's consumer exists and has worked
+        assert (await outcome(await start("warm"))).status is SagaStatus.COMPLETED
+    finally:
+        warehouse.close()
+    await asyncio.sleep(3)  # down: its last acknowledgement is older than the 2 s reply timeout
+
+    handles = [await start(str(i)) for i in range(4)]
+    await all_waiting(handles)  # each reply was late and nobody takes the commands: they wait
+    view = json.loads(
+        (await asyncio.to_thread(cli, "services", "--json", address=stack.address)).stdout
+    )
+    breaker = next(v for v in view if v["service"] == "warehouse")
+    assert breaker["status"] == "open" and len(breaker["waiting"]) == 4
+    assert "no participant pulls sagaloom.cmd.warehouse" in breaker["last_error"]
+
+    late = await start("late")  # reaches the step while the breaker is open: waits unsent
+    await all_waiting([late])
+    await asyncio.sleep(5)  # well past the reply timeout: nobody compensates, nothing resent
+    assert [s.status for s in await states([*handles, late])] == [SagaStatus.WAITING] * 5
+    assert await pack_commands(nats_server.url) == 1 + 4  # the warm-up's and the four sent
+
+    back = Warehouse(nats_server.url, store).start()
+    try:
+        results = [await asyncio.wait_for(outcome(h), 60) for h in [*handles, late]]
+        assert [r.status for r in results] == [SagaStatus.COMPLETED] * 5
+        log = back.store.dump()["log"]
+    finally:
+        back.close()
+    for name in [*map(str, range(4)), "late"]:
+        ops = [e["op"] for e in log if e["key"] == f"{run}-{name}"]
+        assert ops == ["do"], (name, ops)  # packed once, never unpacked
+    assert await pack_commands(nats_server.url) == 1 + 5  # none sent twice
