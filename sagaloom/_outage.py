@@ -43,8 +43,10 @@ __all__ = [
     "BreakerView",
     "ReleaseNotice",
     "ServiceFailure",
+    "ServiceLimit",
     "WaitRequest",
     "breaker_id",
+    "limit_queue",
     "recent_failures",
     "release_gap",
 ]
@@ -100,6 +102,27 @@ class BreakerSettings(BaseModel):
     """How many waiting steps go on per second once the service answers again."""
     outage_budget: timedelta = timedelta(hours=1)
     """How long a step waits at most; past it the saga compensates."""
+
+
+class ServiceLimit(BaseModel):
+    """How fast and how wide calls to one service may go (``SAGALOOM_SERVICE_<NAME>_...``).
+
+    A limited service's HTTP calls run on a task queue of its own (:func:`limit_queue`), which
+    every worker of the app polls: the server holds its activities to ``calls_per_second``
+    across all workers, and each worker runs at most ``max_concurrent`` of them at once.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    calls_per_second: float | None = Field(None, gt=0)
+    """All workers together (Temporal's task-queue rate limit); None: no rate limit."""
+    max_concurrent: int | None = Field(None, gt=0)
+    """Per worker process (its activity slots on the service's queue); None: 100."""
+
+
+def limit_queue(task_queue: str, service: str) -> str:
+    """The task queue of ``service``'s HTTP calls from sagas on ``task_queue``."""
+    return f"{task_queue}@{service}"
 
 
 class BreakerStatus(StrEnum):

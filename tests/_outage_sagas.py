@@ -55,6 +55,10 @@ PICKY = _saga("PickySaga", "picky")
 # tests/outage_run.py: the engine's default retries (5 attempts from 1 s, back-off 2)
 STORM_OFF = _saga("StormOffSaga", "stormoff", breaker=False, defaults=StepDefaults())
 STORM_ON = _saga("StormOnSaga", "stormon", defaults=StepDefaults())
+# tests/test_limits.py: the same calls to a limited and an unlimited service
+RATED_SAGA = _saga("RatedSaga", "rated", breaker=False)
+NARROW_SAGA = _saga("NarrowSaga", "narrow", breaker=False)
+FREE = _saga("FreeSaga", "free", breaker=False)
 
 OutageSaga = saga_workflow(OUTAGE)
 RefusingSaga = saga_workflow(REFUSING)
@@ -64,4 +68,7 @@ HeldSaga = saga_workflow(HELD)
 PickySaga = saga_workflow(PICKY)
 StormOffSaga = saga_workflow(STORM_OFF)
 StormOnSaga = saga_workflow(STORM_ON)
+RatedSaga = saga_workflow(RATED_SAGA)
+NarrowSaga = saga_workflow(NARROW_SAGA)
+FreeSaga = saga_workflow(FREE)
 SAGAS = [OutageSaga, RefusingSaga, BudgetSaga, OptOutSaga, HeldSaga, PickySaga]

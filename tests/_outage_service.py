@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +32,11 @@ class FlakyService:
     charged: dict[str, int] = field(default_factory=dict)
     """Effects applied, by order id (a repeat of a key must not add one)."""
     refunded: set[str] = field(default_factory=set)
+    delay: float = 0.0
+    """Seconds each call takes."""
+    peak: int = 0
+    """The most calls in progress at once."""
+    _inflight: int = 0
     _keys: dict[str, dict[str, str]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
@@ -58,6 +64,16 @@ class FlakyService:
         return [c for c in self.calls if c.method == "GET" and c.at >= since]
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self._inflight += 1
+        self.peak = max(self.peak, self._inflight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return await self._answer(request)
+        finally:
+            self._inflight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         key = request.headers.get(IDEMPOTENCY_HEADER)
         status = int(self.mode) if self.mode.isdigit() else 200
         if status in (422, 500) and request.path != "/charges":

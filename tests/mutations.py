@@ -534,9 +534,31 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "outages: a command participant is down when no consumer pulls or acknowledged lately",
         "sagaloom/_broker/_bus.py",
-        "            if (info.num_waiting or 0) > 0 or (acked is not None and now - acked < recent):",
+        "            if (info.num_waiting or 0) > 0 or (acked is not None and now - acked < "
+        "recent):",
         "            if True:",
         ("tests/test_command_breaker.py",),
+    ),
+    Mutation(
+        "limits: a limited service's calls go at most its rate, all workers together",
+        "sagaloom/worker/_plugin.py",
+        "                    max_task_queue_activities_per_second=limit.calls_per_second,",
+        "                    max_task_queue_activities_per_second=None,",
+        ("tests/test_limits.py",),
+    ),
+    Mutation(
+        "limits: a limited service gets at most its concurrency of calls at once (per worker)",
+        "sagaloom/worker/_plugin.py",
+        "                    max_concurrent_activities=limit.max_concurrent or 100,",
+        "                    max_concurrent_activities=100,",
+        ("tests/test_limits.py",),
+    ),
+    Mutation(
+        "limits: the HTTP calls to a limited service go to that service's own task queue",
+        "sagaloom/_runtime/_routing.py",
+        "            and request.service in self._services",
+        "            and False",
+        ("tests/test_limits.py",),
     ),
 )
 

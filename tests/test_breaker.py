@@ -179,9 +179,13 @@ async def test_an_operator_holds_and_releases_a_service_from_the_cli(
     assert opened.returncode == 0, opened.stderr
     (handle,) = await start(temporal, HELD, queue, 1)
     await all_waiting([handle])
-    listed = await saga_cli("services", address=address, env=env)
+    listed = await saga_cli(
+        "services", "--module", "workflows.fulfilment", address=address, env=env
+    )
     row = next(line for line in listed.stdout.splitlines() if line.startswith("held"))
     assert "open (forced open)" in row and row.split()[4] == "1", listed.stdout  # 1 waiting
+    # a Command service of the saga modules is known too (the fulfilment saga's warehouse)
+    assert any(line.startswith("warehouse ") for line in listed.stdout.splitlines())
     assert services["held"].posts() == []  # held: not called
     closed = await saga_cli("services", "--close", "held", address=address, env=env)
     assert closed.returncode == 0, closed.stderr

@@ -50,11 +50,29 @@ def test_defaults() -> None:
         ("SAGALOOM_OUTAGE_BUDGET_SECONDS", "-5"),
         ("SAGALOOM_BREAKER_RELEASE_PER_SECOND", "0"),
         ("SAGALOOM_SERVICE_PAYMENT_OUTAGE_BUDGET_SECONDS", "soon"),
+        ("SAGALOOM_SERVICE_PAYMENT_CALLS_PER_SECOND", "-2"),
+        ("SAGALOOM_SERVICE_PAYMENT_MAX_CONCURRENT_CALLS", "1.5"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    env = {"SAGALOOM_SERVICE_PAYMENT": "http://127.0.0.1:1"} if "PAYMENT_" in name else {}
     with pytest.raises(ConfigError, match=name):
-        WorkerConfig.from_env({name: value})
+        WorkerConfig.from_env({**env, name: value})
+
+
+def test_service_limits_are_read_like_the_service_url_and_need_one() -> None:
+    env = {
+        "SAGALOOM_SERVICE_PAYMENT": "http://127.0.0.1:1",
+        "SAGALOOM_SERVICE_PAYMENT_CALLS_PER_SECOND": "2.5",
+        "SAGALOOM_SERVICE_PAYMENT_MAX_CONCURRENT_CALLS": "4",
+    }
+    config = WorkerConfig.from_env(env)
+    assert config.services == {"payment": "http://127.0.0.1:1"}  # the limits are not services
+    limit = config.service_limits()["payment"]
+    assert (limit.calls_per_second, limit.max_concurrent) == (2.5, 4)
+    assert {k: v for k, v in config.to_env().items() if "PAYMENT" in k} == env
+    with pytest.raises(ConfigError, match=r"SAGALOOM_SERVICE_PAYNENT_CALLS_PER_SECOND.*no URL"):
+        WorkerConfig.from_env({**env, "SAGALOOM_SERVICE_PAYNENT_CALLS_PER_SECOND": "1"})
 
 
 def test_embedded_default_is_tuned_and_registers_search_attributes(tmp_path: object) -> None:
@@ -121,7 +139,7 @@ def test_every_field_is_a_row_of_the_settings_table_with_the_same_default() -> N
     assert sorted(s.field for s in WORKER_SETTINGS) == sorted(f.name for f in fields(WorkerConfig))
     plain = WorkerConfig()
     for s in WORKER_SETTINGS:
-        if s.kind not in ("services", "tokens", "budgets", "list"):
+        if s.kind not in ("services", "tokens", "budgets", "rates", "concurrency", "list"):
             assert getattr(plain, s.field) == s.default, s.field
 
 
@@ -163,6 +181,8 @@ def test_to_env_and_from_env_are_inverse_for_every_setting() -> None:
         breaker_release_rate=0.5,
         outage_budget=timedelta(seconds=600),
         outage_budgets={"payment": timedelta(seconds=60)},
+        service_rates={"payment": 2.5},
+        service_concurrency={"payment": 4},
         deployment="shop",
         build_id="b1",
         versioning="auto-upgrade",

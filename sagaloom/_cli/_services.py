@@ -14,10 +14,15 @@ from sagaloom._cli._common import (
     add_command,
     client,
     connection_flags,
+    module_flag,
+    modules,
     task_queue_flag,
 )
+from sagaloom._definition import Command
 from sagaloom._outage import (
     BREAKER_WORKFLOW,
+    COMMAND_PROBE_ACTIVITY,
+    PROBE_ACTIVITY,
     SET_UPDATE,
     VIEW_QUERY,
     BreakerOrder,
@@ -26,6 +31,7 @@ from sagaloom._outage import (
     breaker_id,
 )
 from sagaloom.worker._config import WorkerConfig
+from sagaloom.worker._registry import load_sagas
 from sagaloom.worker._settings import SERVICE_PREFIX, setting
 
 __all__ = ["register"]
@@ -49,7 +55,7 @@ async def cmd_services(args: argparse.Namespace) -> int:
     order = BreakerOrder(action=actions[0], note=args.note) if actions else None
     if order is not None:
         name = getattr(args, order.action).lower()
-        view = await _order(temporal, name, order, args.task_queue)
+        view = await _order(temporal, name, order, args)
         print(f"breaker of {name}: {view.status.value} (forced {view.forced or 'no: automatic'})"
               f"; {len(view.waiting)} step(s) waiting")  # fmt: skip
         return 0
@@ -66,18 +72,29 @@ async def cmd_services(args: argparse.Namespace) -> int:
           f"{'open':<24} last error")  # fmt: skip
     for view in views:
         print(_row(view))
-    quiet = sorted(set(_configured()) - {v.service for v in views})
+    quiet = sorted(set(_configured(args)) - {v.service for v in views})
     for name in quiet:
         print(f"{name:<16} {'closed (no outage seen)':<22} {0:>7}")
     return 0
 
 
-def _configured() -> list[str]:
-    """The services this shell's worker configuration names (``SAGALOOM_SERVICE_<NAME>``)."""
-    return sorted(setting("services").read(os.environ))
+def _configured(args: argparse.Namespace) -> dict[str, str]:
+    """The services known here, each with its breaker's probe.
+
+    The HTTP services this shell's worker configuration names (``SAGALOOM_SERVICE_<NAME>``)
+    and the ``Command`` services of the saga modules (``--module``, ``SAGALOOM_SAGA_MODULES``).
+    """
+    known = dict.fromkeys(setting("services").read(os.environ), PROBE_ACTIVITY)
+    for workflow in load_sagas(modules(args)).values():
+        for step in workflow.saga.steps:
+            if isinstance(step.action, Command):
+                known.setdefault(step.action.service_name, COMMAND_PROBE_ACTIVITY)
+    return dict(sorted(known.items()))
 
 
-async def _order(temporal: Any, name: str, order: BreakerOrder, task_queue: str) -> BreakerView:
+async def _order(
+    temporal: Any, name: str, order: BreakerOrder, args: argparse.Namespace
+) -> BreakerView:
     handle = temporal.get_workflow_handle(breaker_id(name))
     try:
         view: BreakerView = await handle.execute_update(SET_UPDATE, order, result_type=BreakerView)
@@ -85,10 +102,12 @@ async def _order(temporal: Any, name: str, order: BreakerOrder, task_queue: str)
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
-    if name not in _configured():
+    known = _configured(args)
+    if name not in known:
         raise CliError(
-            f"unknown service {name!r}: it has no breaker yet and {SERVICE_PREFIX}{name.upper()} "
-            f"is not set here (known: {', '.join(_configured()) or 'none'})"
+            f"unknown service {name!r}: it has no breaker yet, {SERVICE_PREFIX}{name.upper()} "
+            "is not set here and no Command step of the saga modules sends to it (known: "
+            f"{', '.join(known) or 'none'})"
         )
     config = WorkerConfig.from_env()
     settings = config.breakers().settings_for(name) if config.breaker else None
@@ -96,9 +115,9 @@ async def _order(temporal: Any, name: str, order: BreakerOrder, task_queue: str)
         raise CliError("breakers are off here (SAGALOOM_BREAKER=off)")
     started = await temporal.start_workflow(
         BREAKER_WORKFLOW,
-        BreakerStart(service=name, settings=settings),
+        BreakerStart(service=name, settings=settings, probe=known[name]),
         id=breaker_id(name),
-        task_queue=task_queue,
+        task_queue=args.task_queue,
     )
     view = await started.execute_update(SET_UPDATE, order, result_type=BreakerView)
     return view
@@ -121,3 +140,4 @@ def register(sub: Any) -> None:
     p.add_argument("--note", default="", help="recorded with the order")
     task_queue_flag(p, "where a breaker started here runs (the workers' task queue)")
     p.add_argument("--json", action="store_true")
+    module_flag(p)

@@ -9,6 +9,7 @@ or, with a :class:`WorkerConfig` read from the environment, ``build_worker(clien
 """
 
 from sagaloom._ops._logging import configure_logging
+from sagaloom._outage import ServiceLimit
 from sagaloom._public import publish as _publish
 from sagaloom.worker._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
 from sagaloom.worker._plugin import SagaloomPlugin
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_TASK_QUEUE",
     "ConfigError",
     "SagaloomPlugin",
+    "ServiceLimit",
     "UnknownSagaError",
     "WorkerConfig",
     "build_worker",

@@ -15,10 +15,17 @@ from typing import Any
 from pydantic import SecretStr
 
 from sagaloom._names import DEFAULT_TASK_QUEUE
-from sagaloom._outage import BreakerSettings
+from sagaloom._outage import BreakerSettings, ServiceLimit
 from sagaloom._protocol import DEFAULT_NAMESPACE, namespace_problem
 from sagaloom.participants._breakers import Breakers
-from sagaloom.worker._settings import WORKER_SETTINGS, ConfigError, setting
+from sagaloom.worker._settings import (
+    CONCURRENCY_SUFFIX,
+    RATE_SUFFIX,
+    SERVICE_PREFIX,
+    WORKER_SETTINGS,
+    ConfigError,
+    setting,
+)
 
 __all__ = ["DEFAULT_TASK_QUEUE", "VERSIONING_BEHAVIORS", "ConfigError", "WorkerConfig"]
 
@@ -72,6 +79,8 @@ class WorkerConfig:
     breaker_release_rate: float = _default("breaker_release_rate")
     outage_budget: timedelta = timedelta(hours=1)
     outage_budgets: Mapping[str, timedelta] = field(default_factory=dict)
+    service_rates: Mapping[str, float] = field(default_factory=dict)
+    service_concurrency: Mapping[str, int] = field(default_factory=dict)
     deployment: str | None = None
     build_id: str | None = None
     versioning: str = _default("versioning")
@@ -91,6 +100,11 @@ class WorkerConfig:
             raise ConfigError(f"SAGALOOM_NATS_NAMESPACE: {problem}")
         if self.triggers and self.nats_url is None:
             raise ConfigError("triggers (SAGALOOM_TRIGGERS / --trigger) need SAGALOOM_NATS_URL")
+        for name in sorted({*self.service_rates, *self.service_concurrency} - {*self.services}):
+            raise ConfigError(
+                f"{SERVICE_PREFIX}{name.upper()}{RATE_SUFFIX} / {CONCURRENCY_SUFFIX}: a limit "
+                f"for service {name!r}, which has no URL ({SERVICE_PREFIX}{name.upper()})"
+            )
         if self.versioning not in VERSIONING_BEHAVIORS:
             raise ConfigError(
                 f"versioning {self.versioning!r} must be one of {', '.join(VERSIONING_BEHAVIORS)}"
@@ -108,6 +122,16 @@ class WorkerConfig:
             outage_budget=self.outage_budget,
         )
         return Breakers(settings, self.outage_budgets)
+
+    def service_limits(self) -> dict[str, ServiceLimit]:
+        """The services whose calls are limited, and their limits."""
+        return {
+            name: ServiceLimit(
+                calls_per_second=self.service_rates.get(name),
+                max_concurrent=self.service_concurrency.get(name),
+            )
+            for name in sorted({*self.service_rates, *self.service_concurrency})
+        }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:

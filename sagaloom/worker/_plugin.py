@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from pydantic import SecretStr
+from temporalio.client import Client
 from temporalio.client import Interceptor as ClientInterceptor
 from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Interceptor as WorkerInterceptor
-from temporalio.worker import WorkflowRunner
+from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sagaloom._broker._bus import Broker, StreamLimits
 from sagaloom._converter import converter
-from sagaloom._outage import BreakerSettings
+from sagaloom._outage import BreakerSettings, ServiceLimit, limit_queue
 from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._reply_auth import ReplySigner
 from sagaloom._runtime._breaker import ServiceBreaker
+from sagaloom._runtime._routing import ServiceRouting
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._http import HttpParticipant
 from sagaloom.worker._config import WorkerConfig
@@ -43,7 +46,8 @@ class SagaloomPlugin(SimplePlugin):
     * the workflow sandbox passes ``sagaloom`` through, so a saga module — even a single-file
       script that also builds its worker — needs no passthrough argument;
     * workers get the HTTP participant activity (``sagaloom.http``) with one pooled HTTP client,
-      closed when the worker stops, and the sagas and interceptors given here.
+      closed when the worker stops, and the sagas and interceptors given here;
+    * a service with a limit gets a task queue of its own, which the worker polls too.
 
     A worker built from a client that has the plugin gets it too (the SDK passes client
     plugins on), so add it once.
@@ -64,6 +68,7 @@ class SagaloomPlugin(SimplePlugin):
         nats_namespace: str | None = None,
         nats_limits: StreamLimits | None = None,
         breakers: Breakers | None = None,
+        limits: Mapping[str, ServiceLimit] | None = None,
     ) -> None:
         """Create the plugin.
 
@@ -90,6 +95,9 @@ class SagaloomPlugin(SimplePlugin):
                 service is down.
                 None: ``SAGALOOM_BREAKER*`` with ``services=None``, else on with the defaults;
                 ``Breakers(None)``: off.
+            limits: Services whose HTTP calls are limited in rate (all workers together) or
+                concurrency (per worker). None: ``SAGALOOM_SERVICE_<NAME>_CALLS_PER_SECOND``
+                and ``_MAX_CONCURRENT_CALLS`` with ``services=None``, else none.
         """
         if services is None:
             env = WorkerConfig.from_env()
@@ -99,6 +107,7 @@ class SagaloomPlugin(SimplePlugin):
             nats_namespace = nats_namespace or env.nats_namespace
             nats_limits = nats_limits or StreamLimits(env.nats_max_msgs, env.nats_max_bytes)
             breakers = breakers or env.breakers()
+            limits = limits if limits is not None else env.service_limits()
         signer = ReplySigner(reply_secret)
         breakers = breakers or Breakers(BreakerSettings())
         self.participant = HttpParticipant(
@@ -118,6 +127,10 @@ class SagaloomPlugin(SimplePlugin):
                 activities += [self.broker.probe_consumers, self.broker.command_silent]
         if breakers.enabled and (http or self.broker is not None):
             workflows.append(ServiceBreaker)
+        self.limits = dict(limits or {})
+        """Limited services (each has a task queue of its own that workers poll)."""
+        if self.limits and http:
+            interceptors = [*interceptors, ServiceRouting(self.limits)]
         self._codec = codec
         self._encode_failures = encode_failures
         super().__init__(
@@ -154,11 +167,42 @@ class SagaloomPlugin(SimplePlugin):
             nats_namespace=config.nats_namespace,
             nats_limits=StreamLimits(config.nats_max_msgs, config.nats_max_bytes),
             breakers=config.breakers(),
+            limits=config.service_limits(),
         )
 
     def _converter(self, existing: DataConverter | None) -> DataConverter:
         codec = self._codec or (existing.payload_codec if existing is not None else None)
         return converter(codec, encode_failures=self._encode_failures)
+
+    async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
+        """Run ``worker``, and beside it one worker per limited service on that service's queue.
+
+        Each polls ``<task queue>@<service>`` for the HTTP activity only, with the service's
+        rate as the queue's rate limit (the server enforces it across all workers) and its
+        concurrency as its activity slots.
+        """
+        if not self.limits or "@" in worker.task_queue:
+            await super().run_worker(worker, next)
+            return
+        plain = Client(  # the same connection and converter, without plugins (no recursion)
+            worker.client.service_client,
+            namespace=worker.client.namespace,
+            data_converter=worker.client.data_converter,
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            for service, limit in self.limits.items():
+                limited = Worker(
+                    plain,
+                    task_queue=limit_queue(worker.task_queue, service),
+                    activities=[self.participant.call],
+                    max_concurrent_activities=limit.max_concurrent or 100,
+                    max_task_queue_activities_per_second=limit.calls_per_second,
+                    graceful_shutdown_timeout=worker.config().get(
+                        "graceful_shutdown_timeout", timedelta(0)
+                    ),
+                )
+                await stack.enter_async_context(limited)
+            await super().run_worker(worker, next)
 
     @contextlib.asynccontextmanager
     async def _close_participant(self) -> AsyncIterator[None]:

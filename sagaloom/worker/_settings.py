@@ -21,6 +21,8 @@ from sagaloom._protocol import DEFAULT_NAMESPACE
 __all__ = [
     "BUDGET_SUFFIX",
     "CLI_SETTINGS",
+    "CONCURRENCY_SUFFIX",
+    "RATE_SUFFIX",
     "SERVICE_PREFIX",
     "TOKEN_SUFFIX",
     "WORKER_SETTINGS",
@@ -34,6 +36,9 @@ __all__ = [
 SERVICE_PREFIX = "SAGALOOM_SERVICE_"
 TOKEN_SUFFIX = "_TOKEN"
 BUDGET_SUFFIX = "_OUTAGE_BUDGET_SECONDS"
+RATE_SUFFIX = "_CALLS_PER_SECOND"
+CONCURRENCY_SUFFIX = "_MAX_CONCURRENT_CALLS"
+_SUFFIXES = (TOKEN_SUFFIX, BUDGET_SUFFIX, RATE_SUFFIX, CONCURRENCY_SUFFIX)
 
 Kind = Literal[
     "text",  # a string; empty means the default
@@ -48,6 +53,8 @@ Kind = Literal[
     "secret",  # a SecretStr or None; no flag (flags show in ps)
     "services",  # SAGALOOM_SERVICE_<NAME>=<url>; the flag is NAME=URL, repeatable
     "budgets",  # SAGALOOM_SERVICE_<NAME>_OUTAGE_BUDGET_SECONDS=<seconds>; no flag
+    "rates",  # SAGALOOM_SERVICE_<NAME>_CALLS_PER_SECOND=<number>; no flag
+    "concurrency",  # SAGALOOM_SERVICE_<NAME>_MAX_CONCURRENT_CALLS=<integer>; no flag
     "tokens",  # SAGALOOM_SERVICE_<NAME>_TOKEN=<token>; no flag
 ]
 
@@ -111,7 +118,11 @@ class Setting:
         if self.kind == "tokens":
             return _tokens(env)
         if self.kind == "budgets":
-            return _budgets(env)
+            return {k: timedelta(seconds=v) for k, v in _per_service(env, BUDGET_SUFFIX, int)}
+        if self.kind == "rates":
+            return dict(_per_service(env, RATE_SUFFIX, float))
+        if self.kind == "concurrency":
+            return dict(_per_service(env, CONCURRENCY_SUFFIX, int))
         if not raw:
             return self.default
         return self.parse(raw, self.env)
@@ -151,6 +162,9 @@ class Setting:
                 f"{SERVICE_PREFIX}{k.upper()}{BUDGET_SUFFIX}": str(int(v.total_seconds()))
                 for k, v in value.items()
             }
+        if self.kind in ("rates", "concurrency"):
+            suffix = RATE_SUFFIX if self.kind == "rates" else CONCURRENCY_SUFFIX
+            return {f"{SERVICE_PREFIX}{k.upper()}{suffix}": str(v) for k, v in value.items()}
         if value is None:
             text = ""
         elif self.kind == "bool":
@@ -167,7 +181,7 @@ class Setting:
 
     def shown_default(self) -> str:
         """The default as the docs show it."""
-        if self.kind in ("services", "tokens", "budgets", "list") or self.default in (None, ""):
+        if self.kind in _MAPS or self.kind == "list" or self.default in (None, ""):
             return "-"
         if self.kind == "bool":
             return self.words[0] if self.default else self.words[1]
@@ -191,9 +205,7 @@ def _services(env: Mapping[str, str]) -> dict[str, str]:
     services = {
         name[len(SERVICE_PREFIX) :].lower(): url
         for name, url in env.items()
-        if name.startswith(SERVICE_PREFIX)
-        and not name.endswith((TOKEN_SUFFIX, BUDGET_SUFFIX))
-        and url
+        if name.startswith(SERVICE_PREFIX) and not name.endswith(_SUFFIXES) and url
     }
     for name, url in services.items():
         if not url.startswith(("http://", "https://")):
@@ -209,13 +221,18 @@ def _tokens(env: Mapping[str, str]) -> dict[str, SecretStr]:
     }
 
 
-def _budgets(env: Mapping[str, str]) -> dict[str, timedelta]:
-    out: dict[str, timedelta] = {}
-    for name, raw in env.items():
-        if name.startswith(SERVICE_PREFIX) and name.endswith(BUDGET_SUFFIX) and raw:
-            service = name[len(SERVICE_PREFIX) : -len(BUDGET_SUFFIX)].lower()
-            out[service] = timedelta(seconds=_positive(raw, name, int))
-    return out
+def _per_service(
+    env: Mapping[str, str], suffix: str, kind: type[int] | type[float]
+) -> list[tuple[str, Any]]:
+    """``SAGALOOM_SERVICE_<NAME><suffix>`` values: (name, positive number) pairs."""
+    return [
+        (name[len(SERVICE_PREFIX) : -len(suffix)].lower(), _positive(raw, name, kind))
+        for name, raw in env.items()
+        if name.startswith(SERVICE_PREFIX) and name.endswith(suffix) and raw
+    ]
+
+
+_MAPS = ("services", "tokens", "budgets", "rates", "concurrency")
 
 
 S = Setting
@@ -308,6 +325,11 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
       "--outage-budget-seconds"),
     S("outage_budgets", f"{SERVICE_PREFIX}<NAME>{BUDGET_SUFFIX}", "budgets", None,
       "one service's own outage budget, in seconds"),
+    S("service_rates", f"{SERVICE_PREFIX}<NAME>{RATE_SUFFIX}", "rates", None,
+      "at most this many HTTP calls a second to that service, all workers together (the "
+      "server enforces it on the service's own task queue)"),
+    S("service_concurrency", f"{SERVICE_PREFIX}<NAME>{CONCURRENCY_SUFFIX}", "concurrency", None,
+      "at most this many HTTP calls to that service at once, per worker process"),
     S("deployment", "SAGALOOM_DEPLOYMENT", "optional", None,
       "Worker Versioning: this worker's deployment (with the build id, or neither)",
       "--deployment", metavar="NAME"),
