@@ -8,6 +8,8 @@ Endpoints of a service with resource ``R`` and undo endpoint ``U``:
 * ``POST /R/U``: undo the effect of the body's business key; with no effect yet, record a
   tombstone. Idempotent.
 * ``GET /R/<key>``: the record; ``GET /_admin/state``: every record, the effect log, counters.
+* ``POST /_admin/outage`` ``{"seconds": N}``: be down for N seconds: every other request,
+  ``GET /`` included, is answered 503 (counted as ``outage`` in the injected faults).
 * ``POST /_admin/faults``: inject a fault; ``DELETE /_admin/faults``: clear them. A fault is
   ``{"op": "do"|"undo", "match": "<key>"|"*", "mode": MODE, "times": N|null, "status": 503,
   "delay": 2.0, "rate": 1.0, "seed": 0}`` with MODE ``error``, ``reject``, ``slow``, ``drop``
@@ -78,6 +80,16 @@ class Participant:
     faults_lock: threading.Lock = field(default_factory=threading.Lock)
     injected: dict[str, int] = field(default_factory=dict)
     reply_urls: tuple[str, ...] = ()
+    down_until: float = 0.0
+    """``time.monotonic()`` until which the service is down (``/_admin/outage``)."""
+
+    def down(self) -> bool:
+        """Whether the service is down now (a call that finds it so is counted)."""
+        if time.monotonic() >= self.down_until:
+            return False
+        with self.faults_lock:
+            self.injected["outage"] = self.injected.get("outage", 0) + 1
+        return True
 
     def fault(self, op: str, key: str) -> Fault | None:
         """The first injected fault that applies, if any (counted in ``injected``)."""
@@ -241,7 +253,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         spec, store = self.participant.spec, self.participant.store
-        if self.path == "/health":
+        if not self.path.startswith("/_admin/") and self.participant.down():
+            self._reply(503, {"error": "down (injected outage)"})
+        elif self.path == "/health":
             self._reply(200, {"service": spec.name, "ok": True})
         elif self.path == "/_admin/state":
             with self.participant.faults_lock:
@@ -269,6 +283,17 @@ class _Handler(BaseHTTPRequestHandler):
         except _BadRequest as bad:
             self.close_connection = True  # the unread body must not be taken for a request
             self._reply(bad.status, {"error": bad.reason})
+            return
+        if not self.path.startswith("/_admin/") and self.participant.down():
+            self._reply(503, {"error": "down (injected outage)"})
+            return
+        if self.path == "/_admin/outage":
+            seconds = body.get("seconds") if isinstance(body, dict) else None
+            if not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
+                self._reply(400, {"error": "body must be {\"seconds\": 0..3600}"})
+                return
+            self.participant.down_until = time.monotonic() + seconds
+            self._reply(200, {"down_for": seconds})
             return
         if self.path == "/_admin/faults":
             try:

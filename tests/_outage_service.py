@@ -24,7 +24,8 @@ class Call:
 @dataclass
 class FlakyService:
     """Charges once per key while up; ``mode`` ``"503"`` answers every call with 503, ``"422"``
-    refuses every charge, ``"500"`` fails every charge (a fault, not an outage)."""
+    refuses every charge, ``"500"`` fails every charge (a fault, not an outage), ``"flaky"``
+    answers every 4th charge with 503 (a blip, not an outage)."""
 
     mode: str = "up"
     port: int = field(default_factory=free_port)
@@ -76,6 +77,8 @@ class FlakyService:
     async def _answer(self, request: web.Request) -> web.Response:
         key = request.headers.get(IDEMPOTENCY_HEADER)
         status = int(self.mode) if self.mode.isdigit() else 200
+        if self.mode == "flaky" and request.method == "POST":  # every 4th call: 503
+            status = 503 if len(self.posts()) % 4 == 3 else 200
         if status in (422, 500) and request.path != "/charges":
             status = 200  # it refuses or fails charges only: probes and refunds go through
         self.calls.append(Call(time.monotonic(), request.method, request.path, key, status))

@@ -11,7 +11,10 @@ durable timer); some sagas cancelled while they run. Faults at the participants 
 call): 5xx, a response slower than the step's timeout, "commit, then drop the connection".
 Harness faults: SIGKILL a random worker process every few seconds (a new one starts on the same
 endpoint); SIGKILL the Temporal dev server's whole process group several times and restart it on
-the same SQLite file; SIGKILL the participants and restart them on their stores and ports.
+the same SQLite file; SIGKILL the participants and restart them on their stores and ports; and,
+with ``--outage-seconds``, one long outage of one participant (503 to everything, its probe
+included, for longer than a step's retries last): with the breakers on (the default), the sagas
+that reach it wait and complete; ``--no-breaker`` shows what happens without them.
 
 Invariants, from the participants' stores once everything settles: every saga is fully done,
 fully compensated or cancelled (nothing active), or parked with its compensated steps undone; no
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from sagaloom import Saga, SagaState, SagaStatus
+from sagaloom._outage import RELEASED_SIGNAL
 from sagaloom.client import Outcome, connect, outcome, start_saga
 from sagaloom.server import DevServer, DevServerOptions, free_port
 from services import CATALOG
@@ -142,6 +147,13 @@ class ChaosReport:
     after_faults: float = 0.0
     """From the last fault to the last saga settled."""
     keys_checked: int = 0
+    outage: tuple[str, float] | None = None
+    """The service that went down for a while, and for how many seconds."""
+    breaker: bool = True
+    waited: int = 0
+    """Sagas a step of which waited for a breaker (a ``service_released`` signal)."""
+    drain: float = 0.0
+    """From the service's return to the last saga that waited settled."""
     violations: list[str] = field(default_factory=list)
     """Broken guarantees: a store half-done, an effect applied twice, a wrong key, a saga lost."""
     unexpected: list[str] = field(default_factory=list)
@@ -177,6 +189,7 @@ class ChaosReport:
             f"p99 {self.percentile(0.99):.1f} s, max {max(self.settle_seconds, default=0):.1f} s",
             f"- last saga settled {self.after_faults:.1f} s after the last fault",
             f"- participant calls whose idempotency key was checked: {self.keys_checked}",
+            *self._outage_lines(),
             f"- sagas that ended otherwise than planned, consistently: {len(self.unexpected)}",
             *(f"  - {u}" for u in self.unexpected[:10]),
             f"- violations (a store half-done, an effect applied twice, a wrong key, a saga "
@@ -184,6 +197,18 @@ class ChaosReport:
             *(f"  - {v}" for v in self.violations[:20]),
         ]
         return "\n".join(lines)
+
+    def _outage_lines(self) -> list[str]:
+        if self.outage is None:
+            return []
+        service, seconds = self.outage
+        calls = self.faults.get("outage", 0)
+        return [
+            f"- outage: {service} answered 503 to everything, probes included, for {seconds:g} s "
+            f"(breakers {'on' if self.breaker else 'off'}): {calls} calls reached it while down "
+            f"({calls / (seconds / 60):.0f} a minute); {self.waited} sagas waited for its "
+            f"breaker; the last of them settled {self.drain:.1f} s after it came back",
+        ]
 
 
 def _ephemeral_low() -> int:
@@ -222,10 +247,16 @@ def _free_block(size: int) -> int:
 class Harness:
     """The processes under test and the faults done to them."""
 
-    def __init__(self, tmp: Path, seed: int, *, broken_keys: bool = False) -> None:
+    def __init__(
+        self, tmp: Path, seed: int, *, broken_keys: bool = False, breaker: bool = True
+    ) -> None:
         self.tmp = tmp
         self.rng = random.Random(seed)
         self.broken_keys = broken_keys
+        self.breaker = breaker
+        self.down_until = 0.0
+        """When the outage (if any) ends (``time.monotonic()``)."""
+        self.down_service = ""
         self.server = DevServer(DevServerOptions.in_folder(tmp, ui=False))
         self.base_port = _free_block(len(CATALOG))
         self.endpoints = [f"127.0.0.1:{free_port()}" for _ in range(WORKERS)]
@@ -264,8 +295,8 @@ class Harness:
             SAGALOOM_LOG_LEVEL="ERROR",
             SAGALOOM_HEALTH_ADDRESS=self.endpoints[slot],
             SAGALOOM_REPLY_SECRET=REPLY_SECRET,
-            # the fault plans count on retries running out; breakers have their own tests
-            SAGALOOM_BREAKER="off",
+            SAGALOOM_BREAKER="on" if self.breaker else "off",
+            SAGALOOM_BREAKER_PROBE_SECONDS="2",
         )
         log = open(self.tmp / "workers.log", "ab")  # noqa: SIM115
         return subprocess.Popen(
@@ -327,6 +358,7 @@ class Harness:
                 await asyncio.to_thread(self.services.wait)
                 await asyncio.to_thread(self.start_services)  # same stores, same ports
                 await self.inject_faults()
+                await self.resume_outage()  # a restarted participant is still down
                 self.report.participant_kills += 1
             self.last_fault = time.monotonic()
 
@@ -349,6 +381,18 @@ class Harness:
                         f"{url}/_admin/faults",
                         json={**fault, "seed": seed * 100 + n + hash(service) % 97},
                     )
+
+    async def begin_outage(self, service: str, seconds: float) -> None:
+        """Take ``service`` down (503 to everything) for ``seconds``."""
+        self.down_service, self.down_until = service, time.monotonic() + seconds
+        await self.resume_outage()
+
+    async def resume_outage(self) -> None:
+        left = self.down_until - time.monotonic()
+        if left > 0:
+            async with httpx.AsyncClient(timeout=30) as http:
+                url = self.urls[self.down_service]
+                await http.post(f"{url}/_admin/outage", json={"seconds": left})
 
     def stop(self) -> None:
         for process in [*self.workers, *([self.services] if self.services else [])]:
@@ -411,11 +455,18 @@ async def run_chaos(
     broken_keys: bool = False,
     chaos_seconds: float | None = None,
     settle_seconds: float = 300,
+    breaker: bool = True,
+    outage: tuple[str, float] | None = None,
+    outage_after: float = 3.0,
 ) -> ChaosReport:
-    """Run the whole scenario and return its report."""
-    harness = Harness(tmp, seed, broken_keys=broken_keys)
+    """Run the whole scenario and return its report.
+
+    ``outage``: (service, seconds): that participant answers 503 to everything for that long,
+    from ``outage_after`` seconds into the run.
+    """
+    harness = Harness(tmp, seed, broken_keys=broken_keys, breaker=breaker)
     report = harness.report
-    report.sagas = sagas
+    report.sagas, report.breaker, report.outage = sagas, breaker, outage
     await harness.server.start()
     harness.start_services()
     try:
@@ -429,11 +480,22 @@ async def run_chaos(
         stop = asyncio.Event()
         # The chaos starts with the first saga and lasts until the last one settles.
         chaos = asyncio.create_task(harness.chaos(stop, kill_every, server_every, services_every))
+        if outage is not None:
+            outage_task = asyncio.get_running_loop().call_later(
+                outage_after, lambda: asyncio.ensure_future(harness.begin_outage(*outage))
+            )
         handles = [await start(client, item) for item in plans]
         tasks = [
             asyncio.ensure_future(settle(h, item, within))
             for h, item in zip(handles, plans, strict=True)
         ]
+        ended: dict[int, float] = {}  # when each settled
+
+        def note_end(n: int) -> Callable[[object], None]:
+            return lambda _: ended.__setitem__(n, time.monotonic())
+
+        for n, task in enumerate(tasks):
+            task.add_done_callback(note_end(n))
         # The faults last until every saga settles, or for chaos_seconds (then they settle).
         await asyncio.wait(tasks, timeout=chaos_seconds)
         stop.set()
@@ -446,9 +508,39 @@ async def run_chaos(
         report.seconds = time.monotonic() - begin
         report.after_faults = max(0.0, time.monotonic() - harness.last_fault)
         await check(harness, client, handles, plans, results)
+        if outage is not None:
+            outage_task.cancel()
+            await _waits(harness, handles, ended)
     finally:
         harness.stop()
     return report
+
+
+async def _waits(
+    harness: Harness, handles: list[WorkflowHandle[Any, Any]], ended: dict[int, float]
+) -> None:
+    """Count the sagas that waited for a breaker, and when the last of them settled."""
+    report, last = harness.report, harness.down_until
+    for n, handle in enumerate(handles):
+        try:
+            history = await handle.fetch_history()
+        except RPCError:
+            continue
+        if any(
+            _released(e.workflow_execution_signaled_event_attributes, harness.down_service)
+            for e in history.events
+            if e.HasField("workflow_execution_signaled_event_attributes")
+        ):
+            report.waited += 1
+            last = max(last, ended.get(n, last))
+    report.drain = max(0.0, last - harness.down_until)
+
+
+def _released(signal: Any, service: str) -> bool:
+    """Whether a signal is ``service``'s breaker letting a waiting step go (or give up)."""
+    if signal.signal_name != RELEASED_SIGNAL or not signal.input.payloads:
+        return False
+    return bool(json.loads(signal.input.payloads[0].data).get("service") == service)
 
 
 STEP_OF = {"inventory": "reserve-stock", "payment": "charge-payment", "shipping": "create-shipment",
@@ -572,8 +664,14 @@ def main() -> None:
     parser.add_argument(
         "--settle-seconds", type=float, default=300, help="after the faults stop; then stuck"
     )
+    parser.add_argument(
+        "--outage-seconds", type=float, default=0, help="one participant down this long (503s)"
+    )
+    parser.add_argument("--outage-service", default="payment")
+    parser.add_argument("--no-breaker", action="store_true", help="workers without breakers")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
+    outage = (args.outage_service, args.outage_seconds) if args.outage_seconds else None
     with tempfile.TemporaryDirectory(prefix="sagaloom-chaos-") as tmp:
         report = asyncio.run(
             run_chaos(
@@ -586,6 +684,8 @@ def main() -> None:
                 within=1800,
                 chaos_seconds=args.chaos_seconds,
                 settle_seconds=args.settle_seconds,
+                breaker=not args.no_breaker,
+                outage=outage,
             )
         )
     text = report.markdown()
@@ -597,7 +697,10 @@ def main() -> None:
             "# Chaos run\n\nGenerated by `python -m tests.chaos "
             f"--sagas {args.sagas} --seed {args.seed} --kill-every {args.kill_every} "
             f"--server-every {args.server_every} --services-every {args.services_every} "
-            f"--chaos-seconds {args.chaos_seconds:g}` on "
+            f"--chaos-seconds {args.chaos_seconds:g}"
+            + (f" --outage-seconds {args.outage_seconds:g}" if outage else "")
+            + (" --no-breaker" if args.no_breaker else "")
+            + "` on "
             f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores.\n\n{text}\n"
         )
     sys.exit(1 if report.violations or report.unexpected else 0)

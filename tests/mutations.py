@@ -517,6 +517,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_breaker.py", "-k", "budget"),
     ),
     Mutation(
+        "outages: a few unavailable answers among many do not open a service's breaker",
+        "sagaloom/participants/_breakers.py",
+        "            if not self.mostly_failing(service):",
+        "            if False:",
+        ("tests/test_breaker.py", "-k", "few_503s"),
+    ),
+    Mutation(
         "outages: a Command step whose participant is down waits for its breaker, it does not "
         "compensate",
         "sagaloom/_runtime/_actions.py",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import time
 import uuid
@@ -26,7 +27,7 @@ from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers, BreakerSettings
 from sagaloom.worker import SagaloomPlugin
 from tests._helpers import ROOT, cli, wait_for_status
-from tests._outage_sagas import BUDGET, HELD, OPT_OUT, OUTAGE, PICKY, REFUSING, SAGAS
+from tests._outage_sagas import BUDGET, FLAKY, HELD, OPT_OUT, OUTAGE, PICKY, REFUSING, SAGAS
 from tests._outage_service import FlakyService
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ SETTINGS = BreakerSettings(
     release_per_second=0.5,  # one step every 2 s: well apart from how fast sagas go on
     outage_budget=timedelta(hours=1),
 )
-SERVICES = ("outage", "refusing", "budget", "optout", "held", "picky")
+SERVICES = ("outage", "refusing", "budget", "optout", "held", "picky", "flaky")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -209,3 +210,45 @@ async def test_refusals_and_faults_never_open_the_breaker(
     with pytest.raises(RPCError):  # no breaker was ever started for it
         await temporal.get_workflow_handle("sagaloom-breaker:picky").describe()
     service.mode = "up"
+
+
+async def test_saga_services_lists_the_others_when_one_breaker_has_no_worker(
+    temporal: Client, queue: str, dev_server: Any
+) -> None:
+    """A breaker whose task queue no worker polls (a test's, an old app's) cannot answer its
+    query: it shows as unknown, and the others are listed (was: the command failed)."""
+    ghost = uuid.uuid4().hex[:6]
+    handle = await temporal.start_workflow(
+        "SagaloomServiceBreaker",
+        {"service": ghost, "settings": {}},
+        id=f"sagaloom-breaker:{ghost}",
+        task_queue=f"nobody-{ghost}",
+    )
+    try:
+        listed = await saga_cli("services", address=dev_server.address, env={})
+        assert listed.returncode == 0, listed.stderr
+        row = next(line for line in listed.stdout.splitlines() if line.startswith(ghost))
+        assert "unknown" in row and f"is a worker polling nobody-{ghost}?" in row
+        as_json = await saga_cli("services", "--json", address=dev_server.address, env={})
+        assert {"service": ghost, "status": "unknown"}.items() <= next(
+            v for v in json.loads(as_json.stdout) if v["service"] == ghost
+        ).items()
+    finally:
+        await handle.terminate()
+
+
+async def test_a_few_503s_among_answers_do_not_open_the_breaker(
+    temporal: Client, queue: str, services: dict[str, FlakyService]
+) -> None:
+    """Every 4th call answered 503: retried, not an outage (the threshold here is 2)."""
+    service = services["flaky"]
+    service.mode = "flaky"
+    handles = await start(temporal, FLAKY, queue, 12)
+    results = await asyncio.gather(*(outcome(h) for h in handles))
+    assert [r.status for r in results] == [SagaStatus.COMPLETED] * 12
+    assert sum(1 for c in service.posts() if c.status == 503) >= SETTINGS.threshold
+    try:
+        view = await temporal.get_workflow_handle("sagaloom-breaker:flaky").query("breaker")
+        assert view["opened_at"] is None, view  # it counted some, never opened
+    except RPCError:
+        pass  # no breaker was ever told: fine too

@@ -1,5 +1,6 @@
 """Nothing lost, nothing half-done, each effect once under its own key: ~100 sagas of four shapes
-(and cancellations) through worker, server and participant SIGKILLs and participant faults."""
+(and cancellations) through worker, server and participant SIGKILLs, participant faults and a
+30-second outage of the payment service (its sagas wait for its breaker, none compensates)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 async def test_every_saga_ends_done_or_undone_through_chaos(tmp_path: Path) -> None:
     report = await run_chaos(
-        tmp_path, 100, seed=11, kill_every=2.0, server_every=3, services_every=4
+        tmp_path,
+        100,
+        seed=11,
+        kill_every=2.0,
+        server_every=3,
+        services_every=4,
+        outage=("payment", 30.0),  # longer than a step's retries last: its sagas wait
     )
     print(report.markdown())
+    assert report.waited >= 5  # sagas that reached the payment step while it was down
     assert report.violations == []
     assert report.unexpected == []  # 100 sagas finish well within their step budgets
     assert report.lost == 0 and report.parked == 0

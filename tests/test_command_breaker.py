@@ -20,12 +20,14 @@ import nats
 import pytest
 import pytest_asyncio
 from temporalio.client import WorkflowHandle
+from temporalio.worker import Replayer
 
 from sagaloom import SagaState, SagaStatus, StepStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.server import NatsServer, NatsServerOptions
+from sagaloom.worker import SagaloomPlugin
 from services import Warehouse
-from tests._broker_sagas import HELD_PACK
+from tests._broker_sagas import HELD_PACK, HeldPackSaga
 from tests._helpers import Stack, cli
 
 pytestmark = pytest.mark.integration
@@ -127,9 +129,9 @@ async def test_a_command_step_waits_while_its_participant_is_down_then_completes
 
     handles = [await start(str(i)) for i in range(4)]
     await all_waiting(handles)  # each reply was late and nobody takes the commands: they wait
-    view = json.loads(
-        (await asyncio.to_thread(cli, "services", "--json", address=stack.address)).stdout
-    )
+    listed = await asyncio.to_thread(cli, "services", "--json", address=stack.address)
+    assert listed.returncode == 0, listed.stderr
+    view = json.loads(listed.stdout)
     breaker = next(v for v in view if v["service"] == "warehouse")
     assert breaker["status"] == "open" and len(breaker["waiting"]) == 4
     assert "no participant pulls sagaloom.cmd.warehouse" in breaker["last_error"]
@@ -151,3 +153,8 @@ async def test_a_command_step_waits_while_its_participant_is_down_then_completes
         ops = [e["op"] for e in log if e["key"] == f"{run}-{name}"]
         assert ops == ["do"], (name, ops)  # packed once, never unpacked
     assert await pack_commands(nats_server.url) == 1 + 5  # none sent twice
+    # the new code path replays: a saga that waited, and the service's breaker
+    breaker = temporal.get_workflow_handle("sagaloom-breaker:warehouse")
+    replayer = Replayer(workflows=[HeldPackSaga], plugins=[SagaloomPlugin(services={})])
+    for history in (await handles[0].fetch_history(), await breaker.fetch_history()):
+        await replayer.replay_workflow(history)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+from datetime import timedelta
 from typing import Any
 
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom._cli._common import (
@@ -36,6 +39,9 @@ from sagaloom.worker._settings import SERVICE_PREFIX, setting
 
 __all__ = ["register"]
 
+_QUERY_TIMEOUT = timedelta(seconds=5)
+"""How long ``saga services`` waits for one breaker's answer."""
+
 
 def _row(view: BreakerView) -> str:
     status = view.status.value + (f" (forced {view.forced})" if view.forced else "")
@@ -60,22 +66,40 @@ async def cmd_services(args: argparse.Namespace) -> int:
               f"; {len(view.waiting)} step(s) waiting")  # fmt: skip
         return 0
     query = f'WorkflowType = "{BREAKER_WORKFLOW}" AND ExecutionStatus = "Running"'
-    views = []
-    async for execution in temporal.list_workflows(query):
-        handle = temporal.get_workflow_handle(execution.id)
-        views.append(await handle.query(VIEW_QUERY, result_type=BreakerView))
-    views.sort(key=lambda v: v.service)
+    found = [(e.id, e.task_queue) async for e in temporal.list_workflows(query)]
+    answers = await asyncio.gather(*(_view(temporal, wid, queue) for wid, queue in found))
+    views = sorted((a for a in answers if isinstance(a, BreakerView)), key=lambda v: v.service)
+    silent = sorted((a for a in answers if isinstance(a, dict)), key=lambda a: a["service"])
     if args.json:
-        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        print(json.dumps([*(v.model_dump(mode="json") for v in views), *silent], indent=2))
         return 0
     print(f"{'service':<16} {'breaker':<22} {'waiting':>7} {'released':>8} {'probes':>6}  "
           f"{'open':<24} last error")  # fmt: skip
     for view in views:
         print(_row(view))
-    quiet = sorted(set(_configured(args)) - {v.service for v in views})
+    for answer in silent:
+        print(f"{answer['service']:<16} {'unknown':<22} {'?':>7}  {answer['error']}")
+    seen = {v.service for v in views} | {a["service"] for a in silent}
+    quiet = sorted(set(_configured(args)) - seen)
     for name in quiet:
         print(f"{name:<16} {'closed (no outage seen)':<22} {0:>7}")
     return 0
+
+
+async def _view(temporal: Any, workflow_id: str, task_queue: str) -> BreakerView | dict[str, str]:
+    """A breaker's view, or why it gave none (no worker polls its task queue, say)."""
+    handle = temporal.get_workflow_handle(workflow_id)
+    try:
+        view: BreakerView = await handle.query(
+            VIEW_QUERY, result_type=BreakerView, rpc_timeout=_QUERY_TIMEOUT
+        )
+        return view
+    except (RPCError, WorkflowQueryFailedError) as err:
+        reason = f"no answer in {_QUERY_TIMEOUT.seconds} s: is a worker polling {task_queue}?"
+        if isinstance(err, WorkflowQueryFailedError):
+            reason = f"its query failed: {err}"
+        return {"service": workflow_id.removeprefix(breaker_id("")), "status": "unknown",
+                "error": reason}  # fmt: skip
 
 
 def _configured(args: argparse.Namespace) -> dict[str, str]:

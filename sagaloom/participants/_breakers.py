@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -30,6 +31,9 @@ log = logging.getLogger("sagaloom.breaker")
 _FRESH = 1.0
 """Seconds a breaker's state read by this process is trusted (one query per service a second
 at most, however many calls)."""
+FAILING_SHARE = 0.5
+"""Share of this process's recent calls to a service that must have failed as unavailable
+before it tells the breaker: a few 503s among many answers are not an outage."""
 
 
 class Breakers:
@@ -53,6 +57,8 @@ class Breakers:
         self.settings = settings
         self._budgets = dict(budgets or {})
         self._seen: dict[str, tuple[float, bool]] = {}
+        self._calls: dict[str, deque[tuple[float, bool]]] = {}
+        """Per service, this process's recent calls: (when, answered)."""
 
     @property
     def enabled(self) -> bool:
@@ -84,6 +90,22 @@ class Breakers:
         self._seen[service] = (now + _FRESH, is_open)
         return is_open
 
+    def note(self, service: str, *, answered: bool) -> None:
+        """Count a call to ``service``: it answered (any status but 502/503/504), or not."""
+        if self.settings is None:
+            return
+        now, window = time.monotonic(), self.settings.window.total_seconds()
+        calls = self._calls.setdefault(service, deque())
+        calls.append((now, answered))
+        while calls and now - calls[0][0] > window:
+            calls.popleft()
+
+    def mostly_failing(self, service: str) -> bool:
+        """Whether most of this process's recent calls to ``service`` found it down."""
+        calls = self._calls.get(service) or ()
+        failed = sum(1 for _, answered in calls if not answered)
+        return bool(calls) and failed >= FAILING_SHARE * len(calls)
+
     def forget(self, service: str) -> None:
         """Drop what this process read of ``service``'s breaker (read it at the next call)."""
         self._seen.pop(service, None)
@@ -101,6 +123,10 @@ class Breakers:
         """
         if self.settings is None:
             return
+        if not decisive:
+            self.note(service, answered=False)
+            if not self.mostly_failing(service):
+                return  # a blip among answers: not worth the breaker's attention
         self._seen.pop(service, None)  # read it again at the next call
         try:
             await activity.client().start_workflow(

@@ -157,9 +157,12 @@ class HttpParticipant:
             if guarded:
                 await self.breakers.report(request.service, failure.message)
             raise failure from None
+        unavailable = response.status_code in UNAVAILABLE_STATUSES
+        if guarded and not unavailable:
+            self.breakers.note(request.service, answered=True)
         if not response.is_success:
             failure = classify_response(response, what, info.attempt, secrets)
-            if guarded and response.status_code in UNAVAILABLE_STATUSES:
+            if guarded and unavailable:
                 await self.breakers.report(request.service, failure.message)
             raise failure
         try:

@@ -308,11 +308,13 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
       "in your step builders is no longer caught (flag: --no-sandbox)", "--no-sandbox",
       words=("on", "off")),
     S("breaker", "SAGALOOM_BREAKER", "bool", True,
-      "HTTP steps wait while their service is down (its breaker open) instead of spending "
-      "retries and compensating (flag: --no-breaker)", "--no-breaker", words=("on", "off")),
+      "HTTP and Command steps wait while their service is down (its breaker open) instead of "
+      "spending retries and compensating (flag: --no-breaker)", "--no-breaker",
+      words=("on", "off")),
     S("breaker_threshold", "SAGALOOM_BREAKER_THRESHOLD", "count", 5,
       "unavailable failures (refused, reset, timed out, 502/503/504) within the window that "
-      "open a service's breaker", "--breaker-threshold"),
+      "open a service's breaker (a worker reports them while most of its calls fail)",
+      "--breaker-threshold"),
     S("breaker_window", "SAGALOOM_BREAKER_WINDOW_SECONDS", "seconds", timedelta(seconds=30),
       "how far back those failures count", "--breaker-window-seconds"),
     S("breaker_probe", "SAGALOOM_BREAKER_PROBE_SECONDS", "seconds", timedelta(seconds=5),
