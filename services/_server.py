@@ -290,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/_admin/outage":
             seconds = body.get("seconds") if isinstance(body, dict) else None
             if not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
-                self._reply(400, {"error": "body must be {\"seconds\": 0..3600}"})
+                self._reply(400, {"error": 'body must be {"seconds": 0..3600}'})
                 return
             self.participant.down_until = time.monotonic() + seconds
             self._reply(200, {"down_for": seconds})
