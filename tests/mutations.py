@@ -483,8 +483,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "outages: a refusal (4xx) or a fault (500) never opens a service's breaker",
         "sagaloom/participants/_http.py",
-        "            if guarded and response.status_code in UNAVAILABLE_STATUSES:",
-        "            if guarded:",
+        "        unavailable = response.status_code in UNAVAILABLE_STATUSES",
+        "        unavailable = response.status_code >= 400",
         ("tests/test_breaker.py", "-k", "refusals"),
     ),
     Mutation(
