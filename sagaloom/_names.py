@@ -10,6 +10,8 @@ from __future__ import annotations
 from temporalio.common import SearchAttributeKey
 
 __all__ = [
+    "BREAKER_MEMO",
+    "BREAKER_MEMO_PATCH",
     "BREAKER_PATCH",
     "CANCEL_AFTER_DONE_PATCH",
     "CHILD_CANCEL_PATCH",
@@ -63,6 +65,8 @@ EVENTS_PATCH = "sagaloom-events"
 """Patch id marking runs that publish lifecycle events (runs started before ``events=True``
 replay without them)."""
 HELD_MEMO = "sagaloom.held"
+BREAKER_MEMO = "sagaloom.breaker"
+"""Memo of a service's breaker: ``open`` or ``closed``, read without a worker (``describe``)."""
 """Memo set on a child saga started by a parent saga: it stays open for the parent's decision."""
 PARENT_SIGNAL = "parent_saga_decision"
 """Signal a parent saga sends its held child: ``release`` or ``compensate``."""
@@ -101,6 +105,9 @@ NESTED_CANCEL_PATCH = "sagaloom-nested-cancel"
 """Patch id marking nested sagas that notice a cancel the SDK swallowed while parent and child
 talk (a held child then compensates instead of waiting forever), shield the release of held
 children, and compensate a parent whose held child ended without completing."""
+BREAKER_MEMO_PATCH = "sagaloom-breaker-memo"
+"""Patch id marking breakers that keep their status in their memo (callers read it without a
+query: a busy worker can be slow to answer one, and a call would go out meanwhile)."""
 BREAKER_PATCH = "sagaloom-breaker"
 """Patch id marking sagas whose HTTP steps wait for their service's breaker (runs started
 before it retry and compensate as they did)."""

@@ -20,6 +20,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
+from sagaloom._names import BREAKER_MEMO, BREAKER_MEMO_PATCH
 from sagaloom._outage import (
     BREAKER_WORKFLOW,
     RELEASED_SIGNAL,
@@ -109,6 +110,7 @@ class ServiceBreaker:
     @workflow.run
     async def run(self, start: BreakerStart) -> None:
         """Open: hold and probe; closed: release the waiting steps at the set rate."""
+        self._publish()  # (a continued run, or a first report that opened it already)
         while True:
             view = self._view
             if view.status is BreakerStatus.OPEN:
@@ -140,6 +142,7 @@ class ServiceBreaker:
         view.expired, view.released, view.probes, view.failures = False, 0, 0, []
         workflow.logger.warning("breaker of service %s opened: %s", self._service, why)
         self._woken = True
+        self._publish()
 
     def _close(self) -> None:
         view = self._view
@@ -152,6 +155,12 @@ class ServiceBreaker:
             len(view.waiting),
         )
         self._woken = True
+        self._publish()
+
+    def _publish(self) -> None:
+        """Keep the status in the memo, which callers read without asking a worker."""
+        if workflow.patched(BREAKER_MEMO_PATCH):
+            workflow.upsert_memo({BREAKER_MEMO: self._view.status.value})
 
     async def _hold_and_probe(self) -> None:
         view, settings = self._view, self._view.settings

@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 
+from sagaloom._names import BREAKER_MEMO
 from sagaloom._outage import (
     BREAKER_WORKFLOW,
     PROBE_ACTIVITY,
@@ -80,12 +82,18 @@ class Breakers:
         if seen is not None and seen[0] > now:
             return seen[1]
         handle = activity.client().get_workflow_handle(breaker_id(service))
-        try:
-            view = await handle.query(
-                VIEW_QUERY, result_type=BreakerView, rpc_timeout=timedelta(seconds=2)
-            )
-            is_open = view.status is BreakerStatus.OPEN
-        except Exception:  # no breaker yet (not found), or it did not answer in time
+        try:  # the memo: the server answers, however busy the workers are
+            described = await handle.describe(rpc_timeout=timedelta(seconds=5))
+            if described.status is not WorkflowExecutionStatus.RUNNING:
+                raise LookupError("the breaker ended (terminated by hand?): calls go")
+            status = await described.memo_value(BREAKER_MEMO, None, type_hint=str)
+            if status is None:  # a breaker started before it kept a memo: ask it
+                view = await handle.query(
+                    VIEW_QUERY, result_type=BreakerView, rpc_timeout=timedelta(seconds=5)
+                )
+                status = view.status.value
+            is_open = status == BreakerStatus.OPEN.value
+        except Exception:  # no breaker yet (not found), or no answer in time: calls go
             is_open = False
         self._seen[service] = (now + _FRESH, is_open)
         return is_open
