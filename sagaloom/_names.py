@@ -13,6 +13,7 @@ __all__ = [
     "BREAKER_MEMO",
     "BREAKER_MEMO_PATCH",
     "BREAKER_PATCH",
+    "BREAKER_QUEUE_PATCH",
     "CANCEL_AFTER_DONE_PATCH",
     "CHILD_CANCEL_PATCH",
     "CHILD_CLOSE_PATCH",
@@ -105,6 +106,10 @@ NESTED_CANCEL_PATCH = "sagaloom-nested-cancel"
 """Patch id marking nested sagas that notice a cancel the SDK swallowed while parent and child
 talk (a held child then compensates instead of waiting forever), shield the release of held
 children, and compensate a parent whose held child ended without completing."""
+BREAKER_QUEUE_PATCH = "sagaloom-breaker-per-queue"
+"""Patch id marking sagas whose steps wait for their app's breaker of a service (one per task
+queue: ``sagaloom-breaker:<task queue>:<service>``), not one per namespace that another app's
+workers might run, or no longer run."""
 BREAKER_MEMO_PATCH = "sagaloom-breaker-memo"
 """Patch id marking breakers that keep their status in their memo (callers read it without a
 query: a busy worker can be slow to answer one, and a call would go out meanwhile)."""

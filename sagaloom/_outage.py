@@ -7,7 +7,8 @@ service have failed as *unavailable* (connection refused or reset, a timeout, 50
 waiting steps are released ``release_per_second`` at a time. A step waits at most the outage
 budget; past it the saga compensates as it would have without the breaker.
 
-The breaker is a workflow per service (``sagaloom-breaker:<service>``), so its state is in
+The breaker is a workflow per app and service (``sagaloom-breaker:<task queue>:<service>``), so
+its state is in
 Temporal and shared by every worker; :mod:`sagaloom._runtime._breaker` runs it with the rules
 below, and the HTTP participant and the command activity ask it before each call.
 
@@ -49,6 +50,7 @@ __all__ = [
     "limit_queue",
     "recent_failures",
     "release_gap",
+    "saga_queue",
 ]
 
 BREAKER_WORKFLOW = "SagaloomServiceBreaker"
@@ -82,9 +84,22 @@ UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 _PREFIX = "sagaloom-breaker:"
 
 
-def breaker_id(service: str) -> str:
-    """Workflow id of ``service``'s breaker (one per namespace)."""
-    return f"{_PREFIX}{service}"
+def breaker_id(service: str, task_queue: str | None = None) -> str:
+    """Workflow id of ``service``'s breaker: one per app (its task queue) and service.
+
+    Without ``task_queue``: the id breakers had before they were per task queue (one per
+    namespace), which sagas started then still signal.
+    """
+    return f"{_PREFIX}{service}" if task_queue is None else f"{_PREFIX}{task_queue}:{service}"
+
+
+def saga_queue(task_queue: str, service: str) -> str:
+    """The sagas' task queue of an activity running on ``task_queue`` for ``service``.
+
+    The same queue, unless the service's calls are limited and run on its own queue (see
+    :func:`limit_queue`): the breaker runs where the sagas' workers are.
+    """
+    return task_queue.removesuffix(f"@{service}")
 
 
 class BreakerSettings(BaseModel):

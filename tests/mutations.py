@@ -541,8 +541,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "outages: a command participant is down when no consumer pulls or acknowledged lately",
         "sagaloom/_broker/_bus.py",
-        "            if (info.num_waiting or 0) > 0 or (acked is not None and now - acked < "
-        "recent):",
+        "            if (info.num_waiting or 0) > 0 or (seen and now - max(seen) < recent):",
         "            if True:",
         ("tests/test_command_breaker.py",),
     ),

@@ -107,7 +107,7 @@ async def test_a_long_outage_compensates_nothing_and_the_service_is_not_stampede
     gaps = [b - a for a, b in itertools.pairwise(first)]
     assert len(first) == 5 and min(gaps) >= 0.8 / SETTINGS.release_per_second  # the set rate
     # the new code path replays: a saga that waited, and its service's breaker
-    breaker = temporal.get_workflow_handle("sagaloom-breaker:outage")
+    breaker = temporal.get_workflow_handle(f"sagaloom-breaker:{queue}:outage")
     histories = [await handles[0].fetch_history(), await breaker.fetch_history()]
     replayer = Replayer(workflows=SAGAS, plugins=[SagaloomPlugin(services={})])  # + the breaker
     for history in histories:
@@ -162,7 +162,7 @@ async def test_a_step_that_opts_out_retries_and_compensates_as_before(
         result.error or ""
     )
     with pytest.raises(RPCError):  # it never asked, nor told, a breaker
-        await temporal.get_workflow_handle("sagaloom-breaker:optout").describe()
+        await temporal.get_workflow_handle(f"sagaloom-breaker:{queue}:optout").describe()
 
 
 async def saga_cli(*args: str, address: str, env: dict[str, str]) -> Any:
@@ -208,7 +208,7 @@ async def test_refusals_and_faults_never_open_the_breaker(
         assert [r.status for r in results] == [SagaStatus.COMPENSATED] * 3, mode
     assert len(service.posts()) == 3 * 1 + 3 * 4
     with pytest.raises(RPCError):  # no breaker was ever started for it
-        await temporal.get_workflow_handle("sagaloom-breaker:picky").describe()
+        await temporal.get_workflow_handle(f"sagaloom-breaker:{queue}:picky").describe()
     service.mode = "up"
 
 
@@ -248,7 +248,9 @@ async def test_a_few_503s_among_answers_do_not_open_the_breaker(
     assert [r.status for r in results] == [SagaStatus.COMPLETED] * 12
     assert sum(1 for c in service.posts() if c.status == 503) >= SETTINGS.threshold
     try:
-        view = await temporal.get_workflow_handle("sagaloom-breaker:flaky").query("breaker")
+        view = await temporal.get_workflow_handle(f"sagaloom-breaker:{queue}:flaky").query(
+            "breaker"
+        )
         assert view["opened_at"] is None, view  # it counted some, never opened
     except RPCError:
         pass  # no breaker was ever told: fine too

@@ -154,7 +154,7 @@ async def test_a_command_step_waits_while_its_participant_is_down_then_completes
         assert ops == ["do"], (name, ops)  # packed once, never unpacked
     assert await pack_commands(nats_server.url) == 1 + 5  # none sent twice
     # the new code path replays: a saga that waited, and the service's breaker
-    breaker = temporal.get_workflow_handle("sagaloom-breaker:warehouse")
+    breaker = temporal.get_workflow_handle(f"sagaloom-breaker:{queue}:warehouse")
     replayer = Replayer(workflows=[HeldPackSaga], plugins=[SagaloomPlugin(services={})])
     for history in (await handles[0].fetch_history(), await breaker.fetch_history()):
         await replayer.replay_workflow(history)

@@ -40,7 +40,11 @@ WEEK = timedelta(days=7).total_seconds()
 DEDUPE_WINDOW = timedelta(minutes=10).total_seconds()
 """How long JetStream remembers a ``Nats-Msg-Id`` (covers an activity's retries)."""
 LIVE_WITHIN = timedelta(seconds=15)
-"""A consumer that had a message delivered this recently has a participant behind it."""
+"""A consumer that acknowledged a command this recently (or within a late step's wait, if
+shorter) has a participant behind it: the step's silence is not an outage."""
+PROBE_WITHIN = timedelta(seconds=2)
+"""For the breaker's probe, only this recent counts: the breaker opened after a reply was late,
+so activity from before (the participant's last work before it went down) must not close it."""
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,7 @@ class Broker:
     @activity.defn(name=COMMAND_PROBE_ACTIVITY)
     async def probe_consumers(self, service: str) -> str:
         """The breaker's probe of a ``Command`` service: "" once a participant takes them."""
-        return await self._liveness(service, LIVE_WITHIN)
+        return await self._liveness(service, PROBE_WITHIN)
 
     @activity.defn(name=COMMAND_SILENT_ACTIVITY)
     async def command_silent(self, service: str, reason: str, waited_seconds: float) -> bool:
@@ -251,7 +255,7 @@ class Broker:
 
         A consumer of the commands stream whose filter takes ``<prefix>.<service>.…`` has a
         participant behind it when it has a pull request waiting (someone asks for commands
-        right now) or acknowledged a command within ``recent``.
+        right now) or had a command delivered or acknowledged within ``recent``.
         """
         js = await self._publisher()
         base = f"{self.names.command_prefix}.{service}"
@@ -263,8 +267,8 @@ class Broker:
             if filters and not any(_takes(f, base) for f in filters):
                 continue
             takers += 1
-            acked = info.ack_floor.last_active if info.ack_floor else None
-            if (info.num_waiting or 0) > 0 or (acked is not None and now - acked < recent):
+            seen = [s.last_active for s in (info.ack_floor, info.delivered) if s and s.last_active]
+            if (info.num_waiting or 0) > 0 or (seen and now - max(seen) < recent):
                 return ""
         if not takers:
             return f"no consumer takes {base}.>"

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import WorkflowQueryFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from sagaloom._cli._common import (
     CliError,
@@ -98,8 +98,18 @@ async def _view(temporal: Any, workflow_id: str, task_queue: str) -> BreakerView
         reason = f"no answer in {_QUERY_TIMEOUT.seconds} s: is a worker polling {task_queue}?"
         if isinstance(err, WorkflowQueryFailedError):
             reason = f"its query failed: {err}"
-        return {"service": workflow_id.removeprefix(breaker_id("")), "status": "unknown",
-                "error": reason}  # fmt: skip
+        service = workflow_id.removeprefix(breaker_id("")).removeprefix(f"{task_queue}:")
+        return {"service": service, "status": "unknown", "error": reason}
+
+
+async def _breakers_of(temporal: Any, service: str) -> dict[str, str]:
+    """The running breakers of ``service``: their workflow ids by task queue."""
+    query = f'WorkflowType = "{BREAKER_WORKFLOW}" AND ExecutionStatus = "Running"'
+    found = {}
+    async for execution in temporal.list_workflows(query):
+        if execution.id.rsplit(":", 1)[-1] == service:
+            found[execution.task_queue] = execution.id
+    return found
 
 
 def _configured(args: argparse.Namespace) -> dict[str, str]:
@@ -119,13 +129,18 @@ def _configured(args: argparse.Namespace) -> dict[str, str]:
 async def _order(
     temporal: Any, name: str, order: BreakerOrder, args: argparse.Namespace
 ) -> BreakerView:
-    handle = temporal.get_workflow_handle(breaker_id(name))
-    try:
+    running = await _breakers_of(temporal, name)
+    chosen = running.get(args.task_queue) or (
+        next(iter(running.values())) if len(running) == 1 else None
+    )
+    if chosen is None and running:
+        queues = ", ".join(sorted(running))
+        raise CliError(f"service {name!r} has a breaker per app here: name its --task-queue "
+                       f"({queues})")  # fmt: skip
+    if chosen is not None:
+        handle = temporal.get_workflow_handle(chosen)
         view: BreakerView = await handle.execute_update(SET_UPDATE, order, result_type=BreakerView)
         return view
-    except RPCError as err:
-        if err.status is not RPCStatusCode.NOT_FOUND:
-            raise
     known = _configured(args)
     if name not in known:
         raise CliError(
@@ -140,7 +155,7 @@ async def _order(
     started = await temporal.start_workflow(
         BREAKER_WORKFLOW,
         BreakerStart(service=name, settings=settings, probe=known[name]),
-        id=breaker_id(name),
+        id=breaker_id(name, args.task_queue),
         task_queue=args.task_queue,
     )
     view = await started.execute_update(SET_UPDATE, order, result_type=BreakerView)

@@ -47,7 +47,7 @@ _HISTORY_LIMIT = 4000
 
 @workflow.defn(name=BREAKER_WORKFLOW)
 class ServiceBreaker:
-    """One service's breaker (``sagaloom-breaker:<service>``)."""
+    """One service's breaker for one app (``sagaloom-breaker:<task queue>:<service>``)."""
 
     @workflow.init
     def __init__(self, start: BreakerStart) -> None:

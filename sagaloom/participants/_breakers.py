@@ -24,6 +24,7 @@ from sagaloom._outage import (
     BreakerView,
     ServiceFailure,
     breaker_id,
+    saga_queue,
 )
 
 __all__ = ["Breakers"]
@@ -81,7 +82,7 @@ class Breakers:
         seen = self._seen.get(service)
         if seen is not None and seen[0] > now:
             return seen[1]
-        handle = activity.client().get_workflow_handle(breaker_id(service))
+        handle = activity.client().get_workflow_handle(self._id(service))
         try:  # the memo: the server answers, however busy the workers are
             described = await handle.describe(rpc_timeout=timedelta(seconds=5))
             if described.status is not WorkflowExecutionStatus.RUNNING:
@@ -114,6 +115,11 @@ class Breakers:
         failed = sum(1 for _, answered in calls if not answered)
         return bool(calls) and failed >= FAILING_SHARE * len(calls)
 
+    @staticmethod
+    def _id(service: str) -> str:
+        """This app's breaker of ``service`` (the breaker of the calling saga's task queue)."""
+        return breaker_id(service, saga_queue(activity.info().task_queue, service))
+
     def forget(self, service: str) -> None:
         """Drop what this process read of ``service``'s breaker (read it at the next call)."""
         self._seen.pop(service, None)
@@ -140,8 +146,8 @@ class Breakers:
             await activity.client().start_workflow(
                 BREAKER_WORKFLOW,
                 BreakerStart(service=service, settings=self.settings_for(service), probe=probe),
-                id=breaker_id(service),
-                task_queue=activity.info().task_queue,
+                id=self._id(service),
+                task_queue=saga_queue(activity.info().task_queue, service),
                 start_signal=REPORT_SIGNAL,
                 start_signal_args=[ServiceFailure(reason=reason, decisive=decisive)],
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
