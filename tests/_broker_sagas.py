@@ -7,8 +7,17 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from sagaloom import StepDefaults, saga_workflow
-from workflows.fulfilment import FULFILMENT
+from sagaloom import (
+    Command,
+    Http,
+    Saga,
+    Step,
+    StepContext,
+    StepDefaults,
+    UndoContext,
+    saga_workflow,
+)
+from workflows.fulfilment import FULFILMENT, FulfilmentInput
 
 QUICK = dataclasses.replace(
     FULFILMENT,
@@ -50,3 +59,38 @@ HELD_PACK = dataclasses.replace(
 )
 """Only the warehouse step, a reply within 2 s: the command breaker's test holds it."""
 HeldPackSaga = saga_workflow(HELD_PACK)
+
+
+def _parcel(ctx: StepContext[FulfilmentInput]) -> dict[str, object]:
+    return {"order_id": ctx.input.order_id, "quantity": ctx.input.quantity}
+
+
+def _ref(ctx: UndoContext[FulfilmentInput]) -> dict[str, object]:
+    return {"order_id": ctx.input.order_id}
+
+
+def _charge(ctx: StepContext[FulfilmentInput]) -> dict[str, object]:
+    cents = 500_000 if ctx.input.sku == "yacht" else 1_000  # the payment service declines yachts
+    return {"order_id": ctx.input.order_id, "customer": "ada", "amount_cents": cents}
+
+
+TOOLKIT_PACK = Saga(
+    name="ToolkitPackSaga",
+    input=FulfilmentInput,
+    key=lambda order: order.order_id,
+    steps=[
+        Step(
+            "pack",
+            Command("depot.pack", body=_parcel),
+            compensation=Command("depot.unpack", body=_ref),
+            reply_timeout=timedelta(seconds=30),
+        ),
+        Step(
+            "charge",
+            Http("payment", "POST", "/charges", body=_charge),
+            compensation=Http("payment", "POST", "/charges/refund", body=_ref),
+        ),
+    ],
+)
+"""Pack at a depot built on the participant toolkit (over NATS), then charge (over HTTP)."""
+ToolkitPackSaga = saga_workflow(TOOLKIT_PACK)

@@ -566,6 +566,89 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            and False",
         ("tests/test_limits.py",),
     ),
+    Mutation(
+        "toolkit: the key and answer commit with the handler's writes; a repeat is replayed",
+        "sagaloom/service/_inbox.py",
+        "                    await self._claim(session, key)\n"
+        "                    answer = await handler(session)\n",
+        "                    answer = await handler(session)\n",
+        ("tests/test_service_inbox.py",),
+    ),
+    Mutation(
+        "toolkit: the key row is taken first, so a concurrent duplicate waits and is replayed",
+        "sagaloom/service/_inbox.py",
+        "                    await self._claim(session, key)\n"
+        "                    answer = await handler(session)\n",
+        "                    answer = await handler(session)\n"
+        "                    await self._claim(session, key)\n",
+        ("tests/test_service_inbox.py", "-k", "concurrent"),
+    ),
+    Mutation(
+        "toolkit: a compensation before its forward call leaves a tombstone that refuses it",
+        "sagaloom/service/_inbox.py",
+        "                        await session.execute(insert(self.table).values(**_tombstone("
+        "undoes)))",
+        "                        pass",
+        ("tests/test_service_inbox.py", "-k", "tombstone"),
+    ),
+    Mutation(
+        "toolkit: a refusal keeps none of the handler's writes",
+        "sagaloom/service/_inbox.py",
+        "                    answer = await handler(session)\n"
+        "                    if answer.status >= 500:  # a fault",
+        "                    try:\n"
+        "                        answer = await handler(session)\n"
+        "                    except Refused as no:\n"
+        "                        answer = no.answer()\n"
+        "                    if answer.status >= 500:  # a fault",
+        ("tests/test_service_inbox.py", "-k", "refusal"),
+    ),
+    Mutation(
+        "toolkit: a 5xx answer keeps nothing, so a retry runs the handler again",
+        "sagaloom/service/_inbox.py",
+        "                    if answer.status >= 500:  # a fault",
+        "                    if False:  # a fault",
+        ("tests/test_service_inbox.py", "-k", "failed_handler"),
+    ),
+    Mutation(
+        "toolkit: a command without a valid Idempotency-Key is refused (400), nothing applied",
+        "sagaloom/service/_http.py",
+        "        if (problem := key_problem(key)) is not None:",
+        "        if (problem := key_problem(key)) is not None and False:",
+        ("tests/test_service_http.py", "-k", "bad_command"),
+    ),
+    Mutation(
+        "toolkit: a reply is written in the business transaction (none for a rolled-back one)",
+        "sagaloom/service/_outbox.py",
+        "        await tx.execute(\n"
+        "            insert(self.table).values(\n",
+        "        async with self.sessions() as own, own.begin():\n"
+        "          await own.execute(\n"
+        "            insert(self.table).values(\n",
+        ("tests/test_service_outbox.py", "-k", "committed"),
+    ),
+    Mutation(
+        "toolkit: a reply the engine refuses (4xx) is final, not retried",
+        "sagaloom/service/_outbox.py",
+        "            if 400 <= response.status_code < 500:  # refused for good",
+        "            if False:  # refused for good",
+        ("tests/test_service_outbox.py", "-k", "back_off"),
+    ),
+    Mutation(
+        "toolkit: a reply left by a crash is sent at once after the restart",
+        "sagaloom/service/_outbox.py",
+        "                await self.deliver_due(all_pending=first)",
+        "                await self.deliver_due(all_pending=False)",
+        ("tests/test_service_outbox.py", "-k", "sigkill"),
+    ),
+    Mutation(
+        "toolkit: a NATS command is acknowledged only once its transaction committed",
+        "sagaloom/service/_commands.py",
+        "        assert key is not None\n        command = CommandInfo(",
+        "        assert key is not None\n        await message.ack()\n"
+        "        command = CommandInfo(",
+        ("tests/test_service_nats.py", "-k", "lost"),
+    ),
 )
 
 

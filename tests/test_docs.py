@@ -31,6 +31,10 @@ def test_every_python_block_runs_in_a_test_or_says_it_is_an_excerpt(page: Path) 
         if run:  # run by tests/test_quickstart.py, which takes the files from the quick start
             assert page.name in ("quickstart.md", "README.md"), (page, run[1])
             continue
+        if code.startswith("--8<-- "):  # a repository file, included whole by the docs build
+            assert info == f'title="{code.split(chr(34))[1]}"', (page, info)
+            assert (ROOT / code.split('"')[1]).is_file(), (page, code)
+            continue
         assert info == 'title="excerpt"', f"{page}: a block neither run nor marked:\n{code[:200]}"
         source = textwrap.dedent(code)
         flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT

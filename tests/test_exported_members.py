@@ -14,6 +14,7 @@ PUBLIC = [
     "sagaloom.converter",
     "sagaloom.participants",
     "sagaloom.server",
+    "sagaloom.service",
     "sagaloom.testing",
     "sagaloom.worker",
 ]

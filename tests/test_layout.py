@@ -20,6 +20,7 @@ LAYERS = (
     "_runtime",  # the workflow (sandbox-safe)
     "sagaloom",  # the package's face (sagaloom/__init__.py): definitions and the saga workflow
     "participants",  # the caller side of a step: HTTP activity, idempotency, errors
+    "service",  # the participant toolkit: inbox, HTTP endpoints (the other side of a step)
     "client",  # start, outcome, views, deployments, broker admin, search attributes
     "_broker",  # NATS: the worker's bus and consumers
     "worker",  # config, plugin, registry, reply endpoint, supervisor, worker process

