@@ -352,6 +352,12 @@ class Saga(Generic[InputT]):
     """Steps calling an HTTP service wait while the service's breaker is open instead of
     spending retries and compensating (up to its outage budget; docs: Operating, Outages).
     False: every step retries and compensates as its policy says; a step may say otherwise."""
+    notify_participants: bool = False
+    """When the saga ends — completed, compensated, cancelled, failed — tell each HTTP service
+    one of its steps called: ``POST <service>/sagaloom/saga-ended`` with ``{"saga_id",
+    "status"}``, retried until answered (for days, by a small workflow of its own, so the saga
+    ends at once), a 4xx taken as "not interested". Participants that hold semantic locks for
+    the saga (``sagaloom.service``) release them then."""
 
     def __post_init__(self) -> None:
         """Check the definition and fail with an error naming the offending step."""

@@ -23,6 +23,10 @@ __all__ = [
     "COMMAND_RESEND_PATCH",
     "COMPENSATE_SUFFIX",
     "DEFAULT_TASK_QUEUE",
+    "END_NOTICE_PATCH",
+    "END_NOTICE_PATH",
+    "END_NOTICE_SUFFIX",
+    "END_NOTICE_WORKFLOW",
     "EVENTS_ACTIVITY",
     "EVENTS_PATCH",
     "FAST_PATH_UNDO_PATCH",
@@ -119,6 +123,15 @@ before it retry and compensate as they did)."""
 COMMAND_BREAKER_PATCH = "sagaloom-command-breaker"
 """Patch id marking sagas whose ``Command`` steps, when no reply comes in time and no consumer
 takes their service's commands, wait for the service's breaker instead of failing."""
+END_NOTICE_PATCH = "sagaloom-end-notice"
+"""Patch id marking sagas that tell their HTTP participants that they ended (with
+``notify_participants``)."""
+END_NOTICE_WORKFLOW = "SagaloomEndNotice"
+"""Workflow type of the notice a saga that ended sends its participants."""
+END_NOTICE_PATH = "/sagaloom/saga-ended"
+"""Where a participant hears that a saga ended (``POST``; ``{"saga_id", "status"}``)."""
+END_NOTICE_SUFFIX = "sagaloom-ended"
+"""The notice workflow's id is ``<saga id>:sagaloom-ended``."""
 REPLY_PATCH = "sagaloom-reply-update"
 """Patch id marking sagas that take replies through ``participant_reply`` only."""
 RESOLVE_UPDATE = "resolve"

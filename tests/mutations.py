@@ -648,6 +648,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        command = CommandInfo(",
         ("tests/test_service_nats.py", "-k", "lost"),
     ),
+    Mutation(
+        "toolkit: a record another saga holds makes the command wait (no dirty read)",
+        "sagaloom/service/_locks.py",
+        "                raise _held(resource, holder, wait)",
+        "                continue",
+        ("tests/test_service_locks.py", "-k", "half_done"),
+    ),
+    Mutation(
+        "toolkit: a step's locks are released in its compensation's transaction",
+        "sagaloom/service/_http.py",
+        "                    await self.locks.release_step(tx, forward_key(command.key) or "
+        "command.key)",
+        "                    pass",
+        ("tests/test_service_locks.py", "-k", "half_done"),
+    ),
+    Mutation(
+        "engine: a saga with notify_participants tells its services that it ended",
+        "sagaloom/_runtime/_notice.py",
+        "    if not saga.notify_participants or not workflow.patched(END_NOTICE_PATCH):",
+        "    if True:",
+        ("tests/test_service_locks.py", "-k", "bank_was_down"),
+    ),
 )
 
 

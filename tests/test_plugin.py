@@ -95,7 +95,7 @@ def test_the_plugin_keeps_a_codec_and_a_sandbox_the_team_set() -> None:
     assert {"teamlib", "sagaloom"} <= set(out.restrictions.passthrough_modules)
     # the team's activity first, then the HTTP participant and its breakers' probe
     assert [fn.__name__ for fn in configured_worker["activities"]] == ["greet", "call", "probe"]
-    assert [w.__name__ for w in configured_worker["workflows"]] == ["ServiceBreaker"]
+    assert [w.__name__ for w in configured_worker["workflows"]] == ["ServiceBreaker", "EndNotice"]
 
 
 async def test_a_scripted_participant_stands_in_for_the_services(

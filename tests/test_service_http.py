@@ -37,6 +37,8 @@ from tests._helpers import ROOT, Stack
 from tests._postgres import Postgres
 from workflows.order import ORDER, OrderSaga
 
+pytestmark = pytest.mark.integration  # a real PostgreSQL (and processes) per module
+
 KEY = {"Idempotency-Key": "OrderSaga-o-1:charge-payment"}
 
 

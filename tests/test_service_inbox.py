@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sagaloom.service import Answer, Inbox, Refused, key_problem, postgres_url, sqlite_engine
 from tests._postgres import Postgres
 
+pytestmark = pytest.mark.integration  # a real PostgreSQL (and processes) per module
+
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:

@@ -30,6 +30,8 @@ from sagaloom.service import Outbox, Relay, postgres_url, sqlite_engine
 from tests._helpers import ROOT
 from tests._postgres import Postgres
 
+pytestmark = pytest.mark.integration  # a real PostgreSQL (and processes) per module
+
 
 class Endpoint:
     """A stand-in for the workers' reply endpoint, on loopback: it records what it is sent."""
@@ -164,7 +166,7 @@ async def test_a_reply_committed_before_a_sigkill_is_sent_after_the_restart(
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             first = await http.post("/bookings", headers=key, json={"trip_id": "t-1"})
             assert first.status_code == 202
-            await asyncio.sleep(4)  # the relay tried and failed, backing off: nobody listens
+            await asyncio.sleep(10)  # tried at 0, 1, 2, 4, 8 s: next at 16 s; nobody listens
         with sqlite3.connect(tmp_path / "hotel.db") as db:
             waiting = db.execute("SELECT count(*) FROM sagaloom_outbox WHERE NOT done").fetchone()
         assert waiting == (1,)

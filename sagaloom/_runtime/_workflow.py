@@ -72,6 +72,7 @@ from sagaloom._runtime._answers import EarlyAnswers
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import run_as_ready, shielded
 from sagaloom._runtime._errors import StepFailed, describe
+from sagaloom._runtime._notice import notify_end
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies
@@ -173,6 +174,7 @@ class SagaWorkflow:
         finally:
             # a caller waiting for an early answer hears the outcome before the run closes
             await workflow.wait_condition(workflow.all_handlers_finished)
+            await shielded(notify_end(self._progress))  # participants holding locks for it
             if publisher is not None:  # every lifecycle event is out before the run closes
                 events.close()
                 await publisher

@@ -18,6 +18,7 @@ Needs ``pip install 'sagaloom[service]'`` (SQLAlchemy 2 with aiosqlite/asyncpg, 
 """
 
 from sagaloom._public import publish as _publish
+from sagaloom.service._check import needs_the_extra as _needs_the_extra  # noqa: F401 (first)
 from sagaloom.service._engine import postgres_url, sqlite_engine
 from sagaloom.service._handlers import CommandInfo
 from sagaloom.service._http import MAX_BODY_BYTES, MAX_DEPTH, SagaService
@@ -29,6 +30,7 @@ from sagaloom.service._inbox import (
     forward_key,
     key_problem,
 )
+from sagaloom.service._locks import Busy, Locks
 from sagaloom.service._outbox import Outbox, Relay
 
 __all__ = [
@@ -36,8 +38,10 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_KEY_LENGTH",
     "Answer",
+    "Busy",
     "CommandInfo",
     "Inbox",
+    "Locks",
     "Outbox",
     "Refused",
     "Relay",

@@ -108,6 +108,8 @@ class BrokerCommands:
         async def call(tx: AsyncSession, done: Answer | None = None) -> Answer:
             nonlocal replied
             answer = await route.shape.call(route.handler, body, tx, command, done)
+            if route.undo:  # what the step held is free with its undo
+                await self.service.locks.release_step(tx, forward_key(key) or key)
             if answer.status < 500:  # kept: its reply commits with it
                 await self._reply(tx, command, answer, reply_id)
                 replied = True

@@ -29,6 +29,7 @@ from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.service._commands import BrokerCommands
 from sagaloom.service._handlers import BadCommand, CommandInfo, Shape
 from sagaloom.service._inbox import Answer, Inbox, forward_key, key_problem
+from sagaloom.service._locks import Locks
 from sagaloom.service._outbox import NatsPublish, Outbox, Relay
 
 __all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "CommandInfo", "SagaService"]
@@ -77,6 +78,8 @@ class SagaService:
         self.engine = engine
         self.inbox = inbox or Inbox(engine)
         self.outbox = outbox or Outbox(engine)
+        self.locks = Locks(engine)
+        """Semantic locks: records pending for a saga (:meth:`lock`)."""
         self.relay = Relay(self.outbox, reply_urls=reply_urls, publish=publish)
         """Delivers the outbox's replies (started by :meth:`start`)."""
         self.metadata = metadata
@@ -92,6 +95,7 @@ class SagaService:
         """
         await self.inbox.create_tables()
         await self.outbox.create_tables()
+        await self.locks.create_tables()
         if self.metadata is not None:
             async with self.engine.begin() as connection:
                 await connection.run_sync(self.metadata.create_all)
@@ -100,6 +104,40 @@ class SagaService:
     async def stop(self) -> None:
         """Stop the relay (undelivered replies wait in the outbox for the next start)."""
         await self.relay.aclose()
+
+    async def lock(
+        self, tx: AsyncSession, command: CommandInfo, *resources: str, wait: bool = True
+    ) -> None:
+        """Mark ``resources`` (``"account:42"``) pending for ``command``'s saga, in ``tx``.
+
+        Another saga's command that locks one of them waits — answered 429 with
+        ``Retry-After``, which the engine retries under its step's policy (give such steps
+        room) — or, with ``wait=False``, is refused (409). The lock is released in the
+        transaction of the step's compensation, and when the saga ends (``Saga(
+        notify_participants=True)`` and :meth:`saga_ended` mounted at
+        ``/sagaloom/saga-ended``).
+        """
+        await self.locks.take(tx, command, *resources, wait=wait)
+
+    async def saga_ended(self, request: Request) -> Response:
+        """The endpoint the engine tells that a saga ended (``POST /sagaloom/saga-ended``).
+
+        Frees every lock the saga held. Mount it: ``app.post("/sagaloom/saga-ended")(
+        service.saga_ended)``; protect it like the other endpoints (a service token).
+        """
+        raw = await request.body()
+        try:
+            notice = json.loads(raw[:4096] if len(raw) <= 4096 else b"")
+            saga_id = notice["saga_id"]
+            if not isinstance(saga_id, str) or key_problem(saga_id) is not None:
+                raise ValueError(saga_id)
+        except (ValueError, KeyError, TypeError):
+            return _json({"error": 'body must be {"saga_id": "<workflow id>", ...}'}, 400)
+        async with self.inbox.sessions() as tx, tx.begin():
+            released = await self.locks.release_saga(tx, saga_id)
+        log.info("saga %s ended (%s): %d lock(s) released", saga_id,
+                 str(notice.get("status", "?"))[:20], released)  # fmt: skip
+        return _json({"released": released}, 200)
 
     async def reply(
         self,
@@ -185,8 +223,11 @@ class SagaService:
                 log.info("%s %s refused: %s", request.method, request.url.path, bad.reason)
                 return _json({"error": bad.reason}, bad.status)
 
-            def call(tx: AsyncSession, done: Answer | None = None) -> Awaitable[Answer]:
-                return shape.call(handler, body, tx, command, done)
+            async def call(tx: AsyncSession, done: Answer | None = None) -> Answer:
+                answer = await shape.call(handler, body, tx, command, done)
+                if undo:  # what the step held is free with its undo
+                    await self.locks.release_step(tx, forward_key(command.key) or command.key)
+                return answer
 
             if undo:
                 forward = forward_key(command.key)

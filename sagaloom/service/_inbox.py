@@ -74,6 +74,14 @@ class Answer:
         return 200 <= self.status < 300
 
 
+class NotNow(Exception):
+    """Raised in a handler: answer this, keep nothing (a retry runs the handler again)."""
+
+    def answer(self) -> Answer:
+        """What to answer."""
+        raise NotImplementedError
+
+
 class Refused(Exception):
     """Raise in a handler to refuse the command: its writes are rolled back, the refusal is kept.
 
@@ -179,6 +187,8 @@ class Inbox:
                 taken = err  # by an earlier call, a concurrent one now committed, a tombstone
             except _Rollback as fault:
                 return fault.answer
+            except NotNow as later:
+                return later.answer()
             except Refused as refusal:
                 return await self._refuse(key, refusal)
         return await self._replay(key, taken)
@@ -204,6 +214,8 @@ class Inbox:
                 taken = err  # this key taken, or the forward call committed meanwhile
             except _Rollback as fault:
                 return fault.answer
+            except NotNow as later:
+                return later.answer()
             except Refused as refusal:
                 return await self._refuse(key, refusal)
         replayed = await self.stored(key)

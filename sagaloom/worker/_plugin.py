@@ -23,6 +23,7 @@ from sagaloom._outage import BreakerSettings, ServiceLimit, limit_queue
 from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._reply_auth import ReplySigner
 from sagaloom._runtime._breaker import ServiceBreaker
+from sagaloom._runtime._notice import EndNotice
 from sagaloom._runtime._routing import ServiceRouting
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._http import HttpParticipant
@@ -127,6 +128,8 @@ class SagaloomPlugin(SimplePlugin):
                 activities += [self.broker.probe_consumers, self.broker.command_silent]
         if breakers.enabled and (http or self.broker is not None):
             workflows.append(ServiceBreaker)
+        if http:  # a saga with notify_participants tells its HTTP services that it ended
+            workflows.append(EndNotice)
         self.limits = dict(limits or {})
         """Limited services (each has a task queue of its own that workers poll)."""
         if self.limits and http:
