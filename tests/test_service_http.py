@@ -81,6 +81,12 @@ async def shop(
         await tx.execute(insert(charges).values(order_id=body.order_id, cents=body.amount_cents))
         return {"id": f"ch-{body.order_id}"}
 
+    @app.post("/charges/only")
+    @service.action(steps={"charge-payment"})
+    async def only(body: Charge, tx: AsyncSession) -> dict[str, str]:
+        await tx.execute(insert(charges).values(order_id=body.order_id, cents=body.amount_cents))
+        return {"id": f"ch-{body.order_id}"}
+
     @app.post("/charges/refund")
     @service.compensation
     async def refund(body: dict[str, Any], tx: AsyncSession) -> dict[str, bool]:
@@ -125,6 +131,21 @@ async def test_a_bad_command_gets_a_one_line_4xx_and_leaves_nothing(
     assert response.status_code == status
     assert reason in response.json()["error"] and "\n" not in response.json()["error"]
     assert await count(engine, charges) == 0
+
+
+async def test_a_command_for_another_step_is_refused_where_steps_are_named(
+    shop: tuple[httpx.AsyncClient, AsyncEngine, Table],
+) -> None:
+    http, engine, charges = shop
+    body = {"order_id": "o-9", "amount_cents": 1}
+    wrong = await http.post("/charges/only", headers={"Idempotency-Key": "S-9:refund"}, json=body)
+    assert wrong.status_code == 400 and await count(engine, charges) == 0
+    assert wrong.json() == {
+        "error": "the Idempotency-Key names step 'refund'; this takes charge-payment"
+    }
+    key = {"Idempotency-Key": f"S-{uuid.uuid4().hex[:6]}:charge-payment"}
+    right = await http.post("/charges/only", headers=key, json=body)
+    assert right.status_code == 200 and await count(engine, charges) == 1
 
 
 async def test_a_command_is_applied_once_and_replayed_over_http(

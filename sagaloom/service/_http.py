@@ -14,9 +14,9 @@ import functools
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel
 from sqlalchemy import MetaData
@@ -42,6 +42,7 @@ MAX_DEPTH = 32
 """Deepest JSON nesting a service takes by default."""
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[..., Awaitable[Any]]
 
 
 class SagaService:
@@ -169,7 +170,15 @@ class SagaService:
         finally:
             await self.stop()
 
-    def action(self, handler: Callable[..., Awaitable[Any]]) -> Endpoint:
+    @overload
+    def action(self, handler: Handler) -> Endpoint: ...
+    @overload
+    def action(
+        self, handler: None = None, *, steps: Collection[str] | None = None
+    ) -> Callable[[Handler], Endpoint]: ...
+    def action(
+        self, handler: Handler | None = None, *, steps: Collection[str] | None = None
+    ) -> Endpoint | Callable[[Handler], Endpoint]:
         """An endpoint applying ``handler`` once per ``Idempotency-Key``.
 
         The handler takes the body (any type pydantic validates: a model, a dict), an
@@ -177,17 +186,34 @@ class SagaService:
         :class:`CommandInfo`. It returns the answer's data (a model, a dict...) or an
         :class:`~sagaloom.service.Answer`; it raises :class:`~sagaloom.service.Refused` to say
         no. A repeated key gets the first answer without the handler.
-        """
-        return self._endpoint(handler, undo=False)
 
-    def compensation(self, handler: Callable[..., Awaitable[Any]]) -> Endpoint:
+        Args:
+            handler: The handler (``@service.action``).
+            steps: The saga steps allowed to call it (``@service.action(steps={"charge"})``):
+                a key that names another step is refused (400). None: any.
+        """
+        if handler is None:
+            return lambda h: self._endpoint(h, undo=False, steps=steps)
+        return self._endpoint(handler, undo=False, steps=steps)
+
+    @overload
+    def compensation(self, handler: Handler) -> Endpoint: ...
+    @overload
+    def compensation(
+        self, handler: None = None, *, steps: Collection[str] | None = None
+    ) -> Callable[[Handler], Endpoint]: ...
+    def compensation(
+        self, handler: Handler | None = None, *, steps: Collection[str] | None = None
+    ) -> Endpoint | Callable[[Handler], Endpoint]:
         """An endpoint undoing, once, what the action with the same key prefix did.
 
         As :meth:`action`; the handler may also take an :class:`~sagaloom.service.Answer`: the
         forward call's stored answer. It is not called when there is nothing to undo (the
         forward call never arrived: a tombstone then refuses it; or it was refused).
         """
-        return self._endpoint(handler, undo=True)
+        if handler is None:
+            return lambda h: self._endpoint(h, undo=True, steps=steps)
+        return self._endpoint(handler, undo=True, steps=steps)
 
     def command(
         self, subject: str, *, undo: bool = False
@@ -212,13 +238,18 @@ class SagaService:
         finally:
             await self.stop()
 
-    def _endpoint(self, handler: Callable[..., Awaitable[Any]], *, undo: bool) -> Endpoint:
+    def _endpoint(self, handler: Handler, *, undo: bool, steps: Collection[str] | None) -> Endpoint:
         shape = Shape.of(handler)
+        allowed = frozenset(steps) if steps is not None else None
 
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             try:
                 command, body = await self._read(request, shape, undo=undo)
+                if allowed is not None and command.step not in allowed:
+                    takes = ", ".join(sorted(allowed))
+                    why = f"the Idempotency-Key names step {command.step!r}; this takes {takes}"
+                    raise BadCommand(400, why)
             except BadCommand as bad:
                 log.info("%s %s refused: %s", request.method, request.url.path, bad.reason)
                 return _json({"error": bad.reason}, bad.status)
