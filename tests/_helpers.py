@@ -21,6 +21,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 
 from sagaloom import SagaState, SagaStatus, StepStatus
+from sagaloom.server import free_port
 from sagaloom.worker import WorkerConfig
 from workers.config import SAGA_MODULES
 
@@ -193,3 +194,47 @@ def cli(
         env=env,
         timeout=60,
     )
+
+
+async def wait_for_reply_consumer(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Until the broker worker ``process`` has made its reply consumer (it is ready)."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        for _ in range(300):
+            try:
+                await nc.jetstream().consumer_info("SAGALOOM_REPLIES", "sagaloom-replies")
+                return
+            except Exception:
+                assert process.poll() is None, "the broker worker exited; see its log"
+                await asyncio.sleep(0.1)
+        raise AssertionError("the broker worker made no reply consumer in 30 s")
+    finally:
+        await nc.close()
+
+
+def serve_asgi(
+    app: str, folder: Path, env: Mapping[str, str], port: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve ``app`` (``module:attribute``) with uvicorn in a process of its own; wait for it.
+
+    Returns the process and its port (``port``, or a free one). Its log is
+    ``<folder>/<module>.log``.
+    """
+    port = port or free_port()
+    log_path = folder / f"{app.split(':')[0].rsplit('.', 1)[-1]}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    for _ in range(600):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+            return process, port
+        except httpx.HTTPError:
+            assert process.poll() is None, log_path.read_text()
+            time.sleep(0.05)
+    raise AssertionError(f"{app} did not start; see {log_path}")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -98,3 +101,18 @@ class FlakyService:
         if key is not None:
             self._keys[key] = answer
         return web.json_response(answer)
+
+
+@contextlib.asynccontextmanager
+async def flaky_services(
+    names: Iterable[str], **options: Any
+) -> AsyncIterator[dict[str, FlakyService]]:
+    """One :class:`FlakyService` per name, up for the block (``options``: its fields)."""
+    running = {name: FlakyService(**options) for name in names}
+    for service in running.values():
+        await service.start()
+    try:
+        yield running
+    finally:
+        for service in running.values():
+            await service.stop()

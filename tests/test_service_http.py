@@ -9,10 +9,6 @@ database shows each effect once and every compensation applied.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,29 +20,21 @@ import pytest_asyncio
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.worker import Worker
 
 from sagaloom import SagaStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers
-from sagaloom.server import free_port
-from sagaloom.service import CommandInfo, SagaService, postgres_url, sqlite_engine
+from sagaloom.service import CommandInfo, SagaService, sqlite_engine
 from sagaloom.worker import SagaloomPlugin
-from tests._helpers import ROOT, Stack
-from tests._postgres import Postgres
+from tests._helpers import Stack, serve_asgi
+from tests._postgres import Postgres, engine_of
 from workflows.order import ORDER, OrderSaga
 
 pytestmark = pytest.mark.integration  # a real PostgreSQL (and processes) per module
 
 KEY = {"Idempotency-Key": "OrderSaga-o-1:charge-payment"}
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    server = Postgres(tmp_path_factory.mktemp("pg"))
-    yield server
-    server.stop()
 
 
 class Charge(BaseModel):
@@ -58,10 +46,7 @@ class Charge(BaseModel):
 async def shop(
     request: pytest.FixtureRequest, tmp_path: Path, postgres: Postgres
 ) -> AsyncIterator[tuple[httpx.AsyncClient, AsyncEngine, Table]]:
-    if request.param == "sqlite":
-        engine = sqlite_engine(tmp_path / "shop.sqlite3")
-    else:
-        engine = create_async_engine(postgres_url(postgres.url))
+    engine = engine_of(request.param, tmp_path, postgres)
     metadata = MetaData()
     charges = Table(
         f"charges_{uuid.uuid4().hex[:6]}",
@@ -167,22 +152,10 @@ async def test_a_command_is_applied_once_and_replayed_over_http(
 def payment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The toolkit's example payment service, served by uvicorn in a process of its own."""
     folder = tmp_path_factory.mktemp("payment")
-    port = free_port()
-    env = {**os.environ, "PAYMENTS_DB": str(folder / "payments.db")}
-    with open(folder / "uvicorn.log", "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "services.payment_service:app",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    process, port = serve_asgi(
+        "services.payment_service:app", folder, {"PAYMENTS_DB": str(folder / "payments.db")}
+    )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(f"{url}/docs", timeout=1)
-            break
-        except httpx.HTTPError:
-            assert process.poll() is None, (folder / "uvicorn.log").read_text()
-            time.sleep(0.05)
     yield url, folder / "payments.db"
     process.terminate()
     process.wait(10)

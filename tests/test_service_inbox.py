@@ -10,35 +10,25 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from sagaloom.service import Answer, Inbox, Refused, key_problem, postgres_url, sqlite_engine
-from tests._postgres import Postgres
+from sagaloom.service import Answer, Inbox, Refused, key_problem
+from tests._postgres import Postgres, engine_of
 
 pytestmark = pytest.mark.integration  # a real PostgreSQL (and processes) per module
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    server = Postgres(tmp_path_factory.mktemp("pg"))
-    yield server
-    server.stop()
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"], loop_scope="session")
 async def engine(
     request: pytest.FixtureRequest, tmp_path: Path, postgres: Postgres
 ) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        made = sqlite_engine(tmp_path / "service.sqlite3")
-    else:
-        made = create_async_engine(postgres_url(postgres.url), pool_size=25)
+    made = engine_of(request.param, tmp_path, postgres, pool_size=25)
     yield made
     await made.dispose()
 

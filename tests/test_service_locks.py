@@ -16,18 +16,15 @@ the bank was down as the saga ended.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
@@ -38,7 +35,7 @@ from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers
 from sagaloom.server import free_port
 from sagaloom.worker import SagaloomPlugin
-from tests._helpers import ROOT
+from tests._helpers import serve_asgi
 from tests._toolkit_sagas import PAYMENT, SAGAS, TRANSFER
 
 pytestmark = pytest.mark.integration
@@ -56,22 +53,9 @@ class Bank:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Bank:
-        env = {**os.environ, "BANK_DB": str(self.folder / "bank.db"),
-               "BANK_LOCKS": "on" if self.locks else "off"}  # fmt: skip
-        with open(self.folder / "bank.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "tests._toolkit_bank:app",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        for _ in range(300):
-            try:
-                httpx.get(f"{self.url}/docs", timeout=1)
-                return self
-            except httpx.HTTPError:
-                assert self.process.poll() is None, (self.folder / "bank.log").read_text()
-                time.sleep(0.05)
-        raise AssertionError("the bank did not start")
+        env = {"BANK_DB": str(self.folder / "bank.db"), "BANK_LOCKS": "on" if self.locks else "off"}
+        self.process = serve_asgi("tests._toolkit_bank:app", self.folder, env, self.port)[0]
+        return self
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sagaloom import SagaStatus
 from sagaloom.client import outcome, start_saga
-from sagaloom.server import NatsServer, NatsServerOptions
+from sagaloom.server import NatsServer
 from sagaloom.service import Answer, Refused, SagaService, sqlite_engine
 from tests._broker_sagas import TOOLKIT_PACK
-from tests._helpers import Stack
+from tests._helpers import Stack, wait_for_reply_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -77,31 +77,13 @@ async def held(service: SagaService) -> list[tuple[str, str]]:
         return sorted((r.order_id, r.status) for r in rows)
 
 
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    server = NatsServer(NatsServerOptions.in_folder(tmp_path_factory.mktemp("nats")))
-    asyncio.run(server.start())
-    yield server
-    server.stop()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def queue(stack: Stack, nats_server: NatsServer) -> AsyncIterator[str]:
     name = f"toolkit-nats-{os.urandom(3).hex()}"
     process = stack.start_worker(
         name, "--module", "tests._broker_sagas", "--task-queue", name, "--nats", nats_server.url
     )
-    nc = await nats.connect(nats_server.url)
-    try:  # ready once its reply consumer exists
-        for _ in range(300):
-            try:
-                await nc.jetstream().consumer_info("SAGALOOM_REPLIES", "sagaloom-replies")
-                break
-            except Exception:
-                assert process.poll() is None, "the worker exited; see its log"
-                await asyncio.sleep(0.1)
-    finally:
-        await nc.close()
+    await wait_for_reply_consumer(nats_server.url, process)
     yield name
     process.terminate()
     process.wait(20)

@@ -13,9 +13,8 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,11 @@ import httpx
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sagaloom.server import free_port
-from sagaloom.service import Outbox, Relay, postgres_url, sqlite_engine
-from tests._helpers import ROOT
-from tests._postgres import Postgres
+from sagaloom.service import Outbox, Relay
+from tests._helpers import serve_asgi
+from tests._postgres import Postgres, engine_of
 
 pytestmark = pytest.mark.integration  # a real PostgreSQL (and processes) per module
 
@@ -66,22 +64,11 @@ class Endpoint:
         return web.json_response({"status": status}, status=status)
 
 
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    server = Postgres(tmp_path_factory.mktemp("pg"))
-    yield server
-    server.stop()
-
-
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"], loop_scope="session")
 async def outbox(
     request: pytest.FixtureRequest, tmp_path: Path, postgres: Postgres
 ) -> AsyncIterator[Outbox]:
-    engine: AsyncEngine
-    if request.param == "sqlite":
-        engine = sqlite_engine(tmp_path / "service.sqlite3")
-    else:
-        engine = create_async_engine(postgres_url(postgres.url))
+    engine = engine_of(request.param, tmp_path, postgres)
     made = Outbox(engine, table=f"outbox_{os.urandom(3).hex()}")
     await made.create_tables()
     yield made
@@ -138,22 +125,9 @@ async def test_a_503_is_retried_with_back_off_and_a_4xx_is_final(
 
 
 def serve(folder: Path, port: int, reply_port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HOTEL_DB": str(folder / "hotel.db"),
+    env = {"HOTEL_DB": str(folder / "hotel.db"),
            "HOTEL_REPLY_URLS": f"http://127.0.0.1:{reply_port}/replies"}  # fmt: skip
-    log = open(folder / "hotel.log", "ab")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests._toolkit_service:app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    for _ in range(300):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
-            return process
-        except httpx.HTTPError:
-            assert process.poll() is None, (folder / "hotel.log").read_text()
-            time.sleep(0.05)
-    raise AssertionError("the hotel did not start")
+    return serve_asgi("tests._toolkit_service:app", folder, env, port)[0]
 
 
 async def test_a_reply_committed_before_a_sigkill_is_sent_after_the_restart(
