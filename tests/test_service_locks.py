@@ -16,6 +16,7 @@ the bank was down as the saga ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -80,11 +81,30 @@ def bank(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bank]:
     running.kill()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def queue(temporal: Client, bank: Bank) -> AsyncIterator[str]:
+@pytest.fixture
+def locking_bank(tmp_path: Path) -> Iterator[Bank]:
+    running = Bank(tmp_path, locks=True).start()
+    yield running
+    running.kill()
+
+
+@contextlib.asynccontextmanager
+async def worker(temporal: Client, bank: Bank) -> AsyncIterator[str]:
     name = f"locks-{uuid.uuid4().hex[:6]}"
     plugin = SagaloomPlugin(services={"bank": bank.url}, breakers=Breakers(None))
     async with Worker(temporal, task_queue=name, workflows=SAGAS, plugins=[plugin]):
+        yield name
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def queue(temporal: Client, bank: Bank) -> AsyncIterator[str]:
+    async with worker(temporal, bank) as name:
+        yield name
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def locking_queue(temporal: Client, locking_bank: Bank) -> AsyncIterator[str]:
+    async with worker(temporal, locking_bank) as name:
         yield name
 
 
@@ -130,10 +150,9 @@ async def test_a_payment_never_decides_on_a_transfers_half_done_debit(
 
 
 async def test_a_completed_sagas_locks_are_released_even_if_the_bank_was_down_then(
-    temporal: Client, queue: str, bank: Bank
+    temporal: Client, locking_queue: str, locking_bank: Bank
 ) -> None:
-    if not bank.locks:
-        pytest.skip("about locks")
+    queue, bank = locking_queue, locking_bank
     account = f"acct-{uuid.uuid4().hex[:6]}"
     payment = await start_saga(
         temporal, PAYMENT, {"account": account, "cents": 30, "hold_seconds": 1.5},
