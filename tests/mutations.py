@@ -664,6 +664,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_service_locks.py", "-k", "half_done"),
     ),
     Mutation(
+        "codec server: a token that is not UTF-8 is a wrong token (401), never a 500",
+        "sagaloom/_ops/_codec_server.py",
+        '(request.headers.get("Authorization") or "").encode("utf-8", "surrogateescape")',
+        '(request.headers.get("Authorization") or "").encode()',
+        ("tests/test_security.py", "-k", "ui_codec"),
+    ),
+    Mutation(
         "engine: a saga with notify_participants tells its services that it ended",
         "sagaloom/_runtime/_notice.py",
         "    if not saga.notify_participants or not workflow.patched(END_NOTICE_PATCH):",

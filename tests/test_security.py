@@ -118,6 +118,15 @@ async def test_the_ui_codec_endpoint_decodes_with_cors() -> None:
         await writer.drain()
         assert (await reader.readline()).split()[1] == b"413"
         writer.close()
+        # A token that is not UTF-8 is a wrong token (401), never an error
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /decode HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xed\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+        await writer.drain()
+        assert (await reader.readline()).split()[1] == b"401"
+        writer.close()
         assert response.status_code == 200
         assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:8233"
         [decoded] = response.json()["payloads"]

@@ -142,7 +142,7 @@ class CodecServer:
             if host not in LOOPBACK_NAMES and not is_loopback(host):
                 return self._text(403, "Host is not a loopback name (this endpoint has no token)")
             return None
-        given = (request.headers.get("Authorization") or "").encode()
+        given = (request.headers.get("Authorization") or "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, self._expected):
             return self._text(401, "missing or wrong bearer token")
         return None
