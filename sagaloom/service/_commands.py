@@ -129,7 +129,8 @@ class BrokerCommands:
                 answer = await inbox.compensate(key, call, undoes=undoes)
             else:
                 answer = await inbox.forward(key, call)
-        if answer.status >= 500:  # a fault kept nothing: let JetStream deliver it again
+        if answer.status >= 500 or answer.status == 429:  # nothing kept (a fault, a held
+            # record): JetStream delivers it again shortly, and then it is applied
             with contextlib.suppress(Exception):
                 await message.nak(delay=1)
             return answer
