@@ -67,9 +67,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "broker: a reply's id follows its command's send, so a re-sent undo is answered at once",
-        "services/_warehouse.py",
-        '{MSG_ID: f"reply-{headers.get(MSG_ID, correlation)}"}',
-        '{MSG_ID: f"reply-{correlation}"}',
+        "sagaloom/service/_commands.py",
+        '        reply_id = f"reply-{headers.get(MSG_ID) or key}"',
+        '        reply_id = f"reply-{key}"',
         ("tests/test_broker.py", "-k", "operators_retry"),
     ),
     Mutation(
@@ -321,9 +321,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "idempotency: the participants replay a repeated key (the contract the chaos run needs)",
-        "services/_server.py",
-        "            replayed = self.store.replay(idem)",
-        "            replayed = None",
+        "sagaloom/service/_inbox.py",
+        "        return stored[1]\n",
+        '        return Answer.json({"replayed": True}, stored[1].status)\n',
         ("tests/test_rule_edges.py", "-k", "replay"),
     ),
     Mutation(
@@ -647,6 +647,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        assert key is not None\n        await message.ack()\n"
         "        command = CommandInfo(",
         ("tests/test_service_nats.py", "-k", "lost"),
+    ),
+    Mutation(
+        "toolkit: a NATS command on a held record is delivered again later, not answered no",
+        "sagaloom/service/_commands.py",
+        "        if answer.status >= 500 or answer.status == 429:",
+        "        if answer.status >= 500:",
+        ("tests/test_service_nats.py", "-k", "held"),
     ),
     Mutation(
         "toolkit: a record another saga holds makes the command wait (no dirty read)",

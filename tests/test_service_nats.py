@@ -9,6 +9,7 @@ reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sagaloom import SagaStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.server import NatsServer
-from sagaloom.service import Answer, Refused, SagaService, sqlite_engine
+from sagaloom.service import Answer, CommandInfo, Refused, SagaService, sqlite_engine
 from tests._broker_sagas import TOOLKIT_PACK
 from tests._helpers import Stack, wait_for_reply_consumer
 
@@ -173,3 +174,115 @@ async def test_a_command_whose_ack_was_lost_is_applied_once_and_answered_once(
 
 async def _publish(js: object, subject: str, payload: bytes, headers: dict[str, str]) -> None:
     await js.publish(subject, payload, headers=headers)  # type: ignore[attr-defined]
+
+
+holds = Table(
+    "holds",
+    MetaData(),
+    Column("key", String(200), primary_key=True),
+    Column("account", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+)
+
+
+class Hold(BaseModel):
+    account: str
+
+
+def vault(path: Path) -> SagaService:
+    """A participant that holds an account for a saga until the saga's undo (a semantic lock)."""
+    service = SagaService(sqlite_engine(path), metadata=holds.metadata)
+
+    @service.command("vault.hold")
+    async def hold(body: Hold, tx: AsyncSession, command: CommandInfo) -> dict[str, str]:
+        await service.lock(tx, command, f"account:{body.account}")
+        await tx.execute(insert(holds).values(key=command.key, account=body.account,
+                                              status="held"))  # fmt: skip
+        return {"held": body.account}
+
+    @service.command("vault.release", undo=True)
+    async def release(body: Hold, tx: AsyncSession, command: CommandInfo) -> dict[str, str]:
+        done = update(holds).where(holds.c.key == command.key.removesuffix(":compensate"))
+        await tx.execute(done.values(status="released"))
+        return {"released": body.account}
+
+    return service
+
+
+async def test_a_command_on_a_record_another_saga_holds_is_delivered_again_once_it_is_free(
+    nats_server: NatsServer, queue: str, tmp_path: Path
+) -> None:
+    """A held record makes the command wait (nak, no reply, no effect), not fail; the undo of
+    the holder frees it and the redelivered command then applies once. (``queue``: its worker
+    made the engine's streams.)"""
+    service = vault(tmp_path / "vault.sqlite3")
+    await service.start()
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    run = uuid.uuid4().hex[:6]
+    replies = f"held-{run}"
+    await js.add_stream(StreamConfig(name=f"HELD_{run.upper()}", subjects=[f"{replies}.>"]))
+    service.relay.publish = lambda s, p, h: _publish(js, s, p, h)
+
+    async def send(subject: str, key: str) -> None:
+        await js.publish(
+            f"sagaloom.cmd.vault.{subject}",
+            json.dumps({"account": f"acc-{run}"}).encode(),
+            headers={"Idempotency-Key": key, "Sagaloom-Correlation-Id": key,
+                     "Sagaloom-Reply-Token": "tok", "Sagaloom-Reply-To": f"{replies}.x",
+                     "Nats-Msg-Id": f"{key}#1"},
+        )  # fmt: skip
+
+    async def replied() -> list[tuple[str, bool]]:
+        await service.relay.deliver_due()
+        sub = await js.subscribe(f"{replies}.>", deliver_policy=DeliverPolicy.ALL)
+        seen: list[tuple[str, bool]] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                reply = json.loads((await sub.next_msg(timeout=1)).data)
+                seen.append((reply["correlation_id"], reply["ok"]))
+        await sub.unsubscribe()
+        return seen
+
+    first, second = f"TransferSaga-{run}-1:hold", f"TransferSaga-{run}-2:hold"
+    try:
+        durable = f"vault-{run}"
+        await js.add_consumer(
+            "SAGALOOM_COMMANDS",
+            ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
+                           deliver_policy=DeliverPolicy.NEW,
+                           filter_subject="sagaloom.cmd.vault.>"),
+        )  # fmt: skip
+        sub = await js.pull_subscribe_bind(durable, "SAGALOOM_COMMANDS")
+        await send("hold", first)
+        await send("hold", second)
+        taken, waiting = await sub.fetch(2, timeout=5)
+        assert (await service.commands.handle(taken)).ok  # type: ignore[union-attr]
+        busy = await service.commands.handle(waiting)
+        assert busy is not None and busy.status == 429  # nak'ed: it comes again later
+        assert await replied() == [(first, True)]  # the waiting one is not answered "no"
+
+        await send("release", f"{first}:compensate")  # the holder's undo frees the account
+        answers: list[tuple[str, int, int]] = []  # (key, status, delivery) in handling order
+        while not answers or answers[-1][:2] != (second, 200):
+            (message,) = await sub.fetch(1, timeout=10)
+            answer = await service.commands.handle(message)
+            assert answer is not None and message.headers is not None
+            key = message.headers["Idempotency-Key"]
+            answers.append((key, answer.status, message.metadata.num_delivered))
+        undone = [key for key, _, _ in answers].index(f"{first}:compensate")
+        assert answers[undone][1] == 200
+        # Until the undo, the waiting command only waited again; after it, it applied.
+        assert {status for key, status, _ in answers[:undone]} <= {429}
+        assert answers[-1][2] >= 2  # a redelivery of the nak'ed command, not a new one
+
+        assert sorted(await replied()) == sorted(
+            [(first, True), (f"{first}:compensate", True), (second, True)]
+        )
+        async with service.engine.connect() as db:
+            rows = {r.key: r.status for r in await db.execute(select(holds))}
+        assert rows == {first: "released", second: "held"}  # each applied once
+        assert await service.locks.held() == {f"account:acc-{run}": f"TransferSaga-{run}-2"}
+    finally:
+        await service.stop()
+        await nc.close()

@@ -166,8 +166,8 @@ class BrokerCommands:
         registered subjects; the outbox's broker replies go out on the same connection.
         """
         stop = stop or asyncio.Event()
-        nc = await nats.connect(url, name=f"sagaloom-service-{durable}",
-                                max_reconnect_attempts=-1)  # fmt: skip
+        nc = await nats.connect(url, name=f"sagaloom-service-{durable}", max_reconnect_attempts=-1,
+                                error_cb=_one_line, disconnected_cb=_disconnected)  # fmt: skip
         js = nc.jetstream()
 
         async def publish(subject: str, payload: bytes, headers: dict[str, str]) -> None:
@@ -205,3 +205,12 @@ class BrokerCommands:
         finally:
             with contextlib.suppress(Exception):
                 await nc.drain()
+
+
+async def _one_line(err: Exception) -> None:
+    """A broker connection error as one log line (not nats-py's traceback per reconnect)."""
+    log.warning("nats: %s: %s", type(err).__name__, err)
+
+
+async def _disconnected() -> None:
+    log.warning("nats: disconnected: reconnecting")
