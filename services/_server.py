@@ -41,6 +41,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -227,8 +228,15 @@ class _Front:
         key = body.get(self.participant.spec.key_field) if isinstance(body, dict) else None
         if not idem or not isinstance(key, str):
             return None
-        async with self.service.inbox.sessions() as tx, tx.begin():
-            await Books.received(tx, self.op, key, idem[:512])
+        for attempt in range(20):  # (the database busy with a burst: wait a little, again)
+            try:
+                async with self.service.inbox.sessions() as tx, tx.begin():
+                    await Books.received(tx, self.op, key, idem[:512])
+                break
+            except OperationalError:
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
         return self.participant.fault(self.op, key)
 
 

@@ -17,12 +17,16 @@ def sqlite_engine(path: str | Path, **options: Any) -> AsyncEngine:
     Write-ahead log, ``synchronous=NORMAL``, a 30 s busy timeout, and ``BEGIN IMMEDIATE``: a
     transaction takes the write lock when it begins, so two commands with one key queue up
     instead of failing (SQLite's deferred transactions would deadlock and answer "database is
-    locked").
+    locked"). At most 4 connections: SQLite has one writer at a time, and more connections
+    would only poll its lock — under a burst, a transaction could lose that race for longer than
+    the busy timeout ("database is locked"); past 4, commands queue in order for a connection.
 
     Args:
         path: The database file.
-        **options: More :func:`~sqlalchemy.ext.asyncio.create_async_engine` options.
+        **options: More :func:`~sqlalchemy.ext.asyncio.create_async_engine` options (for
+            example ``pool_size``).
     """
+    options = {"pool_size": 4, "max_overflow": 0, "pool_timeout": 120, **options}
     engine = create_async_engine(f"sqlite+aiosqlite:///{path}", **options)
 
     @event.listens_for(engine.sync_engine, "connect")
