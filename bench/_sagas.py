@@ -18,7 +18,9 @@ from sagaloom import Activity, Command, Http, Saga, Step, StepDefaults, Timer, s
 __all__ = [
     "ACTIVITIES",
     "BENCH",
+    "BENCH_DISJOINT",
     "BENCH_FAST",
+    "BENCH_HOT",
     "BENCH_HTTP",
     "BENCH_LEAN",
     "BENCH_NATS",
@@ -59,6 +61,13 @@ BenchSaga = saga_workflow(BENCH)
 
 BENCH_LEAN = dataclasses.replace(BENCH, name="BenchLeanSaga", track_steps=False)  # the default
 BenchLeanSaga = saga_workflow(BENCH_LEAN)
+
+BENCH_DISJOINT = dataclasses.replace(
+    BENCH_LEAN, name="BenchDisjointSaga", exclusive=lambda b: f"bench:{b.id}"
+)  # exclusive keys, none shared: what the isolation costs when nobody waits
+BenchDisjointSaga = saga_workflow(BENCH_DISJOINT)
+BENCH_HOT = dataclasses.replace(BENCH_LEAN, name="BenchHotSaga", exclusive=lambda b: "bench:hot")
+BenchHotSaga = saga_workflow(BENCH_HOT)  # one key for all: they run one at a time
 
 BENCH_QUIET = dataclasses.replace(BENCH_LEAN, name="BenchQuietSaga", live_details=False)
 BenchQuietSaga = saga_workflow(BENCH_QUIET)
@@ -125,7 +134,16 @@ BENCH_WAIT = Saga(
 BenchWaitSaga = saga_workflow(BENCH_WAIT)
 
 
-WORKFLOWS = [BenchSaga, BenchLeanSaga, BenchQuietSaga, BenchFastSaga, BenchWaitSaga, RawSaga]
+WORKFLOWS = [
+    BenchSaga,
+    BenchLeanSaga,
+    BenchQuietSaga,
+    BenchFastSaga,
+    BenchWaitSaga,
+    BenchDisjointSaga,
+    BenchHotSaga,
+    RawSaga,
+]
 TRANSPORT_WORKFLOWS = [BenchHttpSaga, BenchNatsSaga]
 """Sagas whose workers need the echo participants (``--service echo=...``, ``--nats``)."""
 SAGA_DEFS = [BENCH, BENCH_LEAN, BENCH_QUIET, BENCH_FAST, BENCH_WAIT, BENCH_HTTP, BENCH_NATS]

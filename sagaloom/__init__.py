@@ -33,6 +33,7 @@ from sagaloom._definition import (
 from sagaloom._graph import StepKind
 from sagaloom._model import (
     EVENT_TYPES,
+    EXCLUSIVE_TIMEOUT,
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
     SAGA_ENDED_FIRST,
@@ -56,6 +57,7 @@ from sagaloom._runtime import SagaWorkflow, saga_workflow
 
 __all__ = [
     "EVENT_TYPES",
+    "EXCLUSIVE_TIMEOUT",
     "SAGA_COMPENSATED",
     "SAGA_COMPENSATION_FAILED",
     "SAGA_ENDED_FIRST",

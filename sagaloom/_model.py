@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EVENT_TYPES",
+    "EXCLUSIVE_TIMEOUT",
     "MAX_REPLY_BYTES",
     "MAX_REPLY_DEPTH",
     "SAGA_COMPENSATED",
@@ -54,6 +55,9 @@ SAGA_NEEDS_ATTENTION = "SagaNeedsAttention"
 """``ApplicationError.type`` of an answer-early wait whose saga was parked for an operator first."""
 SAGA_INPUT_ERROR = "SagaInputError"
 """``ApplicationError.type`` of a saga started with input that fails validation."""
+EXCLUSIVE_TIMEOUT = "ExclusiveTimeout"
+"""``ApplicationError.type`` of a saga that waited longer than its ``exclusive_timeout`` for an
+exclusive key (it failed before its first step: nothing to compensate)."""
 
 
 class SagaStatus(StrEnum):
@@ -61,7 +65,8 @@ class SagaStatus(StrEnum):
 
     RUNNING = "RUNNING"
     WAITING = "WAITING"
-    """A step waits for a service whose breaker is open (no retries spent meanwhile)."""
+    """A step waits for a service whose breaker is open (no retries spent meanwhile), or the
+    saga waits for an exclusive key another saga holds (before its first step)."""
     COMPLETED = "COMPLETED"
     COMPENSATING = "COMPENSATING"
     COMPENSATED = "COMPENSATED"
@@ -231,6 +236,10 @@ class SagaState(BaseModel):
     """Operators' decisions, in order."""
     steps: list[StepState] = Field(default_factory=list)
     """One entry per step, in definition order."""
+    waiting_for_key: str | None = None
+    """The exclusive key the saga waits for before its first step (status ``WAITING``)."""
+    key_holder: str | None = None
+    """The saga that holds that key (its workflow id)."""
 
 
 class SagaReport(BaseModel):
@@ -350,6 +359,7 @@ EVENT_TYPES = (
     "io.sagaloom.step.completed",
     "io.sagaloom.step.failed",
     "io.sagaloom.step.waiting",
+    "io.sagaloom.saga.waiting",
     "io.sagaloom.compensation.completed",
     "io.sagaloom.compensation.failed",
     "io.sagaloom.saga.parked",

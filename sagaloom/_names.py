@@ -29,9 +29,18 @@ __all__ = [
     "END_NOTICE_WORKFLOW",
     "EVENTS_ACTIVITY",
     "EVENTS_PATCH",
+    "EXCLUSIVE_PATCH",
     "FAST_PATH_UNDO_PATCH",
     "HELD_MEMO",
     "HTTP_ACTIVITY",
+    "KEY_ACQUIRE_UPDATE",
+    "KEY_GRANTED_SIGNAL",
+    "KEY_HOLDER_ACTIVITY",
+    "KEY_LOCK_PREFIX",
+    "KEY_LOCK_WORKFLOW",
+    "KEY_RELEASE_SIGNAL",
+    "KEY_REQUEST_ACTIVITY",
+    "KEY_STATE_QUERY",
     "MALFORMED_RESPONSE",
     "NESTED_CANCEL_PATCH",
     "OLD_CHILD_DONE_SIGNAL",
@@ -132,6 +141,24 @@ END_NOTICE_PATH = "/sagaloom/saga-ended"
 """Where a participant hears that a saga ended (``POST``; ``{"saga_id", "status"}``)."""
 END_NOTICE_SUFFIX = "sagaloom-ended"
 """The notice workflow's id is ``<saga id>:sagaloom-ended``."""
+EXCLUSIVE_PATCH = "sagaloom-exclusive"
+"""Patch id marking sagas that take their exclusive keys before their first step."""
+KEY_LOCK_WORKFLOW = "SagaloomKeyLock"
+"""Workflow type of an exclusive key's lock (one per key, ``sagaloom-key:<key>``)."""
+KEY_LOCK_PREFIX = "sagaloom-key:"
+"""An exclusive key's lock workflow id is this prefix and the key."""
+KEY_ACQUIRE_UPDATE = "acquire"
+"""Update asking a key's lock for the key (granted now, or queued)."""
+KEY_RELEASE_SIGNAL = "release"
+"""Signal to a key's lock: the saga (its id) is done with the key, or stops waiting for it."""
+KEY_STATE_QUERY = "state"
+"""Query of a key's lock: its holder and waiters."""
+KEY_GRANTED_SIGNAL = "sagaloom.key-granted"
+"""Signal from a key's lock to a waiting saga: the key (its name) is now the saga's."""
+KEY_REQUEST_ACTIVITY = "sagaloom.key.request"
+"""Activity a saga asks a key's lock through (Update-with-Start)."""
+KEY_HOLDER_ACTIVITY = "sagaloom.key.holder-open"
+"""Activity a key's lock checks that its holder's run is still open with."""
 REPLY_PATCH = "sagaloom-reply-update"
 """Patch id marking sagas that take replies through ``participant_reply`` only."""
 RESOLVE_UPDATE = "resolve"

@@ -47,6 +47,12 @@ CHAOS_ORDER: Saga[Any] = dataclasses.replace(ORDER, name="ChaosOrderSaga", defau
 """The order saga with short timeouts and unlimited retries."""
 ChaosOrderSaga = saga_workflow(CHAOS_ORDER)
 
+CHAOS_EXCLUSIVE_ORDER: Saga[Any] = dataclasses.replace(
+    CHAOS_ORDER, name="ChaosExclusiveOrderSaga", exclusive=lambda o: f"customer:{o.customer}"
+)
+"""The order saga, one at a time per customer (exclusive keys)."""
+ChaosExclusiveOrderSaga = saga_workflow(CHAOS_EXCLUSIVE_ORDER)
+
 CHAOS_FAST_ORDER: Saga[Any] = dataclasses.replace(
     CHAOS_ORDER, name="ChaosFastOrderSaga", local_activities=True
 )

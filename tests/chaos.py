@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -37,11 +38,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
@@ -49,11 +51,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from sagaloom import Saga, SagaState, SagaStatus
+from sagaloom._names import KEY_REQUEST_ACTIVITY
 from sagaloom._outage import RELEASED_SIGNAL
 from sagaloom.client import Outcome, connect, outcome, start_saga
 from sagaloom.server import DevServer, DevServerOptions, free_port
 from services import CATALOG
 from tests._chaos_sagas import (
+    CHAOS_EXCLUSIVE_ORDER,
     CHAOS_FAST_ORDER,
     CHAOS_NESTED,
     CHAOS_ORDER,
@@ -112,7 +116,10 @@ def plan(i: int, batch: str) -> Plan:
             ("trip" if nested else "book-car") if venice else None,
         )
     saga = CHAOS_ORDER if kind < 4 else CHAOS_FAST_ORDER if kind < 6 else CHAOS_PARALLEL_ORDER
-    data = {"order_id": key, "customer": "chaos", "sku": "widget", "quantity": 1,
+    customer = "chaos"
+    if kind == 2:  # one at a time per customer: 4 customers share them (exclusive keys)
+        saga, customer = CHAOS_EXCLUSIVE_ORDER, f"chaos-{batch}-{i % 4}"
+    data = {"order_id": key, "customer": customer, "sku": "widget", "quantity": 1,
             "amount_cents": 1_000, "country": "NL"}  # fmt: skip
     if i % 15 in (4, 7):  # (4: the fast path, 7: the parallel saga)
         return Plan(saga, data, SagaStatus.CANCELED, None, cancel_after=0.5)
@@ -139,6 +146,8 @@ class ChaosReport:
     kills: int = 0
     server_kills: int = 0
     participant_kills: int = 0
+    exclusive_checked: int = 0
+    """Exclusive sagas whose runs were checked not to overlap another of the same key."""
     faults: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     seconds: float = 0.0
@@ -189,6 +198,8 @@ class ChaosReport:
             f"p99 {self.percentile(0.99):.1f} s, max {max(self.settle_seconds, default=0):.1f} s",
             f"- last saga settled {self.after_faults:.1f} s after the last fault",
             f"- participant calls whose idempotency key was checked: {self.keys_checked}",
+            f"- exclusive sagas (one at a time per customer) checked, from their histories, not "
+            f"to overlap another of the same key: {self.exclusive_checked}",
             *self._outage_lines(),
             f"- sagas that ended otherwise than planned, consistently: {len(self.unexpected)}",
             *(f"  - {u}" for u in self.unexpected[:10]),
@@ -629,6 +640,42 @@ async def check(
             )
         except RPCError:
             pass
+    await _one_holder_at_a_time(report, handles, plans)
+
+
+async def _one_holder_at_a_time(
+    report: ChaosReport, handles: list[WorkflowHandle[Any, Any]], plans: list[Plan]
+) -> None:
+    """Exclusive sagas of one customer never ran at once: from their histories, each one's
+    first step came after the previous one's last step or compensation ended."""
+    spans: dict[str, list[tuple[datetime, datetime, str]]] = {}
+    for handle, item in zip(handles, plans, strict=True):
+        if item.saga is not CHAOS_EXCLUSIVE_ORDER:
+            continue
+        first = last = None
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                kind = event.activity_task_scheduled_event_attributes.activity_type.name
+                if first is None and kind != KEY_REQUEST_ACTIVITY:
+                    first = event.event_time.ToDatetime()
+            elif event.event_type in _ACTIVITY_ENDS and first is not None:
+                last = event.event_time.ToDatetime()
+        if first is not None and last is not None:
+            spans.setdefault(item.data["customer"], []).append((first, last, handle.id))
+    for customer, runs in spans.items():
+        runs.sort()
+        report.exclusive_checked += len(runs)
+        for (_, a_end, a), (b_start, _, b) in itertools.pairwise(runs):
+            if b_start < a_end:
+                report.violations.append(f"customer:{customer}: {a} and {b} ran at once")
+
+
+_ACTIVITY_ENDS = (
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+)
 
 
 async def _unsettled(

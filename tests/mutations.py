@@ -684,6 +684,49 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    if True:",
         ("tests/test_service_locks.py", "-k", "bank_was_down"),
     ),
+    Mutation(
+        "exclusive: a saga takes its keys in one global order (no deadlock)",
+        "sagaloom/_definition.py",
+        "        return sorted(set(keys))",
+        "        return list(dict.fromkeys(keys))",
+        ("tests/test_exclusive.py", "-k", "deadlock"),
+    ),
+    Mutation(
+        "exclusive: a key has one holder at a time",
+        R + "_exclusive.py",
+        "        if s.holder is None and not s.queue:\n            s.holder, s.since",
+        "        if True:\n            s.holder, s.since",
+        ("tests/test_exclusive.py", "-k", "half_done or interleavings"),
+    ),
+    Mutation(
+        "exclusive: a saga releases its keys however it ends (cancelled too)",
+        R + "_workflow.py",
+        "            await shielded(self._keys.release())",
+        "            if self._progress.state.status is not SagaStatus.CANCELED:\n"
+        "                await shielded(self._keys.release())",
+        ("tests/test_exclusive.py", "-k", "however"),
+    ),
+    Mutation(
+        "exclusive: a holder that closed without releasing is noticed; the key goes on",
+        R + "_exclusive.py",
+        "        if not open_ and self.state.holder == holder:",
+        "        if False:",
+        ("tests/test_exclusive.py", "-k", "however"),
+    ),
+    Mutation(
+        "exclusive: a waiting saga gives up at its exclusive_timeout, before any step",
+        R + "_exclusive.py",
+        "                await workflow.wait_condition(self._has(key), timeout=left)",
+        "                await workflow.wait_condition(self._has(key))",
+        ("tests/test_exclusive.py", "-k", "exclusive_timeout"),
+    ),
+    Mutation(
+        "exclusive: a bad key function fails at the client, before the start",
+        "sagaloom/client/_sagas.py",
+        "    saga.exclusive_keys(parsed)  # a key function that fails, fails here, before the start\n",
+        "",
+        ("tests/test_exclusive.py", "-k", "bad_key"),
+    ),
 )
 
 

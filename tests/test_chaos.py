@@ -1,4 +1,4 @@
-"""Nothing lost, nothing half-done, each effect once under its own key: ~100 sagas of four shapes
+"""Nothing lost, nothing half-done, each effect once under its own key: ~100 sagas of six shapes
 (and cancellations) through worker, server and participant SIGKILLs, participant faults and a
 30-second outage of the payment service (its sagas wait for its breaker, none compensates)."""
 
@@ -30,7 +30,9 @@ async def test_every_saga_ends_done_or_undone_through_chaos(tmp_path: Path) -> N
     assert report.lost == 0 and report.parked == 0
     assert sum(report.outcomes.values()) == 100
     assert {"COMPLETED", "COMPENSATED", "CANCELED"} <= set(report.outcomes)
-    assert len(report.shapes) == 5  # regular, local activities, parallel, trip, nested trip
+    # regular, exclusive per customer, local activities, parallel, trip, nested trip
+    assert len(report.shapes) == 6
+    assert report.exclusive_checked >= 8  # and none overlapped another of its customer
     assert report.kills >= 3 and report.server_kills >= 1 and report.participant_kills >= 1
     assert sum(report.faults.values()) > 20 and report.retries > 20
     assert report.keys_checked > 300

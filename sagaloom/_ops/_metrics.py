@@ -46,6 +46,12 @@ class SagaMetrics:
         self._waits = meter.create_counter(
             "sagaloom_step_waits", "Steps that waited for a service whose breaker was open"
         )
+        self._key_waits = meter.create_counter(
+            "sagaloom_key_waits", "Sagas that waited for an exclusive key, by key family"
+        )
+        self._key_wait = meter.create_histogram_timedelta(
+            "sagaloom_key_wait_duration", "Time waited for an exclusive key, by key family", "ms"
+        )
 
     def started(self) -> None:
         """Count a saga that began running."""
@@ -69,6 +75,13 @@ class SagaMetrics:
     def waited(self, step: str, service: str) -> None:
         """Count a step that waits for its service."""
         self._waits.add(1, {"step": step, "service": service})
+
+    def key_waited(self, family: str, waited: timedelta | None = None) -> None:
+        """Count a saga that waits for a key of ``family``; with ``waited``: it got it."""
+        if waited is None:
+            self._key_waits.add(1, {"family": family})
+        else:
+            self._key_wait.record(waited, {"family": family})
 
     def compensation(self, step: str, ok: bool) -> None:
         """Count a compensation."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import workflow
@@ -21,7 +22,7 @@ from sagaloom._ops._metrics import SagaMetrics
 from sagaloom._runtime._events import EventLog
 from sagaloom._schedule import undo_order
 
-__all__ = ["Progress", "details"]
+__all__ = ["Progress", "details", "key_family"]
 
 
 class Progress:
@@ -48,6 +49,7 @@ class Progress:
         self._by_name = {s.name: s for s in self.state.steps}
         self._registered: list[str] = []
         """Steps whose compensation is registered, in start order."""
+        self._key_wait_since = datetime.min.replace(tzinfo=UTC)
         self._unrecorded: set[str] = set()
         """Fast-path steps registered for undo without a record of their run (see
         ``SagaWorkflow._unrecorded_may_have_run``)."""
@@ -112,6 +114,22 @@ class Progress:
         self.events.emit("step.waiting", self.state.key, step=name, service=service)
         if self.metrics is not None:
             self.metrics.waited(name, service)
+
+    def waiting_for_key(self, key: str, holder: str | None) -> None:
+        """The saga waits for exclusive ``key``, which ``holder`` holds: shown and announced."""
+        self.state.waiting_for_key, self.state.key_holder = key, holder
+        self._key_wait_since = workflow.now()
+        self.set_status(SagaStatus.WAITING)
+        self.events.emit("saga.waiting", self.state.key, exclusive_key=key, holder=holder)
+        if self.metrics is not None:
+            self.metrics.key_waited(key_family(key))
+
+    def key_taken(self, key: str) -> None:
+        """The waited-for ``key`` is the saga's now: it goes on."""
+        self.state.waiting_for_key = self.state.key_holder = None
+        if self.metrics is not None:
+            self.metrics.key_waited(key_family(key), workflow.now() - self._key_wait_since)
+        self.set_status(SagaStatus.RUNNING)
 
     def step_ended(self, name: str, status: StepStatus, error: str | None = None) -> None:
         """Record how a forward action ended, with its duration and attempts."""
@@ -231,6 +249,9 @@ def details(state: SagaState, workflow_id: str) -> str:
     """
     key = f" · `{state.key}`" if state.key else ""
     lines = [f"**{state.saga}**{key} — **{state.status.value}**", ""]
+    if state.waiting_for_key:
+        holder = f", held by `{state.key_holder}`" if state.key_holder else ""
+        lines += [f"Waiting for exclusive key `{state.waiting_for_key}`{holder}", ""]
     for number, step in enumerate(state.steps, 1):
         line = f"{number}. **{step.name}** — {step.status.value}"
         if step.waiting_for:
@@ -244,3 +265,8 @@ def details(state: SagaState, workflow_id: str) -> str:
     if state.parked_step:
         lines += ["", f"Needs attention: `saga resolve {workflow_id} --retry` (or `--skip`)"]
     return "\n".join(lines)
+
+
+def key_family(key: str) -> str:
+    """An exclusive key's family, for metrics: what comes before its first ``:``."""
+    return key.split(":", 1)[0] if ":" in key else "key"

@@ -39,6 +39,7 @@ from sagaloom._definition import (
     SagaInputError,
 )
 from sagaloom._model import (
+    EXCLUSIVE_TIMEOUT,
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
     SAGA_INPUT_ERROR,
@@ -52,7 +53,9 @@ from sagaloom._model import (
 )
 from sagaloom._names import (
     CHILD_DONE_SIGNAL,
+    EXCLUSIVE_PATCH,
     FAST_PATH_UNDO_PATCH,
+    KEY_GRANTED_SIGNAL,
     NESTED_CANCEL_PATCH,
     OLD_CHILD_DONE_SIGNAL,
     OLD_PARENT_SIGNAL,
@@ -72,6 +75,7 @@ from sagaloom._runtime._answers import EarlyAnswers
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import run_as_ready, shielded
 from sagaloom._runtime._errors import StepFailed, describe
+from sagaloom._runtime._exclusive import ExclusiveTimeout, SagaKeys
 from sagaloom._runtime._notice import notify_end
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
@@ -95,6 +99,7 @@ class SagaWorkflow:
         self._replies = Replies()
         self._answers = EarlyAnswers(self._progress)
         self._waits = ServiceWaits(self._progress)
+        self._keys = SagaKeys(self._progress)
         actions = Dispatcher(self._progress, self._children, self._replies, self._waits)
         self._steps = StepRunner(
             self._progress, actions, self._parking, self._replies, self._children
@@ -154,6 +159,11 @@ class SagaWorkflow:
         """A service's breaker lets a waiting step call again (or tells it to give up)."""
         self._waits.take(notice)
 
+    @workflow.signal(name=KEY_GRANTED_SIGNAL)
+    def on_key_granted(self, key: str) -> None:
+        """An exclusive key the saga waited for is its own now."""
+        self._keys.on_granted(key)
+
     @workflow.signal(name=OLD_CHILD_DONE_SIGNAL)
     def on_child_done_old(self, done: ChildDone) -> None:
         """:meth:`on_child_done` under the name sagas started before it was renamed send."""
@@ -174,6 +184,7 @@ class SagaWorkflow:
         finally:
             # a caller waiting for an early answer hears the outcome before the run closes
             await workflow.wait_condition(workflow.all_handlers_finished)
+            await shielded(self._keys.release())  # the next saga waiting for a key goes on
             await shielded(notify_end(self._progress))  # participants holding locks for it
             if publisher is not None:  # every lifecycle event is out before the run closes
                 events.close()
@@ -200,7 +211,13 @@ class SagaWorkflow:
                 *([SAGA_KEY.value_set(state.key)] if state.key else []),
             )
         try:
+            await self._take_keys(data)
             await self._forward_all(data)
+        except ExclusiveTimeout as waited:  # before any step: nothing to compensate
+            progress.set_status(SagaStatus.FAILED, error=str(waited))
+            raise ApplicationError(
+                str(waited), type=EXCLUSIVE_TIMEOUT, non_retryable=True
+            ) from None
         except StepFailed as failed:
             state.failed_step, state.error = failed.step, describe(failed.error)
             await shielded(self._compensate(data))
@@ -228,6 +245,12 @@ class SagaWorkflow:
             await self._release_children(data)
         progress.set_status(SagaStatus.COMPLETED)
         return progress.report()
+
+    async def _take_keys(self, data: BaseModel) -> None:
+        """Take the saga's exclusive keys, in order, waiting for each (before the first step)."""
+        keys = self.saga.exclusive_keys(data)
+        if keys and workflow.patched(EXCLUSIVE_PATCH):
+            await self._keys.take(keys, self.saga.exclusive_timeout)
 
     async def _release_children(self, data: BaseModel) -> None:
         """Every step is done: let the held child sagas complete too.

@@ -142,6 +142,8 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
         head += f"  failed_step={state.failed_step}"
     if state.parked_step:
         head += f"  PARKED on {state.parked_step}: see saga resolve --help"
+    if state.waiting_for_key:
+        head += f"  waits for key {state.waiting_for_key} (held by {state.key_holder or '?'})"
     lines = [
         head,
         f"{'#':>2}  {'step':<18} {'kind':<8} {'status':<20} {'tries':>5} {'took':>8}  "

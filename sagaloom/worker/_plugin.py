@@ -23,11 +23,13 @@ from sagaloom._outage import BreakerSettings, ServiceLimit, limit_queue
 from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._reply_auth import ReplySigner
 from sagaloom._runtime._breaker import ServiceBreaker
+from sagaloom._runtime._exclusive import KeyLock
 from sagaloom._runtime._notice import EndNotice
 from sagaloom._runtime._routing import ServiceRouting
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._http import HttpParticipant
 from sagaloom.worker._config import WorkerConfig
+from sagaloom.worker._keys import holder_open, request_key
 
 __all__ = ["SagaloomPlugin"]
 
@@ -130,6 +132,8 @@ class SagaloomPlugin(SimplePlugin):
             workflows.append(ServiceBreaker)
         if http:  # a saga with notify_participants tells its HTTP services that it ended
             workflows.append(EndNotice)
+        workflows.append(KeyLock)  # exclusive keys: a lock per key, and its two activities
+        activities += [request_key, holder_open]
         self.limits = dict(limits or {})
         """Limited services (each has a task queue of its own that workers poll)."""
         if self.limits and http:

@@ -1,0 +1,104 @@
+"""``python -m bench.exclusive``: what exclusive keys cost, side by side in one run.
+
+On a fresh tuned dev server per round (variants in rotated order), an in-process worker runs
+the benchmark's 4-step saga (``bench._sagas``) three ways, every saga started at once:
+
+* **plain**: no exclusive keys (``BenchLeanSaga``, the default saga);
+* **disjoint keys**: ``exclusive=`` with a key of its own per saga — nobody waits, so this is
+  the price of taking and releasing a key (an activity, an Update to the key's lock, a signal);
+* **one hot key**: every saga the same key — they run one at a time: the serial limit.
+
+Printed: sagas/s (median of the rounds) and its ratio to plain, and the history events per saga
+of the saga itself and of the key locks (their events divided by the sagas).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from bench._models import BenchInput
+from bench._sagas import ACTIVITIES, BENCH_DISJOINT, BENCH_HOT, BENCH_LEAN, WORKFLOWS
+from sagaloom import Saga
+from sagaloom.client import connect, outcome, start_saga
+from sagaloom.participants import Breakers
+from sagaloom.server import DevServer, DevServerOptions, free_port
+from sagaloom.worker import SagaloomPlugin
+
+VARIANTS: dict[str, Saga[BenchInput]] = {
+    "plain": BENCH_LEAN,
+    "disjoint keys": BENCH_DISJOINT,
+    "one hot key": BENCH_HOT,
+}
+
+
+async def measure(client: Client, saga: Saga[BenchInput], count: int) -> tuple[float, float, float]:
+    """(sagas/s, history events per saga, lock events per saga) for ``count`` sagas at once."""
+    queue = f"bench-x-{uuid.uuid4().hex[:6]}"
+    plugin = SagaloomPlugin(services={}, breakers=Breakers(None))
+    async with Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=ACTIVITIES,
+                      plugins=[plugin], max_concurrent_workflow_tasks=100):  # fmt: skip
+        run = uuid.uuid4().hex[:6]
+        began = time.perf_counter()
+        handles = await asyncio.gather(*(
+            start_saga(client, saga, BenchInput(id=f"{run}-{i}", fail_at=4 if i % 10 == 9 else 0),
+                       task_queue=queue) for i in range(count)))  # fmt: skip
+        await asyncio.gather(*(outcome(h) for h in handles))
+        rate = count / (time.perf_counter() - began)
+    sample = handles[:: max(1, count // 20)]
+    events = statistics.mean([len((await h.fetch_history()).events) for h in sample])
+    lock_events = 0
+    if saga.exclusive is not None:
+        query = f'WorkflowType = "SagaloomKeyLock" AND TaskQueue = "{queue}"'
+        async for lock in client.list_workflows(query):
+            history = await client.get_workflow_handle(lock.id, run_id=lock.run_id).fetch_history()
+            lock_events += len(history.events)
+    return rate, events, lock_events / count
+
+
+async def main() -> None:
+    """Run the rounds and print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.exclusive", description=__doc__)
+    parser.add_argument("--sagas", type=int, default=200)
+    parser.add_argument("--hot-sagas", type=int, default=50, help="fewer: they run one by one")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in VARIANTS}
+    names = list(VARIANTS)
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            db = Path(tmp) / f"t{round_}.sqlite3"
+            options = DevServerOptions(port=free_port(), ui_port=None, db_file=db, tuned=True)
+            server = DevServer(options)
+            await server.start()
+            try:
+                client = await connect(server.address)
+                order = names[round_ % len(names) :] + names[: round_ % len(names)]
+                for name in order:
+                    count = args.hot_sagas if name == "one hot key" else args.sagas
+                    results[name].append(await measure(client, VARIANTS[name], count))
+                    print(f"round {round_ + 1} {name}: {results[name][-1][0]:.1f} sagas/s",
+                          flush=True)  # fmt: skip
+            finally:
+                server.stop()
+    base = statistics.median(r[0] for r in results["plain"])
+    print(f"\n| variant | sagas/s (median of {args.rounds}) | x plain | saga history events | "
+          "key-lock events per saga |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for name, runs in results.items():
+        rate = statistics.median(r[0] for r in runs)
+        events = statistics.median(r[1] for r in runs)
+        locks = statistics.median(r[2] for r in runs)
+        print(f"| {name} | {rate:.1f} | {rate / base:.2f} | {events:.0f} | {locks:.1f} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,82 @@
+"""Transfers on the example ledger that hold their accounts for a while (``hold_seconds``),
+with and without exclusive keys; few imports: the sandbox re-imports this module."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+
+from sagaloom import Activity, ChildSaga, Saga, Step, StepContext, Timer, saga_workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ledger import Entry, Move, credit, debit, reverse
+
+
+class Transfer(BaseModel):
+    transfer_id: str
+    source: str
+    target: str
+    amount_cents: int
+    hold_seconds: float = 0
+
+
+def _source(ctx: StepContext[Transfer]) -> Move:
+    return Move(account=ctx.input.source, amount_cents=ctx.input.amount_cents)
+
+
+def _target(ctx: StepContext[Transfer]) -> Move:
+    return Move(account=ctx.input.target, amount_cents=ctx.input.amount_cents)
+
+
+def _hold(ctx: StepContext[Transfer]) -> timedelta:
+    return timedelta(seconds=ctx.input.hold_seconds)
+
+
+def _accounts(t: Transfer) -> list[str]:
+    return [f"account:{t.source}", f"account:{t.target}"]
+
+
+STEPS = [
+    Step("debit", Activity(debit, arg=_source), compensation=Activity(reverse, arg=_source),
+         output=Entry),
+    Step("hold", Timer(_hold)),  # half done meanwhile: debited, not yet credited
+    Step("credit", Activity(credit, arg=_target), compensation=Activity(reverse, arg=_target),
+         output=Entry),
+]  # fmt: skip
+
+PLAIN = Saga(name="PlainTransferSaga", input=Transfer, key=lambda t: t.transfer_id, steps=STEPS)
+"""No isolation: another transfer can read this one half done."""
+EXCLUSIVE = Saga(
+    name="ExclusiveTransferSaga",
+    input=Transfer,
+    key=lambda t: t.transfer_id,
+    steps=STEPS,
+    exclusive=_accounts,
+)
+"""Transfers sharing an account run one at a time."""
+IMPATIENT = Saga(
+    name="ImpatientTransferSaga",
+    input=Transfer,
+    key=lambda t: t.transfer_id,
+    steps=STEPS,
+    exclusive=_accounts,
+    exclusive_timeout=timedelta(seconds=2),
+)
+"""Gives up after 2 s of waiting for its accounts."""
+NESTED = Saga(
+    name="NestedTransferSaga",
+    input=Transfer,
+    key=lambda t: t.transfer_id,
+    exclusive=_accounts,
+    steps=[Step("transfer", ChildSaga(EXCLUSIVE, input=lambda ctx: ctx.input))],
+)
+"""Holds the accounts and runs a child transfer that takes the same keys."""
+
+PlainTransferSaga = saga_workflow(PLAIN)
+ExclusiveTransferSaga = saga_workflow(EXCLUSIVE)
+ImpatientTransferSaga = saga_workflow(IMPATIENT)
+NestedTransferSaga = saga_workflow(NESTED)
+SAGAS = [PlainTransferSaga, ExclusiveTransferSaga, ImpatientTransferSaga, NestedTransferSaga]
+ACTIVITIES = [debit, credit, reverse]
