@@ -31,7 +31,7 @@ from sagaloom import Saga
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.participants import Breakers
 from sagaloom.server import DevServer, DevServerOptions, free_port
-from sagaloom.worker import SagaloomPlugin
+from sagaloom.worker import SagaloomPlugin, configure_logging
 
 VARIANTS: dict[str, Saga[BenchInput]] = {
     "plain": BENCH_LEAN,
@@ -71,6 +71,7 @@ async def main() -> None:
     parser.add_argument("--hot-sagas", type=int, default=50, help="fewer: they run one by one")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    configure_logging("ERROR")  # expected step failures are part of the load
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
     with tempfile.TemporaryDirectory() as tmp:

@@ -385,7 +385,7 @@ class Harness:
                     self.report.faults[mode] = self.report.faults.get(mode, 0) + count
 
     async def inject_faults(self, seed: int = 7) -> None:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             for service, url in self.urls.items():
                 for n, fault in enumerate(PARTICIPANT_FAULTS):
                     await http.post(

@@ -67,9 +67,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "broker: a reply's id follows its command's send, so a re-sent undo is answered at once",
-        "sagaloom/service/_commands.py",
-        '        reply_id = f"reply-{headers.get(MSG_ID) or key}"',
-        '        reply_id = f"reply-{key}"',
+        "services/_warehouse.py",
+        '{MSG_ID: f"reply-{headers.get(MSG_ID, correlation)}"}',
+        '{MSG_ID: f"reply-{correlation}"}',
         ("tests/test_broker.py", "-k", "operators_retry"),
     ),
     Mutation(
@@ -321,9 +321,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "idempotency: the participants replay a repeated key (the contract the chaos run needs)",
-        "sagaloom/service/_inbox.py",
-        "        return stored[1]\n",
-        '        return Answer.json({"replayed": True}, stored[1].status)\n',
+        "services/_server.py",
+        "            replayed = self.store.replay(idem)",
+        "            replayed = None",
         ("tests/test_rule_edges.py", "-k", "replay"),
     ),
     Mutation(
@@ -653,7 +653,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "sagaloom/service/_commands.py",
         "        if answer.status >= 500 or answer.status == 429:",
         "        if answer.status >= 500:",
-        ("tests/test_service_nats.py", "-k", "held"),
+        ("tests/test_service_nats.py", "-k", "another_saga_holds"),
     ),
     Mutation(
         "toolkit: a record another saga holds makes the command wait (no dirty read)",
@@ -723,7 +723,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "exclusive: a bad key function fails at the client, before the start",
         "sagaloom/client/_sagas.py",
-        "    saga.exclusive_keys(parsed)  # a key function that fails, fails here, before the start\n",
+        "    saga.exclusive_keys(parsed)  # a key function that fails, fails here, "
+        "before the start\n",
         "",
         ("tests/test_exclusive.py", "-k", "bad_key"),
     ),
