@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import pytest_asyncio
@@ -36,8 +37,10 @@ from activities.ledger import entries
 from sagaloom import EXCLUSIVE_TIMEOUT, SagaInputError, SagaState, SagaStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers
+from sagaloom.server import DevServer
 from sagaloom.worker import SagaloomPlugin
 from tests._exclusive_sagas import ACTIVITIES, EXCLUSIVE, IMPATIENT, NESTED, PLAIN, SAGAS
+from tests._helpers import cli
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +76,7 @@ async def until(check: Any, within: float = 20) -> None:
 
 @pytest.mark.parametrize("saga", [PLAIN, EXCLUSIVE], ids=["plain", "exclusive"])
 async def test_a_transfer_never_decides_on_another_ones_half_done_debit(
-    temporal: Client, queue: str, saga: Any
+    temporal: Client, dev_server: DevServer, queue: str, saga: Any
 ) -> None:
     run = uuid.uuid4().hex[:6]
     account = f"acc-{run}"
@@ -88,6 +91,14 @@ async def test_a_transfer_never_decides_on_another_ones_half_done_debit(
         assert waiting.waiting_for_key == f"account:{account}"
         assert waiting.key_holder == first.id
         assert all(s.status.value == "pending" for s in waiting.steps)  # no step ran
+        shown = await asyncio.to_thread(cli, "show", second.id, address=dev_server.address)
+        assert f"waits for key account:{account} (held by {first.id})" in shown.stdout
+        locks = await asyncio.to_thread(cli, "locks", "--key", account, "--json",
+                                        address=dev_server.address)  # fmt: skip
+        assert json.loads(locks.stdout) == [
+            {"key": f"account:{account}", "task_queue": queue, "holder": first.id,
+             "since": ANY, "sharing": [], "waiting": [second.id]}
+        ]  # fmt: skip
     results = [await asyncio.wait_for(outcome(h), 60) for h in (first, second)]
 
     assert results[0].status is SagaStatus.COMPENSATED  # the frozen account refused the credit

@@ -93,9 +93,14 @@ def test_the_plugin_keeps_a_codec_and_a_sandbox_the_team_set() -> None:
     out = configured_worker["workflow_runner"]
     assert isinstance(out, SandboxedWorkflowRunner)
     assert {"teamlib", "sagaloom"} <= set(out.restrictions.passthrough_modules)
-    # the team's activity first, then the HTTP participant and its breakers' probe
-    assert [fn.__name__ for fn in configured_worker["activities"]] == ["greet", "call", "probe"]
-    assert [w.__name__ for w in configured_worker["workflows"]] == ["ServiceBreaker", "EndNotice"]
+    # the team's activity first, then the HTTP participant and its breakers' probe, then the
+    # two behind exclusive keys (ask a key's lock, check that its holder still runs)
+    assert [fn.__name__ for fn in configured_worker["activities"]] == [
+        "greet", "call", "probe", "request_key", "holder_open"
+    ]  # fmt: skip
+    assert [w.__name__ for w in configured_worker["workflows"]] == [
+        "ServiceBreaker", "EndNotice", "KeyLock"
+    ]  # fmt: skip
 
 
 async def test_a_scripted_participant_stands_in_for_the_services(
