@@ -685,6 +685,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_service_locks.py", "-k", "bank_was_down"),
     ),
     Mutation(
+        "errors: an action whose budget ended its retries says it timed out, with the last error",
+        R + "_errors.py",
+        "    budget_spent = isinstance(err, ActivityError) and "
+        "err.retry_state == RetryState.TIMEOUT",
+        "    budget_spent = False",
+        ("tests/test_runtime_rules.py", "-k", "budget"),
+    ),
+    Mutation(
         "exclusive: a saga takes its keys in one global order (no deadlock)",
         "sagaloom/_definition.py",
         "        return sorted(set(keys))",

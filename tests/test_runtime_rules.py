@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from sagaloom import SAGA_STATUS, Resolution, Saga, SagaState, SagaStatus, StepStatus
+from sagaloom._runtime._errors import describe
 from sagaloom.client import Outcome, outcome, start_saga
 from tests._helpers import wait_for_status
 from tests._sagas import LOCAL_RULES, RULES, LocalRulesSaga, RulesSaga
@@ -199,3 +201,26 @@ async def test_a_cancel_during_an_action_that_finishes_anyway_stops_and_undoes_i
     assert undos == sorted(undos, reverse=True)
     if saga_of(rules_client) is RULES:
         assert calls == ["/a", "/a/undo"]
+
+
+def _activity_error(cause: BaseException, retry_state: RetryState) -> ActivityError:
+    err = ActivityError("activity error", scheduled_event_id=5, started_event_id=6, identity="w",
+                        activity_type="sagaloom.http", activity_id="charge:compensate",
+                        retry_state=retry_state)  # fmt: skip
+    err.__cause__ = cause
+    return err
+
+
+def test_an_action_whose_budget_ended_its_retries_says_so_with_the_last_error() -> None:
+    """The server stops retrying when the next attempt would end past the budget: the failure
+    is then the last attempt's, not a timeout, but the budget is what ended it (an operator
+    reads "timed out" either way)."""
+    last = ApplicationError(
+        "payment POST /charges/refund -> HTTP 500", type="ParticipantUnavailable"
+    )
+    spent = describe(_activity_error(last, RetryState.TIMEOUT))
+    assert spent.startswith("timed out") and spent.endswith(
+        "last error: ParticipantUnavailable: payment POST /charges/refund -> HTTP 500"
+    )
+    refused = describe(_activity_error(last, RetryState.NON_RETRYABLE_FAILURE))
+    assert refused == "ParticipantUnavailable: payment POST /charges/refund -> HTTP 500"

@@ -19,6 +19,7 @@ from pathlib import Path
 import nats
 import pytest
 import pytest_asyncio
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from pydantic import BaseModel
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
@@ -128,13 +129,7 @@ async def test_a_command_whose_ack_was_lost_is_applied_once_and_answered_once(
 ) -> None:
     """(``queue``: its worker made the engine's streams.)"""
     service = depot(tmp_path / "depot.sqlite3")
-    await service.start()
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    run = uuid.uuid4().hex[:6]
-    replies = f"lost-ack-{run}"
-    await js.add_stream(StreamConfig(name=f"TEST_{run.upper()}", subjects=[f"{replies}.>"]))
-    service.relay.publish = lambda s, p, h: _publish(js, s, p, h)
+    nc, js, run, replies = await _wired(service, nats_server, "lost-ack")
     try:
         durable = f"depot-{run}"
         await js.add_consumer(
@@ -164,12 +159,31 @@ async def test_a_command_whose_ack_was_lost_is_applied_once_and_answered_once(
         replayed = await service.commands.handle(again)
         assert replayed is not None and replayed.body == answer.body
         await service.relay.deliver_due()
-        info = await js.stream_info(f"TEST_{run.upper()}")
+        info = await js.stream_info(f"LOST_ACK_{run.upper()}")
         assert info.state.messages == 1  # two replies written, one stored (same Nats-Msg-Id)
         assert await held(service) == [(run, "packed")]  # one effect
     finally:
         await service.stop()
         await nc.close()
+
+
+async def _wired(
+    service: SagaService, nats_server: NatsServer, name: str
+) -> tuple[nats.NATS, JetStreamContext, str, str]:
+    """Start ``service``, its relay publishing to the broker; a stream of its own for replies.
+
+    Returns:
+        The connection, its JetStream context, a run id, and the replies' subject prefix.
+    """
+    await service.start()
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    run = uuid.uuid4().hex[:6]
+    replies = f"{name}-{run}"
+    stream = f"{name}_{run}".replace("-", "_").upper()
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"{replies}.>"]))
+    service.relay.publish = lambda s, p, h: _publish(js, s, p, h)
+    return nc, js, run, replies
 
 
 async def _publish(js: object, subject: str, payload: bytes, headers: dict[str, str]) -> None:
@@ -216,13 +230,7 @@ async def test_a_command_on_a_record_another_saga_holds_is_delivered_again_once_
     the holder frees it and the redelivered command then applies once. (``queue``: its worker
     made the engine's streams.)"""
     service = vault(tmp_path / "vault.sqlite3")
-    await service.start()
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    run = uuid.uuid4().hex[:6]
-    replies = f"held-{run}"
-    await js.add_stream(StreamConfig(name=f"HELD_{run.upper()}", subjects=[f"{replies}.>"]))
-    service.relay.publish = lambda s, p, h: _publish(js, s, p, h)
+    nc, js, run, replies = await _wired(service, nats_server, "held")
 
     async def send(subject: str, key: str) -> None:
         await js.publish(

@@ -23,6 +23,11 @@ def describe(err: BaseException) -> str:
     cause: BaseException | None = err
     while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
         cause = cause.cause  # a child saga's own failure says which of its steps failed and why
+    budget_spent = isinstance(err, ActivityError) and err.retry_state == RetryState.TIMEOUT
+    if budget_spent and cause is not None and not isinstance(cause, TimeoutError):
+        # The server stopped retrying because the next attempt would have ended past the
+        # budget: the failure is the last attempt's, but what ended the action is the budget.
+        return f"timed out (schedule_to_close: its budget is spent); last error: {describe(cause)}"
     if isinstance(cause, TimeoutError):
         what = f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
         last = cause.cause  # the last attempt's failure, when retries used the budget up
