@@ -114,6 +114,7 @@ if __name__ == "__main__":
 PRIVATE_SEAMS = {
     "tests/test_intake.py": "the one reply intake of HTTP and NATS, and the step-key contract",
     "tests/test_schedule.py": "the pure scheduling functions the runtime calls",
+    "tests/test_runtime_rules.py": "how the runtime words a failure (its one-line describe)",
     "tests/test_nesting_model.py": "the pure nesting decisions, explored over every interleaving",
     "tests/test_contracts.py": "the generated contracts against the committed ones",
     "tests/test_replies.py": "the reply endpoint and reply tokens, attacked directly",
