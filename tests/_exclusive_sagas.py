@@ -65,6 +65,15 @@ IMPATIENT = Saga(
     exclusive_timeout=timedelta(seconds=2),
 )
 """Gives up after 2 s of waiting for its accounts."""
+LATE = Saga(
+    name="LateTransferSaga",
+    input=Transfer,
+    key=lambda t: t.transfer_id,
+    steps=STEPS,
+    exclusive=_accounts,
+    deadline=timedelta(seconds=2),
+)
+"""Has 2 s to finish its steps: a long hold runs past its deadline, and it compensates."""
 NESTED = Saga(
     name="NestedTransferSaga",
     input=Transfer,
@@ -78,5 +87,12 @@ PlainTransferSaga = saga_workflow(PLAIN)
 ExclusiveTransferSaga = saga_workflow(EXCLUSIVE)
 ImpatientTransferSaga = saga_workflow(IMPATIENT)
 NestedTransferSaga = saga_workflow(NESTED)
-SAGAS = [PlainTransferSaga, ExclusiveTransferSaga, ImpatientTransferSaga, NestedTransferSaga]
+LateTransferSaga = saga_workflow(LATE)
+SAGAS = [
+    PlainTransferSaga,
+    ExclusiveTransferSaga,
+    ImpatientTransferSaga,
+    NestedTransferSaga,
+    LateTransferSaga,
+]
 ACTIVITIES = [debit, credit, reverse]

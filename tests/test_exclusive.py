@@ -39,7 +39,7 @@ from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers
 from sagaloom.server import DevServer
 from sagaloom.worker import SagaloomPlugin
-from tests._exclusive_sagas import ACTIVITIES, EXCLUSIVE, IMPATIENT, NESTED, PLAIN, SAGAS
+from tests._exclusive_sagas import ACTIVITIES, EXCLUSIVE, IMPATIENT, LATE, NESTED, PLAIN, SAGAS
 from tests._helpers import cli
 
 pytestmark = pytest.mark.integration
@@ -199,6 +199,13 @@ async def test_keys_are_released_however_the_saga_ends(temporal: Client, queue: 
     # Each ending released the key itself (not the lock noticing a closed holder later).
     released = await _releases(temporal, f"account:{account}")
     assert {done.id, undone.id, cancelled.id, waiter.id} <= released
+
+    late = await start_saga(temporal, LATE, transfer(f"{run}-late", account, f"x-{run}", 100,
+                            hold=60), task_queue=queue)  # fmt: skip
+    result = await asyncio.wait_for(outcome(late), 30)  # past its deadline: compensated
+    assert result.status is SagaStatus.COMPENSATED and "DeadlineExceeded" in (result.error or "")
+    await next_one_goes_through("past its deadline")
+    assert late.id in await _releases(temporal, f"account:{account}")
 
     terminated = await start_saga(temporal, EXCLUSIVE, transfer(f"{run}-term", account,
                                   f"x-{run}", 100, hold=600), task_queue=queue)  # fmt: skip
