@@ -3,6 +3,7 @@ with and without exclusive keys; few imports: the sandbox re-imports this module
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -56,23 +57,11 @@ EXCLUSIVE = Saga(
     exclusive=_accounts,
 )
 """Transfers sharing an account run one at a time."""
-IMPATIENT = Saga(
-    name="ImpatientTransferSaga",
-    input=Transfer,
-    key=lambda t: t.transfer_id,
-    steps=STEPS,
-    exclusive=_accounts,
-    exclusive_timeout=timedelta(seconds=2),
+IMPATIENT = dataclasses.replace(
+    EXCLUSIVE, name="ImpatientTransferSaga", exclusive_timeout=timedelta(seconds=2)
 )
 """Gives up after 2 s of waiting for its accounts."""
-LATE = Saga(
-    name="LateTransferSaga",
-    input=Transfer,
-    key=lambda t: t.transfer_id,
-    steps=STEPS,
-    exclusive=_accounts,
-    deadline=timedelta(seconds=2),
-)
+LATE = dataclasses.replace(EXCLUSIVE, name="LateTransferSaga", deadline=timedelta(seconds=2))
 """Has 2 s to finish its steps: a long hold runs past its deadline, and it compensates."""
 NESTED = Saga(
     name="NestedTransferSaga",
