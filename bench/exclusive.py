@@ -5,11 +5,12 @@ the benchmark's 4-step saga (``bench._sagas``) three ways, every saga started at
 
 * **plain**: no exclusive keys (``BenchLeanSaga``, the default saga);
 * **disjoint keys**: ``exclusive=`` with a key of its own per saga — nobody waits, so this is
-  the price of taking and releasing a key (an activity, an Update to the key's lock, a signal);
+  the price of taking and releasing a key (two local activities: an Update to the key's shard,
+  a signal);
 * **one hot key**: every saga the same key — they run one at a time: the serial limit.
 
 Printed: sagas/s (median of the rounds) and its ratio to plain, and the history events per saga
-of the saga itself and of the key locks (their events divided by the sagas).
+of the saga itself and of the key shards (the events they added, divided by the sagas).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ VARIANTS: dict[str, Saga[BenchInput]] = {
 async def measure(client: Client, saga: Saga[BenchInput], count: int) -> tuple[float, float, float]:
     """(sagas/s, history events per saga, lock events per saga) for ``count`` sagas at once."""
     queue = f"bench-x-{uuid.uuid4().hex[:6]}"
+    shard_events_before = await shard_events(client)
     plugin = SagaloomPlugin(services={}, breakers=Breakers(None))
     async with Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=ACTIVITIES,
                       plugins=[plugin], max_concurrent_workflow_tasks=100):  # fmt: skip
@@ -55,13 +57,16 @@ async def measure(client: Client, saga: Saga[BenchInput], count: int) -> tuple[f
         rate = count / (time.perf_counter() - began)
     sample = handles[:: max(1, count // 20)]
     events = statistics.mean([len((await h.fetch_history()).events) for h in sample])
-    lock_events = 0
-    if saga.exclusive is not None:
-        query = f'WorkflowType = "SagaloomKeyLock" AND TaskQueue = "{queue}"'
-        async for lock in client.list_workflows(query):
-            history = await client.get_workflow_handle(lock.id, run_id=lock.run_id).fetch_history()
-            lock_events += len(history.events)
-    return rate, events, lock_events / count
+    return rate, events, (await shard_events(client) - shard_events_before) / count
+
+
+async def shard_events(client: Client) -> int:
+    """History events of every key shard run so far (all runs, open and closed)."""
+    total = 0
+    async for run in client.list_workflows('WorkflowType = "SagaloomKeyShard"'):
+        handle = client.get_workflow_handle(run.id, run_id=run.run_id)
+        total += len((await handle.fetch_history()).events)
+    return total
 
 
 async def main() -> None:

@@ -34,12 +34,20 @@ __all__ = [
     "HELD_MEMO",
     "HTTP_ACTIVITY",
     "KEY_ACQUIRE_UPDATE",
+    "KEY_ASK_ACTIVITY",
+    "KEY_CLOSED_ACTIVITY",
     "KEY_GRANTED_SIGNAL",
     "KEY_HOLDER_ACTIVITY",
     "KEY_LOCK_PREFIX",
     "KEY_LOCK_WORKFLOW",
+    "KEY_QUEUE",
+    "KEY_RELEASE_ACTIVITY",
+    "KEY_RELEASE_KEYS_SIGNAL",
     "KEY_RELEASE_SIGNAL",
     "KEY_REQUEST_ACTIVITY",
+    "KEY_SHARDS_PATCH",
+    "KEY_SHARD_PREFIX",
+    "KEY_SHARD_WORKFLOW",
     "KEY_STATE_QUERY",
     "MALFORMED_RESPONSE",
     "NESTED_CANCEL_PATCH",
@@ -159,6 +167,22 @@ KEY_REQUEST_ACTIVITY = "sagaloom.key.request"
 """Activity a saga asks a key's lock through (Update-with-Start)."""
 KEY_HOLDER_ACTIVITY = "sagaloom.key.holder-open"
 """Activity a key's lock checks that its holder's run is still open with."""
+KEY_SHARDS_PATCH = "sagaloom-exclusive-shards"
+"""Patch id marking sagas that take their keys from key shards, through local activities."""
+KEY_SHARD_WORKFLOW = "SagaloomKeyShard"
+"""Workflow type of a key shard (``sagaloom-keys:<nn>``: the keys that hash to it)."""
+KEY_SHARD_PREFIX = "sagaloom-keys:"
+"""A key shard's workflow id is this prefix and its two-digit number."""
+KEY_QUEUE = "sagaloom-keys"
+"""The task queue key shards run on (every sagaloom worker serves it beside its own)."""
+KEY_RELEASE_KEYS_SIGNAL = "release-keys"
+"""Signal to a key shard: a saga is done with some of its keys (``KeyRelease``)."""
+KEY_ASK_ACTIVITY = "sagaloom.key.ask"
+"""Local activity a saga asks a key's shard through (Update-with-Start)."""
+KEY_RELEASE_ACTIVITY = "sagaloom.key.release"
+"""Local activity a saga tells its keys' shards that it is done with them through."""
+KEY_CLOSED_ACTIVITY = "sagaloom.key.closed-holders"
+"""Activity a key shard finds which of its holders' runs closed with."""
 REPLY_PATCH = "sagaloom-reply-update"
 """Patch id marking sagas that take replies through ``participant_reply`` only."""
 RESOLVE_UPDATE = "resolve"

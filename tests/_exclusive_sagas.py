@@ -7,7 +7,8 @@ import dataclasses
 from datetime import timedelta
 
 from pydantic import BaseModel
-from temporalio import workflow
+from temporalio import activity, workflow
+from temporalio.exceptions import ApplicationError
 
 from sagaloom import Activity, ChildSaga, Saga, Step, StepContext, Timer, saga_workflow
 
@@ -72,16 +73,38 @@ NESTED = Saga(
 )
 """Holds the accounts and runs a child transfer that takes the same keys."""
 
+
+@activity.defn(name="test.reverse-refused")
+async def refuse_reverse(move: Move) -> None:
+    """A reversal the ledger refuses (until an operator steps in)."""
+    raise ApplicationError(
+        f"reversal of {move.account} refused", type="Refused", non_retryable=True
+    )
+
+
+STUCK = dataclasses.replace(
+    EXCLUSIVE,
+    name="StuckTransferSaga",
+    steps=[
+        Step("debit", Activity(debit, arg=_source), compensation=Activity(refuse_reverse,
+             arg=_source), output=Entry),
+        *STEPS[1:],
+    ],
+)  # fmt: skip
+"""Its debit's reversal is refused: to a frozen account, it parks holding its keys."""
+
 PlainTransferSaga = saga_workflow(PLAIN)
 ExclusiveTransferSaga = saga_workflow(EXCLUSIVE)
 ImpatientTransferSaga = saga_workflow(IMPATIENT)
 NestedTransferSaga = saga_workflow(NESTED)
 LateTransferSaga = saga_workflow(LATE)
+StuckTransferSaga = saga_workflow(STUCK)
 SAGAS = [
     PlainTransferSaga,
     ExclusiveTransferSaga,
     ImpatientTransferSaga,
     NestedTransferSaga,
     LateTransferSaga,
+    StuckTransferSaga,
 ]
-ACTIVITIES = [debit, credit, reverse]
+ACTIVITIES = [debit, credit, reverse, refuse_reverse]

@@ -701,9 +701,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "exclusive: a key has one holder at a time",
-        R + "_exclusive.py",
-        "        if s.holder is None and not s.queue:\n            s.holder, s.since",
-        "        if True:\n            s.holder, s.since",
+        R + "_keyrules.py",
+        "    if state.idle():\n        state.holder, state.since",
+        "    if True:\n        state.holder, state.since",
         ("tests/test_exclusive.py", "-k", "half_done or interleavings"),
     ),
     Mutation(
@@ -716,17 +716,32 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "exclusive: a holder that closed without releasing is noticed; the key goes on",
-        R + "_exclusive.py",
-        "        if not open_ and self.state.holder == holder:",
-        "        if False:",
+        R + "_keylocks.py",
+        "            if holder in closed and lock is not None and lock.holder == holder:",
+        "            if False:",
         ("tests/test_exclusive.py", "-k", "however"),
     ),
     Mutation(
         "exclusive: a waiting saga gives up at its exclusive_timeout, before any step",
         R + "_exclusive.py",
-        "                await workflow.wait_condition(self._has(key), timeout=left)",
-        "                await workflow.wait_condition(self._has(key))",
+        "                left = None if patience is None else "
+        "patience - (workflow.now() - started)",
+        "                left = None",
         ("tests/test_exclusive.py", "-k", "exclusive_timeout"),
+    ),
+    Mutation(
+        "exclusive: a parked saga keeps its keys until it is resolved",
+        R + "_workflow.py",
+        "        except StepFailed as failed:\n",
+        "        except StepFailed as failed:\n            await self._keys.release()\n",
+        ("tests/test_exclusive.py", "-k", "parked"),
+    ),
+    Mutation(
+        "exclusive: sagas started before the key shards keep asking a lock per key (replay)",
+        R + "_workflow.py",
+        "exclusive_timeout, sharded=False)",
+        "exclusive_timeout, sharded=True)",
+        ("tests/test_replay.py", "-k", "key_shards"),
     ),
     Mutation(
         "exclusive: a bad key function fails at the client, before the start",

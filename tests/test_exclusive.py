@@ -21,6 +21,7 @@ import json
 import random
 import sqlite3
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -34,12 +35,27 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Replayer, Worker
 
 from activities.ledger import entries
-from sagaloom import EXCLUSIVE_TIMEOUT, SagaInputError, SagaState, SagaStatus
+from sagaloom import (
+    EXCLUSIVE_TIMEOUT,
+    Resolution,
+    SagaInputError,
+    SagaState,
+    SagaStatus,
+)
 from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers
 from sagaloom.server import DevServer
 from sagaloom.worker import SagaloomPlugin
-from tests._exclusive_sagas import ACTIVITIES, EXCLUSIVE, IMPATIENT, LATE, NESTED, PLAIN, SAGAS
+from tests._exclusive_sagas import (
+    ACTIVITIES,
+    EXCLUSIVE,
+    IMPATIENT,
+    LATE,
+    NESTED,
+    PLAIN,
+    SAGAS,
+    STUCK,
+)
 from tests._helpers import cli
 
 pytestmark = pytest.mark.integration
@@ -96,7 +112,7 @@ async def test_a_transfer_never_decides_on_another_ones_half_done_debit(
         locks = await asyncio.to_thread(cli, "locks", "--key", account, "--json",
                                         address=dev_server.address)  # fmt: skip
         assert json.loads(locks.stdout) == [
-            {"key": f"account:{account}", "task_queue": queue, "holder": first.id,
+            {"key": f"account:{account}", "task_queue": "sagaloom-keys", "holder": first.id,
              "since": ANY, "sharing": [], "waiting": [second.id]}
         ]  # fmt: skip
     results = [await asyncio.wait_for(outcome(h), 60) for h in (first, second)]
@@ -214,6 +230,31 @@ async def test_keys_are_released_however_the_saga_ends(temporal: Client, queue: 
     await next_one_goes_through("terminated")
 
 
+async def test_a_parked_saga_keeps_its_keys_until_an_operator_resolves_it(
+    temporal: Client, queue: str
+) -> None:
+    """Parked on a refused reversal, the saga is half undone: the next transfer on the account
+    waits (it would read that half-done state) until the operator's decision ends the saga."""
+    run = uuid.uuid4().hex[:6]
+    account = f"acc-{run}"
+    stuck = await start_saga(temporal, STUCK, transfer(f"{run}-stuck", account, f"frozen-{run}",
+                             100), task_queue=queue)  # fmt: skip
+    await until(lambda: _status(stuck, SagaStatus.NEEDS_ATTENTION))
+    waiter = await start_saga(temporal, EXCLUSIVE, transfer(f"{run}-next", account, f"x-{run}",
+                              100), task_queue=queue)  # fmt: skip
+    await until(lambda: _status(waiter, SagaStatus.WAITING))
+    await asyncio.sleep(2)  # parked for a while: still waiting, no step run
+    waiting = await state(waiter)
+    assert waiting.status is SagaStatus.WAITING and waiting.key_holder == stuck.id
+    assert all(s.status.value == "pending" for s in waiting.steps)
+
+    decision = Resolution(action="mark_compensated", step="debit", note="by hand")
+    await stuck.execute_update("resolve", decision)
+    assert (await asyncio.wait_for(outcome(stuck), 30)).status is SagaStatus.COMPENSATED
+    assert (await asyncio.wait_for(outcome(waiter), 30)).status is SagaStatus.COMPLETED
+    assert stuck.id in await _releases(temporal, f"account:{account}")
+
+
 async def test_a_saga_waits_no_longer_than_its_exclusive_timeout(
     temporal: Client, queue: str
 ) -> None:
@@ -270,15 +311,18 @@ async def test_a_bad_key_function_fails_at_the_client_before_the_start(
 
 
 async def _releases(temporal: Client, key: str) -> set[str]:
-    """The sagas that signalled ``release`` to ``key``'s lock, in all of its runs."""
+    """The sagas that signalled ``key``'s shard that they are done with it, in all its runs."""
     released: set[str] = set()
-    async for run in temporal.list_workflows(f'WorkflowId = "sagaloom-key:{key}"'):
+    shard = f"sagaloom-keys:{zlib.crc32(key.encode()) % 16:02d}"  # the protocol: 16 shards
+    async for run in temporal.list_workflows(f'WorkflowId = "{shard}"'):
         handle = temporal.get_workflow_handle(run.id, run_id=run.run_id)
         async for event in handle.fetch_history_events():
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
                 signal = event.workflow_execution_signaled_event_attributes
-                if signal.signal_name == "release":
-                    released.add(json.loads(signal.input.payloads[0].data))
+                if signal.signal_name == "release-keys":
+                    done = json.loads(signal.input.payloads[0].data)
+                    if key in done["keys"]:
+                        released.add(done["saga_id"])
     return released
 
 

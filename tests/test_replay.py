@@ -112,3 +112,24 @@ async def test_a_saga_that_waited_for_a_breaker_and_the_breaker_replay(
     history = WorkflowHistory.from_json(workflow_id, (FOLDER / f"{name}.json").read_text())
     replayer = Replayer(workflows=SAGAS, plugins=[SagaloomPlugin(services={})])  # + the breaker
     await replayer.replay_workflow(history)
+
+
+@pytest.mark.parametrize(
+    ("name", "workflow_id"),
+    [
+        ("exclusive-holder", "ExclusiveTransferSaga-dcb5ef-1"),
+        ("exclusive-waited", "ExclusiveTransferSaga-dcb5ef-2"),
+        ("exclusive-key-lock", "sagaloom-key:account:acc-dcb5ef"),
+    ],
+)
+async def test_sagas_and_a_lock_from_before_the_key_shards_replay(
+    name: str, workflow_id: str
+) -> None:
+    """Two transfers on one account (the second waited) and the account's per-key lock,
+    recorded before exclusive keys moved to key shards (patch ``sagaloom-exclusive`` only):
+    they replay, and sagas that ran then keep asking a lock per key."""
+    from tests._exclusive_sagas import SAGAS
+
+    history = WorkflowHistory.from_json(workflow_id, (FOLDER / f"{name}.json").read_text())
+    replayer = Replayer(workflows=SAGAS, plugins=[SagaloomPlugin(services={})])  # + the locks
+    await replayer.replay_workflow(history)

@@ -12,8 +12,15 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from sagaloom._cli._common import add_command, client, connection_flags
-from sagaloom._names import KEY_LOCK_PREFIX, KEY_LOCK_WORKFLOW, KEY_STATE_QUERY
-from sagaloom._runtime._exclusive import KeyLockState
+from sagaloom._names import (
+    KEY_LOCK_PREFIX,
+    KEY_LOCK_WORKFLOW,
+    KEY_SHARD_PREFIX,
+    KEY_SHARD_WORKFLOW,
+    KEY_STATE_QUERY,
+)
+from sagaloom._runtime._keylocks import KeyShardState
+from sagaloom._runtime._keyrules import KeyLockState
 
 __all__ = ["register"]
 
@@ -21,13 +28,15 @@ _QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 async def cmd_locks(args: argparse.Namespace) -> int:
-    """List every key's lock that runs: its holder, since when, and its queue."""
+    """List every exclusive key held or waited for: its holder, since when, and its queue."""
     temporal = await client(args)
-    query = f'WorkflowType = "{KEY_LOCK_WORKFLOW}" AND ExecutionStatus = "Running"'
+    kinds = f'WorkflowType = "{KEY_SHARD_WORKFLOW}" OR WorkflowType = "{KEY_LOCK_WORKFLOW}"'
+    query = f'({kinds}) AND ExecutionStatus = "Running"'
     found = [(e.id, e.task_queue) async for e in temporal.list_workflows(query)]
+    answers = [row for rows in await asyncio.gather(*(_rows(temporal, wid, queue)
+               for wid, queue in found)) for row in rows]  # fmt: skip
     if args.key:
-        found = [(wid, queue) for wid, queue in found if args.key in wid]
-    answers = await asyncio.gather(*(_state(temporal, wid, queue) for wid, queue in found))
+        answers = [row for row in answers if args.key in row["key"]]
     if args.json:
         print(json.dumps(answers, indent=2))
         return 0
@@ -43,23 +52,31 @@ async def cmd_locks(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _state(temporal: Any, workflow_id: str, task_queue: str) -> dict[str, Any]:
-    key = workflow_id.removeprefix(KEY_LOCK_PREFIX)
-    row: dict[str, Any] = {"key": key, "task_queue": task_queue}
+async def _rows(temporal: Any, workflow_id: str, task_queue: str) -> list[dict[str, Any]]:
+    """One row per key the lock (a shard, or a per-key lock) holds or queues."""
+    shard = workflow_id.startswith(KEY_SHARD_PREFIX)
     try:
-        state: KeyLockState = await temporal.get_workflow_handle(workflow_id).query(
-            KEY_STATE_QUERY, result_type=KeyLockState, rpc_timeout=_QUERY_TIMEOUT
-        )
+        handle = temporal.get_workflow_handle(workflow_id)
+        state = await handle.query(KEY_STATE_QUERY, result_type=KeyShardState if shard
+                                   else KeyLockState, rpc_timeout=_QUERY_TIMEOUT)  # fmt: skip
     except (WorkflowQueryFailedError, RPCError) as err:
-        row["error"] = f"no answer (no worker polls {task_queue}?): {err}"[:160]
-        return row
-    row.update(
-        holder=state.holder,
-        since=f"{state.since:%H:%M:%S}" if state.since else None,
-        sharing=state.guests,
-        waiting=[r.saga_id for r in state.queue],
-    )
-    return row
+        key = f"(shard {workflow_id.removeprefix(KEY_SHARD_PREFIX)})" if shard \
+            else workflow_id.removeprefix(KEY_LOCK_PREFIX)  # fmt: skip
+        error = f"no answer (no worker polls {task_queue}?): {err}"[:160]
+        return [{"key": key, "task_queue": task_queue, "error": error}]
+    locks = list(state.keys.values()) if isinstance(state, KeyShardState) else [state]
+    return [_row(lock, task_queue) for lock in locks if not lock.idle()]
+
+
+def _row(lock: KeyLockState, task_queue: str) -> dict[str, Any]:
+    return {
+        "key": lock.key,
+        "task_queue": task_queue,
+        "holder": lock.holder,
+        "since": f"{lock.since:%H:%M:%S}" if lock.since else None,
+        "sharing": lock.guests,
+        "waiting": [r.saga_id for r in lock.queue],
+    }
 
 
 def register(sub: Any) -> None:

@@ -56,6 +56,7 @@ from sagaloom._names import (
     EXCLUSIVE_PATCH,
     FAST_PATH_UNDO_PATCH,
     KEY_GRANTED_SIGNAL,
+    KEY_SHARDS_PATCH,
     NESTED_CANCEL_PATCH,
     OLD_CHILD_DONE_SIGNAL,
     OLD_PARENT_SIGNAL,
@@ -249,8 +250,12 @@ class SagaWorkflow:
     async def _take_keys(self, data: BaseModel) -> None:
         """Take the saga's exclusive keys, in order, waiting for each (before the first step)."""
         keys = self.saga.exclusive_keys(data)
-        if keys and workflow.patched(EXCLUSIVE_PATCH):
-            await self._keys.take(keys, self.saga.exclusive_timeout)
+        if not keys:
+            return
+        if workflow.patched(KEY_SHARDS_PATCH):
+            await self._keys.take(keys, self.saga.exclusive_timeout, sharded=True)
+        elif workflow.patched(EXCLUSIVE_PATCH):  # started before the shards: a lock per key
+            await self._keys.take(keys, self.saga.exclusive_timeout, sharded=False)
 
     async def _release_children(self, data: BaseModel) -> None:
         """Every step is done: let the held child sagas complete too.

@@ -1,34 +1,85 @@
-"""The activities behind exclusive keys: ask a key's lock (starting it), check a holder's run.
+"""The activities behind exclusive keys: ask a key's shard (starting it), release, check holders.
 
-They talk to Temporal through the worker's own client (``activity.client()``); the lock and
-the saga's side are workflow code, in ``sagaloom/_runtime/_exclusive.py``.
+They talk to Temporal through the worker's own client (``activity.client()``); the shards and
+the saga's side are workflow code, in ``sagaloom/_runtime/_keylocks.py`` and ``_exclusive.py``.
+``request_key`` and ``holder_open`` serve the per-key locks of sagas started before the shards.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
-from temporalio.client import WithStartWorkflowOperation, WorkflowExecutionStatus
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom._names import (
     KEY_ACQUIRE_UPDATE,
+    KEY_ASK_ACTIVITY,
+    KEY_CLOSED_ACTIVITY,
     KEY_HOLDER_ACTIVITY,
     KEY_LOCK_WORKFLOW,
+    KEY_QUEUE,
+    KEY_RELEASE_ACTIVITY,
+    KEY_RELEASE_KEYS_SIGNAL,
     KEY_REQUEST_ACTIVITY,
+    KEY_SHARD_WORKFLOW,
 )
-from sagaloom._runtime._exclusive import KeyAnswer, KeyLockState, KeyRequest, lock_id
+from sagaloom._runtime._keylocks import KeyRelease, KeyShardState, lock_id, shard_id, shard_of
+from sagaloom._runtime._keyrules import KeyAnswer, KeyLockState, KeyRequest
 
-__all__ = ["holder_open", "request_key"]
+__all__ = ["ask_key", "closed_holders", "holder_open", "release_keys", "request_key"]
+
+
+@activity.defn(name=KEY_ASK_ACTIVITY)
+async def ask_key(request: KeyRequest) -> KeyAnswer:
+    """Ask ``request.key``'s shard for the key, starting the shard if it is not running.
+
+    Asking again is harmless: a saga already holding or waiting for the key keeps its place.
+    """
+    shard = shard_of(request.key)
+    start: WithStartWorkflowOperation[object, None] = WithStartWorkflowOperation(
+        KEY_SHARD_WORKFLOW,
+        KeyShardState(shard=shard),
+        id=shard_id(shard),
+        task_queue=KEY_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=f"exclusive keys, shard {shard}",
+    )
+    answer: KeyAnswer = await activity.client().execute_update_with_start_workflow(
+        KEY_ACQUIRE_UPDATE, request, start_workflow_operation=start, result_type=KeyAnswer
+    )
+    return answer
+
+
+@activity.defn(name=KEY_RELEASE_ACTIVITY)
+async def release_keys(releases: list[KeyRelease]) -> None:
+    """Tell each shard that the saga is done with its keys there (a shard gone: nothing held)."""
+    client = activity.client()
+    await asyncio.gather(*(_release(client, done) for done in releases))
+
+
+async def _release(client: Client, done: KeyRelease) -> None:
+    try:
+        await client.get_workflow_handle(shard_id(shard_of(done.keys[0]))).signal(
+            KEY_RELEASE_KEYS_SIGNAL, done
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+@activity.defn(name=KEY_CLOSED_ACTIVITY)
+async def closed_holders(saga_ids: list[str]) -> list[str]:
+    """Those of ``saga_ids`` whose current run closed (or that never existed)."""
+    open_ = await asyncio.gather(*(_open(activity.client(), saga_id) for saga_id in saga_ids))
+    return [saga_id for saga_id, is_open in zip(saga_ids, open_, strict=True) if not is_open]
 
 
 @activity.defn(name=KEY_REQUEST_ACTIVITY)
 async def request_key(request: KeyRequest) -> KeyAnswer:
-    """Ask ``request.key``'s lock for the key, starting the lock if it is not running.
-
-    The lock runs on this worker's task queue. Asking again is harmless: a saga already holding
-    or waiting for the key keeps its place.
-    """
+    """Ask ``request.key``'s per-key lock for the key, starting it on this task queue."""
     start: WithStartWorkflowOperation[object, None] = WithStartWorkflowOperation(
         KEY_LOCK_WORKFLOW,
         KeyLockState(key=request.key),
@@ -46,8 +97,12 @@ async def request_key(request: KeyRequest) -> KeyAnswer:
 @activity.defn(name=KEY_HOLDER_ACTIVITY)
 async def holder_open(saga_id: str) -> bool:
     """Whether saga ``saga_id``'s current run is still open (False: closed or never existed)."""
+    return await _open(activity.client(), saga_id)
+
+
+async def _open(client: Client, saga_id: str) -> bool:
     try:
-        described = await activity.client().get_workflow_handle(saga_id).describe()
+        described = await client.get_workflow_handle(saga_id).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return False

@@ -19,17 +19,24 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sagaloom._broker._bus import Broker, StreamLimits
 from sagaloom._converter import converter
+from sagaloom._names import KEY_QUEUE
 from sagaloom._outage import BreakerSettings, ServiceLimit, limit_queue
 from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._reply_auth import ReplySigner
 from sagaloom._runtime._breaker import ServiceBreaker
-from sagaloom._runtime._exclusive import KeyLock
+from sagaloom._runtime._keylocks import KeyLock, KeyShard
 from sagaloom._runtime._notice import EndNotice
 from sagaloom._runtime._routing import ServiceRouting
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._http import HttpParticipant
 from sagaloom.worker._config import WorkerConfig
-from sagaloom.worker._keys import holder_open, request_key
+from sagaloom.worker._keys import (
+    ask_key,
+    closed_holders,
+    holder_open,
+    release_keys,
+    request_key,
+)
 
 __all__ = ["SagaloomPlugin"]
 
@@ -50,7 +57,8 @@ class SagaloomPlugin(SimplePlugin):
       script that also builds its worker — needs no passthrough argument;
     * workers get the HTTP participant activity (``sagaloom.http``) with one pooled HTTP client,
       closed when the worker stops, and the sagas and interceptors given here;
-    * a service with a limit gets a task queue of its own, which the worker polls too.
+    * a service with a limit gets a task queue of its own, which the worker polls too;
+    * exclusive keys: the worker also serves the key shards' task queue (``sagaloom-keys``).
 
     A worker built from a client that has the plugin gets it too (the SDK passes client
     plugins on), so add it once.
@@ -132,8 +140,11 @@ class SagaloomPlugin(SimplePlugin):
             workflows.append(ServiceBreaker)
         if http:  # a saga with notify_participants tells its HTTP services that it ended
             workflows.append(EndNotice)
-        workflows.append(KeyLock)  # exclusive keys: a lock per key, and its two activities
-        activities += [request_key, holder_open]
+        # exclusive keys: the saga's local activities, and the per-key locks of sagas started
+        # before the key shards (the shards run beside, on their own task queue; listed here
+        # for the replayer)
+        workflows += [KeyShard, KeyLock]
+        activities += [ask_key, release_keys, request_key, holder_open]
         self.limits = dict(limits or {})
         """Limited services (each has a task queue of its own that workers poll)."""
         if self.limits and http:
@@ -182,13 +193,15 @@ class SagaloomPlugin(SimplePlugin):
         return converter(codec, encode_failures=self._encode_failures)
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
-        """Run ``worker``, and beside it one worker per limited service on that service's queue.
+        """Run ``worker``, and beside it the key shards' worker and one per limited service.
 
-        Each polls ``<task queue>@<service>`` for the HTTP activity only, with the service's
-        rate as the queue's rate limit (the server enforces it across all workers) and its
-        concurrency as its activity slots.
+        The key shards (exclusive keys) run on their own task queue, so a saga asking for a key
+        from a local activity never waits for a workflow task slot that sagas hold. Each limited
+        service's worker polls ``<task queue>@<service>`` for the HTTP activity only, with the
+        service's rate as the queue's rate limit (the server enforces it across all workers)
+        and its concurrency as its activity slots.
         """
-        if not self.limits or "@" in worker.task_queue:
+        if "@" in worker.task_queue or worker.task_queue == KEY_QUEUE:
             await super().run_worker(worker, next)
             return
         plain = Client(  # the same connection and converter, without plugins (no recursion)
@@ -196,7 +209,18 @@ class SagaloomPlugin(SimplePlugin):
             namespace=worker.client.namespace,
             data_converter=worker.client.data_converter,
         )
+        config = worker.config()
+        shutdown = config.get("graceful_shutdown_timeout", timedelta(0))
         async with contextlib.AsyncExitStack() as stack:
+            keys = Worker(
+                plain,
+                task_queue=KEY_QUEUE,
+                workflows=[KeyShard],
+                activities=[closed_holders],
+                workflow_runner=config.get("workflow_runner") or _with_passthrough(None),
+                graceful_shutdown_timeout=shutdown,
+            )
+            await stack.enter_async_context(keys)
             for service, limit in self.limits.items():
                 limited = Worker(
                     plain,
@@ -204,9 +228,7 @@ class SagaloomPlugin(SimplePlugin):
                     activities=[self.participant.call],
                     max_concurrent_activities=limit.max_concurrent or 100,
                     max_task_queue_activities_per_second=limit.calls_per_second,
-                    graceful_shutdown_timeout=worker.config().get(
-                        "graceful_shutdown_timeout", timedelta(0)
-                    ),
+                    graceful_shutdown_timeout=shutdown,
                 )
                 await stack.enter_async_context(limited)
             await super().run_worker(worker, next)

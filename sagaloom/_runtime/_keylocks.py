@@ -1,0 +1,320 @@
+"""The workflows that hold exclusive keys: a shard of many keys, and the older lock per key.
+
+A :class:`KeyShard` (``sagaloom-keys:<n>``, one of :data:`SHARDS`) holds every key that hashes
+to it: it lives as long as any of its keys is held or waited for, so a saga on a key nobody
+else uses sends an Update to a running workflow instead of starting one. It runs on its own
+task queue (:data:`~sagaloom._names.KEY_QUEUE`, served beside every sagaloom worker), so a
+saga asking for a key from a local activity never waits for a workflow task slot that sagas
+hold. It grants in arrival order, checks every few seconds that a holder others wait behind is
+still running (a terminated holder never releases), and continues as new to keep its history
+short.
+
+:class:`KeyLock` (``sagaloom-key:<key>``) is the first design, one workflow per key; sagas
+started before the shards (patch ``sagaloom-exclusive`` only) still use it, so it stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import FailureError
+
+from sagaloom._names import (
+    KEY_ACQUIRE_UPDATE,
+    KEY_CLOSED_ACTIVITY,
+    KEY_GRANTED_SIGNAL,
+    KEY_HOLDER_ACTIVITY,
+    KEY_LOCK_PREFIX,
+    KEY_LOCK_WORKFLOW,
+    KEY_RELEASE_KEYS_SIGNAL,
+    KEY_RELEASE_SIGNAL,
+    KEY_SHARD_PREFIX,
+    KEY_SHARD_WORKFLOW,
+    KEY_STATE_QUERY,
+)
+from sagaloom._runtime._keyrules import (
+    KeyAnswer,
+    KeyLockState,
+    KeyRequest,
+    acquire,
+    free,
+    grant_next,
+    release,
+)
+
+__all__ = [
+    "SHARDS",
+    "KeyLock",
+    "KeyRelease",
+    "KeyShard",
+    "KeyShardState",
+    "lock_id",
+    "shard_id",
+    "shard_of",
+]
+
+SHARDS = 16
+"""Key shards per namespace. Part of the protocol: every worker must hash keys alike."""
+IDLE = timedelta(seconds=30)
+"""How long a per-key lock nobody holds or asks for stays up before it ends."""
+SHARD_IDLE = timedelta(minutes=5)
+"""How long a shard none of whose keys is held or asked for stays up before it ends."""
+HOLDER_CHECK = timedelta(seconds=5)
+"""How often a lock with waiters checks that their holders' runs are still open."""
+LONG_HISTORY = 5_000
+"""Events after which a lock continues as new (its state carried over)."""
+
+
+def lock_id(key: str) -> str:
+    """The workflow id of ``key``'s per-key lock (sagas started before the shards)."""
+    return f"{KEY_LOCK_PREFIX}{key}"
+
+
+def shard_of(key: str) -> int:
+    """The shard that holds ``key`` (a stable hash: the same on every worker and Python)."""
+    return zlib.crc32(key.encode()) % SHARDS
+
+
+def shard_id(shard: int) -> str:
+    """The workflow id of key shard ``shard``."""
+    return f"{KEY_SHARD_PREFIX}{shard:02d}"
+
+
+class KeyRelease(BaseModel):
+    """A saga is done with these keys of one shard (held, shared or waited for)."""
+
+    saga_id: str = Field(min_length=1)
+    keys: list[str] = Field(min_length=1)
+
+
+class KeyShardState(BaseModel):
+    """A shard's keys that someone holds or waits for (carried over continue-as-new)."""
+
+    shard: int = Field(ge=0, lt=SHARDS)
+    keys: dict[str, KeyLockState] = Field(default_factory=dict)
+
+
+@workflow.defn(name=KEY_SHARD_WORKFLOW)
+class KeyShard:
+    """The keys of one shard: each granted to one saga at a time, in arrival order."""
+
+    @workflow.init
+    def __init__(self, state: KeyShardState) -> None:
+        self.state = state
+        self._changed = False
+        self._next_check: datetime | None = None
+        self._telling: set[asyncio.Task[None]] = set()
+
+    @workflow.run
+    async def run(self, state: KeyShardState) -> None:
+        """Grant keys in turn until no key is held for :data:`SHARD_IDLE`; stay short."""
+        while True:
+            self._grant_free_keys()
+            keys = self.state.keys
+            for key in [k for k, lock in keys.items() if lock.idle()]:
+                del keys[key]
+            if not keys:
+                if not await self._changes(SHARD_IDLE):
+                    await self._quiet()
+                    if not self.state.keys:
+                        return  # idle: the next saga asking starts a new run
+                continue
+            info = workflow.info()
+            if (
+                info.get_current_history_length() > LONG_HISTORY
+                or info.is_continue_as_new_suggested()
+            ):
+                await self._quiet()
+                workflow.continue_as_new(self.state)
+            if not any(lock.queue for lock in keys.values()):
+                self._next_check = None  # nobody waits: a holder may take its time
+                await self._changes(None)
+                continue
+            now = workflow.now()
+            self._next_check = self._next_check or now + HOLDER_CHECK
+            if now < self._next_check:
+                await self._changes(self._next_check - now)
+                continue
+            self._next_check = None
+            await self._free_closed_holders()
+
+    @workflow.query(name=KEY_STATE_QUERY)
+    def describe(self) -> KeyShardState:
+        """Every key held or waited for: its holder, guests and queue."""
+        return self.state
+
+    @workflow.update(name=KEY_ACQUIRE_UPDATE)
+    def acquire(self, request: KeyRequest) -> KeyAnswer:
+        """Grant the key now (free, already this saga's, or its parent's) or queue the saga."""
+        lock = self.state.keys.setdefault(request.key, KeyLockState(key=request.key))
+        answer = acquire(lock, request, workflow.now())
+        self._changed = True
+        return answer
+
+    @acquire.validator
+    def _check(self, request: KeyRequest) -> None:
+        if shard_of(request.key) != self.state.shard:
+            raise ValueError(f"key {request.key!r} belongs to shard {shard_of(request.key)}, "
+                             f"not {self.state.shard}")  # fmt: skip
+
+    @workflow.signal(name=KEY_RELEASE_KEYS_SIGNAL)
+    def release(self, done: KeyRelease) -> None:
+        """``done.saga_id`` is done with ``done.keys`` (or no longer waits for them)."""
+        for key in done.keys:
+            if key in self.state.keys:
+                release(self.state.keys[key], done.saga_id)
+        self._changed = True
+
+    async def _changes(self, within: timedelta | None) -> bool:
+        """Wait until a handler changed something (True) or ``within`` passed (False)."""
+        try:
+            await workflow.wait_condition(lambda: self._changed, timeout=within)
+        except TimeoutError:
+            return False
+        self._changed = False
+        return True
+
+    async def _quiet(self) -> None:
+        """Every handler has finished and every grant has been told."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._telling
+        )
+
+    def _grant_free_keys(self) -> None:
+        """Each free key with waiters goes to its first waiter (told without waiting here)."""
+        now = workflow.now()
+        for lock in self.state.keys.values():
+            waiter = grant_next(lock, now)
+            if waiter is not None:
+                task = asyncio.create_task(self._tell(lock, waiter.saga_id))
+                self._telling.add(task)
+                task.add_done_callback(self._telling.discard)
+
+    async def _tell(self, lock: KeyLockState, saga_id: str) -> None:
+        """Signal ``saga_id`` that ``lock``'s key is its own; if its run closed, free the key."""
+        try:
+            await workflow.get_external_workflow_handle(saga_id).signal(
+                KEY_GRANTED_SIGNAL, lock.key
+            )
+        except FailureError as err:  # its run closed while it waited: the next one
+            workflow.logger.info("key %s: waiter %s is gone (%s)", lock.key, saga_id, err)
+            if lock.holder == saga_id:
+                free(lock)
+                self._changed = True
+
+    async def _free_closed_holders(self) -> None:
+        """Others wait: free each key whose holder's run closed without releasing it."""
+        held = {lock.key: lock.holder for lock in self.state.keys.values()
+                if lock.queue and lock.holder is not None}  # fmt: skip
+        if not held:
+            return
+        closed = await workflow.execute_activity(
+            KEY_CLOSED_ACTIVITY,
+            sorted(set(held.values())),
+            result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            summary=f"are the holders of {len(held)} waited-for keys still running?",
+        )
+        for key, holder in held.items():
+            lock = self.state.keys.get(key)
+            if holder in closed and lock is not None and lock.holder == holder:
+                workflow.logger.warning("key %s: holder %s closed without releasing it; "
+                                        "granting onward", key, holder)  # fmt: skip
+                free(lock)
+
+
+@workflow.defn(name=KEY_LOCK_WORKFLOW)
+class KeyLock:
+    """One key's lock (the first design, kept for sagas started before the shards)."""
+
+    @workflow.init
+    def __init__(self, state: KeyLockState) -> None:
+        self.state = state
+        self._changed = False
+
+    @workflow.run
+    async def run(self, state: KeyLockState) -> None:
+        """Grant the key in turn until it is idle for :data:`IDLE`; continue as new when long."""
+        while True:
+            await self._grant_next()
+            s = self.state
+            if s.idle():
+                if not await self._changes(IDLE):
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    if s.idle():
+                        return  # idle: the next saga asking starts a new run
+                continue
+            if workflow.info().get_current_history_length() > LONG_HISTORY:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self.state)
+            if not await self._changes(HOLDER_CHECK if s.queue else None):
+                await self._check_holder()
+
+    @workflow.query(name=KEY_STATE_QUERY)
+    def describe(self) -> KeyLockState:
+        """The lock's holder, guests and queue."""
+        return self.state
+
+    @workflow.update(name=KEY_ACQUIRE_UPDATE)
+    def acquire(self, request: KeyRequest) -> KeyAnswer:
+        """Grant the key now (free, already this saga's, or its parent's) or queue the saga."""
+        before = (self.state.holder, len(self.state.queue))
+        answer = acquire(self.state, request, workflow.now())
+        if (self.state.holder, len(self.state.queue)) != before:
+            self._changed = True
+        return answer
+
+    @acquire.validator
+    def _check(self, request: KeyRequest) -> None:
+        if request.key != self.state.key:
+            raise ValueError(f"this lock is for key {self.state.key!r}, not {request.key!r}")
+
+    @workflow.signal(name=KEY_RELEASE_SIGNAL)
+    def release(self, saga_id: str) -> None:
+        """``saga_id`` is done with the key (or no longer waits for it)."""
+        release(self.state, saga_id)
+        self._changed = True
+
+    async def _changes(self, within: timedelta | None) -> bool:
+        try:
+            await workflow.wait_condition(lambda: self._changed, timeout=within)
+        except TimeoutError:
+            return False
+        self._changed = False
+        return True
+
+    async def _grant_next(self) -> None:
+        """While the key is free, grant it to the first waiter whose run is open."""
+        s = self.state
+        while (waiter := grant_next(s, workflow.now())) is not None:
+            try:
+                handle = workflow.get_external_workflow_handle(waiter.saga_id)
+                await handle.signal(KEY_GRANTED_SIGNAL, s.key)
+            except FailureError as err:  # its run closed while it waited: next
+                workflow.logger.info("key %s: waiter %s is gone (%s)", s.key, waiter.saga_id, err)
+                if s.holder == waiter.saga_id:
+                    free(s)
+
+    async def _check_holder(self) -> None:
+        """Others wait: free the key if its holder's run closed without releasing it."""
+        holder = self.state.holder
+        if holder is None:
+            return
+        open_ = await workflow.execute_activity(
+            KEY_HOLDER_ACTIVITY,
+            holder,
+            result_type=bool,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            summary=f"is {holder} still running?",
+        )
+        if not open_ and self.state.holder == holder:
+            workflow.logger.warning("key %s: holder %s closed without releasing it; "
+                                    "granting onward", self.state.key, holder)  # fmt: skip
+            free(self.state)
