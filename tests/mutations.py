@@ -744,6 +744,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_replay.py", "-k", "key_shards"),
     ),
     Mutation(
+        "sandbox: a saga module is re-imported in the sandbox, which refuses the clock and random",
+        "sagaloom/worker/_plugin.py",
+        "    restrictions = existing.restrictions.with_passthrough_modules(*PASSTHROUGH)",
+        "    restrictions = existing.restrictions.with_passthrough_all_modules()",
+        ("tests/test_sandbox.py", "-k", "refused"),
+    ),
+    Mutation(
         "exclusive: a bad key function fails at the client, before the start",
         "sagaloom/client/_sagas.py",
         "    saga.exclusive_keys(parsed)  # a key function that fails, fails here, "
