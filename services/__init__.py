@@ -1,9 +1,10 @@
 """Demo participant services: inventory, payment, shipping, flights, hotels, cars; warehouse.
 
-Each is a real HTTP server on loopback with its own SQLite store, idempotent endpoints,
-compensation endpoints and fault-injection switches. Built on the standard library
-(``http.server`` and ``sqlite3``) so the demo needs nothing beyond the engine's own dependencies;
-the warehouse is event-driven instead: it takes its commands over NATS JetStream.
+Each is a real HTTP server on loopback (FastAPI under uvicorn) with its own SQLite file, built
+on the participant toolkit (:mod:`sagaloom.service`): the toolkit applies each command once in
+the transaction of the service's writes; the services hold only their business rules and the
+demo's fault-injection switches. The warehouse is event-driven instead: it takes its commands
+over NATS JetStream, through the toolkit's broker consumer.
 """
 
 from services._catalog import CATALOG, Rejection, ServiceSpec

@@ -67,9 +67,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "broker: a reply's id follows its command's send, so a re-sent undo is answered at once",
-        "services/_warehouse.py",
-        '{MSG_ID: f"reply-{headers.get(MSG_ID, correlation)}"}',
-        '{MSG_ID: f"reply-{correlation}"}',
+        "sagaloom/service/_commands.py",
+        '        reply_id = f"reply-{headers.get(MSG_ID) or key}"',
+        '        reply_id = f"reply-{key}"',
         ("tests/test_broker.py", "-k", "operators_retry"),
     ),
     Mutation(
@@ -321,9 +321,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "idempotency: the participants replay a repeated key (the contract the chaos run needs)",
-        "services/_server.py",
-        "            replayed = self.store.replay(idem)",
-        "            replayed = None",
+        "sagaloom/service/_inbox.py",
+        "        return stored[1]\n",
+        '        return Answer.json({"replayed": True}, stored[1].status)\n',
         ("tests/test_rule_edges.py", "-k", "replay"),
     ),
     Mutation(
@@ -742,6 +742,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "exclusive_timeout, sharded=False)",
         "exclusive_timeout, sharded=True)",
         ("tests/test_replay.py", "-k", "key_shards"),
+    ),
+    Mutation(
+        "toolkit: commands on the embedded SQLite are applied in arrival order (no starvation)",
+        "sagaloom/service/_engine.py",
+        '    options = {"pool_size": 1, "max_overflow": 0',
+        '    options = {"pool_size": 4, "max_overflow": 0',
+        ("tests/test_service_inbox.py", "-k", "arrival_order"),
     ),
     Mutation(
         "sandbox: a saga module is re-imported in the sandbox, which refuses the clock and random",

@@ -8,6 +8,7 @@ that manifests, compose file and worker agree on variable names, ports and the t
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,10 @@ def test_manifests_compose_and_worker_agree_on_names_ports_and_queue() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert f"EXPOSE {health} {metrics}" in dockerfile
     assert 'ENTRYPOINT ["saga", "worker"]' in dockerfile
+    # The image runs the demo participants too: it installs the extras they import.
+    extras = re.search(r"pip install [^\n]*'\.\[([a-z,]+)\]'", dockerfile)
+    assert extras is not None
+    assert {"tracing", "demo"} <= set(extras.group(1).split(","))
     assert f"port: {metrics}" in (DEPLOY / "prometheus.yml").read_text()
 
     # Shutdown: the orchestrators wait longer than the worker's graceful shutdown.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ import pytest_asyncio
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from sagaloom.service import Answer, Inbox, Refused, key_problem
+from sagaloom.service import Answer, Inbox, Refused, key_problem, sqlite_engine
 from tests._postgres import Postgres, engine_of
 
 pytestmark = pytest.mark.integration  # a real PostgreSQL (and processes) per module
@@ -174,6 +174,51 @@ async def test_a_refusal_is_kept_and_its_writes_are_not(engine: AsyncEngine) -> 
         undoes="saga-6:charge",
     )  # fmt: skip
     assert undo.data() == {"undone": False, "reason": "nothing was done"} and shop.calls == 1
+
+
+async def test_the_embedded_sqlite_engine_applies_waiting_commands_in_arrival_order(
+    tmp_path: Path,
+) -> None:
+    """One command holds the database; eight arrive meanwhile, one by one. When it commits,
+    they are applied in the order they arrived — not in the order SQLite's busy handler
+    happens to wake them (several connections polling for the lock), which under a burst let
+    a command wait past its caller's patience while later ones went through."""
+    engine = sqlite_engine(tmp_path / "fifo.sqlite3")
+    shop = await Shop(engine).create()
+    for round_ in range(3):
+        applied = await _arrivals(shop, f"r{round_}")
+        assert applied == list(range(1, 9)), f"round {round_}: applied in order {applied}"
+    await engine.dispose()
+
+
+async def _arrivals(shop: Shop, run: str) -> list[int]:
+    """Hold the database with one command while eight arrive; the order they were applied in."""
+    applied: list[int] = []
+    gate = asyncio.Event()
+
+    async def holding(tx: AsyncSession) -> Answer:
+        answer = await shop.charge(tx, f"{run}-first")
+        await gate.wait()  # the transaction stays open (and holds the write lock)
+        return answer
+
+    def arriving(n: int) -> Callable[[AsyncSession], Awaitable[Answer]]:
+        async def handler(tx: AsyncSession) -> Answer:
+            applied.append(n)
+            return await shop.charge(tx, f"{run}-{n}")
+
+        return handler
+
+    first = asyncio.create_task(shop.inbox.forward(f"k-{run}-0", holding))
+    await asyncio.sleep(0.1)
+    later = []
+    for n in range(1, 9):
+        later.append(asyncio.create_task(shop.inbox.forward(f"k-{run}-{n}", arriving(n))))
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # every one of them waits now
+    gate.set()
+    answers = await asyncio.gather(first, *later)
+    assert [a.status for a in answers] == [201] * 9
+    return applied
 
 
 async def test_a_forward_call_and_its_compensation_racing_never_leave_an_effect_behind(
