@@ -11,8 +11,10 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
-from bench._models import RETRY, STEPS, BenchInput, StepArg, bench_step, bench_undo
+from bench._models import RETRY, STEPS, BenchInput, bench_step, bench_undo
 from bench._raw import RawSaga
+from bench._user import arg as _arg
+from bench._user import steps
 from sagaloom import Activity, Command, Http, Saga, Step, StepDefaults, Timer, saga_workflow
 
 __all__ = [
@@ -33,21 +35,6 @@ __all__ = [
 ]
 
 
-def _arg(step: int) -> Any:
-    return lambda c: StepArg(id=c.input.id, step=step, fail=c.input.fail_at == step)
-
-
-def _steps() -> list[Step]:
-    return [
-        Step(
-            f"step-{i}",
-            Activity(bench_step, arg=_arg(i)),
-            compensation=Activity(bench_undo, arg=_arg(i)),
-        )
-        for i in range(1, STEPS + 1)
-    ]
-
-
 BENCH = Saga(
     name="BenchSaga",
     input=BenchInput,
@@ -55,7 +42,7 @@ BENCH = Saga(
     description="Benchmark: 4 steps",
     track_steps=True,
     defaults=StepDefaults(retry=RETRY),
-    steps=_steps(),
+    steps=steps(),
 )
 BenchSaga = saga_workflow(BENCH)
 
