@@ -41,6 +41,8 @@ __all__ = [
     "VARIANTS",
     "InProcessResult",
     "Variant",
+    "cpu_seconds",
+    "raw_one",
     "run_inprocess",
     "run_open_loop",
     "worker_for",
@@ -50,13 +52,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 One = Callable[[Client, str, BenchInput], Awaitable[bool]]
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
+    """This process's CPU time so far (user and system), in seconds."""
     with open(f"/proc/{os.getpid()}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-async def _raw_one(client: Client, queue: str, data: BenchInput) -> bool:
+async def raw_one(client: Client, queue: str, data: BenchInput) -> bool:
     handle = await client.start_workflow(
         RawSaga.run, data, id=f"RawSaga-{uuid.uuid4().hex}", task_queue=queue
     )
@@ -93,7 +96,7 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "raw SDK saga": Variant(_raw_one),
+    "raw SDK saga": Variant(raw_one),
     "engine (defaults)": Variant(_engine_one(BENCH_LEAN, eager=False), BenchLeanSaga),
     "engine, live_details=False": Variant(_engine_one(BENCH_QUIET, eager=False), BenchQuietSaga),
     "engine fast path (local activities + eager start)": Variant(
@@ -160,7 +163,7 @@ async def run_inprocess(
     async with worker_for(client, name, queue):
         warm = [BenchInput(id=uuid.uuid4().hex[:12]) for _ in range(10)]
         await asyncio.gather(*(one(client, queue, d) for d in warm))
-        cpu0, server0 = _cpu(), server_cpu()
+        cpu0, server0 = cpu_seconds(), server_cpu()
         latencies: list[float] = []
 
         async def timed(data: BenchInput) -> bool:
@@ -172,7 +175,7 @@ async def run_inprocess(
         begin = time.perf_counter()
         completed = await asyncio.gather(*(timed(d) for d in inputs))
         seconds = time.perf_counter() - begin
-        cpu, server = _cpu() - cpu0, server_cpu() - server0
+        cpu, server = cpu_seconds() - cpu0, server_cpu() - server0
     unexpected = sum(ok == (d.fail_at > 0) for ok, d in zip(completed, inputs, strict=True))
     return InProcessResult(name, len(inputs), seconds, cpu, server, latencies, unexpected)
 

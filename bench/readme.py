@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import statistics
 import tempfile
 import time
@@ -33,11 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from bench._inprocess import cpu_seconds, raw_one
 from bench._models import BenchInput
 from bench._sagas import ACTIVITIES, RawSaga
 from bench._user import BENCH_USER, BenchUserSaga
@@ -46,7 +45,6 @@ from sagaloom.participants import Breakers
 from sagaloom.server import DevServer, DevServerOptions, free_port
 from sagaloom.worker import SagaloomPlugin, configure_logging
 
-TICKS = os.sysconf("SC_CLK_TCK")
 PASSED: dict[str, Sequence[str]] = {
     "README's way": (),
     "README's way, models passed through": ("bench._models",),
@@ -55,22 +53,9 @@ PASSED: dict[str, Sequence[str]] = {
 VARIANTS = ["raw SDK saga", *PASSED]
 
 
-def _cpu() -> float:
-    with open(f"/proc/{os.getpid()}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-async def _raw(client: Client, queue: str, data: BenchInput) -> None:
-    handle = await client.start_workflow(
-        RawSaga.run, data, id=f"RawSaga-{uuid.uuid4().hex}", task_queue=queue
-    )
-    with contextlib.suppress(WorkflowFailureError):  # compensated: as planned for every 10th
-        await handle.result()
-
-
-async def _engine(client: Client, queue: str, data: BenchInput) -> None:
-    await outcome(await start_saga(client, BENCH_USER, data, task_queue=queue))
+async def _engine(client: Client, queue: str, data: BenchInput) -> bool:
+    result = await outcome(await start_saga(client, BENCH_USER, data, task_queue=queue))
+    return result.status.value == "COMPLETED"
 
 
 async def measure(address: str, name: str, count: int) -> tuple[float, float]:
@@ -80,7 +65,7 @@ async def measure(address: str, name: str, count: int) -> tuple[float, float]:
     if name == "raw SDK saga":
         client = await Client.connect(address, data_converter=pydantic_data_converter)
         worker, one = Worker(client, task_queue=queue, workflows=[RawSaga],
-                             activities=ACTIVITIES), _raw  # fmt: skip
+                             activities=ACTIVITIES), raw_one  # fmt: skip
     else:
         plugin = SagaloomPlugin(services={}, breakers=Breakers(None))
         client = await Client.connect(address, plugins=[plugin])
@@ -96,9 +81,9 @@ async def measure(address: str, name: str, count: int) -> tuple[float, float]:
         run = uuid.uuid4().hex[:6]
         inputs = [BenchInput(id=f"{run}-{i}", fail_at=4 if i % 10 == 9 else 0)
                   for i in range(count)]  # fmt: skip
-        cpu, began = _cpu(), time.perf_counter()
+        cpu, began = cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(one(client, queue, data) for data in inputs))
-        seconds, cpu = time.perf_counter() - began, _cpu() - cpu
+        seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu
     return count / seconds, 1000 * cpu / count
 
 

@@ -85,6 +85,26 @@ def shard_id(shard: int) -> str:
     return f"{KEY_SHARD_PREFIX}{shard:02d}"
 
 
+class _Changes:
+    """A flag the handlers raise when they change the lock's state; the run loop waits on it."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def note(self) -> None:
+        """Something changed: wake the run loop."""
+        self.raised = True
+
+    async def wait(self, within: timedelta | None) -> bool:
+        """Wait until something changed (True) or ``within`` passed (False)."""
+        try:
+            await workflow.wait_condition(lambda: self.raised, timeout=within)
+        except TimeoutError:
+            return False
+        self.raised = False
+        return True
+
+
 class KeyRelease(BaseModel):
     """A saga is done with these keys of one shard (held, shared or waited for)."""
 
@@ -106,7 +126,7 @@ class KeyShard:
     @workflow.init
     def __init__(self, state: KeyShardState) -> None:
         self.state = state
-        self._changed = False
+        self._changed = _Changes()
         self._next_check: datetime | None = None
         self._telling: set[asyncio.Task[None]] = set()
 
@@ -119,7 +139,7 @@ class KeyShard:
             for key in [k for k, lock in keys.items() if lock.idle()]:
                 del keys[key]
             if not keys:
-                if not await self._changes(SHARD_IDLE):
+                if not await self._changed.wait(SHARD_IDLE):
                     await self._quiet()
                     if not self.state.keys:
                         return  # idle: the next saga asking starts a new run
@@ -133,12 +153,12 @@ class KeyShard:
                 workflow.continue_as_new(self.state)
             if not any(lock.queue for lock in keys.values()):
                 self._next_check = None  # nobody waits: a holder may take its time
-                await self._changes(None)
+                await self._changed.wait(None)
                 continue
             now = workflow.now()
             self._next_check = self._next_check or now + HOLDER_CHECK
             if now < self._next_check:
-                await self._changes(self._next_check - now)
+                await self._changed.wait(self._next_check - now)
                 continue
             self._next_check = None
             await self._free_closed_holders()
@@ -153,7 +173,7 @@ class KeyShard:
         """Grant the key now (free, already this saga's, or its parent's) or queue the saga."""
         lock = self.state.keys.setdefault(request.key, KeyLockState(key=request.key))
         answer = acquire(lock, request, workflow.now())
-        self._changed = True
+        self._changed.note()
         return answer
 
     @acquire.validator
@@ -168,16 +188,7 @@ class KeyShard:
         for key in done.keys:
             if key in self.state.keys:
                 release(self.state.keys[key], done.saga_id)
-        self._changed = True
-
-    async def _changes(self, within: timedelta | None) -> bool:
-        """Wait until a handler changed something (True) or ``within`` passed (False)."""
-        try:
-            await workflow.wait_condition(lambda: self._changed, timeout=within)
-        except TimeoutError:
-            return False
-        self._changed = False
-        return True
+        self._changed.note()
 
     async def _quiet(self) -> None:
         """Every handler has finished and every grant has been told."""
@@ -205,7 +216,7 @@ class KeyShard:
             workflow.logger.info("key %s: waiter %s is gone (%s)", lock.key, saga_id, err)
             if lock.holder == saga_id:
                 free(lock)
-                self._changed = True
+                self._changed.note()
 
     async def _free_closed_holders(self) -> None:
         """Others wait: free each key whose holder's run closed without releasing it."""
@@ -236,7 +247,7 @@ class KeyLock:
     @workflow.init
     def __init__(self, state: KeyLockState) -> None:
         self.state = state
-        self._changed = False
+        self._changed = _Changes()
 
     @workflow.run
     async def run(self, state: KeyLockState) -> None:
@@ -245,7 +256,7 @@ class KeyLock:
             await self._grant_next()
             s = self.state
             if s.idle():
-                if not await self._changes(IDLE):
+                if not await self._changed.wait(IDLE):
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     if s.idle():
                         return  # idle: the next saga asking starts a new run
@@ -253,7 +264,7 @@ class KeyLock:
             if workflow.info().get_current_history_length() > LONG_HISTORY:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.state)
-            if not await self._changes(HOLDER_CHECK if s.queue else None):
+            if not await self._changed.wait(HOLDER_CHECK if s.queue else None):
                 await self._check_holder()
 
     @workflow.query(name=KEY_STATE_QUERY)
@@ -267,7 +278,7 @@ class KeyLock:
         before = (self.state.holder, len(self.state.queue))
         answer = acquire(self.state, request, workflow.now())
         if (self.state.holder, len(self.state.queue)) != before:
-            self._changed = True
+            self._changed.note()
         return answer
 
     @acquire.validator
@@ -279,15 +290,7 @@ class KeyLock:
     def release(self, saga_id: str) -> None:
         """``saga_id`` is done with the key (or no longer waits for it)."""
         release(self.state, saga_id)
-        self._changed = True
-
-    async def _changes(self, within: timedelta | None) -> bool:
-        try:
-            await workflow.wait_condition(lambda: self._changed, timeout=within)
-        except TimeoutError:
-            return False
-        self._changed = False
-        return True
+        self._changed.note()
 
     async def _grant_next(self) -> None:
         """While the key is free, grant it to the first waiter whose run is open."""

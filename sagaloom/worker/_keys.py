@@ -39,13 +39,21 @@ async def ask_key(request: KeyRequest) -> KeyAnswer:
     Asking again is harmless: a saga already holding or waiting for the key keeps its place.
     """
     shard = shard_of(request.key)
+    return await _acquire(request, KEY_SHARD_WORKFLOW, KeyShardState(shard=shard),
+                          shard_id(shard), KEY_QUEUE, f"exclusive keys, shard {shard}")  # fmt: skip
+
+
+async def _acquire(
+    request: KeyRequest, workflow: str, state: object, workflow_id: str, queue: str, summary: str
+) -> KeyAnswer:
+    """Send the ``acquire`` Update to lock ``workflow_id``, starting it with ``state`` if needed."""
     start: WithStartWorkflowOperation[object, None] = WithStartWorkflowOperation(
-        KEY_SHARD_WORKFLOW,
-        KeyShardState(shard=shard),
-        id=shard_id(shard),
-        task_queue=KEY_QUEUE,
+        workflow,
+        state,
+        id=workflow_id,
+        task_queue=queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        static_summary=f"exclusive keys, shard {shard}",
+        static_summary=summary,
     )
     answer: KeyAnswer = await activity.client().execute_update_with_start_workflow(
         KEY_ACQUIRE_UPDATE, request, start_workflow_operation=start, result_type=KeyAnswer
@@ -80,18 +88,9 @@ async def closed_holders(saga_ids: list[str]) -> list[str]:
 @activity.defn(name=KEY_REQUEST_ACTIVITY)
 async def request_key(request: KeyRequest) -> KeyAnswer:
     """Ask ``request.key``'s per-key lock for the key, starting it on this task queue."""
-    start: WithStartWorkflowOperation[object, None] = WithStartWorkflowOperation(
-        KEY_LOCK_WORKFLOW,
-        KeyLockState(key=request.key),
-        id=lock_id(request.key),
-        task_queue=activity.info().task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        static_summary=f"exclusive key {request.key}",
-    )
-    answer: KeyAnswer = await activity.client().execute_update_with_start_workflow(
-        KEY_ACQUIRE_UPDATE, request, start_workflow_operation=start, result_type=KeyAnswer
-    )
-    return answer
+    return await _acquire(request, KEY_LOCK_WORKFLOW, KeyLockState(key=request.key),
+                          lock_id(request.key), activity.info().task_queue,
+                          f"exclusive key {request.key}")  # fmt: skip
 
 
 @activity.defn(name=KEY_HOLDER_ACTIVITY)
