@@ -758,6 +758,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_sandbox.py", "-k", "refused"),
     ),
     Mutation(
+        "exclusive: a saga that waits for a key is counted by key family (metrics)",
+        "sagaloom/_ops/_metrics.py",
+        '            self._key_waits.add(1, {"family": family})',
+        "            pass",
+        ("tests/test_exclusive.py", "-k", "counted"),
+    ),
+    Mutation(
         "exclusive: a bad key function fails at the client, before the start",
         "sagaloom/client/_sagas.py",
         "    saga.exclusive_keys(parsed)  # a key function that fails, fails here, "

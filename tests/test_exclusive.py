@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
 
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Replayer, Worker
 
 from activities.ledger import entries
@@ -42,9 +44,9 @@ from sagaloom import (
     SagaState,
     SagaStatus,
 )
-from sagaloom.client import outcome, start_saga
+from sagaloom.client import connect, outcome, start_saga
 from sagaloom.participants import Breakers
-from sagaloom.server import DevServer
+from sagaloom.server import DevServer, free_port
 from sagaloom.worker import SagaloomPlugin
 from tests._exclusive_sagas import (
     ACTIVITIES,
@@ -365,3 +367,32 @@ async def _window(handle: WorkflowHandle[Any, Any]) -> tuple[datetime, datetime]
             last = event.event_time.ToDatetime()
     assert first is not None and last is not None
     return first, last
+
+
+async def test_a_wait_for_a_key_is_counted_by_key_family(
+    dev_server: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's metrics count the sagas that waited, and how long, by key family."""
+    monkeypatch.setenv("LEDGER_DB", str(tmp_path / "ledger.sqlite3"))
+    metrics = f"127.0.0.1:{free_port()}"
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics)))
+    client = await connect(dev_server.address, runtime=runtime)
+    queue = f"exclusive-metrics-{uuid.uuid4().hex[:6]}"
+    plugin = SagaloomPlugin(services={}, breakers=Breakers(None))
+    run = uuid.uuid4().hex[:6]
+    async with Worker(client, task_queue=queue, workflows=SAGAS, activities=ACTIVITIES,
+                      plugins=[plugin]):  # fmt: skip
+        first = await start_saga(client, EXCLUSIVE, transfer(f"{run}-1", f"acc-{run}",
+                                 f"x-{run}", 100, hold=2), task_queue=queue)  # fmt: skip
+        await until(lambda: _step_running(first, "hold"))
+        second = await start_saga(client, EXCLUSIVE, transfer(f"{run}-2", f"acc-{run}",
+                                  f"y-{run}", 100), task_queue=queue)  # fmt: skip
+        results = [await asyncio.wait_for(outcome(h), 30) for h in (first, second)]
+        assert [r.status for r in results] == [SagaStatus.COMPLETED] * 2
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://{metrics}/metrics")).text
+    waits = [line for line in text.splitlines() if line.startswith("sagaloom_key_waits{")]
+    assert any('family="account"' in line and line.endswith(" 1") for line in waits), waits
+    waited = [line for line in text.splitlines()
+              if line.startswith("sagaloom_key_wait_duration_count{")]  # fmt: skip
+    assert any('family="account"' in line and line.endswith(" 1") for line in waited), waited
