@@ -93,12 +93,16 @@ STUCK = dataclasses.replace(
 )  # fmt: skip
 """Its debit's reversal is refused: to a frozen account, it parks holding its keys."""
 
+EVENTFUL = dataclasses.replace(EXCLUSIVE, name="EventfulTransferSaga", events=True)
+"""Publishes its lifecycle events (``saga.waiting`` among them) to the broker."""
+
 PlainTransferSaga = saga_workflow(PLAIN)
 ExclusiveTransferSaga = saga_workflow(EXCLUSIVE)
 ImpatientTransferSaga = saga_workflow(IMPATIENT)
 NestedTransferSaga = saga_workflow(NESTED)
 LateTransferSaga = saga_workflow(LATE)
 StuckTransferSaga = saga_workflow(STUCK)
+EventfulTransferSaga = saga_workflow(EVENTFUL)
 SAGAS = [
     PlainTransferSaga,
     ExclusiveTransferSaga,
@@ -106,5 +110,6 @@ SAGAS = [
     NestedTransferSaga,
     LateTransferSaga,
     StuckTransferSaga,
+    EventfulTransferSaga,
 ]
 ACTIVITIES = [debit, credit, reverse, refuse_reverse]

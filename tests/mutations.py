@@ -758,6 +758,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_sandbox.py", "-k", "refused"),
     ),
     Mutation(
+        "exclusive: a saga that waits for a key says so in a saga.waiting lifecycle event",
+        R + "_progress.py",
+        '        self.events.emit("saga.waiting", self.state.key, exclusive_key=key, holder=holder)',
+        "        pass",
+        ("tests/test_exclusive.py", "-k", "lifecycle"),
+    ),
+    Mutation(
         "exclusive: a saga that waits for a key is counted by key family (metrics)",
         "sagaloom/_ops/_metrics.py",
         '            self._key_waits.add(1, {"family": family})',

@@ -44,12 +44,13 @@ from sagaloom import (
     SagaState,
     SagaStatus,
 )
-from sagaloom.client import connect, outcome, start_saga
+from sagaloom.client import connect, outcome, saga_events, start_saga
 from sagaloom.participants import Breakers
-from sagaloom.server import DevServer, free_port
+from sagaloom.server import DevServer, NatsServer, free_port
 from sagaloom.worker import SagaloomPlugin
 from tests._exclusive_sagas import (
     ACTIVITIES,
+    EVENTFUL,
     EXCLUSIVE,
     IMPATIENT,
     LATE,
@@ -367,6 +368,28 @@ async def _window(handle: WorkflowHandle[Any, Any]) -> tuple[datetime, datetime]
             last = event.event_time.ToDatetime()
     assert first is not None and last is not None
     return first, last
+
+
+async def test_a_saga_that_waits_for_a_key_says_so_in_its_lifecycle_events(
+    temporal: Client, nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEDGER_DB", str(tmp_path / "ledger.sqlite3"))
+    queue = f"exclusive-events-{uuid.uuid4().hex[:6]}"
+    plugin = SagaloomPlugin(services={}, breakers=Breakers(None), nats_url=nats_server.url)
+    run = uuid.uuid4().hex[:6]
+    async with Worker(temporal, task_queue=queue, workflows=SAGAS, activities=ACTIVITIES,
+                      plugins=[plugin]):  # fmt: skip
+        first = await start_saga(temporal, EXCLUSIVE, transfer(f"{run}-1", f"acc-{run}",
+                                 f"x-{run}", 100, hold=2), task_queue=queue)  # fmt: skip
+        await until(lambda: _step_running(first, "hold"))
+        second = await start_saga(temporal, EVENTFUL, transfer(f"{run}-2", f"acc-{run}",
+                                  f"y-{run}", 100), task_queue=queue)  # fmt: skip
+        assert (await asyncio.wait_for(outcome(second), 30)).status is SagaStatus.COMPLETED
+    events = await saga_events(nats_server.url, second.id)
+    assert [e.type for e in events][:2] == ["io.sagaloom.saga.started", "io.sagaloom.saga.waiting"]
+    assert events[1].data["exclusive_key"] == f"account:acc-{run}"
+    assert events[1].data["holder"] == first.id
+    assert events[-1].type == "io.sagaloom.saga.completed"
 
 
 async def test_a_wait_for_a_key_is_counted_by_key_family(
