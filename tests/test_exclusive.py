@@ -374,17 +374,8 @@ async def test_a_saga_that_waits_for_a_key_says_so_in_its_lifecycle_events(
     temporal: Client, nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LEDGER_DB", str(tmp_path / "ledger.sqlite3"))
-    queue = f"exclusive-events-{uuid.uuid4().hex[:6]}"
     plugin = SagaloomPlugin(services={}, breakers=Breakers(None), nats_url=nats_server.url)
-    run = uuid.uuid4().hex[:6]
-    async with Worker(temporal, task_queue=queue, workflows=SAGAS, activities=ACTIVITIES,
-                      plugins=[plugin]):  # fmt: skip
-        first = await start_saga(temporal, EXCLUSIVE, transfer(f"{run}-1", f"acc-{run}",
-                                 f"x-{run}", 100, hold=2), task_queue=queue)  # fmt: skip
-        await until(lambda: _step_running(first, "hold"))
-        second = await start_saga(temporal, EVENTFUL, transfer(f"{run}-2", f"acc-{run}",
-                                  f"y-{run}", 100), task_queue=queue)  # fmt: skip
-        assert (await asyncio.wait_for(outcome(second), 30)).status is SagaStatus.COMPLETED
+    run, first, second = await _one_waits_behind_another(temporal, plugin, EVENTFUL)
     events = await saga_events(nats_server.url, second.id)
     assert [e.type for e in events][:2] == ["io.sagaloom.saga.started", "io.sagaloom.saga.waiting"]
     assert events[1].data["exclusive_key"] == f"account:acc-{run}"
@@ -400,22 +391,31 @@ async def test_a_wait_for_a_key_is_counted_by_key_family(
     metrics = f"127.0.0.1:{free_port()}"
     runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics)))
     client = await connect(dev_server.address, runtime=runtime)
-    queue = f"exclusive-metrics-{uuid.uuid4().hex[:6]}"
     plugin = SagaloomPlugin(services={}, breakers=Breakers(None))
+    await _one_waits_behind_another(client, plugin, EXCLUSIVE)
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://{metrics}/metrics")).text
+    waits = [line for line in text.splitlines() if line.startswith("sagaloom_key_waits{")]
+    assert any('family="account"' in line and line.endswith(" 1") for line in waits), waits
+    waited = [line for line in text.splitlines()
+              if line.startswith("sagaloom_key_wait_duration_count{")]  # fmt: skip
+    assert any('family="account"' in line and line.endswith(" 1") for line in waited), waited
+
+
+async def _one_waits_behind_another(
+    client: Client, plugin: SagaloomPlugin, second_saga: Any
+) -> tuple[str, WorkflowHandle[Any, Any], WorkflowHandle[Any, Any]]:
+    """On a worker with ``plugin``: a transfer holds an account 2 s, a second one
+    (``second_saga``) waits for it; both complete. (The run's id, the holder, the waiter.)"""
+    queue = f"exclusive-waits-{uuid.uuid4().hex[:6]}"
     run = uuid.uuid4().hex[:6]
     async with Worker(client, task_queue=queue, workflows=SAGAS, activities=ACTIVITIES,
                       plugins=[plugin]):  # fmt: skip
         first = await start_saga(client, EXCLUSIVE, transfer(f"{run}-1", f"acc-{run}",
                                  f"x-{run}", 100, hold=2), task_queue=queue)  # fmt: skip
         await until(lambda: _step_running(first, "hold"))
-        second = await start_saga(client, EXCLUSIVE, transfer(f"{run}-2", f"acc-{run}",
+        second = await start_saga(client, second_saga, transfer(f"{run}-2", f"acc-{run}",
                                   f"y-{run}", 100), task_queue=queue)  # fmt: skip
         results = [await asyncio.wait_for(outcome(h), 30) for h in (first, second)]
-        assert [r.status for r in results] == [SagaStatus.COMPLETED] * 2
-        async with httpx.AsyncClient() as http:
-            text = (await http.get(f"http://{metrics}/metrics")).text
-    waits = [line for line in text.splitlines() if line.startswith("sagaloom_key_waits{")]
-    assert any('family="account"' in line and line.endswith(" 1") for line in waits), waits
-    waited = [line for line in text.splitlines()
-              if line.startswith("sagaloom_key_wait_duration_count{")]  # fmt: skip
-    assert any('family="account"' in line and line.endswith(" 1") for line in waited), waited
+    assert [r.status for r in results] == [SagaStatus.COMPLETED] * 2
+    return run, first, second
