@@ -14,7 +14,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sagaloom._definition import Action, Activity, ChildSaga, Command, Http, Saga, Timer
+from sagaloom._definition import (
+    Action,
+    Activity,
+    ChildSaga,
+    Command,
+    ForEach,
+    Http,
+    Saga,
+    Timer,
+)
 from sagaloom._intake import ReplyRequest
 from sagaloom._model import EVENT_TYPES, SagaEvent
 from sagaloom._protocol import (
@@ -91,6 +100,16 @@ def _action(action: Action | None) -> dict[str, Any] | None:
         }
     if isinstance(action, Timer):
         return {"type": "timer"}
+    if isinstance(action, ForEach):
+        return {
+            "type": "for_each",
+            "items_builder": _builder(action.items),
+            "item_key": _builder(action.key),
+            "do": _action(action.do),
+            "item_compensation": _action(action.compensation),
+            "max_concurrency": action.max_concurrency,
+            "tolerate": action.tolerate,
+        }
     assert isinstance(action, ChildSaga)
     return {"type": "child_saga", "saga": action.saga.name}
 

@@ -24,7 +24,9 @@ __all__ = [
     "Activity",
     "ChildSaga",
     "Command",
+    "ForEach",
     "Http",
+    "ItemContext",
     "Saga",
     "SagaDefinitionError",
     "SagaInputError",
@@ -37,6 +39,35 @@ __all__ = [
 
 InputT = TypeVar("InputT", bound=BaseModel)
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _check_for_each(where: str, step: Step) -> None:
+    """Check a :class:`ForEach` step's options."""
+    each = step.action
+    assert isinstance(each, ForEach)
+    if step.compensation is not None:
+        raise SagaDefinitionError(
+            f"{where}: a ForEach step undoes item by item: give ForEach(compensation=...)"
+        )
+    if step.reply_timeout is not None:
+        raise SagaDefinitionError(f"{where}: a ForEach step takes no reply_timeout")
+    if not isinstance(each.do, Http | Activity):
+        raise SagaDefinitionError(f"{where}: ForEach(do=...) must be Http or Activity")
+    if each.compensation is not None and not isinstance(each.compensation, Http | Activity):
+        raise SagaDefinitionError(f"{where}: ForEach(compensation=...) must be Http or Activity")
+    if not callable(each.items):
+        raise SagaDefinitionError(f"{where}: ForEach(items=...) must be a builder")
+    if isinstance(each.max_concurrency, bool) or not 1 <= each.max_concurrency <= 1000:
+        raise SagaDefinitionError(f"{where}: ForEach max_concurrency must be 1 to 1000")
+    if isinstance(each.batch_size, bool) or not 1 <= each.batch_size <= 2000:
+        raise SagaDefinitionError(f"{where}: ForEach batch_size must be 1 to 2000")
+    tolerate = each.tolerate
+    if isinstance(tolerate, bool) or not isinstance(tolerate, int | float):
+        raise SagaDefinitionError(f"{where}: ForEach tolerate must be a count or a fraction")
+    if isinstance(tolerate, float) and not 0.0 <= tolerate <= 1.0:
+        raise SagaDefinitionError(f"{where}: ForEach tolerate as a fraction must be 0.0 to 1.0")
+    if isinstance(tolerate, int) and tolerate < 0:
+        raise SagaDefinitionError(f"{where}: ForEach tolerate must not be negative")
 
 
 class SagaDefinitionError(ValueError):
@@ -205,7 +236,115 @@ class ChildSaga:
         return "saga"
 
 
-Action = Http | Command | Activity | Timer | ChildSaga
+@dataclass(frozen=True)
+class ItemContext(UndoContext[InputT]):
+    """What the builders of a :class:`ForEach` item's action and compensation see.
+
+    The step's context (saga input, earlier outputs), plus the item, its index and its key;
+    a compensation's builders also get what the item's action got and gave
+    (``step_input``, ``step_output``).
+    """
+
+    item: Any = None
+    """The item (one element of the list ``ForEach.items`` returned)."""
+    index: int = 0
+    """Its place in that list, from 0."""
+    item_key: str = ""
+    """Its key (``ForEach.key``, or its index): part of its idempotency key."""
+
+
+ItemAction = Http | Activity
+"""What a :class:`ForEach` does for one item (and undoes)."""
+
+MAX_ITEMS = 100_000
+"""Most items one :class:`ForEach` step takes (10,000 are measured in docs/benchmarks.md)."""
+
+
+@dataclass(frozen=True)
+class ForEach:
+    """Act on each item of a list known only at run time: book every leg, reserve every line.
+
+    Each item is a sub-step with its own idempotency key (``<saga id>:<step>:items-<n>:<item
+    key>``, ``:compensate`` for its undo), the step's retries and timeouts, and its own
+    compensation. Items run at most ``max_concurrency`` at a time, in batches of
+    ``batch_size`` items, each batch a child workflow (``sagaloom.Items``, visible in the Web
+    UI), so 10,000 items stay far under Temporal's history and pending-activity limits. The
+    step's output is the list of item outputs in input order (None for an item that failed).
+
+    When the saga fails later (or is cancelled, or the fan-out fails), exactly the items that
+    took or may have taken effect are compensated: those done, failed after a timeout or out of
+    retries, or cancelled while running; never those refused (a non-retryable error) or not
+    started. ``tolerate`` lets some items fail without failing the step: the failed items are
+    reported in the step table and those that may have taken effect are compensated at once.
+    """
+
+    items: Builder
+    """Builder (of the :class:`StepContext`) returning the list of items: models, dicts or
+    plain values, at most :data:`MAX_ITEMS`."""
+    do: ItemAction
+    """What to do for each item; its builders get an :class:`ItemContext`."""
+    compensation: ItemAction | None = None
+    """What undoes one item; its builders get an :class:`ItemContext` with the item's
+    ``step_input`` and ``step_output``. None: nothing to undo."""
+    key: Callable[[Any], str] | None = None
+    """An item's key (``lambda leg: leg.leg_id``): unique in the list, 1 to 200 printable
+    characters; duplicates fail the saga with ``SagaInputError``. None: the item's index."""
+    max_concurrency: int = 10
+    """Most items running at once (1 to 1,000)."""
+    tolerate: int | float = 0
+    """How many items may fail without failing the step: a count (``3``) or a fraction of the
+    items (``0.1``; ``1.0``: every item may fail)."""
+    batch_size: int = 500
+    """Items per batch workflow (1 to 2,000): each batch's history stays bounded."""
+
+    @property
+    def kind(self) -> str:
+        """The action kind shown in the saga state."""
+        return "for-each"
+
+    def allowed_failures(self, total: int) -> int:
+        """How many of ``total`` items may fail without failing the step."""
+        if isinstance(self.tolerate, float):
+            return int(self.tolerate * total + 1e-9)
+        return self.tolerate
+
+    def item_keys(self, saga: str, items: Sequence[Any]) -> list[str]:
+        """The key of each item, checked.
+
+        Raises:
+            SagaInputError: too many items, a key function that raised, a key that is not a
+                string of 1 to 200 printable characters, or two items with one key (the
+                problem names ``items[<index>]``).
+        """
+        if len(items) > MAX_ITEMS:
+            raise SagaInputError(saga, [("items", f"{len(items)} items; at most {MAX_ITEMS}")])
+        keys: list[str] = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            where = f"items[{index}]"
+            if self.key is None:
+                key: Any = str(index)
+            else:
+                try:
+                    key = self.key(item)
+                except Exception as err:  # a user's function: say what it raised, and where
+                    raise SagaInputError(
+                        saga, [(where, f"the key function raised {type(err).__name__}: {err}")]
+                    ) from None
+            if not isinstance(key, str) or not 0 < len(key) <= 200 or not key.isprintable():
+                raise SagaInputError(saga, [(
+                    where, f"key {key!r}: must be a string of 1 to 200 printable characters"
+                )])  # fmt: skip
+            if key in seen:
+                raise SagaInputError(
+                    saga, [(where, f"duplicate item key {key!r} (also items[{seen[key]}])")]
+                )
+            seen[key] = index
+            keys.append(key)
+        return keys
+
+
+Action = Http | Command | Activity | Timer | ChildSaga | ForEach
 Compensation = Http | Command | Activity
 
 
@@ -304,6 +443,21 @@ class Step:
     (on by default); False opts this step out (it retries and compensates as the policy says)."""
 
 
+def step_actions(step: Step) -> tuple[Action, ...]:
+    """Every action a step may run: its action, its compensation, a fan-out's item actions."""
+    parts: list[Any] = [step.action, step.compensation]
+    if isinstance(step.action, ForEach):
+        parts += [step.action.do, step.action.compensation]
+    return tuple(p for p in parts if p is not None)
+
+
+def undoable(step: Step) -> bool:
+    """Whether a step has something to undo (its compensation is registered before it runs)."""
+    if isinstance(step.action, ForEach):
+        return step.action.compensation is not None
+    return step.compensation is not None or isinstance(step.action, ChildSaga)
+
+
 @dataclass(frozen=True)
 class Saga(Generic[InputT]):
     """A saga definition: a named sequence of steps over a typed input.
@@ -390,10 +544,12 @@ class Saga(Generic[InputT]):
                 raise SagaDefinitionError(
                     f"{where}: a child saga is compensated as a unit; it takes no compensation"
                 )
-            if not isinstance(step.action, Http | Command | Activity | Timer | ChildSaga):
+            if not isinstance(step.action, Http | Command | Activity | Timer | ChildSaga | ForEach):
                 raise SagaDefinitionError(
-                    f"{where}: action must be Http, Command, Activity, Timer or ChildSaga"
+                    f"{where}: action must be Http, Command, Activity, Timer, ChildSaga or ForEach"
                 )
+            if isinstance(step.action, ForEach):
+                _check_for_each(where, step)
             if step.compensation is not None and not isinstance(
                 step.compensation, Http | Command | Activity
             ):
@@ -420,6 +576,24 @@ class Saga(Generic[InputT]):
     """Resolved dependencies (set when the definition is checked)."""
     position: Mapping[str, int] = field(init=False, repr=False, compare=False)
     """Each step's index in ``steps``, by name."""
+
+    def check_items(self, data: InputT) -> None:
+        """Check the items of every fan-out whose list the input alone gives (before a start).
+
+        A fan-out whose ``items`` builder needs earlier steps' outputs is checked when it runs.
+
+        Raises:
+            SagaInputError: a fan-out's item keys are invalid or repeated.
+        """
+        for step in self.steps:
+            if not isinstance(step.action, ForEach):
+                continue
+            ctx = StepContext(saga_id="", input=data, outputs={})
+            try:
+                items = list(step.action.items(ctx))
+            except Exception:
+                continue
+            step.action.item_keys(self.name, items)
 
     def step_retry(self, step: Step) -> RetryPolicy:
         """Return the forward retry policy of ``step``, with its non-retryable error types."""

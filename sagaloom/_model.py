@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sagaloom._fanout import ItemCounts
+
 __all__ = [
     "EVENT_TYPES",
     "EXCLUSIVE_TIMEOUT",
@@ -215,6 +217,8 @@ class StepState(BaseModel):
     """Last error of the compensation."""
     waiting_for: str | None = None
     """The service whose breaker the step waits for (status ``waiting``)."""
+    items: ItemCounts | None = None
+    """A ``ForEach`` step's items: done / failed / running of total, and undone."""
 
 
 class SagaState(BaseModel):

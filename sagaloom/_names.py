@@ -33,6 +33,8 @@ __all__ = [
     "FAST_PATH_UNDO_PATCH",
     "HELD_MEMO",
     "HTTP_ACTIVITY",
+    "ITEMS_STOP_SIGNAL",
+    "ITEMS_WORKFLOW",
     "KEY_ACQUIRE_UPDATE",
     "KEY_ASK_ACTIVITY",
     "KEY_CLOSED_ACTIVITY",
@@ -70,6 +72,7 @@ __all__ = [
     "UNEXPECTED_STATUS",
     "WAIT_UPDATE",
     "compensation_activity_id",
+    "items_batch_id",
     "saga_of",
     "step_key",
 ]
@@ -173,6 +176,22 @@ KEY_SHARD_WORKFLOW = "SagaloomKeyShard"
 """Workflow type of a key shard (``sagaloom-keys:<nn>``: the keys that hash to it)."""
 KEY_SHARD_PREFIX = "sagaloom-keys:"
 """A key shard's workflow id is this prefix and its two-digit number."""
+ITEMS_WORKFLOW = "sagaloom.Items"
+"""Workflow type of a batch of a ``ForEach`` step's items (a child of its saga)."""
+ITEMS_STOP_SIGNAL = "stop"
+"""Signal to an item batch: start no more items, cancel the running ones, report."""
+
+
+def items_batch_id(workflow_id: str, step: str, batch: int) -> str:
+    """Workflow id of batch ``batch`` of a fan-out step: ``<saga id>:<step>:items-<n>``.
+
+    The batch that undoes those items runs under the same id once the first closed, so an
+    item's idempotency key (``<batch id>:<item key>``, ``:compensate`` for its undo) is the
+    same forward and back, and across retries, restarts and replays.
+    """
+    return f"{workflow_id}:{step}:items-{batch}"
+
+
 KEY_QUEUE = "sagaloom-keys"
 """The task queue key shards run on (every sagaloom worker serves it beside its own)."""
 KEY_RELEASE_KEYS_SIGNAL = "release-keys"

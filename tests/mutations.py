@@ -779,6 +779,42 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         ("tests/test_exclusive.py", "-k", "bad_key"),
     ),
+    Mutation(
+        "fan-out: an item already undone (a tolerated failure) is not compensated twice",
+        "sagaloom/_fanout.py",
+        "may_have_taken_effect(r.status) and r.index not in undone]",
+        "may_have_taken_effect(r.status)]",
+        ("tests/test_fanout.py", "-k", "not_undone_again"),
+    ),
+    Mutation(
+        "fan-out: a refused item took no effect, so it is never undone",
+        "sagaloom/_fanout.py",
+        "_MAY_HAVE_RUN = frozenset({ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.CANCELLED})",
+        "_MAY_HAVE_RUN = frozenset({ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.CANCELLED,"
+        " ItemStatus.REFUSED})",
+        ("tests/test_fanout.py", "-k", "refused or tolerated"),
+    ),
+    Mutation(
+        "fan-out: at most max_concurrency items run at once",
+        R + "_items.py",
+        "                    and len(running) < batch.max_concurrency\n",
+        "                    and len(running) <= batch.max_concurrency\n",
+        ("tests/test_fanout.py", "-k", "window"),
+    ),
+    Mutation(
+        "fan-out: an item cancelled while it ran may have taken effect, so it is undone",
+        R + "_items.py",
+        "            elif is_cancelled_exception(err):\n                result.status = ItemStatus.CANCELLED",
+        "            elif is_cancelled_exception(err):\n                result.status = ItemStatus.NOT_STARTED",
+        ("tests/test_fanout.py", "-k", "cancel_mid"),
+    ),
+    Mutation(
+        "fan-out: duplicate item keys are refused at the client, before the start",
+        "sagaloom/client/_sagas.py",
+        "    saga.check_items(parsed)  # so do a fan-out's duplicate or invalid item keys",
+        "    pass",
+        ("tests/test_fanout.py", "-k", "duplicate"),
+    ),
 )
 
 

@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from sagaloom._definition import Http
+from sagaloom._definition import Http, step_actions
 from sagaloom._model import HttpRequest, HttpResponse, StepStatus
 from sagaloom._names import (
     END_NOTICE_PATCH,
@@ -91,7 +91,7 @@ async def notify_end(progress: Progress) -> None:
     for step in saga.steps:
         if progress.step(step.name).status in (StepStatus.PENDING, StepStatus.SKIPPED):
             continue
-        for part in (step.action, step.compensation):
+        for part in step_actions(step):
             if isinstance(part, Http) and part.service not in services:
                 services.append(part.service)
     if not services:

@@ -8,7 +8,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 
-from sagaloom._definition import ChildSaga, Saga
+from sagaloom._definition import Saga, undoable
+from sagaloom._fanout import ItemCounts
 from sagaloom._model import (
     CompensationState,
     SagaReport,
@@ -36,8 +37,8 @@ class Progress:
                 StepState(
                     name=s.name,
                     kind=s.action.kind,
-                    # a child saga is compensated as a unit
-                    has_compensation=s.compensation is not None or isinstance(s.action, ChildSaga),
+                    # a child saga is compensated as a unit; a fan-out item by item
+                    has_compensation=undoable(s),
                 )
                 for s in saga.steps
             ],
@@ -256,7 +257,9 @@ def details(state: SagaState, workflow_id: str) -> str:
         line = f"{number}. **{step.name}** — {step.status.value}"
         if step.waiting_for:
             line += f" for service `{step.waiting_for}` (its breaker is open)"
-        if step.attempts:
+        if step.items is not None:
+            line += f" · {_items_line(step.items)}"
+        elif step.attempts:
             line += f" · {step.attempts} {'try' if step.attempts == 1 else 'tries'}"
         error = (step.compensation_error or step.error or "").replace("\n", " ")[:120]
         if error:
@@ -265,6 +268,15 @@ def details(state: SagaState, workflow_id: str) -> str:
     if state.parked_step:
         lines += ["", f"Needs attention: `saga resolve {workflow_id} --retry` (or `--skip`)"]
     return "\n".join(lines)
+
+
+def _items_line(items: ItemCounts) -> str:
+    """A fan-out's progress: ``7/10 done · 1 failed · 2 running · 3 undone``."""
+    parts = [f"{items.done}/{items.total} done"]
+    parts += [f"{n} {what}" for n, what in (
+        (items.failed, "failed"), (items.running, "running"), (items.undone, "undone")
+    ) if n]  # fmt: skip
+    return " · ".join(parts)
 
 
 def key_family(key: str) -> str:

@@ -9,18 +9,20 @@ Undo: run until done, or parked for an operator's decision, or recorded as faile
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
-from sagaloom._definition import ChildSaga, Command, StepContext, UndoContext
+from sagaloom._definition import ChildSaga, Command, ForEach, StepContext, UndoContext, undoable
 from sagaloom._model import StepStatus
 from sagaloom._names import CANCEL_AFTER_DONE_PATCH, SAGA_STEP, step_key
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import cancel_requested
 from sagaloom._runtime._errors import StepFailed, attempt_of, cancelled, describe, refused
+from sagaloom._runtime._fanout import FanOut
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies, ReplyFailed
@@ -38,8 +40,10 @@ class StepRunner:
         parking: Parking,
         replies: Replies,
         children: Children,
+        fanout: FanOut,
     ) -> None:
         self._progress = progress
+        self._fanout = fanout
         self._actions = actions
         self._parking = parking
         self._replies = replies
@@ -58,7 +62,7 @@ class StepRunner:
         if step.when is not None and not step.when(ctx):
             state.status = StepStatus.SKIPPED  # its condition is false: never run, never undone
             return
-        if step.compensation is not None or isinstance(step.action, ChildSaga):
+        if undoable(step):
             progress.register(name)  # registered before the step runs
         state.status, state.started_at = StepStatus.RUNNING, workflow.now()
         progress.publish()
@@ -71,12 +75,19 @@ class StepRunner:
             correlation = step_key(ctx.saga_id, step.name)
             if asynchronous:
                 self._replies.expect(correlation)  # a reply may arrive before the command returns
-            output = jsonable(await self._actions.run(name, step.action, ctx, summary, undo=False))
+            output: Any
+            if isinstance(step.action, ForEach):  # item by item; each item's output checked
+                output = await self._fanout.run(step, ctx)
+            else:
+                output = jsonable(
+                    await self._actions.run(name, step.action, ctx, summary, undo=False)
+                )
             if asynchronous and step.reply_timeout is not None:
                 output = (
                     await self._replies.wait(correlation, step.reply_timeout, step.name) or output
                 )
-            if step.output is not None:  # an empty answer does not fit a declared output either
+            if step.output is not None and not isinstance(step.action, ForEach):
+                # an empty answer does not fit a declared output either
                 output = step.output.model_validate(output).model_dump(mode="json")
         except ValidationError as err:
             # It answered 2xx, so it took effect: its compensation stays registered.
@@ -146,7 +157,6 @@ class StepRunner:
             await self._children.undo(step.name)
             progress.compensation_ended(name, StepStatus.COMPENSATED, ok=True)
             return
-        assert step.compensation is not None
         ctx = UndoContext(
             saga_id=workflow.info().workflow_id,
             input=data,
@@ -161,7 +171,10 @@ class StepRunner:
             if saga.track_steps:
                 progress.upsert(SAGA_STEP.value_set(step.name))
             try:
-                if progress.unrecorded(name) and name not in progress.outputs:
+                if isinstance(step.action, ForEach):  # the items that may have taken effect
+                    await self._fanout.undo(step, ctx)
+                elif progress.unrecorded(name) and name not in progress.outputs:
+                    assert step.compensation is not None
                     try:  # its builder may need the output of a run history does not show
                         await self._actions.run(name, step.compensation, ctx, summary, undo=True)
                     except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -173,6 +186,7 @@ class StepRunner:
                         )
                         return
                 else:
+                    assert step.compensation is not None
                     await self._actions.run(name, step.compensation, ctx, summary, undo=True)
             except FailureError as err:
                 if is_cancelled_exception(err):

@@ -33,11 +33,7 @@ from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
-from sagaloom._definition import (
-    ChildSaga,
-    Saga,
-    SagaInputError,
-)
+from sagaloom._definition import ForEach, Saga, SagaInputError, undoable
 from sagaloom._model import (
     EXCLUSIVE_TIMEOUT,
     SAGA_COMPENSATED,
@@ -77,6 +73,7 @@ from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import run_as_ready, shielded
 from sagaloom._runtime._errors import StepFailed, describe
 from sagaloom._runtime._exclusive import ExclusiveTimeout, SagaKeys
+from sagaloom._runtime._fanout import FanOut
 from sagaloom._runtime._notice import notify_end
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
@@ -103,7 +100,12 @@ class SagaWorkflow:
         self._keys = SagaKeys(self._progress)
         actions = Dispatcher(self._progress, self._children, self._replies, self._waits)
         self._steps = StepRunner(
-            self._progress, actions, self._parking, self._replies, self._children
+            self._progress,
+            actions,
+            self._parking,
+            self._replies,
+            self._children,
+            FanOut(self._progress),
         )
 
     # -- handlers: Temporal wants them on the class; each hands over to its concern ------------
@@ -296,8 +298,9 @@ class SagaWorkflow:
         if not any(local) or not workflow.patched(FAST_PATH_UNDO_PATCH):
             return
         for index, step in enumerate(saga.steps):
-            undoable = step.compensation is not None or isinstance(step.action, ChildSaga)
-            if local[index] and undoable and not progress.registered(step.name):
+            if isinstance(step.action, ForEach):  # its items are never local activities
+                continue
+            if local[index] and undoable(step) and not progress.registered(step.name):
                 progress.register(step.name, unrecorded=True)
                 if progress.step(step.name).status is StepStatus.PENDING:
                     progress.step(step.name).status = StepStatus.SKIPPED

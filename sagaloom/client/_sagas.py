@@ -200,6 +200,7 @@ async def start_saga(
             ],
         )
     saga.exclusive_keys(parsed)  # a key function that fails, fails here, before the start
+    saga.check_items(parsed)  # so do a fan-out's duplicate or invalid item keys
     key = saga.key(parsed) if saga.key else None
     if id is None:
         id = f"{saga.name}-{key}" if key else f"{saga.name}-{uuid.uuid4()}"

@@ -24,6 +24,7 @@ from sagaloom._outage import BreakerSettings, ServiceLimit, limit_queue
 from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._reply_auth import ReplySigner
 from sagaloom._runtime._breaker import ServiceBreaker
+from sagaloom._runtime._items import ItemsWorkflow
 from sagaloom._runtime._keylocks import KeyLock, KeyShard
 from sagaloom._runtime._notice import EndNotice
 from sagaloom._runtime._routing import ServiceRouting
@@ -144,6 +145,7 @@ class SagaloomPlugin(SimplePlugin):
         # before the key shards (the shards run beside, on their own task queue; listed here
         # for the replayer)
         workflows += [KeyShard, KeyLock]
+        workflows.append(ItemsWorkflow)  # the batches of a fan-out (ForEach) step
         activities += [ask_key, release_keys, request_key, holder_open]
         self.limits = dict(limits or {})
         """Limited services (each has a task queue of its own that workers poll)."""

@@ -6,7 +6,15 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sagaloom._definition import Activity, ChildSaga, Command, Http, Saga, SagaDefinitionError
+from sagaloom._definition import (
+    Activity,
+    ChildSaga,
+    Command,
+    Http,
+    Saga,
+    SagaDefinitionError,
+    step_actions,
+)
 from sagaloom._runtime import SagaWorkflow, check_importable
 
 __all__ = [
@@ -78,7 +86,7 @@ def saga_activities(sagas: Iterable[type[SagaWorkflow]]) -> list[Callable[..., A
     found: dict[int, Callable[..., Any]] = {}
     for saga in _with_children(cls.saga for cls in sagas):
         for step in saga.steps:
-            for action in (step.action, step.compensation):
+            for action in step_actions(step):
                 if isinstance(action, Activity) and callable(action.activity):
                     found.setdefault(id(action.activity), action.activity)
     return list(found.values())
@@ -89,7 +97,7 @@ def saga_services(sagas: Iterable[type[SagaWorkflow]]) -> list[tuple[str, str, s
     found: list[tuple[str, str, str]] = []
     for saga in _with_children(cls.saga for cls in sagas):
         for step in saga.steps:
-            for action in (step.action, step.compensation):
+            for action in step_actions(step):
                 if isinstance(action, Http):
                     found.append((saga.name, step.name, action.service))
     return found
@@ -100,8 +108,7 @@ def broker_users(sagas: Iterable[type[SagaWorkflow]]) -> list[str]:
     return [
         saga.name
         for saga in _with_children(cls.saga for cls in sagas)
-        if saga.events
-        or any(isinstance(a, Command) for s in saga.steps for a in (s.action, s.compensation))
+        if saga.events or any(isinstance(a, Command) for s in saga.steps for a in step_actions(s))
     ]
 
 
