@@ -2,9 +2,9 @@
 
 The order saga three ways (regular activities, the fast path of local activities, and a
 parallel shape where stock and payment run at once), the trip saga (an asynchronous hotel and
-a durable timer), and a parent saga running the trip as a child; all with short timeouts and
-unlimited retries. Kept with few imports:
-the workflow sandbox re-imports it.
+a durable timer), a parent saga running the trip as a child, and the itinerary's fan-out over
+its legs; all with short timeouts and unlimited retries. Kept with few imports: the workflow
+sandbox re-imports it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sagaloom import (
     UndoContext,
     saga_workflow,
 )
+from workflows.itinerary import ITINERARY
 from workflows.order import ORDER
 from workflows.trip import TRIP, TripInput
 
@@ -121,3 +122,9 @@ CHAOS_NESTED: Saga[TripInput] = Saga(
 )
 """A parent saga with the chaos trip as a child step: compensated as a unit, or released."""
 ChaosNestedSaga = saga_workflow(CHAOS_NESTED)
+
+CHAOS_ITINERARY: Saga[Any] = dataclasses.replace(
+    ITINERARY, name="ChaosItinerarySaga", defaults=CHAOS_DEFAULTS
+)
+"""The itinerary saga: a fan-out over its legs (flights, then cars where one is free)."""
+ChaosItinerarySaga = saga_workflow(CHAOS_ITINERARY)

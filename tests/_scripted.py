@@ -50,6 +50,8 @@ async def _answer(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
             raise ApplicationError("try later", type="Unavailable")
         case "malformed":
             return {"unexpected": True}
+        case "big":  # an answer of 300 kB
+            return {"id": "big-1", "blob": "x" * 300_000}
         case "slow":  # a while, heartbeating so a cancellation gets through
             for _ in range(20):
                 if not activity.info().is_local:

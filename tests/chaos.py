@@ -59,6 +59,7 @@ from services import CATALOG
 from tests._chaos_sagas import (
     CHAOS_EXCLUSIVE_ORDER,
     CHAOS_FAST_ORDER,
+    CHAOS_ITINERARY,
     CHAOS_NESTED,
     CHAOS_ORDER,
     CHAOS_PARALLEL_ORDER,
@@ -90,7 +91,13 @@ class Plan:
 
     @property
     def key(self) -> str:
-        return str(self.data.get("order_id") or self.data.get("trip_id"))
+        return str(
+            self.data.get("order_id") or self.data.get("trip_id") or self.data["itinerary_id"]
+        )
+
+
+LEGS = ("Lisbon", "Venice", "Berlin")
+"""The chaos itineraries' legs."""
 
 
 def plan(i: int, batch: str) -> Plan:
@@ -115,6 +122,14 @@ def plan(i: int, batch: str) -> Plan:
             SagaStatus.COMPENSATED if venice else SagaStatus.COMPLETED,
             ("trip" if nested else "book-car") if venice else None,
         )
+    if i % 20 == 17:  # a fan-out over three legs (Venice has no car: tolerated); some declined
+        declined = i % 40 == 37
+        legs = [{"leg_id": f"leg{n}", "destination": city} for n, city in enumerate(LEGS)]
+        data = {"itinerary_id": key, "traveller": "chaos", "legs": legs,
+                "amount_cents": 500_000 if declined else 1_000}  # fmt: skip
+        if declined:
+            return Plan(CHAOS_ITINERARY, data, SagaStatus.COMPENSATED, "charge")
+        return Plan(CHAOS_ITINERARY, data, SagaStatus.COMPLETED, None)
     saga = CHAOS_ORDER if kind < 4 else CHAOS_FAST_ORDER if kind < 6 else CHAOS_PARALLEL_ORDER
     customer = "chaos"
     if kind == 2:  # one at a time per customer: 4 customers share them (exclusive keys)
@@ -564,6 +579,26 @@ CHILD_STEP = {"ChaosNestedSaga": "trip"}
 """Sagas whose trip services are called by a child saga: ``<workflow id>:<child step>``."""
 
 
+def records_of(item: Plan, workflow_id: str) -> list[tuple[str, str, str]]:
+    """``(service, record key, idempotency key)`` of every record a saga's steps write.
+
+    A fan-out item's key is ``<workflow id>:<step>:items-<batch>:<item key>``.
+    """
+    key, saga = item.key, item.saga.name
+    if item.saga is CHAOS_ITINERARY:
+        found = [("payment", key, f"{workflow_id}:charge")]
+        for n in range(len(LEGS)):
+            for service, step in (("flights", "book-flights"), ("cars", "rent-cars")):
+                found.append((service, f"{key}-leg{n}", f"{workflow_id}:{step}:items-0:leg{n}"))
+        return found
+    services = SERVICES_OF.get(saga, ("inventory", "payment", "shipping"))
+    return [(s, key, own_key(saga, workflow_id, s)) for s in services]
+
+
+def _car_in_venice(states: dict[str, Any], key: str) -> bool:
+    return any(e["key"] == f"{key}-leg1" and e["op"] == "do" for e in states["cars"]["log"])
+
+
 def own_key(saga: str, workflow_id: str, service: str) -> str:
     """The idempotency key a step's call to ``service`` must carry."""
     child = CHILD_STEP.get(saga)
@@ -587,19 +622,18 @@ async def check(
     for handle, item, (result, seconds) in zip(handles, plans, results, strict=True):
         key, wid = item.key, handle.id
         report.shapes[item.saga.name] = report.shapes.get(item.saga.name, 0) + 1
-        services = SERVICES_OF.get(item.saga.name, ("inventory", "payment", "shipping"))
         held = {}
-        for service in services:
+        for service, record_key, own in records_of(item, wid):
             state = states[service]
-            record = next((r for r in state["records"] if r["key"] == key), None)
-            held[service] = (
+            record = next((r for r in state["records"] if r["key"] == record_key), None)
+            where = service if record_key == key else f"{service}/{record_key}"
+            held[where] = (
                 "absent" if record is None or record["payload"] is None else record["status"]
             )
-            applied = [e for e in state["log"] if e["key"] == key and e["op"] == "do"]
+            applied = [e for e in state["log"] if e["key"] == record_key and e["op"] == "do"]
             if len(applied) > 1:
-                report.violations.append(f"{key}: {service} applied {len(applied)} times")
-            own = own_key(item.saga.name, wid, service)
-            for seen in (r for r in state["received"] if r["key"] == key):
+                report.violations.append(f"{record_key}: {service} applied {len(applied)} times")
+            for seen in (r for r in state["received"] if r["key"] == record_key):
                 report.keys_checked += 1
                 want = own if seen["op"] == "do" else f"{own}:compensate"
                 if seen["idem_key"] != want:
@@ -614,6 +648,10 @@ async def check(
         report.settle_seconds.append(seconds)
         status = result.status.value
         report.outcomes[status] = report.outcomes.get(status, 0) + 1
+        if item.saga is CHAOS_ITINERARY:  # Venice's car was refused: never booked
+            held = {w: h for w, h in held.items() if w != f"cars/{key}-leg1"}
+            if _car_in_venice(states, key):
+                report.violations.append(f"{key}: a car was booked in Venice")
         if result.status is SagaStatus.COMPLETED:
             if set(held.values()) != {"active"}:
                 report.violations.append(f"{key}: completed but stores hold {held}")

@@ -760,7 +760,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "exclusive: a saga that waits for a key says so in a saga.waiting lifecycle event",
         R + "_progress.py",
-        '        self.events.emit("saga.waiting", self.state.key, exclusive_key=key, holder=holder)',
+        '        self.events.emit("saga.waiting", self.state.key, exclusive_key=key, '
+        "holder=holder)",
         "        pass",
         ("tests/test_exclusive.py", "-k", "lifecycle"),
     ),
@@ -804,8 +805,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "fan-out: an item cancelled while it ran may have taken effect, so it is undone",
         R + "_items.py",
-        "            elif is_cancelled_exception(err):\n                result.status = ItemStatus.CANCELLED",
-        "            elif is_cancelled_exception(err):\n                result.status = ItemStatus.NOT_STARTED",
+        "            elif is_cancelled_exception(err):\n"
+        "                result.status = ItemStatus.CANCELLED",
+        "            elif is_cancelled_exception(err):\n"
+        "                result.status = ItemStatus.NOT_STARTED",
         ("tests/test_fanout.py", "-k", "cancel_mid"),
     ),
     Mutation(
@@ -814,6 +817,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    saga.check_items(parsed)  # so do a fan-out's duplicate or invalid item keys",
         "    pass",
         ("tests/test_fanout.py", "-k", "duplicate"),
+    ),
+    Mutation(
+        "fan-out: after a park, a retry undoes only the items not undone yet",
+        "sagaloom/_runtime/_fanout.py",
+        "        todo = to_undo(run.results.values(), run.undone)",
+        "        todo = to_undo(run.results.values(), set())",
+        ("tests/test_fanout.py", "-k", "parks"),
+    ),
+    Mutation(
+        "fan-out: an item output too large for its batch fails the item (never a stuck batch)",
+        R + "_items.py",
+        "        if self._output_bytes + size > MAX_BATCH_OUTPUT_BYTES:",
+        "        if False:",
+        ("tests/test_fanout.py", "-k", "too_large"),
     ),
 )
 

@@ -37,14 +37,14 @@ def _demo(tmp: Path, address: str, ui_port: int) -> subprocess.CompletedProcess[
 def _check(run: subprocess.CompletedProcess[str], ui_port: int) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     lines = [line for line in run.stdout.splitlines() if "/workflows/" in line]
-    assert len(lines) == 11
-    assert sum(line.startswith("COMPLETED") for line in lines) == 5
-    assert sum(line.startswith("COMPENSATED") for line in lines) == 6
+    assert len(lines) == 13
+    assert sum(line.startswith("COMPLETED") for line in lines) == 6
+    assert sum(line.startswith("COMPENSATED") for line in lines) == 7
     assert all("stores agree" in line for line in lines)
     assert all(
         f"http://localhost:{ui_port}/namespaces/default/workflows/" in line for line in lines
     )
-    assert "11/11 sagas ended as expected" in run.stdout
+    assert "13/13 sagas ended as expected" in run.stdout
     # The event-driven example: its warehouse answers over NATS, and a subscriber of the
     # lifecycle stream saw the compensated saga's life, in order.
     events = run.stdout.split("as a subscriber of SAGALOOM_EVENTS saw them:", 1)[1]

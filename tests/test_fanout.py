@@ -14,10 +14,11 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from sagaloom import SagaInputError, SagaState, SagaStatus, StepStatus
+from sagaloom import Resolution, SagaInputError, SagaState, SagaStatus, StepStatus
 from sagaloom._runtime._items import ItemsWorkflow
 from sagaloom.client import outcome, start_saga
 from tests._fanout_sagas import FAN, FAN_SAGAS, TOLERANT
+from tests._helpers import wait_for_status
 from tests._scripted import CALLS, ENDED, GATES, STARTED
 from tests.conftest import ScriptedWorker
 
@@ -201,6 +202,35 @@ async def test_cancel_mid_fan_out_undoes_what_ran_and_what_was_running(client: C
         GATES[f"{p['run']}{gate}"].set()
 
 
+async def test_an_item_undo_failing_parks_the_saga_and_a_retry_undoes_only_what_is_left(
+    client: Client,
+) -> None:
+    p = plan("ok", ("ok", "reject-once"), "ok", after="reject")
+    handle = await start(client, FAN, p)
+    await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
+    state = await handle.query("saga_state", result_type=SagaState)
+    assert state.parked_step == "book"
+    assert "1 item(s) not undone: i1" in (state.steps[0].compensation_error or "")
+    assert undone(p) == Counter({"i0": 1, "i1": 1, "i2": 1})
+    await handle.execute_update("resolve", Resolution(action="retry", note="fixed"))
+    result = await outcome(handle)
+
+    assert result.status is SagaStatus.COMPENSATED
+    assert undone(p) == Counter({"i0": 1, "i1": 2, "i2": 1})  # only i1 again
+
+
+async def test_an_output_too_large_for_its_batch_fails_the_item_which_is_then_undone(
+    client: Client,
+) -> None:
+    p = plan("big", "big", "big", "big", "ok")  # 300 kB each: the fourth passes 1 MB
+    result = await outcome(await start(client, FAN, p))
+
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.report is not None and "OutputTooLarge" in (result.report.error or "")
+    assert sorted(booked(p)) == ["i0", "i1", "i2", "i3"]  # i4 never started
+    assert undone(p) == Counter({"i0": 1, "i1": 1, "i2": 1, "i3": 1})  # i3 took effect too
+
+
 def _running(state: SagaState) -> bool:
     items = state.steps[0].items
     return items is not None and items.running > 0
@@ -213,5 +243,3 @@ async def _wait_for(handle: WorkflowHandle[Any, Any], ready: Any, within: float 
             if ready(state):
                 return state
             await asyncio.sleep(0.1)
-
-

@@ -126,6 +126,7 @@ PRIVATE_SEAMS = {
     "tests/test_config.py": "the settings table, the CLI flags it generates, the CLI's UI file",
     "tests/_docs.py": "the settings table the docs are generated from",
     "tests/chaos.py": "the breaker's release signal, to count the sagas that waited in histories",
+    "tests/test_fanout.py": "the fan-out's batch workflow, given by hand to a plain scripted worker",
 }
 _PRIVATE = re.compile(r"^\s*from sagaloom(\.[a-z]+)*\._\w+|^\s*from sagaloom import _", re.M)
 

@@ -9,7 +9,7 @@ from sagaloom.worker import WorkerConfig
 
 __all__ = ["APP_ENV", "BROKER_SAGA_MODULES", "SAGA_MODULES", "TASK_QUEUE", "worker_config"]
 
-SAGA_MODULES = ("workflows.order", "workflows.trip", "workflows.transfer")
+SAGA_MODULES = ("workflows.order", "workflows.trip", "workflows.transfer", "workflows.itinerary")
 """Modules defining the example sagas whose participants answer over HTTP."""
 BROKER_SAGA_MODULES = ("workflows.fulfilment",)
 """Example sagas with an event-driven participant: registered where a broker is configured."""

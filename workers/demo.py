@@ -45,6 +45,7 @@ from sagaloom.worker import WorkerConfig, configure_logging, run_worker
 from services import RunningServices, serve
 from workers.config import BROKER_SAGA_MODULES, SAGA_MODULES
 from workflows.fulfilment import FULFILMENT
+from workflows.itinerary import ITINERARY
 from workflows.order import ORDER
 from workflows.transfer import TRANSFER
 from workflows.trip import TRIP
@@ -102,6 +103,18 @@ def _trip(destination: str = "Lisbon", cooling_off: int = 0) -> Callable[[str], 
     }
 
 
+_LEGS = ("Lisbon", "Venice", "Berlin")
+
+
+def _itinerary(amount: int = 90_000) -> Callable[[str], dict[str, Any]]:
+    return lambda key: {
+        "itinerary_id": key,
+        "traveller": "ada",
+        "legs": [{"leg_id": f"leg{n}", "destination": city} for n, city in enumerate(_LEGS)],
+        "amount_cents": amount,
+    }
+
+
 def _fulfilment(quantity: int = 3) -> Callable[[str], dict[str, Any]]:
     return lambda key: {"order_id": key, "sku": "gadget", "quantity": quantity}
 
@@ -129,13 +142,16 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario("ok", TRIP, _trip(cooling_off=1), SagaStatus.COMPLETED),
     Scenario("venice", TRIP, _trip(destination="Venice"), SagaStatus.COMPENSATED, "book-car"),
+    Scenario("ok", ITINERARY, _itinerary(), SagaStatus.COMPLETED),
+    Scenario("declined", ITINERARY, _itinerary(250_000), SagaStatus.COMPENSATED, "charge"),
     Scenario("ok", TRANSFER, _transfer("acc-ada"), SagaStatus.COMPLETED),
     Scenario("frozen", TRANSFER, _transfer("frozen-bob"), SagaStatus.COMPENSATED, "credit"),
     Scenario("ok", FULFILMENT, _fulfilment(), SagaStatus.COMPLETED),
     Scenario("too-many", FULFILMENT, _fulfilment(80), SagaStatus.COMPENSATED, "pack"),
 )
 """The demo batch: completions, a compensation at each order step, a retried 503, two trips,
-two transfers, and two fulfilments whose warehouse answers over NATS."""
+two itineraries (a fan-out over their legs), two transfers, and two fulfilments whose
+warehouse answers over NATS."""
 
 
 def expected_records(saga: Saga[Any], result: Outcome) -> dict[str, str]:
@@ -182,22 +198,32 @@ async def check_stores(
     problems: list[str] = []
     if saga is TRANSFER:
         return check_ledger(key, result)
-    for service, want in expected_records(saga, result).items():
+    wanted = list(expected_records(saga, result).items())
+    if saga is ITINERARY:  # a booking per leg (a car for each but Venice's); one payment
+        done = result.status is SagaStatus.COMPLETED
+        wanted = [("payment", "active" if done else "absent")]
+        for n, city in enumerate(_LEGS):
+            wanted.append((f"flights/{key}-leg{n}", "active" if done else "undone"))
+            car = "absent" if city == "Venice" else ("active" if done else "undone")
+            wanted.append((f"cars/{key}-leg{n}", car))
+    for where, want in wanted:
+        service, _, record_key = where.partition("/")
+        record_key = record_key or key
         if service == "warehouse":  # over NATS: its store is read in-process
             assert services is not None and services.warehouse is not None
             state = services.warehouse.store.dump()
         else:
             state = (await http.get(f"{urls[service]}/_admin/state")).json()
-        record = next((r for r in state["records"] if r["key"] == key), None)
+        record = next((r for r in state["records"] if r["key"] == record_key), None)
         if record is None or record["payload"] is None:
             have = "absent"
         else:
             have = "active" if record["status"] == "active" else "undone"
         if have != want:
-            problems.append(f"{key}: {service} holds {have}, expected {want}")
-        applied = [e for e in state["log"] if e["key"] == key and e["op"] == "do"]
+            problems.append(f"{record_key}: {service} holds {have}, expected {want}")
+        applied = [e for e in state["log"] if e["key"] == record_key and e["op"] == "do"]
         if len(applied) > 1:
-            problems.append(f"{key}: {service} applied the effect {len(applied)} times")
+            problems.append(f"{record_key}: {service} applied the effect {len(applied)} times")
     return problems
 
 

@@ -24,7 +24,7 @@ from sagaloom._definition import Saga
 from sagaloom._model import Reply, Resolution, SagaState, reply_problem
 from sagaloom._names import REPLY_UPDATE, step_key
 from sagaloom.client._sagas import outcome, start_saga, ui_link
-from sagaloom.client._views import list_query, list_sagas, read_saga, step_table
+from sagaloom.client._views import item_rows, list_query, list_sagas, read_saga, step_table
 from sagaloom.worker._registry import find_saga, load_sagas
 
 __all__ = ["register"]
@@ -75,12 +75,23 @@ async def _start_and_wait_for(
 async def cmd_show(args: argparse.Namespace) -> int:
     """A saga's step table, live from its worker or read from its history."""
     workflow_id(args.id, "id")
-    state, description, source = await read_saga(await client(args), args.id)
+    temporal = await client(args)
+    state, description, source = await read_saga(temporal, args.id)
+    items = await item_rows(temporal, args.id, state) if args.items else None
     if args.json:
         body = {"workflow_id": args.id, "source": source, **state.model_dump(mode="json")}
+        if items is not None:
+            body["item_rows"] = [row.as_json() for row in items]
         print(json.dumps(body, indent=2))
         return 0
     print(step_table(state, description))
+    if items is not None:
+        print(f"\n{'step':<18} {'#':>6}  {'item':<24} {'status':<12} {'undo':<12} error")
+        for row in items:
+            print(
+                f"{row.step:<18} {row.index + 1:>6}  {row.key:<24} {row.status:<12} "
+                f"{row.undo:<12} {row.error or ''}"
+            )
     status = description.status.name.lower() if description.status else "unknown"
     print(f"\nworkflow {status}; {ui_link(args.id, namespace=args.namespace, ui=args.ui)}")
     if source == "history":
@@ -199,6 +210,12 @@ def register(sub: Any) -> None:
         p.add_argument("id")
         if name != "cancel":
             p.add_argument("--json", action="store_true")
+            p.add_argument(
+                "--items",
+                action="store_true",
+                help="list every item of the saga's fan-out (ForEach) steps: how each ended "
+                "and whether it was undone",
+            )
 
     p = add_command(
         sub,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,10 @@ from sagaloom._runtime._actions import jsonable
 from sagaloom._runtime._concurrent import cancel_requested, shielded
 from sagaloom._runtime._progress import Progress
 
-__all__ = ["FanOut"]
+__all__ = ["MAX_OUTPUTS_BYTES", "FanOut"]
+
+MAX_OUTPUTS_BYTES = 1_000_000
+"""Most bytes (as JSON) of a fan-out step's output, the list of its items' outputs."""
 
 
 @dataclass
@@ -106,10 +110,18 @@ class FanOut:
             maybe = [r.index for r in failed if r.status is ItemStatus.FAILED]
             if maybe:
                 await self.undo(step, ctx, only=maybe)
-        return [
+        outputs = [
             run.results[i].output if run.results[i].status is ItemStatus.DONE else None
             for i in range(len(items))
         ]
+        size = len(json.dumps(outputs, separators=(",", ":"), default=str))
+        if size > MAX_OUTPUTS_BYTES:  # the saga's report would pass Temporal's 2 MB limit
+            raise ApplicationError(
+                f"the items' outputs take {size} bytes; a fan-out's output is at most "
+                f"{MAX_OUTPUTS_BYTES} bytes (the saga's report carries it): return less",
+                type="OutputTooLarge",
+            )
+        return outputs
 
     async def undo(self, step: Step, ctx: Any, *, only: list[int] | None = None) -> None:
         """Compensate the items that took or may have taken effect and are not undone yet.

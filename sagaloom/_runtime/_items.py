@@ -10,6 +10,7 @@ taken effect. It then completes with its results, never failing, so nothing is l
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 from temporalio import workflow
@@ -22,7 +23,10 @@ from sagaloom._model import HttpResponse
 from sagaloom._names import ITEMS_STOP_SIGNAL, ITEMS_WORKFLOW
 from sagaloom._runtime._errors import attempt_of, describe, refused
 
-__all__ = ["ItemsWorkflow"]
+__all__ = ["MAX_BATCH_OUTPUT_BYTES", "ItemsWorkflow"]
+
+MAX_BATCH_OUTPUT_BYTES = 1_000_000
+"""Most bytes of item outputs (as JSON) one batch returns: half of Temporal's 2 MB limit."""
 
 
 @workflow.defn(name=ITEMS_WORKFLOW)
@@ -34,6 +38,7 @@ class ItemsWorkflow:
         self._results: dict[int, ItemResult] = {}
         self._running = 0
         self._most = 0
+        self._output_bytes = 0
 
     @workflow.signal(name=ITEMS_STOP_SIGNAL)
     def stop(self) -> None:
@@ -125,8 +130,26 @@ class ItemsWorkflow:
             else:
                 result.output = output
             result.status = ItemStatus.UNDONE if batch.undo else ItemStatus.DONE
+            if not batch.undo:
+                self._keep_within_budget(result)
         finally:
             self._running -= 1
+
+    def _keep_within_budget(self, result: ItemResult) -> None:
+        """An output that would take the batch's result past its budget fails the item.
+
+        Temporal refuses a result over 2 MB (the batch could never complete); the item took
+        effect, so as a failure it is compensated like any other.
+        """
+        size = len(json.dumps(result.output, separators=(",", ":"), default=str))
+        if self._output_bytes + size > MAX_BATCH_OUTPUT_BYTES:
+            result.status, result.output = ItemStatus.FAILED, None
+            result.error = (
+                f"OutputTooLarge: the item's output ({size} bytes) takes its batch's outputs "
+                f"past {MAX_BATCH_OUTPUT_BYTES} bytes: return less, or lower batch_size"
+            )
+            return
+        self._output_bytes += size
 
     def _show(self, batch: ItemBatch) -> None:
         """The batch's progress as the run's current details (the Web UI's run page)."""

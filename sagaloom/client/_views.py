@@ -23,17 +23,20 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from sagaloom._fanout import BatchResult, ItemStatus
 from sagaloom._model import SagaReport, SagaState, SagaStatus, StepState, StepStatus
 from sagaloom._names import (
+    ITEMS_WORKFLOW,
     SAGA_KEY,
     SAGA_NAME,
     SAGA_STATUS,
     SAGA_STEP,
     STATE_QUERY,
     compensation_activity_id,
+    items_batch_id,
 )
 
-__all__ = ["SagaRow", "list_query", "list_sagas", "read_saga", "step_table"]
+__all__ = ["ItemRow", "SagaRow", "item_rows", "list_query", "list_sagas", "read_saga", "step_table"]
 
 
 _STATUS_QUERY = {
@@ -179,12 +182,106 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
             f"{i:>2}  {step.name:<18} {step.kind:<8} {status:<20} "
             f"{attempts or '-':>5} {took:>8}  {undo:<14} {error}"
         )
+        if step.items is not None:
+            items = step.items
+            counts = [f"{items.done}/{items.total} done"] + [
+                f"{n} {what}"
+                for n, what in ((items.failed, "failed"), (items.running, "running"),
+                                (items.undone, "undone"))
+                if n
+            ]  # fmt: skip
+            lines.append(f"    items: {' · '.join(counts)}")
+            lines += [f"    failed item {f}" for f in items.failures[:5]]
+            if items.failed > 5:
+                lines.append(f"    ... and {items.failed - 5} more: saga show --items")
     for decision in state.decisions:
         lines.append(
             f"    decision {decision.at:%Y-%m-%d %H:%M:%S} {decision.action} {decision.step}"
             f" ({decision.error}){': ' + decision.note if decision.note else ''}"
         )
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """One item of a fan-out step, as ``saga show --items`` lists it."""
+
+    step: str
+    index: int
+    key: str
+    status: str
+    """How its forward call ended (``done``, ``failed``, ``refused``, ``cancelled``,
+    ``not_started``)."""
+    undo: str
+    """How its compensation ended (``undone``, ``undo_failed``), or ``-``."""
+    error: str | None
+    output: Any
+
+    def as_json(self) -> dict[str, Any]:
+        """The row as JSON."""
+        return {
+            "step": self.step,
+            "index": self.index,
+            "key": self.key,
+            "status": self.status,
+            "undo": self.undo,
+            "error": self.error,
+            "output": self.output,
+        }
+
+
+async def item_rows(client: Client, workflow_id: str, state: SagaState) -> list[ItemRow]:
+    """Every item of the saga's fan-out steps, read from their batch workflows' results.
+
+    A batch's first run did the items, the later runs under its id undid them. Batches still
+    running are not listed yet.
+    """
+    rows: list[ItemRow] = []
+    for step in state.steps:
+        if step.items is None:
+            continue
+        number = 0
+        while True:
+            batch_id = items_batch_id(workflow_id, step.name, number)
+            runs = [
+                r
+                async for r in client.list_workflows(
+                    f'WorkflowId = "{batch_id}" AND WorkflowType = "{ITEMS_WORKFLOW}"'
+                )
+            ]
+            if not runs:
+                break
+            runs.sort(key=lambda r: r.start_time)
+            forward: dict[int, Any] = {}
+            undo: dict[int, Any] = {}
+            for n, run in enumerate(runs):
+                if run.status is not WorkflowExecutionStatus.COMPLETED:
+                    continue
+                handle = client.get_workflow_handle(
+                    run.id, run_id=run.run_id, result_type=BatchResult
+                )
+                result = await handle.result()
+                for item in result.items:
+                    if n == 0:
+                        forward[item.index] = item
+                    elif item.status is not ItemStatus.NOT_STARTED:
+                        undo[item.index] = item
+            for index in sorted(forward):
+                item = forward[index]
+                back = undo.get(index)
+                rows.append(
+                    ItemRow(
+                        step=step.name,
+                        index=index,
+                        key=item.key,
+                        status=item.status.value,
+                        undo=back.status.value if back else "-",
+                        error=(back.error if back and back.error else item.error),
+                        output=item.output,
+                    )
+                )
+            number += 1
+    return rows
 
 
 async def read_saga(
