@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from sagaloom import Http, Saga, SagaDefinitionError, SagaInputError, Step, Timer
+from sagaloom import ForEach, Http, Saga, SagaDefinitionError, SagaInputError, Step, Timer
 from workflows.order import ORDER, OrderInput
 from workflows.trip import TRIP
 
@@ -60,3 +60,57 @@ def test_example_sagas_have_the_documented_shape() -> None:
     assert [s.name for s in ORDER.steps] == ["reserve-stock", "charge-payment", "create-shipment"]
     assert all(s.compensation is not None for s in ORDER.steps)
     assert [s.action.kind for s in TRIP.steps] == ["http", "http", "timer", "http"]
+
+
+def _each(**options: object) -> ForEach:
+    base: dict[str, object] = {"items": lambda c: [], "do": Http("svc", "POST", "/x")}
+    return ForEach(**{**base, **options})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"max_concurrency": 0}, "max_concurrency must be 1 to 1000"),
+        ({"batch_size": 5000}, "batch_size must be 1 to 2000"),
+        ({"tolerate": -1}, "tolerate must not be negative"),
+        ({"tolerate": 1.5}, "fraction must be 0.0 to 1.0"),
+        ({"tolerate": True}, "count or a fraction"),
+        ({"do": Timer(timedelta(1))}, "must be Http or Activity"),
+    ],
+)
+def test_a_fan_out_with_bad_options_is_rejected_naming_the_step(
+    options: dict[str, object], says: str
+) -> None:
+    with pytest.raises(SagaDefinitionError, match=f"step 'each': .*{says}"):
+        Saga("S", OrderInput, [Step("each", _each(**options))])
+
+
+def test_a_fan_out_undoes_item_by_item_not_with_a_step_compensation() -> None:
+    with pytest.raises(SagaDefinitionError, match=r"ForEach\(compensation=\.\.\.\)"):
+        Saga("S", OrderInput, [Step("each", _each(), compensation=Http("s", "POST", "/"))])
+
+
+@pytest.mark.parametrize(
+    ("key", "items", "field", "says"),
+    [
+        (lambda i: i["id"], [{"id": "a"}, {"id": "a"}], "items[1]", "duplicate item key 'a'"),
+        (lambda i: i["id"], [{"id": "a"}, {}], "items[1]", "the key function raised KeyError"),
+        (lambda i: i["id"], [{"id": ""}], "items[0]", "1 to 200 printable"),
+        (lambda i: 7, [{"id": "a"}], "items[0]", "must be a string"),
+    ],
+)
+def test_bad_item_keys_are_an_input_error_naming_the_item(
+    key: object, items: list[dict[str, str]], field: str, says: str
+) -> None:
+    each = _each(key=key)
+    with pytest.raises(SagaInputError) as raised:
+        each.item_keys("S", items)
+    assert raised.value.problems[0][0] == field
+    assert says in raised.value.problems[0][1]
+
+
+def test_tolerate_as_a_count_or_a_fraction_of_the_items() -> None:
+    assert _each(tolerate=2).allowed_failures(100) == 2
+    assert _each(tolerate=0.1).allowed_failures(25) == 2
+    assert _each(tolerate=1.0).allowed_failures(7) == 7
+    assert _each().allowed_failures(10) == 0

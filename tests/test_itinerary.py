@@ -4,13 +4,15 @@ exactly what was booked cancelled when the payment is declined."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 
 from sagaloom import SagaStatus
 from sagaloom.client import outcome, start_saga
-from tests._helpers import TASK_QUEUE, Stack
+from tests._helpers import TASK_QUEUE, Stack, cli
 from workflows.itinerary import ITINERARY
 
 pytestmark = pytest.mark.integration
@@ -58,3 +60,26 @@ async def test_a_declined_payment_cancels_exactly_the_legs_booked(stack: Stack, 
         car = [e["op"] for e in await stack.log("cars", f"{key}-leg{n}")]
         assert car == ([] if city == "Venice" else ["do", "undo"])  # refused: never undone
     assert [c.step for c in result.report.compensations] == ["rent-cars", "book-flights"]
+
+
+async def test_saga_show_lists_every_item_and_whether_it_was_undone(stack: Stack, key: str) -> None:
+    too_much = itinerary(key, amount_cents=500_000)
+    handle = await start_saga(stack.client, ITINERARY, too_much, task_queue=TASK_QUEUE)
+    await outcome(handle)
+
+    table = await asyncio.to_thread(cli, "show", handle.id, address=stack.address)
+    assert table.returncode == 0, table.stderr
+    assert "items: 5/5 done · 5 undone" in table.stdout  # the flights: all done, all undone
+    shown = await asyncio.to_thread(
+        cli, "show", handle.id, "--items", "--json", address=stack.address
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)["item_rows"]
+    cars = [(r["key"], r["status"], r["undo"]) for r in rows if r["step"] == "rent-cars"]
+    assert cars == [
+        (f"leg{n}", "refused", "-") if city == "Venice" else (f"leg{n}", "done", "undone")
+        for n, city in enumerate(CITIES)
+    ]
+    assert [r["key"] for r in rows if r["step"] == "book-flights"] == [f"leg{n}" for n in range(5)]
+    venice = next(r for r in rows if r["step"] == "rent-cars" and r["key"] == "leg1")
+    assert "409" in (venice["error"] or "") or "Venice" in (venice["error"] or "")

@@ -126,7 +126,8 @@ PRIVATE_SEAMS = {
     "tests/test_config.py": "the settings table, the CLI flags it generates, the CLI's UI file",
     "tests/_docs.py": "the settings table the docs are generated from",
     "tests/chaos.py": "the breaker's release signal, to count the sagas that waited in histories",
-    "tests/test_fanout.py": "the fan-out's batch workflow, given by hand to a plain scripted worker",
+    "tests/test_fanout.py": "the fan-out's batch workflow, given by hand to a plain worker",
+    "tests/record_fanout.py": "the fan-out's batch workflow and a batch's id, to record histories",
 }
 _PRIVATE = re.compile(r"^\s*from sagaloom(\.[a-z]+)*\._\w+|^\s*from sagaloom import _", re.M)
 

@@ -133,3 +133,16 @@ async def test_sagas_and_a_lock_from_before_the_key_shards_replay(
     history = WorkflowHistory.from_json(workflow_id, (FOLDER / f"{name}.json").read_text())
     replayer = Replayer(workflows=SAGAS, plugins=[SagaloomPlugin(services={})])  # + the locks
     await replayer.replay_workflow(history)
+
+
+FANOUT_IDS: dict[str, str] = json.loads((FOLDER / "fanout-ids.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(FANOUT_IDS))
+async def test_fan_out_sagas_and_their_batches_replay(name: str) -> None:
+    """A tolerant fan-out, a compensated one and one of its batches (``record_fanout``)."""
+    from tests._fanout_sagas import FAN_SAGAS
+
+    history = WorkflowHistory.from_json(FANOUT_IDS[name], (FOLDER / f"{name}.json").read_text())
+    replayer = Replayer(workflows=FAN_SAGAS, plugins=[SagaloomPlugin(services={})])  # + batches
+    await replayer.replay_workflow(history)
