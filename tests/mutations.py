@@ -839,6 +839,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         '    return f"{workflow_id}:{step}:batch-{batch}"',
         ("tests/test_replay.py", "-k", "fan_out"),
     ),
+    Mutation(
+        "operations: every dashboard panel reads a metric the workers export",
+        "deploy/grafana/dashboards/sagaloom.json",
+        '"expr": "max by (saga) (sagaloom_sagas_parked)"',
+        '"expr": "max by (saga) (sagaloom_parked_sagas)"',
+        ("tests/test_operations.py", "-k", "dashboard_panel"),
+    ),
+    Mutation(
+        "operations: the parked-saga alert reads the gauge of sagas parked now",
+        "deploy/prometheus/alerts.yml",
+        "        expr: max by (saga) (sagaloom_sagas_parked) > 0",
+        "        expr: max by (saga) (sagaloom_saga_parked) > 0",
+        ("tests/test_operations.py", "-k", "promtool or alert"),
+    ),
+    Mutation(
+        "operations: the parked gauge counts the sagas parked now (from visibility)",
+        "sagaloom/worker/_parked.py",
+        'SagaStatus = "{SagaStatus.NEEDS_ATTENTION}"',
+        'SagaStatus = "{SagaStatus.FAILED}"',
+        ("tests/test_operations.py", "-k", "parked_saga_fires"),
+    ),
 )
 
 

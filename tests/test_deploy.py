@@ -177,7 +177,7 @@ def test_manifests_compose_and_worker_agree_on_names_ports_and_queue() -> None:
     extras = re.search(r"pip install [^\n]*'\.\[([a-z,]+)\]'", dockerfile)
     assert extras is not None
     assert {"tracing", "demo"} <= set(extras.group(1).split(","))
-    assert f"port: {metrics}" in (DEPLOY / "prometheus.yml").read_text()
+    assert f"port: {metrics}" in (DEPLOY / "prometheus" / "prometheus.yml").read_text()
 
     # Shutdown: the orchestrators wait longer than the worker's graceful shutdown.
     grace = int(config_map["SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS"])

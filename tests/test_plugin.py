@@ -100,7 +100,7 @@ def test_the_plugin_keeps_a_codec_and_a_sandbox_the_team_set() -> None:
         "greet", "call", "probe", "ask_key", "release_keys", "request_key", "holder_open"
     ]  # fmt: skip
     assert [w.__name__ for w in configured_worker["workflows"]] == [
-        "ServiceBreaker", "EndNotice", "KeyShard", "KeyLock"
+        "ServiceBreaker", "EndNotice", "KeyShard", "KeyLock", "ItemsWorkflow"
     ]  # fmt: skip
 
 

@@ -7,6 +7,8 @@ Names (each labelled ``saga``):
 * ``sagaloom_saga_parked`` — counter of sagas parked in NEEDS_ATTENTION on a failed compensation;
 * ``sagaloom_step_duration`` — histogram (ms) of forward actions by ``step`` and ``outcome``;
 * ``sagaloom_step_attempts`` — histogram of attempts a forward action took, by ``step``;
+* ``sagaloom_step_failures`` — counter of steps that failed for good, by ``step`` and ``error``
+  (the error's type: ``Rejected``, ``Timeout``, ``MalformedOutput``, ...);
 * ``sagaloom_compensations`` — counter of compensations by ``step`` and ``outcome`` (ok, failed);
 * ``sagaloom_step_waits`` — counter of steps that waited for a service, by ``step`` and
   ``service`` (its breaker was open).
@@ -40,6 +42,9 @@ class SagaMetrics:
             "sagaloom_step_duration", "Duration of forward actions", "ms"
         )
         self._attempts = meter.create_histogram("sagaloom_step_attempts", "Attempts per step")
+        self._failures = meter.create_counter(
+            "sagaloom_step_failures", "Steps that failed for good, by step and error type"
+        )
         self._compensations = meter.create_counter(
             "sagaloom_compensations", "Compensations run, by outcome"
         )
@@ -71,6 +76,10 @@ class SagaMetrics:
         self._duration.record(duration, {"step": step, "outcome": outcome})
         if attempts:
             self._attempts.record(attempts, {"step": step})
+
+    def step_failed(self, step: str, error: str) -> None:
+        """Count a step that failed for good with an error of type ``error``."""
+        self._failures.add(1, {"step": step, "error": error})
 
     def waited(self, step: str, service: str) -> None:
         """Count a step that waits for its service."""

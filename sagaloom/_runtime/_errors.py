@@ -15,7 +15,15 @@ from temporalio.exceptions import (
 from sagaloom._names import TOOK_EFFECT
 from sagaloom._outage import BREAKER_OPEN
 
-__all__ = ["StepFailed", "attempt_of", "breaker_open", "cancelled", "describe", "refused"]
+__all__ = [
+    "StepFailed",
+    "attempt_of",
+    "breaker_open",
+    "cancelled",
+    "describe",
+    "error_type",
+    "refused",
+]
 
 
 def describe(err: BaseException) -> str:
@@ -36,6 +44,23 @@ def describe(err: BaseException) -> str:
         kind = f"{cause.type}: " if cause.type else ""
         return f"{kind}{cause.message}"
     return str(cause) or type(cause).__name__
+
+
+def error_type(err: BaseException) -> str:
+    """A failure's type, for metrics: the application error's type, ``Timeout``, or a class name.
+
+    A bounded set (the types participants and activities raise), so it can label a metric.
+    """
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(err, ActivityError) and err.retry_state == RetryState.TIMEOUT:
+        return "Timeout"
+    if isinstance(cause, TimeoutError):
+        return "Timeout"
+    if isinstance(cause, ApplicationError) and cause.type:
+        return cause.type[:64]
+    return type(cause).__name__
 
 
 def attempt_of(err: BaseException) -> int | None:

@@ -109,6 +109,11 @@ class Progress:
         """Step ``name``'s output, once it is done (later steps and the report read it)."""
         self.outputs[name] = value
 
+    def step_failed(self, name: str, error: str) -> None:
+        """Count step ``name`` failing for good with an error of type ``error`` (metrics)."""
+        if self.metrics is not None:
+            self.metrics.step_failed(name, error)
+
     def waiting(self, name: str, service: str) -> None:
         """Step ``name`` waits for ``service``: shown, announced and counted."""
         self.publish()

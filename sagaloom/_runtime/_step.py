@@ -21,7 +21,14 @@ from sagaloom._names import CANCEL_AFTER_DONE_PATCH, SAGA_STEP, step_key
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import cancel_requested
-from sagaloom._runtime._errors import StepFailed, attempt_of, cancelled, describe, refused
+from sagaloom._runtime._errors import (
+    StepFailed,
+    attempt_of,
+    cancelled,
+    describe,
+    error_type,
+    refused,
+)
 from sagaloom._runtime._fanout import FanOut
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
@@ -96,9 +103,11 @@ class StepRunner:
             assert step.output is not None
             reason = f"MalformedOutput: {step.output.__name__}.{where}: {first['msg']}"
             progress.step_ended(name, StepStatus.FAILED, reason)
+            progress.step_failed(name, "MalformedOutput")
             raise StepFailed(step.name, ApplicationError(reason)) from None
         except ReplyFailed as err:
             progress.step_ended(name, StepStatus.FAILED, str(err))
+            progress.step_failed(name, "ReplyFailed")
             self._log_failure(step.name, "failed", str(err))
             raise StepFailed(step.name, ApplicationError(str(err))) from None
         except FailureError as err:  # ActivityError; a local activity's ApplicationError
@@ -122,6 +131,7 @@ class StepRunner:
                 # failure (timeout, retries exhausted) leaves the outcome unknown: undo it.
                 progress.refused(name)
             self._log_failure(step.name, "failed for good", state.error or "")
+            progress.step_failed(name, error_type(err))
             raise StepFailed(step.name, err) from None
         except BaseException:  # cancelled during a timer (asyncio.CancelledError)
             progress.step_ended(name, StepStatus.FAILED, "cancelled")

@@ -32,6 +32,7 @@ from sagaloom.client._sagas import connect
 from sagaloom.client._search_attributes import ensure_search_attributes
 from sagaloom.worker._config import ConfigError, WorkerConfig
 from sagaloom.worker._endpoint import WorkerEndpoint
+from sagaloom.worker._parked import parked_gauges
 from sagaloom.worker._plugin import SagaloomPlugin
 from sagaloom.worker._registry import broker_users, load_sagas, saga_activities, saga_services
 
@@ -196,7 +197,8 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
         )
         if config.metrics_address:
             log.info("metrics at http://%s/metrics", config.metrics_address)
-        async with worker, _consuming(plugin, client, deliver, triggers, config, stop):
+        parked = parked_gauges(client) if config.metrics_address else contextlib.nullcontext()
+        async with worker, _consuming(plugin, client, deliver, triggers, config, stop), parked:
             if endpoint is not None:
                 endpoint.ready = True
             await stop.wait()
