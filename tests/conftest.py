@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from sagaloom.client import connect
 from sagaloom.server import DevServer, DevServerOptions, NatsServer, NatsServerOptions, free_port
+from services import Warehouse
 from tests._helpers import ROOT, Stack
 from tests._postgres import Postgres
 from tests._scripted import scripted
@@ -156,3 +157,13 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     server = Postgres(tmp_path_factory.mktemp("pg"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def warehouse(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Warehouse]:
+    """The demo's warehouse participant on the module's NATS (answers ``warehouse.*``)."""
+    running = Warehouse(nats_server.url, tmp_path_factory.mktemp("wh") / "warehouse.sqlite3")
+    yield running.start()
+    running.close()

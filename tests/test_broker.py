@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +53,6 @@ def metrics() -> str:
 @pytest.fixture(scope="module")
 def queue() -> str:
     return f"broker-{os.urandom(3).hex()}"
-
-
-@pytest.fixture(scope="module")
-def warehouse(
-    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Warehouse]:
-    running = Warehouse(nats_server.url, tmp_path_factory.mktemp("wh") / "warehouse.sqlite3")
-    yield running.start()
-    running.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -30,8 +30,8 @@ async def test_every_saga_ends_done_or_undone_through_chaos(tmp_path: Path) -> N
     assert report.lost == 0 and report.parked == 0
     assert sum(report.outcomes.values()) == 100
     assert {"COMPLETED", "COMPENSATED", "CANCELED"} <= set(report.outcomes)
-    # regular, exclusive per customer, local activities, parallel, trip, nested trip
-    assert len(report.shapes) == 6
+    # regular, exclusive per customer, local activities, parallel, trip, nested trip, fan-out
+    assert len(report.shapes) == 7
     # 10 of them, 3 cancelled at 0.5 s (some before any step): none overlapped another
     assert report.exclusive_checked >= 5
     assert report.kills >= 3 and report.server_kills >= 1 and report.participant_kills >= 1

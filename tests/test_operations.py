@@ -111,15 +111,6 @@ def test_every_alert_says_what_to_do_and_has_a_runbook_section() -> None:
 
 
 @pytest.fixture(scope="module")
-def warehouse(
-    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Warehouse]:
-    running = Warehouse(nats_server.url, tmp_path_factory.mktemp("wh") / "warehouse.sqlite3")
-    yield running.start()
-    running.close()
-
-
-@pytest.fixture(scope="module")
 def ops_worker(
     stack: Stack, nats_server: NatsServer, warehouse: Warehouse
 ) -> Iterator[tuple[str, str]]:
