@@ -77,7 +77,10 @@ async def cmd_show(args: argparse.Namespace) -> int:
     workflow_id(args.id, "id")
     temporal = await client(args)
     state, description, source = await read_saga(temporal, args.id)
-    items = await item_rows(temporal, args.id, state) if args.items else None
+    try:
+        items = await item_rows(temporal, args.id, state) if args.items else None
+    except ValueError as err:
+        raise CliError(str(err)) from None
     if args.json:
         body = {"workflow_id": args.id, "source": source, **state.model_dump(mode="json")}
         if items is not None:

@@ -235,7 +235,13 @@ async def item_rows(client: Client, workflow_id: str, state: SagaState) -> list[
 
     A batch's first run did the items, the later runs under its id undid them. Batches still
     running are not listed yet.
+
+    Raises:
+        ValueError: the workflow id or a step name holds a quote or a backslash (it would not
+            stay a literal in the visibility query).
     """
+    if any(ch in workflow_id + "".join(s.name for s in state.steps) for ch in "\"'\\"):
+        raise ValueError("--items: the workflow id or a step name holds a quote or a backslash")
     rows: list[ItemRow] = []
     for step in state.steps:
         if step.items is None:
