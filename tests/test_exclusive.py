@@ -17,8 +17,11 @@ out, terminated); a child saga shares its parent's keys; bad keys fail before th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 import random
+import signal
 import sqlite3
 import uuid
 import zlib
@@ -46,7 +49,7 @@ from sagaloom import (
 )
 from sagaloom.client import connect, outcome, saga_events, start_saga
 from sagaloom.participants import Breakers
-from sagaloom.server import DevServer, NatsServer, free_port
+from sagaloom.server import DevServer, DevServerOptions, NatsServer, free_port
 from sagaloom.worker import SagaloomPlugin
 from tests._exclusive_sagas import (
     ACTIVITIES,
@@ -419,3 +422,48 @@ async def _one_waits_behind_another(
         results = [await asyncio.wait_for(outcome(h), 30) for h in (first, second)]
     assert [r.status for r in results] == [SagaStatus.COMPLETED] * 2
     return run, first, second
+
+
+async def test_holders_and_waiters_come_through_server_sigkills_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Aimed at the key shards: while one transfer holds an account and four wait for it, the
+    Temporal server's whole process group is SIGKILLed and restarted on its SQLite file, twice
+    (holding, then as the keys pass on). Every saga completes, in turn, never two at once."""
+    monkeypatch.setenv("LEDGER_DB", str(tmp_path / "ledger.sqlite3"))
+    server = DevServer(DevServerOptions.in_folder(tmp_path, ui=False))
+    await server.start()
+    try:
+        client = await connect(server.address)
+        queue = f"exclusive-kill-{uuid.uuid4().hex[:6]}"
+        plugin = SagaloomPlugin(services={}, breakers=Breakers(None))
+        async with Worker(
+            client, task_queue=queue, workflows=SAGAS, activities=ACTIVITIES, plugins=[plugin]
+        ):
+            run = uuid.uuid4().hex[:6]
+            plans = [transfer(f"{run}-{i}", f"acc-{run}", f"to-{run}-{i}", 1_000, hold=1.5)
+                     for i in range(5)]  # fmt: skip
+            handles = [await start_saga(client, EXCLUSIVE, p, task_queue=queue) for p in plans]
+            await until(lambda: _status(handles[-1], SagaStatus.WAITING), within=30)
+            for pause in (0.0, 2.0):  # while the first holds; then as the keys pass on
+                await asyncio.sleep(pause)
+                await _kill_and_restart(server)
+            await asyncio.gather(*(asyncio.wait_for(outcome(h), 180) for h in handles))
+            results = [await outcome(h) for h in handles]
+            assert [r.status for r in results] == [SagaStatus.COMPLETED] * 5
+            windows = sorted([await _window(h) for h in handles])
+            for (_, end), (start, _) in itertools.pairwise(windows):
+                assert end <= start, "two transfers held the account at once"
+            assert entries(f"{EXCLUSIVE.name}-{run}-")[f"acc-{run}"] == -5_000
+    finally:
+        server.stop()
+
+
+async def _kill_and_restart(server: DevServer) -> None:
+    """SIGKILL the dev server's whole process group, then start it again on its SQLite file."""
+    process = server._process  # (the chaos harness does the same)
+    assert process is not None
+    os.killpg(process.pid, signal.SIGKILL)
+    await asyncio.to_thread(process.wait)
+    server._process = None
+    await server.start()
