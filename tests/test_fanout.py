@@ -243,3 +243,19 @@ async def _wait_for(handle: WorkflowHandle[Any, Any], ready: Any, within: float 
             if ready(state):
                 return state
             await asyncio.sleep(0.1)
+
+
+async def test_a_batch_terminated_by_hand_undoes_every_item_it_held_and_those_before(
+    client: Client,
+) -> None:
+    p = plan("ok", "ok", "ok", "ok", "hang", "hang", "ok", "ok")  # batch 2: i4-i7
+    handle = await start(client, FAN, p)
+    await _wait_for(handle, lambda s: "i4" in booked(p) and "i5" in booked(p))
+    await client.get_workflow_handle(f"{handle.id}:book:items-1").terminate("by hand")
+    result = await outcome(handle)
+
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.report is not None and "ItemsBatchLost" in (result.report.error or "")
+    # its results are lost: each of i4-i7 may have run, so each is undone (never started: a
+    # tombstone at the participant); and those of the first batch, each once
+    assert undone(p) == Counter({f"i{n}": 1 for n in range(8)})

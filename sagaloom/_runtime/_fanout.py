@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 from sagaloom._definition import Activity, ForEach, Http, ItemAction, ItemContext, Step
@@ -38,6 +38,7 @@ from sagaloom._model import SAGA_INPUT_ERROR, HttpRequest
 from sagaloom._names import HTTP_ACTIVITY, ITEMS_STOP_SIGNAL, ITEMS_WORKFLOW, items_batch_id
 from sagaloom._runtime._actions import jsonable
 from sagaloom._runtime._concurrent import cancel_requested, shielded
+from sagaloom._runtime._errors import describe
 from sagaloom._runtime._progress import Progress
 
 __all__ = ["MAX_OUTPUTS_BYTES", "FanOut"]
@@ -270,7 +271,10 @@ class FanOut:
         )
         self._counts(step, running=len(batch.calls))
         if undo:  # compensating: shielded by its caller, it runs to the end
-            result: BatchResult = await handle
+            try:
+                result: BatchResult = await handle
+            except ChildWorkflowError as err:  # terminated by hand: none known undone
+                raise _lost(batch, err, "ItemsNotUndone") from None
             self._counts(step, running=0)
             return result
         stopped = cancel_requested()
@@ -283,7 +287,16 @@ class FanOut:
         if stopped:
             with contextlib.suppress(FailureError, asyncio.CancelledError):
                 await shielded(handle.signal(ITEMS_STOP_SIGNAL))
-        result = await shielded(handle)
+        try:
+            result = await shielded(handle)
+        except ChildWorkflowError as err:  # terminated by hand: any of its items may have run
+            for call in batch.calls:
+                run.results[call.index] = ItemResult(
+                    index=call.index, key=call.key, status=ItemStatus.CANCELLED,
+                    error="its batch ended without reporting",
+                )  # fmt: skip
+            self._counts(step, running=0)
+            raise _lost(batch, err, "ItemsBatchLost") from None
         for item in result.items:
             run.results[item.index] = item
         run.most_running = max(run.most_running, result.most_running)
@@ -324,6 +337,19 @@ class FanOut:
 
 
 _FAILED = (ItemStatus.FAILED, ItemStatus.REFUSED)
+
+
+def _lost(batch: ItemBatch, err: ChildWorkflowError, kind: str) -> ApplicationError:
+    """The failure of a step whose batch ended without its result (terminated by hand).
+
+    Never a refusal: every item the batch held counts as possibly done, and is undone.
+    """
+    first, last = batch.calls[0].index + 1, batch.calls[-1].index + 1
+    return ApplicationError(
+        f"the batch of items {first}-{last} ended without reporting ({describe(err)}): "
+        "each of its items may have taken effect",
+        type=kind,
+    )
 
 
 def _spec(policy: RetryPolicy) -> RetrySpec:
