@@ -16,7 +16,10 @@ same 4-step saga (every 10th compensating) four ways:
   the sandbox no longer checks the step builders).
 
 Printed: sagas/s and its ratio to raw, and the benchmark process's CPU per saga (worker and
-client; the server's is apart) and its ratio.
+client; the server's is apart) and its ratio. With ``--open-seconds``, then an open loop: the
+raw saga and the README's way each take arrivals at half the raw saga's median capacity, each
+started on schedule whatever the backlog, on a fresh server each; their start-to-result
+latency percentiles.
 """
 
 from __future__ import annotations
@@ -58,9 +61,8 @@ async def _engine(client: Client, queue: str, data: BenchInput) -> bool:
     return result.status.value == "COMPLETED"
 
 
-async def measure(address: str, name: str, count: int) -> tuple[float, float]:
-    """(sagas/s, CPU ms per saga) of variant ``name`` for ``count`` sagas started at once."""
-    queue = f"readme-{uuid.uuid4().hex[:6]}"
+async def _setup(address: str, name: str, queue: str) -> tuple[Client, Any, Any]:
+    """The client, the worker and the one-saga function of variant ``name``."""
     worker: Any
     if name == "raw SDK saga":
         client = await Client.connect(address, data_converter=pydantic_data_converter)
@@ -75,6 +77,13 @@ async def measure(address: str, name: str, count: int) -> tuple[float, float]:
             options["workflow_runner"] = SandboxedWorkflowRunner(restrictions=restrictions)
         worker, one = Worker(client, task_queue=queue, workflows=[BenchUserSaga],
                              activities=ACTIVITIES, **options), _engine  # fmt: skip
+    return client, worker, one
+
+
+async def measure(address: str, name: str, count: int) -> tuple[float, float]:
+    """(sagas/s, CPU ms per saga) of variant ``name`` for ``count`` sagas started at once."""
+    queue = f"readme-{uuid.uuid4().hex[:6]}"
+    client, worker, one = await _setup(address, name, queue)
     async with worker:
         await asyncio.gather(*(one(client, queue, BenchInput(id=uuid.uuid4().hex[:12]))
                                for _ in range(10)))  # warm-up  # fmt: skip
@@ -87,11 +96,37 @@ async def measure(address: str, name: str, count: int) -> tuple[float, float]:
     return count / seconds, 1000 * cpu / count
 
 
+async def open_loop(address: str, name: str, rate: float, seconds: float) -> list[float]:
+    """Start-to-result latencies (ms) of sagas arriving at ``rate`` per second, on schedule."""
+    queue = f"readme-open-{uuid.uuid4().hex[:6]}"
+    client, worker, one = await _setup(address, name, queue)
+    latencies: list[float] = []
+
+    async def arrival(data: BenchInput) -> None:
+        begin = time.perf_counter()
+        await one(client, queue, data)
+        latencies.append(1000 * (time.perf_counter() - begin))
+
+    async with worker:
+        await asyncio.gather(*(one(client, queue, BenchInput(id=uuid.uuid4().hex[:12]))
+                               for _ in range(10)))  # warm-up  # fmt: skip
+        run, begin, tasks = uuid.uuid4().hex[:6], time.perf_counter(), []
+        for i in range(int(rate * seconds)):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            data = BenchInput(id=f"{run}-{i}", fail_at=4 if i % 10 == 9 else 0)
+            tasks.append(asyncio.create_task(arrival(data)))
+        await asyncio.gather(*tasks)
+    return sorted(latencies)
+
+
 async def main() -> None:
     """Run the rounds and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.readme", description=__doc__)
     parser.add_argument("--sagas", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--open-seconds", type=float, default=0, help="then an open loop")
     args = parser.parse_args()
     configure_logging("ERROR")  # expected step failures are part of the load
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
@@ -120,6 +155,30 @@ async def main() -> None:
         print(
             f"| {name} | {rate:.1f} | {rate / base_rate:.2f} | {cpu:.1f} | {cpu / base_cpu:.2f} |"
         )
+    if args.open_seconds:
+        await _open_loops(base_rate / 2, args.open_seconds)
+
+
+async def _open_loops(rate: float, seconds: float) -> None:
+    """The raw saga and the README's way at ``rate`` arrivals/s, a fresh server each."""
+    rows = []
+    for name in ("raw SDK saga", "README's way"):
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "o.sqlite3"
+            options = DevServerOptions(port=free_port(), ui_port=None, db_file=db, tuned=True)
+            server = DevServer(options)
+            await server.start()
+            try:
+                got = await open_loop(server.address, name, rate, seconds)
+            finally:
+                server.stop()
+        p50, p95, p99 = (got[min(len(got) - 1, int(q * len(got)))] for q in (0.5, 0.95, 0.99))
+        rows.append(f"| {name} | {rate:.1f} | {len(got)} | {p50:.0f} | {p95:.0f} | {p99:.0f} "
+                    f"| {p99 / p50:.2f} |")  # fmt: skip
+        print(f"[open loop] {rows[-1]}", flush=True)
+    print("\n| variant | arrivals/s (50% of raw) | sagas | p50 ms | p95 ms | p99 ms | p99/p50 |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":
