@@ -13,7 +13,9 @@ same 4-step saga (every 10th compensating) four ways:
   models and activities (``bench._models``) passed through; the saga module and its step
   builders stay sandboxed (their clock and random checks hold, ``tests/test_sandbox.py``);
 * **everything passed through**: ``bench`` passed through whole (what ``python -m bench`` does;
-  the sandbox no longer checks the step builders).
+  the sandbox no longer checks the step builders);
+* **README's way, fast path**: a one-saga module whose saga has ``local_activities=True``
+  (``bench._user_fast``), started with ``request_eager_start=True``, nothing passed through.
 
 Printed: sagas/s and its ratio to raw, and the benchmark process's CPU per saga (worker and
 client; the server's is apart) and its ratio. With ``--open-seconds``, then an open loop: the
@@ -43,15 +45,18 @@ from bench._inprocess import cpu_seconds, raw_one
 from bench._models import BenchInput
 from bench._sagas import ACTIVITIES, RawSaga
 from bench._user import BENCH_USER, BenchUserSaga
+from bench._user_fast import BENCH_USER_FAST, BenchUserFastSaga
 from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers
 from sagaloom.server import DevServer, DevServerOptions, free_port
 from sagaloom.worker import SagaloomPlugin, configure_logging
 
+FAST = "README's way, fast path (local + eager)"
 PASSED: dict[str, Sequence[str]] = {
     "README's way": (),
     "README's way, models passed through": ("bench._models",),
     "everything passed through": ("bench",),
+    FAST: (),
 }
 VARIANTS = ["raw SDK saga", *PASSED]
 
@@ -59,6 +64,13 @@ VARIANTS = ["raw SDK saga", *PASSED]
 async def _engine(client: Client, queue: str, data: BenchInput) -> bool:
     result = await outcome(await start_saga(client, BENCH_USER, data, task_queue=queue))
     return result.status.value == "COMPLETED"
+
+
+async def _engine_fast(client: Client, queue: str, data: BenchInput) -> bool:
+    handle = await start_saga(
+        client, BENCH_USER_FAST, data, task_queue=queue, request_eager_start=True
+    )
+    return (await outcome(handle)).status.value == "COMPLETED"
 
 
 async def _setup(address: str, name: str, queue: str) -> tuple[Client, Any, Any]:
@@ -75,8 +87,11 @@ async def _setup(address: str, name: str, queue: str) -> tuple[Client, Any, Any]
         if PASSED[name]:
             restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSED[name])
             options["workflow_runner"] = SandboxedWorkflowRunner(restrictions=restrictions)
-        worker, one = Worker(client, task_queue=queue, workflows=[BenchUserSaga],
-                             activities=ACTIVITIES, **options), _engine  # fmt: skip
+        fast = name == FAST
+        saga_class = BenchUserFastSaga if fast else BenchUserSaga
+        worker = Worker(client, task_queue=queue, workflows=[saga_class], activities=ACTIVITIES,
+                        **options)  # fmt: skip
+        one = _engine_fast if fast else _engine
     return client, worker, one
 
 
