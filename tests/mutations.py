@@ -798,8 +798,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "fan-out: at most max_concurrency items run at once",
         R + "_items.py",
-        "                    and len(running) < batch.max_concurrency\n",
-        "                    and len(running) <= batch.max_concurrency\n",
+        "while waiting and len(running) < batch.max_concurrency and not",
+        "while waiting and len(running) <= batch.max_concurrency and not",
         ("tests/test_fanout.py", "-k", "window"),
     ),
     Mutation(

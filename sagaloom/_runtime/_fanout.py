@@ -57,7 +57,6 @@ class _Run:
     inputs: dict[int, Any] = field(default_factory=dict)
     """What each item's call was built with (its compensation's ``step_input``)."""
     undone: set[int] = field(default_factory=set)
-    most_running: int = 0
 
 
 class FanOut:
@@ -85,7 +84,7 @@ class FanOut:
             raise ApplicationError(str(err), type=SAGA_INPUT_ERROR, non_retryable=True) from None
         run = self._runs[step.name] = _Run(items=items, keys=keys)
         allowed = each.allowed_failures(len(items))
-        self._show(step.name)
+        self._counts(step.name, running=0)
         for number, indexes in enumerate(batches(len(items), each.batch_size)):
             calls = []
             for index in indexes:
@@ -152,7 +151,7 @@ class FanOut:
             batch = self._batch(step, calls, undo=True, allowed=None)
             result = await self._run_batch(step.name, number, batch, undo=True)
             run.undone |= {r.index for r in result.items if r.status is ItemStatus.UNDONE}
-            self._show(step.name)
+            self._counts(step.name, running=0)
         left = [run.results[i] for i in todo if i not in run.undone]
         if left:
             names = ", ".join(run.keys[r.index] for r in left[:5])
@@ -161,11 +160,6 @@ class FanOut:
                 + (f" (and {len(left) - 5} more)" if len(left) > 5 else ""),
                 type="ItemsNotUndone",
             )
-
-    def most_running(self, step: str) -> int:
-        """Most items of ``step`` that ran at once, as its batches measured it."""
-        run = self._runs.get(step)
-        return run.most_running if run else 0
 
     # -- the parts -----------------------------------------------------------------------------
 
@@ -299,7 +293,6 @@ class FanOut:
             raise _lost(batch, err, "ItemsBatchLost") from None
         for item in result.items:
             run.results[item.index] = item
-        run.most_running = max(run.most_running, result.most_running)
         self._counts(step, running=0)
         if stopped:
             raise asyncio.CancelledError
@@ -331,9 +324,6 @@ class FanOut:
         state.items = counts(list(run.results.values()), len(run.items), len(run.undone))
         state.items.running = running
         self._progress.publish()
-
-    def _show(self, step: str) -> None:
-        self._counts(step, running=0)
 
 
 _FAILED = (ItemStatus.FAILED, ItemStatus.REFUSED)

@@ -39,6 +39,7 @@ class ItemsWorkflow:
         self._running = 0
         self._most = 0
         self._output_bytes = 0
+        self._failures = 0
 
     @workflow.signal(name=ITEMS_STOP_SIGNAL)
     def stop(self) -> None:
@@ -52,14 +53,9 @@ class ItemsWorkflow:
             self._results[call.index] = ItemResult(index=call.index, key=call.key)
         waiting = list(batch.calls)
         running: set[asyncio.Task[None]] = set()
-        failures = 0
         try:
             while waiting or running:
-                while (
-                    waiting
-                    and len(running) < batch.max_concurrency
-                    and not self._halted(batch, failures)
-                ):
+                while waiting and len(running) < batch.max_concurrency and not self._halted(batch):
                     call = waiting.pop(0)
                     running.add(asyncio.ensure_future(self._one(batch, call)))
                 self._show(batch)
@@ -72,10 +68,6 @@ class ItemsWorkflow:
                 for task in [t for t in running if t.done()]:
                     running.discard(task)
                     task.result()
-                failures = sum(
-                    r.status in (ItemStatus.FAILED, ItemStatus.REFUSED, ItemStatus.UNDO_FAILED)
-                    for r in self._results.values()
-                )
         except asyncio.CancelledError:  # the saga closed without asking: stop all the same
             await self._cancel(running)
         self._show(batch)
@@ -83,9 +75,9 @@ class ItemsWorkflow:
             items=[self._results[c.index] for c in batch.calls], most_running=self._most
         )
 
-    def _halted(self, batch: ItemBatch, failures: int) -> bool:
+    def _halted(self, batch: ItemBatch) -> bool:
         allowed = batch.allowed_failures
-        return self._stop or (allowed is not None and failures > allowed)
+        return self._stop or (allowed is not None and self._failures > allowed)
 
     async def _cancel(self, running: set[asyncio.Task[None]]) -> None:
         for task in running:
@@ -134,6 +126,7 @@ class ItemsWorkflow:
                 self._keep_within_budget(result)
         finally:
             self._running -= 1
+            self._failures += result.status in _FAILURES
 
     def _keep_within_budget(self, result: ItemResult) -> None:
         """An output that would take the batch's result past its budget fails the item.
@@ -163,6 +156,9 @@ class ItemsWorkflow:
             f"**{batch.step}** {what} {first}-{last} of {batch.total} · {self._running} running"
             f" · {' · '.join(parts)}"
         )
+
+
+_FAILURES = frozenset({ItemStatus.FAILED, ItemStatus.REFUSED, ItemStatus.UNDO_FAILED})
 
 
 def _seconds(value: float | None) -> timedelta | None:
