@@ -254,7 +254,8 @@ async def separate_processes(
         "",
         "The same 4-step saga, its participants answering at once: in-process activities, an "
         "HTTP participant on loopback, a NATS JetStream participant (commands and replies "
-        "through streams, the reply through the worker's consumer and the validated update). "
+        "through streams, the reply through the worker's consumer, completing the command's "
+        "ask activity). "
         "Workers run as `saga worker` does (with its broker consumers); ratios to activities.",
         "",
         *table(transport, transport[0]),

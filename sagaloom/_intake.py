@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom._model import Reply, reply_problem
+from sagaloom._names import REPLY_UPDATE, reply_activity_id, saga_of
 from sagaloom._reply_auth import ReplySigner
 
-__all__ = ["Intake", "ReplyRequest", "Verdict", "hand_over", "read_reply"]
+__all__ = ["Intake", "ReplyRequest", "Verdict", "deliver", "hand_over", "read_reply"]
 
 
 class ReplyRequest(BaseModel):
@@ -96,6 +97,31 @@ def read_reply(raw: bytes | str, signer: ReplySigner) -> Intake:
     if problem is not None:
         return Intake(Verdict.TOO_LARGE if "bytes" in problem else Verdict.MALFORMED, problem)
     return Intake(Verdict.ACCEPTED, reply=reply)
+
+
+async def deliver(client: Client, reply: Reply) -> None:
+    """Hand a checked reply to its saga: the result of its open ask, else the update.
+
+    A command sent by the ask activity (``sagaloom.nats.ask``) keeps it open until the reply
+    completes it by its activity id: one event and one workflow task, as an activity's result.
+    When no ask is open under that id (a reply between two sends of an undo, to a saga started
+    before the ask, or late), the ``participant_reply`` update takes it, whose validator refuses
+    what the saga does not wait for.
+
+    Raises:
+        WorkflowUpdateFailedError: the saga refused it. RPCError: as the client raises it.
+    """
+    workflow_id = saga_of(reply.correlation_id)
+    ask = client.get_async_activity_handle(
+        workflow_id=workflow_id, run_id=None, activity_id=reply_activity_id(reply.correlation_id)
+    )
+    try:
+        await ask.complete(reply)
+        return
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+    await client.get_workflow_handle(workflow_id).execute_update(REPLY_UPDATE, reply)
 
 
 async def hand_over(

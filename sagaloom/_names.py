@@ -10,6 +10,7 @@ from __future__ import annotations
 from temporalio.common import SearchAttributeKey
 
 __all__ = [
+    "ASK_SUFFIX",
     "BREAKER_MEMO",
     "BREAKER_MEMO_PATCH",
     "BREAKER_PATCH",
@@ -19,6 +20,8 @@ __all__ = [
     "CHILD_CLOSE_PATCH",
     "CHILD_DONE_SIGNAL",
     "COMMAND_ACTIVITY",
+    "COMMAND_ASK_ACTIVITY",
+    "COMMAND_ASK_PATCH",
     "COMMAND_BREAKER_PATCH",
     "COMMAND_RESEND_PATCH",
     "COMPENSATE_SUFFIX",
@@ -71,8 +74,10 @@ __all__ = [
     "TOOK_EFFECT",
     "UNEXPECTED_STATUS",
     "WAIT_UPDATE",
+    "ask_activity_id",
     "compensation_activity_id",
     "items_batch_id",
+    "reply_activity_id",
     "saga_of",
     "step_key",
 ]
@@ -84,6 +89,12 @@ HTTP_ACTIVITY = "sagaloom.http"
 """Registered name of the engine's HTTP participant activity."""
 COMMAND_ACTIVITY = "sagaloom.nats.command"
 """Registered name of the activity that publishes a broker command."""
+COMMAND_ASK_ACTIVITY = "sagaloom.nats.ask"
+"""Registered name of the activity that publishes a broker command and ends with its reply: the
+reply completes it by its activity id (asynchronous completion), see :func:`reply_activity_id`."""
+COMMAND_ASK_PATCH = "sagaloom-command-ask"
+"""Patch id marking sagas whose commands wait for their reply as the ask activity's result
+(runs started before it take every reply through the ``participant_reply`` update)."""
 EVENTS_ACTIVITY = "sagaloom.nats.events"
 """Registered name of the (local) activity that publishes lifecycle events."""
 EVENTS_PATCH = "sagaloom-events"
@@ -236,6 +247,8 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
 
 COMPENSATE_SUFFIX = "compensate"
 """Last part of a compensation's activity id and correlation id (``<step>:compensate``)."""
+ASK_SUFFIX = "ask"
+"""Last part of a command's ask activity id (``<step>[:compensate]:ask``)."""
 
 
 def compensation_activity_id(step: str) -> str:
@@ -256,3 +269,17 @@ def step_key(workflow_id: str, step: str, *, undo: bool = False) -> str:
 def saga_of(key: str) -> str:
     """The workflow id in a step key (``<workflow id>:<step>[:compensate]``)."""
     return key.removesuffix(":" + COMPENSATE_SUFFIX).rsplit(":", 1)[0]
+
+
+def ask_activity_id(activity_id: str) -> str:
+    """The ask's activity id of a step (or compensation) whose own id is ``activity_id``.
+
+    Apart from every other activity id, so that a reply completes an ask and nothing else (an
+    HTTP call awaiting its reply is never completed by it).
+    """
+    return f"{activity_id}:{ASK_SUFFIX}"
+
+
+def reply_activity_id(key: str) -> str:
+    """The ask's activity id of the command sent under step key ``key``."""
+    return ask_activity_id(key[len(saga_of(key)) + 1 :])

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,47 @@ async def test_a_saga_over_broker_commands_completes_each_command_stored_once(
         f"{handle.id}:pack"
     )
     assert json.loads(commands[0].data) == order(key)
+    # The reply completed the command's ask activity: no update, no further workflow task.
+    assert await replies_taken(handle, "pack") == (1, 0)
+    await keep_history(handle, "completed")
+
+
+async def test_a_reply_through_the_update_ends_the_wait_of_an_open_ask(
+    stack: Stack, worker: Any, warehouse: Warehouse, queue: str, key: str
+) -> None:
+    warehouse.faults[key] = "no-reply"  # it packs, its reply is lost: an operator answers
+    handle = await start_saga(stack.client, FULFILMENT, order(key), task_queue=queue)
+    await wait_for_open_ask(handle, "pack")
+    parcel = {"id": "parcel-by-hand", "order_id": key}
+    sent = await asyncio.to_thread(
+        saga, "reply", handle.id, "--step", "pack", "--data", json.dumps(parcel),
+        "--address", stack.address,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    result = await asyncio.wait_for(outcome(handle), 20)  # not the 2-minute reply timeout
+    assert result.status is SagaStatus.COMPLETED, result
+    assert result.report is not None and result.report.outputs["pack"] == parcel
+    assert await replies_taken(handle, "pack") == (0, 1)
+    cancelled = [
+        e
+        async for e in handle.fetch_history_events()
+        if e.HasField("activity_task_cancel_requested_event_attributes")
+    ]
+    assert len(cancelled) == 1  # the ask nobody waits for any more
+    await keep_history(handle, "by-hand")
+
+
+async def wait_for_open_ask(handle: Any, step: str, within: float = 20) -> None:
+    """Until the saga's ask for ``step`` has started (its command is published)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        description = await handle.describe()
+        pending = description.raw_description.pending_activities
+        if any(a.activity_id == f"{step}:ask" and a.activity_type.name == "sagaloom.nats.ask"
+               and a.HasField("last_started_time") for a in pending):  # fmt: skip
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"no open ask for {step}"
+        await asyncio.sleep(0.1)
 
 
 async def test_a_negative_reply_fails_the_step_and_compensates(
@@ -165,6 +208,7 @@ async def test_a_negative_reply_fails_the_step_and_compensates(
     # Nothing was packed: the refused pack left no record, and its unpack had nothing to undo.
     assert warehouse.store.record(key) is None
     assert not [e for e in warehouse.store.dump()["log"] if e["key"] == key]
+    await keep_history(handle, "compensated")
 
 
 async def test_no_reply_in_time_compensates_and_the_late_reply_is_a_dead_letter(
@@ -295,12 +339,40 @@ async def test_a_duplicate_reply_is_taken_once(
     assert (await asyncio.wait_for(outcome(handle), 60)).status is SagaStatus.COMPLETED
     letter = await dead_letter_about(js, f"{handle.id}:pack")
     assert "duplicate reply" in letter["reason"] or "finished or unknown" in letter["reason"]
-    updates = [
-        e
-        async for e in handle.fetch_history_events()
-        if e.HasField("workflow_execution_update_accepted_event_attributes")
-    ]
-    assert len(updates) == 1
+    assert await replies_taken(handle, "pack") == (1, 0)  # as the ask's result, once
+
+
+async def keep_history(handle: Any, name: str) -> None:
+    """Record this run for tests/test_replay.py, with ``SAGALOOM_RECORD_HISTORIES=<prefix>``.
+
+    ``SAGALOOM_RECORD_HISTORIES=broker-ask pytest tests/test_broker.py`` wrote the
+    ``broker-ask-*`` histories; ``broker-update-*`` were recorded so on the code before the ask.
+    """
+    prefix = os.environ.get("SAGALOOM_RECORD_HISTORIES")
+    if not prefix:
+        return
+    folder = ROOT / "tests" / "histories"
+    (folder / f"{prefix}-{name}.json").write_text((await handle.fetch_history()).to_json())
+    ids_file = folder / "broker-ids.json"
+    ids = json.loads(ids_file.read_text()) if ids_file.exists() else {}
+    ids[f"{prefix}-{name}"] = handle.id
+    ids_file.write_text(json.dumps(dict(sorted(ids.items())), indent=2) + "\n")
+
+
+async def replies_taken(handle: Any, step: str) -> tuple[int, int]:
+    """(asks of ``step`` completed by their reply, replies taken through the update)."""
+    asks: set[int] = set()
+    completed = updates = 0
+    async for e in handle.fetch_history_events():
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            a = e.activity_task_scheduled_event_attributes
+            if a.activity_type.name == "sagaloom.nats.ask" and a.activity_id == f"{step}:ask":
+                asks.add(e.event_id)
+        elif e.HasField("activity_task_completed_event_attributes"):
+            completed += e.activity_task_completed_event_attributes.scheduled_event_id in asks
+        elif e.HasField("workflow_execution_update_accepted_event_attributes"):
+            updates += 1
+    return completed, updates
 
 
 async def test_lifecycle_events_are_published_in_order_and_stored_once_each(
@@ -451,6 +523,40 @@ async def commands_for(
     ]
 
 
+async def test_a_later_attempt_of_an_ask_publishes_its_command_again_stored_once(
+    nats_server: NatsServer, js: JetStreamContext
+) -> None:
+    """An ask whose worker died before its publish is healed by its next attempt."""
+    from temporalio.testing import ActivityEnvironment
+
+    from sagaloom._model import BrokerCommand
+
+    broker = Broker(nats_server.url, ReplySigner(SecretStr(REPLY_SECRET)))
+    key = f"AskSaga-{os.urandom(3).hex()}:pack"
+    command = BrokerCommand(subject="warehouse.probe", body={}, correlation_id=key,
+                            msg_id=f"{key}#1")  # fmt: skip
+    subject = "sagaloom.cmd.warehouse.probe"
+    now = datetime.now(UTC)
+
+    async def attempt(n: int, first_scheduled: datetime) -> None:
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(env.info, attempt=n, scheduled_time=first_scheduled)
+        with pytest.raises(BaseException) as ended:
+            await env.run(broker.ask, command)
+        assert type(ended.value).__name__ == "_CompleteAsyncError"  # left open for its reply
+
+    try:
+        await attempt(2, now - timedelta(seconds=40))  # the first attempt never published
+        assert len(await commands_for(js, key, subject)) == 1
+        await attempt(3, now - timedelta(seconds=70))  # again: the stream stores it once
+        await attempt(1, now)
+        assert len(await commands_for(js, key, subject)) == 1
+        await attempt(9, now - timedelta(minutes=10))  # past the de-duplication window: waits
+        assert len(await commands_for(js, key, subject)) == 1
+    finally:
+        await broker.aclose()
+
+
 async def test_an_unanswered_undo_command_is_sent_again_until_answered(
     stack: Stack, worker: Any, warehouse: Warehouse, js: JetStreamContext, queue: str, key: str
 ) -> None:
@@ -468,6 +574,7 @@ async def test_an_unanswered_undo_command_is_sent_again_until_answered(
     sent = await commands_for(js, correlation, "sagaloom.cmd.warehouse.unpack")
     ids = [m.headers[MSG_ID] for m in sent]
     assert ids == [f"{correlation}#{n}" for n in range(1, len(sent) + 1)]  # each send is new
+    await keep_history(handle, "resent")
     assert {json.dumps(json.loads(m.data)) for m in sent} == {json.dumps({"order_id": key})}
     assert {m.headers["Sagaloom-Correlation-Id"] for m in sent} == {correlation}
     # The effect applied once: packed, then undone once however often the undo came.

@@ -146,3 +146,22 @@ async def test_fan_out_sagas_and_their_batches_replay(name: str) -> None:
     history = WorkflowHistory.from_json(FANOUT_IDS[name], (FOLDER / f"{name}.json").read_text())
     replayer = Replayer(workflows=FAN_SAGAS, plugins=[SagaloomPlugin(services={})])  # + batches
     await replayer.replay_workflow(history)
+
+
+BROKER_IDS: dict[str, str] = json.loads((FOLDER / "broker-ids.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(BROKER_IDS))
+async def test_broker_sagas_before_and_since_the_ask_replay(name: str) -> None:
+    """Fulfilments over NATS commands, recorded by ``tests/test_broker.py`` (``keep_history``):
+    ``broker-update-*`` on the code before the ask (every reply through the update), which
+    sagas then running keep, and ``broker-ask-*`` since (a reply completes its ask)."""
+    from tests._broker_sagas import QuickPackSaga, QuickUndoSaga
+    from workflows.fulfilment import FulfilmentSaga
+
+    history = WorkflowHistory.from_json(BROKER_IDS[name], (FOLDER / f"{name}.json").read_text())
+    replayer = Replayer(
+        workflows=[FulfilmentSaga, QuickPackSaga, QuickUndoSaga],
+        plugins=[SagaloomPlugin(services={})],
+    )
+    await replayer.replay_workflow(history)

@@ -21,8 +21,8 @@ from temporalio import activity
 from temporalio.common import MetricCounter, MetricMeter
 from temporalio.exceptions import ApplicationError
 
-from sagaloom._model import BrokerCommand, SagaEvent
-from sagaloom._names import COMMAND_ACTIVITY, EVENTS_ACTIVITY
+from sagaloom._model import BrokerCommand, Reply, SagaEvent
+from sagaloom._names import COMMAND_ACTIVITY, COMMAND_ASK_ACTIVITY, EVENTS_ACTIVITY
 from sagaloom._outage import BREAKER_OPEN, COMMAND_PROBE_ACTIVITY, COMMAND_SILENT_ACTIVITY
 from sagaloom._protocol import (
     IDEMPOTENCY_HEADER,
@@ -39,6 +39,9 @@ log = logging.getLogger("sagaloom.broker")
 WEEK = timedelta(days=7).total_seconds()
 DEDUPE_WINDOW = timedelta(minutes=10).total_seconds()
 """How long JetStream remembers a ``Nats-Msg-Id`` (covers an activity's retries)."""
+RESEND_WITHIN = timedelta(seconds=DEDUPE_WINDOW) - timedelta(minutes=1)
+"""How long after an ask's first attempt a later attempt publishes its command again: while the
+stream still remembers its ``Nats-Msg-Id`` (later, the command is surely stored)."""
 LIVE_WITHIN = timedelta(seconds=15)
 """A consumer that acknowledged a command this recently (or within a late step's wait, if
 shorter) has a participant behind it: the step's silence is not an outage."""
@@ -185,6 +188,32 @@ class Broker:
             ApplicationError: ``ServiceBreakerOpen`` (nothing sent) when the command asks the
                 breaker of its service and that is open; the saga waits for it.
         """
+        await self._publish(command)
+
+    @activity.defn(name=COMMAND_ASK_ACTIVITY)
+    async def ask(self, command: BrokerCommand) -> Reply:
+        """Publish a step's command, then leave the activity open: its reply completes it.
+
+        The worker that takes the reply (any of them) completes this activity by its id
+        (:func:`~sagaloom._names.reply_activity_id`), so the reply is the activity's result:
+        no update, no further workflow task. A reply that finds no open ask goes through the
+        ``participant_reply`` update as before. An attempt ends after a while without a reply
+        and the next one waits on; its publish (in the stream's de-duplication window) is what
+        heals an attempt whose worker died before it published.
+
+        Raises:
+            ApplicationError: ``ServiceBreakerOpen``, as :meth:`send`.
+        """
+        info = activity.info()
+        if info.attempt == 1:
+            await self._publish(command)
+        elif datetime.now(UTC) - info.scheduled_time < RESEND_WITHIN:
+            # A later attempt: the first may have died before its publish. Sent again under
+            # the same Nats-Msg-Id, the stream stores it once; the breaker was asked already.
+            await self._publish(command.model_copy(update={"breaker": False, "released": False}))
+        activity.raise_complete_async()
+
+    async def _publish(self, command: BrokerCommand) -> None:
         guarded = command.breaker and self.breakers.enabled
         if command.released:
             self.breakers.forget(command.service)

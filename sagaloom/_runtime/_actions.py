@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -10,7 +12,7 @@ from typing import Any, cast
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 from sagaloom._definition import (
@@ -23,13 +25,16 @@ from sagaloom._definition import (
     StepContext,
     Timer,
 )
-from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
+from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse, Reply
 from sagaloom._names import (
     BREAKER_PATCH,
     COMMAND_ACTIVITY,
+    COMMAND_ASK_ACTIVITY,
+    COMMAND_ASK_PATCH,
     COMMAND_BREAKER_PATCH,
     COMMAND_RESEND_PATCH,
     HTTP_ACTIVITY,
+    ask_activity_id,
     compensation_activity_id,
     step_key,
 )
@@ -44,6 +49,12 @@ __all__ = ["DEFAULT_COMMAND_REPLY_TIMEOUT", "Dispatcher", "jsonable"]
 
 DEFAULT_COMMAND_REPLY_TIMEOUT = timedelta(minutes=5)
 """How long a :class:`Command` step waits for its reply unless ``reply_timeout`` says."""
+MIN_ASK_WINDOW = timedelta(seconds=1)
+"""The shortest ask activity (a command's send and its reply's wait), even at a budget's end."""
+ASK_ATTEMPT = timedelta(seconds=30)
+"""One attempt of an ask: a worker killed before its publish delays the command this long."""
+ASK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.0)
+"""An ask's attempts follow each other until its reply timeout (``schedule_to_close``)."""
 
 
 def jsonable(value: Any) -> Any:
@@ -188,10 +199,9 @@ class Dispatcher:
             return await self._undo_command(command)
         if not undo and self._breaker_on(step, COMMAND_BREAKER_PATCH):
             return await self._guarded_command(command)
-        await self._send(command)
         within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
         try:
-            return await self._replies.wait(command.correlation, within, step.name)
+            return await self._exchange(command, within, last=True)
         except ReplyFailed as err:
             if undo:
                 raise ApplicationError(str(err), type="ReplyFailed") from None
@@ -216,20 +226,21 @@ class Dispatcher:
         within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
         sent = released = False
         while True:
-            if not sent:
-                try:
-                    await self._send(command, breaker=True, released=released)
-                    sent = True
-                except FailureError as err:
-                    if not breaker_open(err):
-                        self._replies.forget(correlation)
-                        raise
-                    await self._hold(step.name, service, correlation)
-                    released = True
-                    continue
             try:
+                if not sent:
+                    return await self._exchange(
+                        command, within, last=False, breaker=True, released=released
+                    )
                 return await self._replies.wait(correlation, within, step.name, last=False)
+            except FailureError as err:  # the send failed: nothing was sent
+                if not breaker_open(err):
+                    self._replies.forget(correlation)
+                    raise
+                await self._hold(step.name, service, correlation)
+                released = True
+                continue
             except ReplyFailed as err:
+                sent = True
                 if not err.timed_out or not await self._participant_down(
                     command, service, err, within
                 ):
@@ -263,16 +274,36 @@ class Dispatcher:
             return False
         return down
 
-    async def _send(self, command: _Send, *, breaker: bool = False, released: bool = False) -> int:
-        """Publish one send of a command; return its number (``Nats-Msg-Id`` ends ``#<n>``).
+    async def _exchange(
+        self,
+        command: _Send,
+        within: timedelta,
+        *,
+        last: bool,
+        breaker: bool = False,
+        released: bool = False,
+    ) -> Any:
+        """Send a command once and wait up to ``within`` for its reply; return the reply's data.
+
+        Runs started with the ask (``COMMAND_ASK_PATCH``) and regular activities send it with
+        the ask activity, which the reply completes: the reply is its result. A reply through
+        the update meanwhile (an operator's, or a late one to an earlier send) ends the wait
+        too, and the ask is cancelled. Other runs publish, then wait for the update.
 
         Args:
             command: The command.
-            breaker: Ask the service's breaker first (an open one fails it: nothing sent).
+            within: How long to wait for the reply.
+            last: False when the command may be sent again after a timeout (see
+                :meth:`Replies.wait`).
+            breaker: Ask the service's breaker first (an open one fails the send: nothing sent).
             released: The breaker has just let it go: send without asking again.
+
+        Raises:
+            ReplyFailed: a negative reply, or none in time.
+            FailureError: the send failed (``ServiceBreakerOpen``: nothing was sent).
         """
-        correlation = command.correlation
-        sends = self._sends[correlation] = self._sends.get(correlation, 0) + 1
+        correlation, step = command.correlation, command.step.name
+        self._sends[correlation] = sends = self._sends.get(correlation, 0) + 1
         action = command.action
         message = BrokerCommand(
             subject=action.subject,
@@ -283,16 +314,50 @@ class Dispatcher:
             breaker=breaker,
             released=released,
         )
-        await _call(
-            COMMAND_ACTIVITY,
-            [message],
-            None,
-            command.activity_id,
-            command.summary,
-            command.timeouts,
-            command.local,
+        if command.local or not workflow.patched(COMMAND_ASK_PATCH):
+            await _call(
+                COMMAND_ACTIVITY,
+                [message],
+                None,
+                command.activity_id,
+                command.summary,
+                command.timeouts,
+                command.local,
+            )
+            return await self._replies.wait(correlation, within, step, last=last)
+        window = max(within, MIN_ASK_WINDOW)
+        ask = asyncio.ensure_future(
+            workflow.execute_activity(
+                COMMAND_ASK_ACTIVITY,
+                args=[message],
+                result_type=Reply,
+                activity_id=ask_activity_id(command.activity_id),
+                summary=command.summary,
+                start_to_close_timeout=min(window, ASK_ATTEMPT),
+                schedule_to_close_timeout=window,  # the reply timeout, over all attempts
+                retry_policy=ASK_RETRY,
+                cancellation_type=ActivityCancellationType.TRY_CANCEL,  # nothing to wait for
+            )
         )
-        return sends
+        try:
+            await workflow.wait_condition(lambda: ask.done() or self._replies.arrived(correlation))
+        except BaseException:  # the saga is cancelled
+            await _drop(ask)
+            raise
+        if not ask.done():  # the reply came through the update
+            await _drop(ask)
+            return await self._replies.wait(correlation, within, step, last=last)
+        try:
+            reply: Reply = ask.result()
+        except ActivityError as err:
+            if not isinstance(err.cause, TimeoutError):
+                raise
+            if self._replies.arrived(correlation):  # through the update, as the ask timed out
+                return await self._replies.wait(correlation, within, step, last=last)
+            if last:
+                self._replies.forget(correlation)
+            raise ReplyFailed(f"ReplyTimeout: no reply within {within}", timed_out=True) from None
+        return self._replies.answered(correlation, reply)
 
     async def _undo_command(self, command: _Send) -> Any:
         """Send an undo command until a reply comes or the compensation budget is spent.
@@ -311,12 +376,12 @@ class Dispatcher:
         budget, retry = command.timeouts.schedule_to_close, command.timeouts.retry
         begin, pause = workflow.now(), retry.initial_interval
         while True:
-            sends = await self._send(command)
             left = None if budget is None else budget - (workflow.now() - begin)
             wait = within if left is None else max(min(within, left), timedelta(0))
             try:
-                return await self._replies.wait(correlation, wait, step.name, last=False)
+                return await self._exchange(command, wait, last=False)
             except ReplyFailed as err:
+                sends = self._sends[correlation]
                 spent = budget is not None and workflow.now() - begin >= budget
                 if not err.timed_out or spent:
                     self._replies.forget(correlation)
@@ -358,6 +423,13 @@ class Dispatcher:
             defaults.heartbeat,
             saga.step_retry(step),
         )
+
+
+async def _drop(ask: asyncio.Future[Any]) -> None:
+    """Cancel an ask nobody waits for any more (its reply, should it come, changes nothing)."""
+    ask.cancel()
+    with contextlib.suppress(asyncio.CancelledError, FailureError):
+        await ask
 
 
 async def _call(

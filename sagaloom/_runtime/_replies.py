@@ -96,11 +96,20 @@ class Replies:
             self._awaiting.discard(correlation)
             raise
         self._awaiting.discard(correlation)
-        reply = self._received[correlation]
-        if not reply.ok:
-            reason = reply.reason or "the participant said no"
-            raise ReplyFailed(f"ReplyNegative: {reason}", timed_out=False)
-        return reply.data
+        return _data(self._received[correlation])
+
+    def answered(self, correlation: str, reply: Reply) -> dict[str, Any]:
+        """Take the reply a command's ask activity ended with; return its data.
+
+        It counts as taken: the same reply coming again through the update is refused as a
+        duplicate.
+
+        Raises:
+            ReplyFailed: a negative reply.
+        """
+        self._received[correlation] = reply
+        self._awaiting.discard(correlation)
+        return _data(reply)
 
     def arrived(self, correlation: str) -> bool:
         """Whether a reply to ``correlation`` has been taken (and not yet consumed)."""
@@ -128,3 +137,15 @@ class Replies:
                 workflow.info().workflow_id,
                 reply.correlation_id,
             )
+
+
+def _data(reply: Reply) -> dict[str, Any]:
+    """A positive reply's data.
+
+    Raises:
+        ReplyFailed: a negative reply.
+    """
+    if not reply.ok:
+        reason = reply.reason or "the participant said no"
+        raise ReplyFailed(f"ReplyNegative: {reason}", timed_out=False)
+    return reply.data

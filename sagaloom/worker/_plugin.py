@@ -134,7 +134,7 @@ class SagaloomPlugin(SimplePlugin):
         if http and breakers.enabled:
             activities.append(self.participant.probe)
         if self.broker is not None:
-            activities += [self.broker.send, self.broker.publish_events]
+            activities += [self.broker.send, self.broker.ask, self.broker.publish_events]
             if breakers.enabled:
                 activities += [self.broker.probe_consumers, self.broker.command_silent]
         if breakers.enabled and (http or self.broker is not None):

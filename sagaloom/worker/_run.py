@@ -24,8 +24,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from sagaloom._broker._consumers import BrokerConsumers, Trigger, parse_triggers
 from sagaloom._codec import EncryptionCodec
+from sagaloom._intake import deliver
 from sagaloom._model import Reply
-from sagaloom._names import REPLY_UPDATE, saga_of
 from sagaloom._ops._telemetry import metrics_runtime, tracing_plugin
 from sagaloom._runtime import SagaWorkflow
 from sagaloom.client._sagas import connect
@@ -160,14 +160,12 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
     signer = plugin.participant.replies
     client_box: list[Client] = []
 
-    async def deliver(reply: Reply) -> None:
-        workflow_id = saga_of(reply.correlation_id)
-        handle = client_box[0].get_workflow_handle(workflow_id)
-        await handle.execute_update(REPLY_UPDATE, reply)
+    async def deliver_one(reply: Reply) -> None:
+        await deliver(client_box[0], reply)
 
     endpoint = None
     if config.health_address:
-        endpoint = WorkerEndpoint(config.health_address, deliver, signer)
+        endpoint = WorkerEndpoint(config.health_address, deliver_one, signer)
         await endpoint.start()
         if signer.generated:
             log.warning(
@@ -198,7 +196,7 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
         if config.metrics_address:
             log.info("metrics at http://%s/metrics", config.metrics_address)
         parked = parked_gauges(client) if config.metrics_address else contextlib.nullcontext()
-        async with worker, _consuming(plugin, client, deliver, triggers, config, stop), parked:
+        async with worker, _consuming(plugin, client, deliver_one, triggers, config, stop), parked:
             if endpoint is not None:
                 endpoint.ready = True
             await stop.wait()
