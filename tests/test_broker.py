@@ -182,6 +182,26 @@ async def test_a_reply_through_the_update_ends_the_wait_of_an_open_ask(
     await keep_history(handle, "by-hand")
 
 
+async def test_a_saga_cancelled_while_its_ask_waits_undoes_the_command_and_reads_offline(
+    stack: Stack, worker: Any, warehouse: Warehouse, queue: str, key: str
+) -> None:
+    warehouse.faults[key] = "no-reply"  # it packs; the saga is cancelled waiting for the reply
+    handle = await start_saga(stack.client, FULFILMENT, order(key), task_queue=queue)
+    await wait_for_open_ask(handle, "pack")
+    await handle.cancel()
+    result = await asyncio.wait_for(outcome(handle), 30)
+    assert result.status is SagaStatus.CANCELED, result
+    record = warehouse.store.record(key)
+    assert record is not None and record["status"] == "undone"  # the pack it may have done
+    # Read from its history (a cancelled saga has no report): the ask counts as its step.
+    shown = await asyncio.to_thread(saga, "status", handle.id, "--json", "--address", stack.address)
+    assert shown.returncode == 0, shown.stderr
+    state = json.loads(shown.stdout)
+    assert state["source"] == "history"
+    steps = {s["name"]: s["status"] for s in state["steps"]}
+    assert steps == {"reserve-stock": "compensated", "pack": "compensated"}
+
+
 async def wait_for_open_ask(handle: Any, step: str, within: float = 20) -> None:
     """Until the saga's ask for ``step`` has started (its command is published)."""
     deadline = asyncio.get_running_loop().time() + within

@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 from sagaloom._fanout import BatchResult, ItemStatus
 from sagaloom._model import SagaReport, SagaState, SagaStatus, StepState, StepStatus
 from sagaloom._names import (
+    ASK_SUFFIX,
     ITEMS_WORKFLOW,
     SAGA_KEY,
     SAGA_NAME,
@@ -368,7 +369,7 @@ async def _from_history(
     async for event in handle.fetch_history_events():
         kind = event.WhichOneof("attributes")
         if kind == "activity_task_scheduled_event_attributes":
-            activity_id = event.activity_task_scheduled_event_attributes.activity_id
+            activity_id = _action_of(event.activity_task_scheduled_event_attributes.activity_id)
             scheduled[event.event_id] = activity_id
             name = activity_id.removesuffix(":compensate")
             step = steps.setdefault(name, StepState(name=name, kind="activity"))
@@ -393,6 +394,11 @@ async def _from_history(
                 step.compensation_error = error
     state.steps = list(steps.values())
     return state
+
+
+def _action_of(activity_id: str) -> str:
+    """The step's (or compensation's) activity id of an activity: a command's ask counts as it."""
+    return activity_id.removesuffix(f":{ASK_SUFFIX}")
 
 
 _ENDINGS = {
