@@ -18,10 +18,9 @@ same 4-step saga (every 10th compensating) four ways:
   (``bench._user_fast``), started with ``request_eager_start=True``, nothing passed through.
 
 Printed: sagas/s and its ratio to raw, and the benchmark process's CPU per saga (worker and
-client; the server's is apart) and its ratio. With ``--open-seconds``, then an open loop: the
-raw saga and the README's way each take arrivals at half the raw saga's median capacity, each
-started on schedule whatever the backlog, on a fresh server each; their start-to-result
-latency percentiles.
+client; the server's is apart) and its ratio. With ``--open-seconds``, then an open loop: each
+variant takes arrivals at half the raw saga's median capacity, each started on schedule
+whatever the backlog, on a fresh server each; their start-to-result latency percentiles.
 """
 
 from __future__ import annotations
@@ -175,9 +174,9 @@ async def main() -> None:
 
 
 async def _open_loops(rate: float, seconds: float) -> None:
-    """The raw saga and the README's way at ``rate`` arrivals/s, a fresh server each."""
+    """Every variant at ``rate`` arrivals/s (half the raw saga's capacity), a fresh server each."""
     rows = []
-    for name in ("raw SDK saga", "README's way"):
+    for name in VARIANTS:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "o.sqlite3"
             options = DevServerOptions(port=free_port(), ui_port=None, db_file=db, tuned=True)
