@@ -325,6 +325,18 @@ class Dispatcher:
                 command.local,
             )
             return await self._replies.wait(correlation, within, step, last=last)
+        return await self._ask(command, message, within, last=last)
+
+    async def _ask(
+        self, command: _Send, message: BrokerCommand, within: timedelta, *, last: bool
+    ) -> Any:
+        """Send ``message`` with the ask activity and take the reply it ends with (or the update's).
+
+        Raises:
+            ReplyFailed: a negative reply, or none in time.
+            FailureError: the send failed.
+        """
+        correlation, step = command.correlation, command.step.name
         window = max(within, MIN_ASK_WINDOW)
         ask = asyncio.ensure_future(
             workflow.execute_activity(
