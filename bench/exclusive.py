@@ -9,14 +9,16 @@ the benchmark's 4-step saga (``bench._sagas``) three ways, every saga started at
   a signal);
 * **one hot key**: every saga the same key — they run one at a time: the serial limit.
 
-Printed: sagas/s (median of the rounds) and its ratio to plain, and the history events per saga
-of the saga itself and of the key shards (the events they added, divided by the sagas).
+Printed: sagas/s (median of the rounds) and its ratio to plain, the CPU per saga of this process
+(client and worker) and of the Temporal server, and the history events per saga of the saga
+itself and of the key shards (the events they added, divided by the sagas).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -27,6 +29,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench._models import BenchInput
+from bench._processes import cpu_seconds
 from bench._sagas import ACTIVITIES, BENCH_DISJOINT, BENCH_HOT, BENCH_LEAN, WORKFLOWS
 from sagaloom import Saga
 from sagaloom.client import connect, outcome, start_saga
@@ -41,23 +44,31 @@ VARIANTS: dict[str, Saga[BenchInput]] = {
 }
 
 
-async def measure(client: Client, saga: Saga[BenchInput], count: int) -> tuple[float, float, float]:
-    """(sagas/s, history events per saga, lock events per saga) for ``count`` sagas at once."""
+Figures = tuple[float, float, float, float, float]
+"""sagas/s, history events per saga, lock events per saga, process and server CPU ms per saga."""
+
+
+async def measure(client: Client, saga: Saga[BenchInput], count: int, server_pid: int) -> Figures:
+    """The :data:`Figures` of ``count`` sagas started at once."""
     queue = f"bench-x-{uuid.uuid4().hex[:6]}"
     shard_events_before = await shard_events(client)
     plugin = SagaloomPlugin(services={}, breakers=Breakers(None))
     async with Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=ACTIVITIES,
                       plugins=[plugin], max_concurrent_workflow_tasks=100):  # fmt: skip
         run = uuid.uuid4().hex[:6]
-        began = time.perf_counter()
+        began, cpu0 = time.perf_counter(), cpu_seconds(os.getpid())
+        server0 = cpu_seconds(server_pid)
         handles = await asyncio.gather(*(
             start_saga(client, saga, BenchInput(id=f"{run}-{i}", fail_at=4 if i % 10 == 9 else 0),
                        task_queue=queue) for i in range(count)))  # fmt: skip
         await asyncio.gather(*(outcome(h) for h in handles))
         rate = count / (time.perf_counter() - began)
+        cpu = 1000 * (cpu_seconds(os.getpid()) - cpu0) / count
+        server_cpu = 1000 * (cpu_seconds(server_pid) - server0) / count
     sample = handles[:: max(1, count // 20)]
     events = statistics.mean([len((await h.fetch_history()).events) for h in sample])
-    return rate, events, (await shard_events(client) - shard_events_before) / count
+    shard = (await shard_events(client) - shard_events_before) / count
+    return rate, events, shard, cpu, server_cpu
 
 
 async def shard_events(client: Client) -> int:
@@ -77,7 +88,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     configure_logging("ERROR")  # expected step failures are part of the load
-    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in VARIANTS}
+    results: dict[str, list[Figures]] = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
@@ -90,20 +101,23 @@ async def main() -> None:
                 order = names[round_ % len(names) :] + names[: round_ % len(names)]
                 for name in order:
                     count = args.hot_sagas if name == "one hot key" else args.sagas
-                    results[name].append(await measure(client, VARIANTS[name], count))
+                    results[name].append(await measure(client, VARIANTS[name], count, server.pid))
                     print(f"round {round_ + 1} {name}: {results[name][-1][0]:.1f} sagas/s",
                           flush=True)  # fmt: skip
             finally:
                 server.stop()
     base = statistics.median(r[0] for r in results["plain"])
     print(f"\n| variant | sagas/s (median of {args.rounds}) | x plain | saga history events | "
-          "key-lock events per saga |")  # fmt: skip
-    print("|---|---|---|---|---|")
+          "key-shard events per saga | process CPU ms/saga | server CPU ms/saga |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         rate = statistics.median(r[0] for r in runs)
         events = statistics.median(r[1] for r in runs)
         locks = statistics.median(r[2] for r in runs)
-        print(f"| {name} | {rate:.1f} | {rate / base:.2f} | {events:.0f} | {locks:.1f} |")
+        cpu = statistics.median(r[3] for r in runs)
+        server_cpu = statistics.median(r[4] for r in runs)
+        print(f"| {name} | {rate:.1f} | {rate / base:.2f} | {events:.0f} | {locks:.1f} "
+              f"| {cpu:.1f} | {server_cpu:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -779,6 +779,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_replay.py", "-k", "key_shards"),
     ),
     Mutation(
+        "exclusive: a key shard's tasks run outside the sandbox (no sandbox cost per grant)",
+        R + "_keylocks.py",
+        "@workflow.defn(name=KEY_SHARD_WORKFLOW, sandboxed=False)",
+        "@workflow.defn(name=KEY_SHARD_WORKFLOW)",
+        ("tests/test_plugin.py", "-k", "key_shards"),
+    ),
+    Mutation(
+        "exclusive: the key shards' worker passes sagaloom through its sandbox",
+        "sagaloom/worker/_plugin.py",
+        'workflow_runner=_with_passthrough(config.get("workflow_runner")),',
+        'workflow_runner=config.get("workflow_runner") or _with_passthrough(None),',
+        ("tests/test_plugin.py", "-k", "key_shards"),
+    ),
+    Mutation(
         "toolkit: commands on the embedded SQLite are applied in arrival order (no starvation)",
         "sagaloom/service/_engine.py",
         '    options = {"pool_size": 1, "max_overflow": 0',

@@ -127,9 +127,13 @@ PRIVATE_SEAMS = {
     "tests/_docs.py": "the settings table the docs are generated from",
     "tests/chaos.py": "the breaker's release signal, to count the sagas that waited in histories",
     "tests/test_fanout.py": "the fan-out's batch workflow, given by hand to a plain worker",
+    "tests/test_plugin.py": "the key shards' worker that the plugin runs beside, spied on",
+    "tests/_broken_keys.py": "the HTTP participant's key function, broken on purpose for chaos",
     "tests/record_fanout.py": "the fan-out's batch workflow and a batch's id, to record histories",
 }
-_PRIVATE = re.compile(r"^\s*from sagaloom(\.[a-z]+)*\._\w+|^\s*from sagaloom import _", re.M)
+_PRIVATE = re.compile(
+    r"^\s*(from|import) sagaloom(\.[a-z]+)*\._\w+|^\s*from sagaloom(\.[a-z]+)* import _", re.M
+)
 
 
 def test_tests_use_the_public_api_unless_they_test_a_private_seam() -> None:

@@ -17,7 +17,9 @@ from temporalio.worker import (
     Worker,
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.workflow import _Definition
 
+import sagaloom.worker._plugin as plugin_module
 from sagaloom import SagaStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.converter import EncryptionCodec
@@ -123,3 +125,34 @@ async def test_a_scripted_participant_stands_in_for_the_services(
         "payment POST /charges",
         "inventory POST /reservations/release",
     ]
+
+
+async def test_the_key_shards_never_import_sagaloom_again_in_a_sandbox(
+    temporal: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The plugin runs the key shards' worker beside the team's worker. A shard's task must not
+    # re-import sagaloom inside a sandbox (a whole import for every shard it caches): the
+    # shard runs outside the sandbox, and that worker's sandbox passes sagaloom through too.
+    built: list[dict[str, Any]] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Worker:
+        built.append(kwargs)
+        return Worker(*args, **kwargs)
+
+    monkeypatch.setattr(plugin_module, "Worker", spy)
+    plugin = SagaloomPlugin(services={})
+    team = Worker(temporal, task_queue=f"team-{uuid.uuid4().hex[:6]}", activities=[greet],
+                  plugins=[plugin])  # fmt: skip
+    ran: list[Worker] = []
+
+    async def run(worker: Worker) -> None:
+        ran.append(worker)
+
+    await plugin.run_worker(team, run)
+    assert ran == [team]
+    (shards,) = [kwargs for kwargs in built if kwargs.get("workflows")]
+    assert [w.__name__ for w in shards["workflows"]] == ["KeyShard"]
+    assert not _Definition.must_from_class(shards["workflows"][0]).sandboxed
+    runner = shards["workflow_runner"]
+    assert isinstance(runner, SandboxedWorkflowRunner)
+    assert "sagaloom" in runner.restrictions.passthrough_modules

@@ -7,7 +7,10 @@ task queue (:data:`~sagaloom._names.KEY_QUEUE`, served beside every sagaloom wor
 saga asking for a key from a local activity never waits for a workflow task slot that sagas
 hold. It grants in arrival order, checks every few seconds that a holder others wait behind is
 still running (a terminated holder never releases), and continues as new to keep its history
-short.
+short. It runs outside the workflow sandbox (``sandboxed=False``): it is the engine's own code,
+with no user code in it, and two tasks per saga on disjoint keys are too many to pay the
+sandbox's per-task cost (measured in docs/benchmarks.md); its determinism is guarded by replay
+tests like every saga's.
 
 :class:`KeyLock` (``sagaloom-key:<key>``) is the first design, one workflow per key; sagas
 started before the shards (patch ``sagaloom-exclusive`` only) still use it, so it stays.
@@ -119,7 +122,7 @@ class KeyShardState(BaseModel):
     keys: dict[str, KeyLockState] = Field(default_factory=dict)
 
 
-@workflow.defn(name=KEY_SHARD_WORKFLOW)
+@workflow.defn(name=KEY_SHARD_WORKFLOW, sandboxed=False)
 class KeyShard:
     """The keys of one shard: each granted to one saga at a time, in arrival order."""
 

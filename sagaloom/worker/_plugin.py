@@ -219,7 +219,7 @@ class SagaloomPlugin(SimplePlugin):
                 task_queue=KEY_QUEUE,
                 workflows=[KeyShard],
                 activities=[closed_holders],
-                workflow_runner=config.get("workflow_runner") or _with_passthrough(None),
+                workflow_runner=_with_passthrough(config.get("workflow_runner")),
                 graceful_shutdown_timeout=shutdown,
             )
             await stack.enter_async_context(keys)
