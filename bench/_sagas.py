@@ -24,6 +24,7 @@ __all__ = [
     "BENCH_FAST",
     "BENCH_HOT",
     "BENCH_HTTP",
+    "BENCH_HTTP_DISJOINT",
     "BENCH_LEAN",
     "BENCH_NATS",
     "BENCH_QUIET",
@@ -85,6 +86,10 @@ BENCH_HTTP = Saga(
     ],
 )
 BenchHttpSaga = saga_workflow(BENCH_HTTP)
+BENCH_HTTP_DISJOINT = dataclasses.replace(
+    BENCH_HTTP, name="BenchHttpDisjointSaga", exclusive=lambda b: f"bench:{b.id}"
+)  # exclusive keys, none shared, on steps that call a participant
+BenchHttpDisjointSaga = saga_workflow(BENCH_HTTP_DISJOINT)
 
 BENCH_NATS = Saga(
     name="BenchNatsSaga",
@@ -131,7 +136,7 @@ WORKFLOWS = [
     BenchHotSaga,
     RawSaga,
 ]
-TRANSPORT_WORKFLOWS = [BenchHttpSaga, BenchNatsSaga]
+TRANSPORT_WORKFLOWS = [BenchHttpSaga, BenchNatsSaga, BenchHttpDisjointSaga]
 """Sagas whose workers need the echo participants (``--service echo=...``, ``--nats``)."""
 SAGA_DEFS = [BENCH, BENCH_LEAN, BENCH_QUIET, BENCH_FAST, BENCH_WAIT, BENCH_HTTP, BENCH_NATS]
 ACTIVITIES = [bench_step, bench_undo]

@@ -9,6 +9,10 @@ the benchmark's 4-step saga (``bench._sagas``) three ways, every saga started at
   a signal);
 * **one hot key**: every saga the same key — they run one at a time: the serial limit.
 
+With ``--http``, also the same saga whose steps call a participant over HTTP (an echo server on
+loopback, in this process), plain and with disjoint keys: what the keys cost when a step does
+some work, as a saga's steps do.
+
 Printed: sagas/s (median of the rounds) and its ratio to plain, the CPU per saga of this process
 (client and worker) and of the Temporal server, and the history events per saga of the saga
 itself and of the key shards (the events they added, divided by the sagas).
@@ -28,9 +32,19 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench._echo import EchoHttp
 from bench._models import BenchInput
 from bench._processes import cpu_seconds
-from bench._sagas import ACTIVITIES, BENCH_DISJOINT, BENCH_HOT, BENCH_LEAN, WORKFLOWS
+from bench._sagas import (
+    ACTIVITIES,
+    BENCH_DISJOINT,
+    BENCH_HOT,
+    BENCH_HTTP,
+    BENCH_HTTP_DISJOINT,
+    BENCH_LEAN,
+    TRANSPORT_WORKFLOWS,
+    WORKFLOWS,
+)
 from sagaloom import Saga
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.participants import Breakers
@@ -42,18 +56,25 @@ VARIANTS: dict[str, Saga[BenchInput]] = {
     "disjoint keys": BENCH_DISJOINT,
     "one hot key": BENCH_HOT,
 }
+HTTP_VARIANTS: dict[str, Saga[BenchInput]] = {
+    "HTTP steps, plain": BENCH_HTTP,
+    "HTTP steps, disjoint keys": BENCH_HTTP_DISJOINT,
+}
 
 
 Figures = tuple[float, float, float, float, float]
 """sagas/s, history events per saga, lock events per saga, process and server CPU ms per saga."""
 
 
-async def measure(client: Client, saga: Saga[BenchInput], count: int, server_pid: int) -> Figures:
-    """The :data:`Figures` of ``count`` sagas started at once."""
+async def measure(
+    client: Client, saga: Saga[BenchInput], count: int, server_pid: int, echo: str | None
+) -> Figures:
+    """The :data:`Figures` of ``count`` sagas started at once (``echo``: the HTTP participant)."""
     queue = f"bench-x-{uuid.uuid4().hex[:6]}"
     shard_events_before = await shard_events(client)
-    plugin = SagaloomPlugin(services={}, breakers=Breakers(None))
-    async with Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=ACTIVITIES,
+    plugin = SagaloomPlugin(services={"echo": echo} if echo else {}, breakers=Breakers(None))
+    workflows = WORKFLOWS + (TRANSPORT_WORKFLOWS if echo else [])
+    async with Worker(client, task_queue=queue, workflows=workflows, activities=ACTIVITIES,
                       plugins=[plugin], max_concurrent_workflow_tasks=100):  # fmt: skip
         run = uuid.uuid4().hex[:6]
         began, cpu0 = time.perf_counter(), cpu_seconds(os.getpid())
@@ -86,10 +107,13 @@ async def main() -> None:
     parser.add_argument("--sagas", type=int, default=200)
     parser.add_argument("--hot-sagas", type=int, default=50, help="fewer: they run one by one")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--http", action="store_true", help="also the saga over HTTP steps")
     args = parser.parse_args()
     configure_logging("ERROR")  # expected step failures are part of the load
-    results: dict[str, list[Figures]] = {name: [] for name in VARIANTS}
-    names = list(VARIANTS)
+    variants = VARIANTS | (HTTP_VARIANTS if args.http else {})
+    results: dict[str, list[Figures]] = {name: [] for name in variants}
+    names = list(variants)
+    echo = EchoHttp() if args.http else None
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             db = Path(tmp) / f"t{round_}.sqlite3"
@@ -101,22 +125,28 @@ async def main() -> None:
                 order = names[round_ % len(names) :] + names[: round_ % len(names)]
                 for name in order:
                     count = args.hot_sagas if name == "one hot key" else args.sagas
-                    results[name].append(await measure(client, VARIANTS[name], count, server.pid))
+                    figures = await measure(client, variants[name], count, server.pid,
+                                            echo.url if echo else None)  # fmt: skip
+                    results[name].append(figures)
                     print(f"round {round_ + 1} {name}: {results[name][-1][0]:.1f} sagas/s",
                           flush=True)  # fmt: skip
             finally:
                 server.stop()
-    base = statistics.median(r[0] for r in results["plain"])
-    print(f"\n| variant | sagas/s (median of {args.rounds}) | x plain | saga history events | "
+    if echo:
+        echo.close()
+    print(f"\n| variant | sagas/s (median of {args.rounds}) | x plain (median of the rounds' "
+          "ratios) | saga history events | "
           "key-shard events per saga | process CPU ms/saga | server CPU ms/saga |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for name, runs in results.items():
+        plain = results["HTTP steps, plain" if name.startswith("HTTP") else "plain"]
+        ratio = statistics.median(r[0] / p[0] for r, p in zip(runs, plain, strict=True))
         rate = statistics.median(r[0] for r in runs)
         events = statistics.median(r[1] for r in runs)
         locks = statistics.median(r[2] for r in runs)
         cpu = statistics.median(r[3] for r in runs)
         server_cpu = statistics.median(r[4] for r in runs)
-        print(f"| {name} | {rate:.1f} | {rate / base:.2f} | {events:.0f} | {locks:.1f} "
+        print(f"| {name} | {rate:.1f} | {ratio:.2f} | {events:.0f} | {locks:.1f} "
               f"| {cpu:.1f} | {server_cpu:.1f} |")  # fmt: skip
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "HTTP_ACTIVITY",
     "ITEMS_STOP_SIGNAL",
     "ITEMS_WORKFLOW",
+    "KEY_ACQUIRE_MANY_UPDATE",
     "KEY_ACQUIRE_UPDATE",
     "KEY_ASK_ACTIVITY",
     "KEY_CLOSED_ACTIVITY",
@@ -170,6 +171,8 @@ KEY_LOCK_WORKFLOW = "SagaloomKeyLock"
 KEY_LOCK_PREFIX = "sagaloom-key:"
 """An exclusive key's lock workflow id is this prefix and the key."""
 KEY_ACQUIRE_UPDATE = "acquire"
+KEY_ACQUIRE_MANY_UPDATE = "acquire-many"
+"""A key shard's Update taking several sagas' requests at once (a worker's asks, batched)."""
 """Update asking a key's lock for the key (granted now, or queued)."""
 KEY_RELEASE_SIGNAL = "release"
 """Signal to a key's lock: the saga (its id) is done with the key, or stops waiting for it."""

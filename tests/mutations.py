@@ -793,6 +793,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_plugin.py", "-k", "key_shards"),
     ),
     Mutation(
+        "exclusive: a worker's asks of one shard go together (one Update in flight per shard)",
+        "sagaloom/worker/_keydesk.py",
+        "        if shard.sender is None:\n",
+        "        if True:\n",
+        ("tests/test_exclusive.py", "-k", "burst"),
+    ),
+    Mutation(
+        "exclusive: the asks that wait while an Update is in flight leave in the next one",
+        "sagaloom/worker/_keydesk.py",
+        "MOST_AT_ONCE = 200\n",
+        "MOST_AT_ONCE = 1\n",
+        ("tests/test_exclusive.py", "-k", "burst"),
+    ),
+    Mutation(
         "toolkit: commands on the embedded SQLite are applied in arrival order (no starvation)",
         "sagaloom/service/_engine.py",
         '    options = {"pool_size": 1, "max_overflow": 0',

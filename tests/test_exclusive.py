@@ -322,6 +322,36 @@ async def test_a_bad_key_function_fails_at_the_client_before_the_start(
         await temporal.get_workflow_handle(f"{saga.name}-{tid}").describe()
 
 
+async def test_a_burst_of_asks_on_one_shard_is_batched_never_refused(
+    temporal: Client, queue: str
+) -> None:
+    # Temporal refuses a workflow more than 10 Updates in flight. 24 transfers on accounts of
+    # one shard, started at once, ask it for 48 keys: the worker sends them one Update at a
+    # time per shard, the asks that came meanwhile together, so none is refused and retried.
+    run = uuid.uuid4().hex[:6]
+    shard = zlib.crc32(f"account:{run}-0".encode()) % 16
+    accounts = [a for a in (f"{run}-{i}" for i in range(2_000))
+                if zlib.crc32(f"account:{a}".encode()) % 16 == shard][:48]  # fmt: skip
+    handles = await asyncio.gather(*(
+        start_saga(temporal, EXCLUSIVE, transfer(f"{run}-t{i}", accounts[2 * i],
+                                                 accounts[2 * i + 1], 1), task_queue=queue)
+        for i in range(24)))  # fmt: skip
+    results = await asyncio.wait_for(asyncio.gather(*(outcome(h) for h in handles)), 120)
+    assert {r.status for r in results} == {SagaStatus.COMPLETED}
+    asks = updates = 0
+    async for shard_run in temporal.list_workflows(f'WorkflowId = "sagaloom-keys:{shard:02d}"'):
+        handle = temporal.get_workflow_handle(shard_run.id, run_id=shard_run.run_id)
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+                update = event.workflow_execution_update_accepted_event_attributes.accepted_request
+                data = json.loads(update.input.args.payloads[0].data)
+                mine = [r for r in (data if isinstance(data, list) else [data])
+                        if r["saga_id"].startswith(f"{EXCLUSIVE.name}-{run}-")]  # fmt: skip
+                asks, updates = asks + len(mine), updates + bool(mine)
+    assert asks == 48  # each key asked once (a local activity that timed out would ask again)
+    assert updates < asks  # batched: one Update in flight per shard
+
+
 async def _releases(temporal: Client, key: str) -> set[str]:
     """The sagas that signalled ``key``'s shard that they are done with it, in all its runs."""
     released: set[str] = set()

@@ -28,6 +28,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
 from sagaloom._names import (
+    KEY_ACQUIRE_MANY_UPDATE,
     KEY_ACQUIRE_UPDATE,
     KEY_CLOSED_ACTIVITY,
     KEY_GRANTED_SIGNAL,
@@ -174,16 +175,25 @@ class KeyShard:
     @workflow.update(name=KEY_ACQUIRE_UPDATE)
     def acquire(self, request: KeyRequest) -> KeyAnswer:
         """Grant the key now (free, already this saga's, or its parent's) or queue the saga."""
-        lock = self.state.keys.setdefault(request.key, KeyLockState(key=request.key))
-        answer = acquire(lock, request, workflow.now())
-        self._changed.note()
-        return answer
+        return self._take(request)
 
     @acquire.validator
     def _check(self, request: KeyRequest) -> None:
         if shard_of(request.key) != self.state.shard:
             raise ValueError(f"key {request.key!r} belongs to shard {shard_of(request.key)}, "
                              f"not {self.state.shard}")  # fmt: skip
+
+    @workflow.update(name=KEY_ACQUIRE_MANY_UPDATE)
+    def acquire_many(self, requests: list[KeyRequest]) -> list[KeyAnswer]:
+        """:meth:`acquire` for each request, in order: a worker's asks sent together."""
+        return [self._take(request) for request in requests]
+
+    @acquire_many.validator
+    def _check_many(self, requests: list[KeyRequest]) -> None:
+        if not requests:
+            raise ValueError("no request")
+        for request in requests:
+            self._check(request)
 
     @workflow.signal(name=KEY_RELEASE_KEYS_SIGNAL)
     def release(self, done: KeyRelease) -> None:
@@ -192,6 +202,12 @@ class KeyShard:
             if key in self.state.keys:
                 release(self.state.keys[key], done.saga_id)
         self._changed.note()
+
+    def _take(self, request: KeyRequest) -> KeyAnswer:
+        lock = self.state.keys.setdefault(request.key, KeyLockState(key=request.key))
+        answer = acquire(lock, request, workflow.now())
+        self._changed.note()
+        return answer
 
     async def _quiet(self) -> None:
         """Every handler has finished and every grant has been told."""

@@ -20,14 +20,13 @@ from sagaloom._names import (
     KEY_CLOSED_ACTIVITY,
     KEY_HOLDER_ACTIVITY,
     KEY_LOCK_WORKFLOW,
-    KEY_QUEUE,
     KEY_RELEASE_ACTIVITY,
     KEY_RELEASE_KEYS_SIGNAL,
     KEY_REQUEST_ACTIVITY,
-    KEY_SHARD_WORKFLOW,
 )
-from sagaloom._runtime._keylocks import KeyRelease, KeyShardState, lock_id, shard_id, shard_of
+from sagaloom._runtime._keylocks import KeyRelease, lock_id, shard_id, shard_of
 from sagaloom._runtime._keyrules import KeyAnswer, KeyLockState, KeyRequest
+from sagaloom.worker._keydesk import desk_of
 
 __all__ = ["ask_key", "closed_holders", "holder_open", "release_keys", "request_key"]
 
@@ -37,10 +36,9 @@ async def ask_key(request: KeyRequest) -> KeyAnswer:
     """Ask ``request.key``'s shard for the key, starting the shard if it is not running.
 
     Asking again is harmless: a saga already holding or waiting for the key keeps its place.
+    The worker's asks go to each shard one Update at a time (``_keydesk``).
     """
-    shard = shard_of(request.key)
-    return await _acquire(request, KEY_SHARD_WORKFLOW, KeyShardState(shard=shard),
-                          shard_id(shard), KEY_QUEUE, f"exclusive keys, shard {shard}")  # fmt: skip
+    return await desk_of(activity.client()).ask(request)
 
 
 async def _acquire(

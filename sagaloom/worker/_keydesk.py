@@ -1,0 +1,120 @@
+"""A worker's asks for exclusive keys, sent to each key shard one Update at a time.
+
+Temporal refuses a workflow more than a few Updates in flight at once (10 by default:
+``history.maxInFlightUpdates``). A burst of sagas asking for keys of one shard would exceed it,
+and each refused ask would wait for its local activity's retry. So a worker sends each shard
+one Update at a time: the asks that come in while one is in flight go together in the next
+(``acquire-many``), answered in order. Nothing waits on purpose: a lone ask leaves at once.
+
+A shard served by an older worker that lacks ``acquire-many`` gets the asks one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass, field
+
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+
+from sagaloom._names import (
+    KEY_ACQUIRE_MANY_UPDATE,
+    KEY_ACQUIRE_UPDATE,
+    KEY_QUEUE,
+    KEY_SHARD_WORKFLOW,
+)
+from sagaloom._runtime._keylocks import KeyShardState, shard_id, shard_of
+from sagaloom._runtime._keyrules import KeyAnswer, KeyRequest
+
+__all__ = ["MOST_AT_ONCE", "KeyDesk", "desk_of"]
+
+MOST_AT_ONCE = 200
+"""Most asks in one Update (each is a few hundred bytes)."""
+
+_Ask = tuple[KeyRequest, "asyncio.Future[KeyAnswer]"]
+
+
+@dataclass
+class _Shard:
+    waiting: list[_Ask] = field(default_factory=list)
+    sender: asyncio.Task[None] | None = None
+
+
+class KeyDesk:
+    """One client's asks for keys, batched per shard (one Update in flight per shard)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._shards: dict[int, _Shard] = {}
+
+    async def ask(self, request: KeyRequest) -> KeyAnswer:
+        """The shard's answer to ``request``, sent alone or with the asks waiting beside it."""
+        shard = self._shards.setdefault(shard_of(request.key), _Shard())
+        answer: asyncio.Future[KeyAnswer] = asyncio.get_running_loop().create_future()
+        shard.waiting.append((request, answer))
+        if shard.sender is None:
+            shard.sender = asyncio.create_task(self._send(shard_of(request.key), shard))
+        return await answer
+
+    async def _send(self, number: int, shard: _Shard) -> None:
+        """Send what waits, one Update at a time, until nothing does."""
+        try:
+            while shard.waiting:
+                batch = shard.waiting[:MOST_AT_ONCE]
+                del shard.waiting[:MOST_AT_ONCE]
+                try:
+                    answers = await self._acquire(number, [request for request, _ in batch])
+                except Exception as err:  # told to each asker (its local activity retries)
+                    for _, answer in batch:
+                        if not answer.done():
+                            answer.set_exception(err)
+                    continue
+                for (_, answer), given in zip(batch, answers, strict=True):
+                    if not answer.done():  # an asker cancelled meanwhile asks again later
+                        answer.set_result(given)
+        finally:
+            shard.sender = None
+
+    async def _acquire(self, number: int, requests: list[KeyRequest]) -> list[KeyAnswer]:
+        start: WithStartWorkflowOperation[object, None] = WithStartWorkflowOperation(
+            KEY_SHARD_WORKFLOW,
+            KeyShardState(shard=number),
+            id=shard_id(number),
+            task_queue=KEY_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"exclusive keys, shard {number}",
+        )
+        if len(requests) == 1:
+            return [await self._one(requests[0], start)]
+        try:
+            answers: list[KeyAnswer] = await self.client.execute_update_with_start_workflow(
+                KEY_ACQUIRE_MANY_UPDATE,
+                requests,
+                start_workflow_operation=start,
+                result_type=list[KeyAnswer],
+            )
+            return answers
+        except WorkflowUpdateFailedError as err:
+            if KEY_ACQUIRE_MANY_UPDATE not in str(err.cause):
+                raise
+        return [await self._one(request, start) for request in requests]  # an older shard
+
+    async def _one(
+        self, request: KeyRequest, start: WithStartWorkflowOperation[object, None]
+    ) -> KeyAnswer:
+        answer: KeyAnswer = await self.client.execute_update_with_start_workflow(
+            KEY_ACQUIRE_UPDATE, request, start_workflow_operation=start, result_type=KeyAnswer
+        )
+        return answer
+
+
+_DESKS: weakref.WeakKeyDictionary[Client, KeyDesk] = weakref.WeakKeyDictionary()
+
+
+def desk_of(client: Client) -> KeyDesk:
+    """The desk of ``client`` (one per client, so per worker process and connection)."""
+    desk = _DESKS.get(client)
+    if desk is None:
+        desk = _DESKS[client] = KeyDesk(client)
+    return desk
