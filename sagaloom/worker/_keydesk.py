@@ -50,15 +50,17 @@ class KeyDesk:
 
     async def ask(self, request: KeyRequest) -> KeyAnswer:
         """The shard's answer to ``request``, sent alone or with the asks waiting beside it."""
-        shard = self._shards.setdefault(shard_of(request.key), _Shard())
+        number = shard_of(request.key)
+        shard = self._shards.setdefault(number, _Shard())
         answer: asyncio.Future[KeyAnswer] = asyncio.get_running_loop().create_future()
         shard.waiting.append((request, answer))
         if shard.sender is None:
-            shard.sender = asyncio.create_task(self._send(shard_of(request.key), shard))
+            shard.sender = asyncio.create_task(self._send(number, shard))
         return await answer
 
     async def _send(self, number: int, shard: _Shard) -> None:
         """Send what waits, one Update at a time, until nothing does."""
+        batch: list[_Ask] = []
         try:
             while shard.waiting:
                 batch = shard.waiting[:MOST_AT_ONCE]
@@ -75,6 +77,9 @@ class KeyDesk:
                         answer.set_result(given)
         finally:
             shard.sender = None
+            for _, answer in batch + shard.waiting:  # the desk stopped (the worker shuts down)
+                answer.cancel()
+            shard.waiting.clear()
 
     async def _acquire(self, number: int, requests: list[KeyRequest]) -> list[KeyAnswer]:
         start: WithStartWorkflowOperation[object, None] = WithStartWorkflowOperation(
