@@ -27,7 +27,7 @@ from sagaloom._names import (
 from sagaloom._runtime._keylocks import KeyShardState, shard_id, shard_of
 from sagaloom._runtime._keyrules import KeyAnswer, KeyRequest
 
-__all__ = ["MOST_AT_ONCE", "KeyDesk", "desk_of"]
+__all__ = ["MOST_AT_ONCE", "KeyDesk", "acquire_one", "desk_of", "lock_start"]
 
 MOST_AT_ONCE = 200
 """Most asks in one Update (each is a few hundred bytes)."""
@@ -82,16 +82,10 @@ class KeyDesk:
             shard.waiting.clear()
 
     async def _acquire(self, number: int, requests: list[KeyRequest]) -> list[KeyAnswer]:
-        start: WithStartWorkflowOperation[object, None] = WithStartWorkflowOperation(
-            KEY_SHARD_WORKFLOW,
-            KeyShardState(shard=number),
-            id=shard_id(number),
-            task_queue=KEY_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary=f"exclusive keys, shard {number}",
-        )
+        start = lock_start(KEY_SHARD_WORKFLOW, KeyShardState(shard=number), shard_id(number),
+                           KEY_QUEUE, f"exclusive keys, shard {number}")  # fmt: skip
         if len(requests) == 1:
-            return [await self._one(requests[0], start)]
+            return [await acquire_one(self.client, requests[0], start)]
         try:
             answers: list[KeyAnswer] = await self.client.execute_update_with_start_workflow(
                 KEY_ACQUIRE_MANY_UPDATE,
@@ -103,15 +97,31 @@ class KeyDesk:
         except WorkflowUpdateFailedError as err:
             if KEY_ACQUIRE_MANY_UPDATE not in str(err.cause):
                 raise
-        return [await self._one(request, start) for request in requests]  # an older shard
+        return [await acquire_one(self.client, r, start) for r in requests]  # an older shard
 
-    async def _one(
-        self, request: KeyRequest, start: WithStartWorkflowOperation[object, None]
-    ) -> KeyAnswer:
-        answer: KeyAnswer = await self.client.execute_update_with_start_workflow(
-            KEY_ACQUIRE_UPDATE, request, start_workflow_operation=start, result_type=KeyAnswer
-        )
-        return answer
+
+def lock_start(
+    workflow: str, state: object, workflow_id: str, queue: str, summary: str
+) -> WithStartWorkflowOperation[object, None]:
+    """Start lock ``workflow_id`` (a shard, or a per-key lock) with ``state`` if not running."""
+    return WithStartWorkflowOperation(
+        workflow,
+        state,
+        id=workflow_id,
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=summary,
+    )
+
+
+async def acquire_one(
+    client: Client, request: KeyRequest, start: WithStartWorkflowOperation[object, None]
+) -> KeyAnswer:
+    """Send the ``acquire`` Update to ``start``'s lock, starting it if needed."""
+    answer: KeyAnswer = await client.execute_update_with_start_workflow(
+        KEY_ACQUIRE_UPDATE, request, start_workflow_operation=start, result_type=KeyAnswer
+    )
+    return answer
 
 
 _DESKS: weakref.WeakKeyDictionary[Client, KeyDesk] = weakref.WeakKeyDictionary()

@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import activity
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom._names import (
-    KEY_ACQUIRE_UPDATE,
     KEY_ASK_ACTIVITY,
     KEY_CLOSED_ACTIVITY,
     KEY_HOLDER_ACTIVITY,
@@ -26,7 +24,7 @@ from sagaloom._names import (
 )
 from sagaloom._runtime._keylocks import KeyRelease, lock_id, shard_id, shard_of
 from sagaloom._runtime._keyrules import KeyAnswer, KeyLockState, KeyRequest
-from sagaloom.worker._keydesk import desk_of
+from sagaloom.worker._keydesk import acquire_one, desk_of, lock_start
 
 __all__ = ["ask_key", "closed_holders", "holder_open", "release_keys", "request_key"]
 
@@ -39,24 +37,6 @@ async def ask_key(request: KeyRequest) -> KeyAnswer:
     The worker's asks go to each shard one Update at a time (``_keydesk``).
     """
     return await desk_of(activity.client()).ask(request)
-
-
-async def _acquire(
-    request: KeyRequest, workflow: str, state: object, workflow_id: str, queue: str, summary: str
-) -> KeyAnswer:
-    """Send the ``acquire`` Update to lock ``workflow_id``, starting it with ``state`` if needed."""
-    start: WithStartWorkflowOperation[object, None] = WithStartWorkflowOperation(
-        workflow,
-        state,
-        id=workflow_id,
-        task_queue=queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        static_summary=summary,
-    )
-    answer: KeyAnswer = await activity.client().execute_update_with_start_workflow(
-        KEY_ACQUIRE_UPDATE, request, start_workflow_operation=start, result_type=KeyAnswer
-    )
-    return answer
 
 
 @activity.defn(name=KEY_RELEASE_ACTIVITY)
@@ -86,9 +66,9 @@ async def closed_holders(saga_ids: list[str]) -> list[str]:
 @activity.defn(name=KEY_REQUEST_ACTIVITY)
 async def request_key(request: KeyRequest) -> KeyAnswer:
     """Ask ``request.key``'s per-key lock for the key, starting it on this task queue."""
-    return await _acquire(request, KEY_LOCK_WORKFLOW, KeyLockState(key=request.key),
-                          lock_id(request.key), activity.info().task_queue,
-                          f"exclusive key {request.key}")  # fmt: skip
+    start = lock_start(KEY_LOCK_WORKFLOW, KeyLockState(key=request.key), lock_id(request.key),
+                       activity.info().task_queue, f"exclusive key {request.key}")  # fmt: skip
+    return await acquire_one(activity.client(), request, start)
 
 
 @activity.defn(name=KEY_HOLDER_ACTIVITY)
