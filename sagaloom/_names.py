@@ -42,6 +42,8 @@ __all__ = [
     "KEY_ACQUIRE_UPDATE",
     "KEY_ASK_ACTIVITY",
     "KEY_CLOSED_ACTIVITY",
+    "KEY_EARLY_MEMO",
+    "KEY_EARLY_PATCH",
     "KEY_GRANTED_SIGNAL",
     "KEY_HOLDER_ACTIVITY",
     "KEY_LOCK_PREFIX",
@@ -186,6 +188,10 @@ KEY_HOLDER_ACTIVITY = "sagaloom.key.holder-open"
 """Activity a key's lock checks that its holder's run is still open with."""
 KEY_SHARDS_PATCH = "sagaloom-exclusive-shards"
 """Patch id marking sagas that take their keys from key shards, through local activities."""
+KEY_EARLY_PATCH = "sagaloom-keys-taken-at-start"
+"""Patch id marking sagas that count the keys ``start_saga`` took for them (no ask of theirs)."""
+KEY_EARLY_MEMO = "sagaloom-keys"
+"""Memo of a saga whose keys ``start_saga`` took before starting it (``EarlyKeys``)."""
 KEY_SHARD_WORKFLOW = "SagaloomKeyShard"
 """Workflow type of a key shard (``sagaloom-keys:<nn>``: the keys that hash to it)."""
 KEY_SHARD_PREFIX = "sagaloom-keys:"

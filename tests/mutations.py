@@ -793,18 +793,61 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_plugin.py", "-k", "key_shards"),
     ),
     Mutation(
-        "exclusive: a worker's asks of one shard go together (one Update in flight per shard)",
-        "sagaloom/worker/_keydesk.py",
-        "        if shard.sender is None:\n",
-        "        if True:\n",
+        "exclusive: a process's asks of one shard go together (one Update in flight per shard)",
+        "sagaloom/client/_keydesk.py",
+        "        number = shard_of(request.key)\n",
+        "        number = shard_of(request.key)\n"
+        "        return (await self._acquire(number, [request]))[0]\n",
         ("tests/test_exclusive.py", "-k", "burst"),
     ),
     Mutation(
         "exclusive: the asks that wait while an Update is in flight leave in the next one",
-        "sagaloom/worker/_keydesk.py",
+        "sagaloom/client/_keydesk.py",
         "MOST_AT_ONCE = 200\n",
         "MOST_AT_ONCE = 1\n",
         ("tests/test_exclusive.py", "-k", "burst"),
+    ),
+    Mutation(
+        "exclusive: a saga counts the keys start_saga took for it (no ask of its own)",
+        R + "_exclusive.py",
+        "        if KEY_EARLY_MEMO not in info.raw_memo:\n",
+        "        if True:\n",
+        ("tests/test_exclusive.py", "-k", "finds_them_taken"),
+    ),
+    Mutation(
+        "exclusive: an early ask (before the start) never takes a key someone holds",
+        R + "_keyrules.py",
+        "        if not state.idle():\n",
+        "        if False:\n",
+        ("tests/test_key_rules.py", "-k", "held_key"),
+    ),
+    Mutation(
+        "exclusive: a start that did not happen gives the keys taken for it back",
+        "sagaloom/client/_sagas.py",
+        "                    await desk.drop_early(early, id)\n",
+        "                    pass\n",
+        ("tests/test_exclusive.py", "-k", "did_not_happen"),
+    ),
+    Mutation(
+        "exclusive: an early hold its saga asked for since is not given back",
+        R + "_keyrules.py",
+        "        if state.holder == saga_id and state.early:\n",
+        "        if state.holder == saga_id:\n",
+        ("tests/test_key_rules.py", "-k", "its_own"),
+    ),
+    Mutation(
+        "exclusive: a key taken for a saga that never started is freed once the grace is over",
+        R + "_keyrules.py",
+        "        return self.early and self.since is not None and now - self.since < EARLY_GRACE",
+        "        return self.early",
+        ("tests/test_exclusive.py", "-k", "never_started"),
+    ),
+    Mutation(
+        "exclusive: a saga counts keys taken for it only if it started soon after",
+        R + "_exclusive.py",
+        "        if info.workflow_start_time - early.since > EARLY_TRUST:\n",
+        "        if False:\n",
+        ("tests/test_exclusive.py", "-k", "long_after"),
     ),
     Mutation(
         "toolkit: commands on the embedded SQLite are applied in arrival order (no starvation)",
@@ -838,9 +881,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "exclusive: a bad key function fails at the client, before the start",
         "sagaloom/client/_sagas.py",
-        "    saga.exclusive_keys(parsed)  # a key function that fails, fails here, "
+        "    keys = saga.exclusive_keys(parsed)  # a key function that fails, fails here, "
         "before the start\n",
-        "",
+        "    keys: list[str] = []\n",
         ("tests/test_exclusive.py", "-k", "bad_key"),
     ),
     Mutation(

@@ -26,7 +26,7 @@ import sqlite3
 import uuid
 import zlib
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -36,6 +36,8 @@ import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Replayer, Worker
 
@@ -47,7 +49,9 @@ from sagaloom import (
     SagaState,
     SagaStatus,
 )
+from sagaloom._runtime._keyrules import EarlyKeys
 from sagaloom.client import connect, outcome, saga_events, start_saga
+from sagaloom.client._keydesk import desk_of
 from sagaloom.participants import Breakers
 from sagaloom.server import DevServer, DevServerOptions, NatsServer, free_port
 from sagaloom.worker import SagaloomPlugin
@@ -503,3 +507,88 @@ async def _kill_and_restart(server: DevServer) -> None:
     await asyncio.to_thread(process.wait)
     server._process = None
     await server.start()
+
+
+async def test_a_saga_whose_keys_are_free_finds_them_taken_when_it_starts(
+    temporal: Client, queue: str
+) -> None:
+    """start_saga takes the free keys before the start and lists them in the saga's memo: the
+    saga holds them without asking (no ask in its history), and releases them at its end."""
+    run = uuid.uuid4().hex[:6]
+    keys = [f"account:acc-{run}", f"account:x-{run}"]
+    handle = await start_saga(temporal, EXCLUSIVE, transfer(f"{run}-1", f"acc-{run}", f"x-{run}",
+                              100), task_queue=queue)  # fmt: skip
+    memo = await (await handle.describe()).memo_value("sagaloom-keys")
+    assert memo["keys"] == keys
+    assert (await asyncio.wait_for(outcome(handle), 30)).status is SagaStatus.COMPLETED
+    assert await _local_activities(handle) == ["sagaloom.key.release"]
+    assert handle.id in await _releases(temporal, keys[0])
+
+
+async def test_a_start_that_did_not_happen_gives_its_early_keys_back(
+    temporal: Client, queue: str
+) -> None:
+    """A second start of a completed transfer is refused (REJECT_DUPLICATE): the keys taken for
+    it before the start are free again at once — the next transfer takes them early too."""
+    run = uuid.uuid4().hex[:6]
+    plan = transfer(f"{run}-1", f"acc-{run}", f"x-{run}", 100)
+    done = await start_saga(temporal, EXCLUSIVE, plan, task_queue=queue)
+    assert (await asyncio.wait_for(outcome(done), 30)).status is SagaStatus.COMPLETED
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await start_saga(temporal, EXCLUSIVE, plan, task_queue=queue,
+                         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)  # fmt: skip
+    after = await start_saga(temporal, EXCLUSIVE, transfer(f"{run}-2", f"acc-{run}", f"x-{run}",
+                             100), task_queue=queue)  # fmt: skip
+    assert (await (await after.describe()).memo_value("sagaloom-keys"))["keys"] == [
+        f"account:acc-{run}", f"account:x-{run}"]  # fmt: skip
+    assert (await asyncio.wait_for(outcome(after), 30)).status is SagaStatus.COMPLETED
+
+
+async def test_a_key_taken_for_a_saga_that_never_started_is_freed(
+    temporal: Client, queue: str
+) -> None:
+    """A client took a key for a saga, then died before starting it: the next saga on the key
+    waits behind the missing holder, which the shard looks for once the start's grace is over."""
+    run = uuid.uuid4().hex[:6]
+    taken = await desk_of(temporal).take_early([f"account:acc-{run}"], f"ghost-{run}")
+    assert taken is not None and taken.keys == [f"account:acc-{run}"]
+    waiter = await start_saga(temporal, EXCLUSIVE, transfer(f"{run}-1", f"acc-{run}", f"x-{run}",
+                              100), task_queue=queue)  # fmt: skip
+    await until(lambda: _status(waiter, SagaStatus.WAITING))
+    assert (await state(waiter)).key_holder == f"ghost-{run}"
+    assert (await asyncio.wait_for(outcome(waiter), 40)).status is SagaStatus.COMPLETED
+
+
+async def test_a_saga_started_long_after_its_keys_were_taken_asks_for_them(
+    temporal: Client, queue: str
+) -> None:
+    """A memo that lists keys taken too long ago (a replayed start, a forged one) is not
+    trusted: the saga asks, and waits behind the transfer holding the account."""
+    run = uuid.uuid4().hex[:6]
+    holder = await start_saga(temporal, EXCLUSIVE, transfer(f"{run}-1", f"acc-{run}", f"x-{run}",
+                              100, hold=3), task_queue=queue)  # fmt: skip
+    await until(lambda: _step_running(holder, "hold"))
+    stale = EarlyKeys(keys=[f"account:acc-{run}", f"account:y-{run}"],
+                      since=datetime.now(UTC) - timedelta(minutes=5))  # fmt: skip
+    late = await temporal.start_workflow(
+        EXCLUSIVE.name, transfer(f"{run}-2", f"acc-{run}", f"y-{run}", 100),
+        id=f"{EXCLUSIVE.name}-{run}-2", task_queue=queue, memo={"sagaloom-keys": stale},
+    )  # fmt: skip
+    await until(lambda: _status(late, SagaStatus.WAITING))
+    assert (await state(late)).key_holder == holder.id
+    for handle in (holder, late):
+        assert (await asyncio.wait_for(outcome(handle), 30)).status is SagaStatus.COMPLETED
+    assert "sagaloom.key.ask" in await _local_activities(late)
+    first, second = await _window(holder), await _window(late)
+    assert first[1] <= second[0]
+
+
+async def _local_activities(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The local activities in ``handle``'s history, in order, by activity type."""
+    kinds = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            if "data" in details:
+                kinds.append(json.loads(details["data"].payloads[0].data)["activity_type"])
+    return kinds

@@ -9,6 +9,13 @@ holder; a queued saga waits for the shard's ``granted`` signal (and asks again n
 case the shard was lost meanwhile). However the saga ends, a local activity tells each shard
 that the saga is done with its keys (a waiter that gives up leaves the queue the same way).
 
+A saga started by ``start_saga`` usually finds its keys taken already: the client took each free
+one before the start (``sagaloom.client._keydesk``) and listed them in the saga's memo
+(:data:`~sagaloom._names.KEY_EARLY_MEMO`). The saga counts them as its own without asking —
+if its run is the first of its id (not a reset) and began within :data:`EARLY_TRUST` of the
+grant — and asks for the rest as above. A key held by someone else is never taken early: the
+saga queues for it itself, in arrival order.
+
 A local activity records one marker in the saga's history where an activity would add a task
 and a workflow task. Sagas started before the shards (patch ``sagaloom-exclusive``) ask a lock
 per key through a regular activity, as they did.
@@ -29,12 +36,14 @@ from temporalio.exceptions import FailureError
 
 from sagaloom._names import (
     KEY_ASK_ACTIVITY,
+    KEY_EARLY_MEMO,
+    KEY_EARLY_PATCH,
     KEY_RELEASE_ACTIVITY,
     KEY_RELEASE_SIGNAL,
     KEY_REQUEST_ACTIVITY,
 )
 from sagaloom._runtime._keylocks import KeyRelease, lock_id, shard_of
-from sagaloom._runtime._keyrules import KeyAnswer, KeyRequest
+from sagaloom._runtime._keyrules import EARLY_TRUST, EarlyKeys, KeyAnswer, KeyRequest
 from sagaloom._runtime._progress import Progress
 
 __all__ = ["ExclusiveTimeout", "SagaKeys"]
@@ -68,13 +77,21 @@ class SagaKeys:
         """The lock's ``granted`` signal."""
         self.granted.add(key)
 
-    async def take(self, keys: list[str], patience: timedelta | None, *, sharded: bool) -> None:
+    async def take(
+        self,
+        keys: list[str],
+        patience: timedelta | None,
+        *,
+        sharded: bool,
+        taken: list[str] | None = None,
+    ) -> None:
         """Take ``keys`` (sorted) one by one, waiting for each in turn.
 
         Args:
             keys: The saga's keys, sorted.
             patience: The saga's ``exclusive_timeout``.
             sharded: From key shards (False: a lock per key, for sagas started before them).
+            taken: The first of ``keys``, taken for it before its start (:meth:`taken_at_start`).
 
         Raises:
             ExclusiveTimeout: ``patience`` (the saga's ``exclusive_timeout``) passed before
@@ -82,7 +99,10 @@ class SagaKeys:
         """
         self.sharded = sharded
         started = workflow.now()
-        for key in keys:
+        for key in taken or []:
+            self.asked.append(key)
+            self.granted.add(key)
+        for key in keys[len(self.asked) :]:
             self.asked.append(key)
             answer = await self._ask(key)
             if answer.granted:
@@ -103,6 +123,28 @@ class SagaKeys:
                         if answer.granted:
                             self.granted.add(key)
             self.progress.key_taken(key)
+
+    @staticmethod
+    def taken_at_start(keys: list[str]) -> list[str]:
+        """The first of ``keys`` that ``start_saga`` took for this run before starting it.
+
+        Sagas that count them record patch ``sagaloom-keys-taken-at-start`` (it implies the
+        key shards); a run that asked for them instead, replayed, asks again.
+        """
+        info = workflow.info()
+        if KEY_EARLY_MEMO not in info.raw_memo:
+            return []
+        if not info.run_id == info.first_execution_run_id == info.original_execution_run_id:
+            return []  # a reset, retried or continued run: its keys may have passed on since
+        early = workflow.memo_value(KEY_EARLY_MEMO, type_hint=EarlyKeys)
+        if info.workflow_start_time - early.since > EARLY_TRUST:
+            return []  # started late: the key may have been freed (it asks, harmlessly)
+        count = 0
+        while count < min(len(keys), len(early.keys)) and early.keys[count] == keys[count]:
+            count += 1
+        if not count or not workflow.patched(KEY_EARLY_PATCH):
+            return []
+        return keys[:count]
 
     async def _ask(self, key: str) -> KeyAnswer:
         info = workflow.info()

@@ -114,6 +114,8 @@ class KeyRelease(BaseModel):
 
     saga_id: str = Field(min_length=1)
     keys: list[str] = Field(min_length=1)
+    early_only: bool = False
+    """Free only keys taken early and not asked for since (a start that did not happen)."""
 
 
 class KeyShardState(BaseModel):
@@ -200,7 +202,7 @@ class KeyShard:
         """``done.saga_id`` is done with ``done.keys`` (or no longer waits for them)."""
         for key in done.keys:
             if key in self.state.keys:
-                release(self.state.keys[key], done.saga_id)
+                release(self.state.keys[key], done.saga_id, early_only=done.early_only)
         self._changed.note()
 
     def _take(self, request: KeyRequest) -> KeyAnswer:
@@ -239,8 +241,9 @@ class KeyShard:
 
     async def _free_closed_holders(self) -> None:
         """Others wait: free each key whose holder's run closed without releasing it."""
+        now = workflow.now()  # a key taken for a saga about to start: not looked for yet
         held = {lock.key: lock.holder for lock in self.state.keys.values()
-                if lock.queue and lock.holder is not None}  # fmt: skip
+                if lock.queue and lock.holder is not None and not lock.starting(now)}  # fmt: skip
         if not held:
             return
         closed = await workflow.execute_activity(

@@ -254,8 +254,9 @@ class SagaWorkflow:
         keys = self.saga.exclusive_keys(data)
         if not keys:
             return
-        if workflow.patched(KEY_SHARDS_PATCH):
-            await self._keys.take(keys, self.saga.exclusive_timeout, sharded=True)
+        taken = self._keys.taken_at_start(keys)  # one patch marker then, not two
+        if taken or workflow.patched(KEY_SHARDS_PATCH):
+            await self._keys.take(keys, self.saga.exclusive_timeout, sharded=True, taken=taken)
         elif workflow.patched(EXCLUSIVE_PATCH):  # started before the shards: a lock per key
             await self._keys.take(keys, self.saga.exclusive_timeout, sharded=False)
 

@@ -39,6 +39,7 @@ from temporalio.exceptions import (
     WorkflowAlreadyStartedError,
 )
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom._converter import converter
 from sagaloom._definition import Saga, SagaInputError
@@ -50,7 +51,8 @@ from sagaloom._model import (
     SagaReport,
     SagaStatus,
 )
-from sagaloom._names import DEFAULT_TASK_QUEUE, SAGA_KEY, SAGA_NAME, WAIT_UPDATE
+from sagaloom._names import DEFAULT_TASK_QUEUE, KEY_EARLY_MEMO, SAGA_KEY, SAGA_NAME, WAIT_UPDATE
+from sagaloom.client._keydesk import desk_of
 
 __all__ = [
     "DEFAULT_UI",
@@ -166,6 +168,9 @@ async def start_saga(
     started anew. The rest of the saga goes on after the answer; ``outcome(answer.handle)``
     waits for its end.
 
+    A saga with exclusive keys (without ``wait_for``) finds its free keys taken when it starts:
+    they are taken here, in order, up to the first one someone holds, and listed in its memo.
+
     Args:
         client: A connected client (see :func:`connect`).
         saga: The saga definition.
@@ -199,7 +204,7 @@ async def start_saga(
                 )
             ],
         )
-    saga.exclusive_keys(parsed)  # a key function that fails, fails here, before the start
+    keys = saga.exclusive_keys(parsed)  # a key function that fails, fails here, before the start
     saga.check_items(parsed)  # so do a fan-out's duplicate or invalid item keys
     key = saga.key(parsed) if saga.key else None
     if id is None:
@@ -207,17 +212,27 @@ async def start_saga(
     summary = saga.description or saga.name
     summary = f"{summary} · {key}" if key else summary
     if wait_for is None:
-        return await client.start_workflow(
-            saga.name,
-            parsed,
-            id=id,
-            task_queue=task_queue,
-            result_type=SagaReport,
-            search_attributes=start_attributes(saga, parsed),
-            static_summary=summary,
-            request_eager_start=request_eager_start,
-            id_reuse_policy=id_reuse_policy,
-        )
+        desk = desk_of(client)
+        early = await desk.take_early(keys, id) if keys else None  # the saga need not ask
+        try:
+            return await client.start_workflow(
+                saga.name,
+                parsed,
+                id=id,
+                task_queue=task_queue,
+                result_type=SagaReport,
+                search_attributes=start_attributes(saga, parsed),
+                static_summary=summary,
+                request_eager_start=request_eager_start,
+                id_reuse_policy=id_reuse_policy,
+                memo={KEY_EARLY_MEMO: early} if early else None,
+            )
+        except (WorkflowAlreadyStartedError, RPCError) as err:
+            refused = not isinstance(err, RPCError) or err.status == RPCStatusCode.INVALID_ARGUMENT
+            if early and refused:  # surely not started: the keys go back
+                with contextlib.suppress(RPCError):  # (else its shard frees them in 10 s)
+                    await desk.drop_early(early, id)
+            raise
     if wait_for not in saga.position:
         steps = ", ".join(s.name for s in saga.steps)
         raise SagaInputError(saga.name, [("wait_for", f"no step {wait_for!r}; steps: {steps}")])

@@ -19,12 +19,11 @@ from sagaloom._names import (
     KEY_HOLDER_ACTIVITY,
     KEY_LOCK_WORKFLOW,
     KEY_RELEASE_ACTIVITY,
-    KEY_RELEASE_KEYS_SIGNAL,
     KEY_REQUEST_ACTIVITY,
 )
-from sagaloom._runtime._keylocks import KeyRelease, lock_id, shard_id, shard_of
+from sagaloom._runtime._keylocks import KeyRelease, lock_id
 from sagaloom._runtime._keyrules import KeyAnswer, KeyLockState, KeyRequest
-from sagaloom.worker._keydesk import acquire_one, desk_of, lock_start
+from sagaloom.client._keydesk import acquire_one, desk_of, lock_start
 
 __all__ = ["ask_key", "closed_holders", "holder_open", "release_keys", "request_key"]
 
@@ -42,18 +41,8 @@ async def ask_key(request: KeyRequest) -> KeyAnswer:
 @activity.defn(name=KEY_RELEASE_ACTIVITY)
 async def release_keys(releases: list[KeyRelease]) -> None:
     """Tell each shard that the saga is done with its keys there (a shard gone: nothing held)."""
-    client = activity.client()
-    await asyncio.gather(*(_release(client, done) for done in releases))
-
-
-async def _release(client: Client, done: KeyRelease) -> None:
-    try:
-        await client.get_workflow_handle(shard_id(shard_of(done.keys[0]))).signal(
-            KEY_RELEASE_KEYS_SIGNAL, done
-        )
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
+    desk = desk_of(activity.client())
+    await asyncio.gather(*(desk.tell(done) for done in releases))
 
 
 @activity.defn(name=KEY_CLOSED_ACTIVITY)

@@ -1,4 +1,8 @@
-"""A worker's asks for exclusive keys, sent to each key shard one Update at a time.
+"""A process's asks for exclusive keys, sent to each key shard one Update at a time.
+
+Two kinds of asks come here: a saga's (its local activity, on the worker) and ``start_saga``'s,
+which takes a saga's free keys before starting it (:meth:`KeyDesk.take_early`), so that most
+sagas on keys nobody else uses never ask at all.
 
 Temporal refuses a workflow more than a few Updates in flight at once (10 by default:
 ``history.maxInFlightUpdates``). A burst of sagas asking for keys of one shard would exceed it,
@@ -12,25 +16,35 @@ A shard served by an older worker that lacks ``acquire-many`` gets the asks one 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import weakref
 from dataclasses import dataclass, field
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom._names import (
     KEY_ACQUIRE_MANY_UPDATE,
     KEY_ACQUIRE_UPDATE,
     KEY_QUEUE,
+    KEY_RELEASE_KEYS_SIGNAL,
     KEY_SHARD_WORKFLOW,
 )
-from sagaloom._runtime._keylocks import KeyShardState, shard_id, shard_of
-from sagaloom._runtime._keyrules import KeyAnswer, KeyRequest
+from sagaloom._runtime._keylocks import KeyRelease, KeyShardState, shard_id, shard_of
+from sagaloom._runtime._keyrules import EarlyKeys, KeyAnswer, KeyRequest
 
-__all__ = ["MOST_AT_ONCE", "KeyDesk", "acquire_one", "desk_of", "lock_start"]
+__all__ = ["EARLY_PATIENCE", "MOST_AT_ONCE", "KeyDesk", "acquire_one", "desk_of", "lock_start"]
 
 MOST_AT_ONCE = 200
 """Most asks in one Update (each is a few hundred bytes)."""
+EARLY_PATIENCE = 2.0
+"""Seconds ``start_saga`` waits for a shard's early answer (no worker yet: the saga asks)."""
+EARLY_PAUSE = 30.0
+"""Seconds early asks stop after a shard did not answer in time."""
+
+_log = logging.getLogger(__name__)
 
 _Ask = tuple[KeyRequest, "asyncio.Future[KeyAnswer]"]
 
@@ -47,6 +61,61 @@ class KeyDesk:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._shards: dict[int, _Shard] = {}
+        self._early_paused_until = 0.0
+
+    async def take_early(self, keys: list[str], saga_id: str) -> EarlyKeys | None:
+        """Take ``keys`` (sorted) for saga ``saga_id`` before it starts, while each is free.
+
+        Stops at the first key held or waited for by anyone (the saga queues for it itself),
+        and at the first failure or slow answer: then the saga asks for the rest. A key taken
+        here for a saga that never starts is freed by its shard's closed-holder check.
+
+        Returns:
+            The keys taken, in order, and when (``None``: none taken).
+        """
+        taken: list[str] = []
+        since = None
+        for key in keys:
+            if time.monotonic() < self._early_paused_until:
+                break
+            try:
+                answer = await asyncio.wait_for(
+                    self.ask(KeyRequest(key=key, saga_id=saga_id, early=True)), EARLY_PATIENCE
+                )
+            except Exception as err:  # no worker serves the shards yet, or an RPC failed
+                self._early_paused_until = time.monotonic() + EARLY_PAUSE
+                _log.info("key %s not taken before the start (%s); the saga asks for it",
+                          key, type(err).__name__)  # fmt: skip
+                break
+            if not answer.granted or answer.since is None:
+                break
+            taken.append(key)
+            since = since or answer.since
+        return EarlyKeys(keys=taken, since=since) if taken and since else None
+
+    async def drop_early(self, early: EarlyKeys, saga_id: str) -> None:
+        """The saga ``early`` was taken for did not start: free those keys it has not asked for."""
+        await self.release(saga_id, early.keys, early_only=True)
+
+    async def release(self, saga_id: str, keys: list[str], *, early_only: bool = False) -> None:
+        """Tell each shard that saga ``saga_id`` is done with its ``keys`` there."""
+        by_shard: dict[int, list[str]] = {}
+        for key in keys:
+            by_shard.setdefault(shard_of(key), []).append(key)
+        await asyncio.gather(*(
+            self.tell(KeyRelease(saga_id=saga_id, keys=mine, early_only=early_only))
+            for _, mine in sorted(by_shard.items())
+        ))  # fmt: skip
+
+    async def tell(self, done: KeyRelease) -> None:
+        """Send ``done`` (keys of one shard) to its shard (a shard gone: it held nothing)."""
+        try:
+            await self.client.get_workflow_handle(shard_id(shard_of(done.keys[0]))).signal(
+                KEY_RELEASE_KEYS_SIGNAL, done
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
 
     async def ask(self, request: KeyRequest) -> KeyAnswer:
         """The shard's answer to ``request``, sent alone or with the asks waiting beside it."""
