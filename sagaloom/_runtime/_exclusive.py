@@ -26,7 +26,6 @@ to it at once and its release leaves the parent's hold in place.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -42,7 +41,7 @@ from sagaloom._names import (
     KEY_RELEASE_SIGNAL,
     KEY_REQUEST_ACTIVITY,
 )
-from sagaloom._runtime._keylocks import KeyRelease, lock_id, shard_of
+from sagaloom._runtime._keylocks import lock_id, releases
 from sagaloom._runtime._keyrules import EARLY_TRUST, EarlyKeys, KeyAnswer, KeyRequest
 from sagaloom._runtime._progress import Progress
 
@@ -182,12 +181,9 @@ class SagaKeys:
             return
         saga_id = workflow.info().workflow_id
         if self.sharded:
-            by_shard: dict[int, list[str]] = defaultdict(list)
-            for key in self.asked:
-                by_shard[shard_of(key)].append(key)
             await workflow.execute_local_activity(
                 KEY_RELEASE_ACTIVITY,
-                [KeyRelease(saga_id=saga_id, keys=keys) for _, keys in sorted(by_shard.items())],
+                releases(saga_id, self.asked),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=_QUICK,
                 summary=f"release exclusive keys {', '.join(self.asked)}",

@@ -58,6 +58,7 @@ __all__ = [
     "KeyShard",
     "KeyShardState",
     "lock_id",
+    "releases",
     "shard_id",
     "shard_of",
 ]
@@ -116,6 +117,15 @@ class KeyRelease(BaseModel):
     keys: list[str] = Field(min_length=1)
     early_only: bool = False
     """Free only keys taken early and not asked for since (a start that did not happen)."""
+
+
+def releases(saga_id: str, keys: list[str], *, early_only: bool = False) -> list[KeyRelease]:
+    """Saga ``saga_id`` is done with ``keys``: what to tell each of their shards, in order."""
+    by_shard: dict[int, list[str]] = {}
+    for key in keys:
+        by_shard.setdefault(shard_of(key), []).append(key)
+    return [KeyRelease(saga_id=saga_id, keys=mine, early_only=early_only)
+            for _, mine in sorted(by_shard.items())]  # fmt: skip
 
 
 class KeyShardState(BaseModel):

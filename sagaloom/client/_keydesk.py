@@ -32,7 +32,7 @@ from sagaloom._names import (
     KEY_RELEASE_KEYS_SIGNAL,
     KEY_SHARD_WORKFLOW,
 )
-from sagaloom._runtime._keylocks import KeyRelease, KeyShardState, shard_id, shard_of
+from sagaloom._runtime._keylocks import KeyRelease, KeyShardState, releases, shard_id, shard_of
 from sagaloom._runtime._keyrules import EarlyKeys, KeyAnswer, KeyRequest
 
 __all__ = ["EARLY_PATIENCE", "MOST_AT_ONCE", "KeyDesk", "acquire_one", "desk_of", "lock_start"]
@@ -95,17 +95,8 @@ class KeyDesk:
 
     async def drop_early(self, early: EarlyKeys, saga_id: str) -> None:
         """The saga ``early`` was taken for did not start: free those keys it has not asked for."""
-        await self.release(saga_id, early.keys, early_only=True)
-
-    async def release(self, saga_id: str, keys: list[str], *, early_only: bool = False) -> None:
-        """Tell each shard that saga ``saga_id`` is done with its ``keys`` there."""
-        by_shard: dict[int, list[str]] = {}
-        for key in keys:
-            by_shard.setdefault(shard_of(key), []).append(key)
-        await asyncio.gather(*(
-            self.tell(KeyRelease(saga_id=saga_id, keys=mine, early_only=early_only))
-            for _, mine in sorted(by_shard.items())
-        ))  # fmt: skip
+        await asyncio.gather(*(self.tell(done) for done in releases(saga_id, early.keys,
+                                                                    early_only=True)))  # fmt: skip
 
     async def tell(self, done: KeyRelease) -> None:
         """Send ``done`` (keys of one shard) to its shard (a shard gone: it held nothing)."""
