@@ -96,6 +96,16 @@ STUCK = dataclasses.replace(
 EVENTFUL = dataclasses.replace(EXCLUSIVE, name="EventfulTransferSaga", events=True)
 """Publishes its lifecycle events (``saga.waiting`` among them) to the broker."""
 
+WIDE = dataclasses.replace(
+    EXCLUSIVE,
+    name="WideTransferSaga",
+    exclusive=lambda t: [
+        f"account:{t.source}",
+        *(f"account:{t.source}-{i:02d}" for i in range(24)),
+    ],
+)
+"""Takes 25 keys: more than ``start_saga`` takes before a start (it asks for the rest)."""
+
 PlainTransferSaga = saga_workflow(PLAIN)
 ExclusiveTransferSaga = saga_workflow(EXCLUSIVE)
 ImpatientTransferSaga = saga_workflow(IMPATIENT)
@@ -103,6 +113,7 @@ NestedTransferSaga = saga_workflow(NESTED)
 LateTransferSaga = saga_workflow(LATE)
 StuckTransferSaga = saga_workflow(STUCK)
 EventfulTransferSaga = saga_workflow(EVENTFUL)
+WideTransferSaga = saga_workflow(WIDE)
 SAGAS = [
     PlainTransferSaga,
     ExclusiveTransferSaga,
@@ -111,5 +122,6 @@ SAGAS = [
     LateTransferSaga,
     StuckTransferSaga,
     EventfulTransferSaga,
+    WideTransferSaga,
 ]
 ACTIVITIES = [debit, credit, reverse, refuse_reverse]

@@ -822,6 +822,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_key_rules.py", "-k", "held_key"),
     ),
     Mutation(
+        "exclusive: start_saga takes 20 keys at most before a start (the memo stays small)",
+        "sagaloom/client/_keydesk.py",
+        "MOST_EARLY_KEYS = 20\n",
+        "MOST_EARLY_KEYS = 10_000\n",
+        ("tests/test_exclusive.py", "-k", "many_keys"),
+    ),
+    Mutation(
         "exclusive: a start that did not happen gives the keys taken for it back",
         "sagaloom/client/_sagas.py",
         "                    await desk.drop_early(early, id)\n",

@@ -65,6 +65,7 @@ from tests._exclusive_sagas import (
     PLAIN,
     SAGAS,
     STUCK,
+    WIDE,
 )
 from tests._helpers import cli
 
@@ -523,6 +524,28 @@ async def test_a_saga_whose_keys_are_free_finds_them_taken_when_it_starts(
     assert (await asyncio.wait_for(outcome(handle), 30)).status is SagaStatus.COMPLETED
     assert await _local_activities(handle) == ["sagaloom.key.release"]
     assert handle.id in await _releases(temporal, keys[0])
+
+
+async def test_a_saga_with_many_keys_finds_twenty_taken_and_asks_for_the_rest(
+    temporal: Client, queue: str
+) -> None:
+    """The memo stays small: start_saga takes 20 keys at most; the saga asks for the others,
+    in order, and holds all 25 (a transfer on the last one waits for it)."""
+    run = uuid.uuid4().hex[:6]
+    handle = await start_saga(temporal, WIDE, transfer(f"{run}-1", f"acc-{run}", f"x-{run}", 100,
+                              hold=2), task_queue=queue)  # fmt: skip
+    keys = WIDE.exclusive_keys(WIDE.parse_input(transfer(f"{run}-1", f"acc-{run}", "x", 1)))
+    memo = await (await handle.describe()).memo_value("sagaloom-keys")
+    assert memo["keys"] == keys[:20]
+    await until(lambda: _step_running(handle, "hold"))
+    assert keys[-1] == f"account:acc-{run}-23"  # asked for by the saga itself
+    waiter = await start_saga(temporal, EXCLUSIVE, transfer(f"{run}-2", f"acc-{run}-23",
+                              f"y-{run}", 100), task_queue=queue)  # fmt: skip
+    await until(lambda: _status(waiter, SagaStatus.WAITING))
+    assert (await asyncio.wait_for(outcome(handle), 30)).status is SagaStatus.COMPLETED
+    assert (await asyncio.wait_for(outcome(waiter), 30)).status is SagaStatus.COMPLETED
+    asks = [kind for kind in await _local_activities(handle) if kind == "sagaloom.key.ask"]
+    assert len(asks) == 5
 
 
 async def test_a_start_that_did_not_happen_gives_its_early_keys_back(

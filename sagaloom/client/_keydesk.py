@@ -35,7 +35,15 @@ from sagaloom._names import (
 from sagaloom._runtime._keylocks import KeyRelease, KeyShardState, releases, shard_id, shard_of
 from sagaloom._runtime._keyrules import EarlyKeys, KeyAnswer, KeyRequest
 
-__all__ = ["EARLY_PATIENCE", "MOST_AT_ONCE", "KeyDesk", "acquire_one", "desk_of", "lock_start"]
+__all__ = [
+    "EARLY_PATIENCE",
+    "MOST_AT_ONCE",
+    "MOST_EARLY_KEYS",
+    "KeyDesk",
+    "acquire_one",
+    "desk_of",
+    "lock_start",
+]
 
 MOST_AT_ONCE = 200
 """Most asks in one Update (each is a few hundred bytes)."""
@@ -43,6 +51,8 @@ EARLY_PATIENCE = 2.0
 """Seconds ``start_saga`` waits for a shard's early answer (no worker yet: the saga asks)."""
 EARLY_PAUSE = 30.0
 """Seconds early asks stop after a shard did not answer in time."""
+MOST_EARLY_KEYS = 20
+"""Most keys taken for a saga before its start (its memo stays small; it asks for the rest)."""
 
 _log = logging.getLogger(__name__)
 
@@ -67,7 +77,8 @@ class KeyDesk:
         """Take ``keys`` (sorted) for saga ``saga_id`` before it starts, while each is free.
 
         Stops at the first key held or waited for by anyone (the saga queues for it itself),
-        and at the first failure or slow answer: then the saga asks for the rest. A key taken
+        at the first failure or slow answer, and after :data:`MOST_EARLY_KEYS`: then the saga
+        asks for the rest. A key taken
         here for a saga that never starts is freed by its shard's closed-holder check.
 
         Returns:
@@ -75,7 +86,7 @@ class KeyDesk:
         """
         taken: list[str] = []
         since = None
-        for key in keys:
+        for key in keys[:MOST_EARLY_KEYS]:
             if time.monotonic() < self._early_paused_until:
                 break
             try:
