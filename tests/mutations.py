@@ -744,9 +744,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "exclusive: a saga releases its keys however it ends (cancelled too)",
         R + "_workflow.py",
+        "        await shielded(self._keys.release())",
+        "        if self._progress.state.status is not SagaStatus.CANCELED:\n"
         "            await shielded(self._keys.release())",
-        "            if self._progress.state.status is not SagaStatus.CANCELED:\n"
-        "                await shielded(self._keys.release())",
         ("tests/test_exclusive.py", "-k", "however"),
     ),
     Mutation(

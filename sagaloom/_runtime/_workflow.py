@@ -183,15 +183,24 @@ class SagaWorkflow:
         events = self._progress.events
         publisher = asyncio.ensure_future(events.publish()) if self.saga.events else None
         try:
-            return await self._live(raw_input)
-        finally:
-            # a caller waiting for an early answer hears the outcome before the run closes
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            await shielded(self._keys.release())  # the next saga waiting for a key goes on
-            await shielded(notify_end(self._progress))  # participants holding locks for it
-            if publisher is not None:  # every lifecycle event is out before the run closes
-                events.close()
-                await publisher
+            report = await self._live(raw_input)
+        except GeneratorExit:
+            raise  # garbage-collected after its worker dropped it: nothing runs in its name now
+        except BaseException:
+            await self._close(publisher)
+            raise
+        await self._close(publisher)
+        return report
+
+    async def _close(self, publisher: asyncio.Future[None] | None) -> None:
+        """However the saga ended: let handlers finish, free its keys, tell, publish the rest."""
+        # a caller waiting for an early answer hears the outcome before the run closes
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await shielded(self._keys.release())  # the next saga waiting for a key goes on
+        await shielded(notify_end(self._progress))  # participants holding locks for it
+        if publisher is not None:  # every lifecycle event is out before the run closes
+            self._progress.events.close()
+            await publisher
 
     async def _live(self, raw_input: Any) -> SagaReport:
         saga, progress, state = self.saga, self._progress, self._progress.state
