@@ -78,14 +78,14 @@ class KeyDesk:
 
         Stops at the first key held or waited for by anyone (the saga queues for it itself),
         at the first failure or slow answer, and after :data:`MOST_EARLY_KEYS`: then the saga
-        asks for the rest. A key taken
-        here for a saga that never starts is freed by its shard's closed-holder check.
+        asks for the rest. A key taken here for a saga that never starts is freed by its
+        shard's closed-holder check.
 
         Returns:
             The keys taken, in order, and when (``None``: none taken).
         """
         taken: list[str] = []
-        since = None
+        since = None  # the first grant's time (the saga's trust counts from it)
         for key in keys[:MOST_EARLY_KEYS]:
             if time.monotonic() < self._early_paused_until:
                 break
@@ -102,15 +102,18 @@ class KeyDesk:
                 break
             taken.append(key)
             since = since or answer.since
-        return EarlyKeys(keys=taken, since=since) if taken and since else None
+        return EarlyKeys(keys=taken, since=since) if since else None
 
     async def drop_early(self, early: EarlyKeys, saga_id: str) -> None:
         """The saga ``early`` was taken for did not start: free those keys it has not asked for."""
-        await asyncio.gather(*(self.tell(done) for done in releases(saga_id, early.keys,
-                                                                    early_only=True)))  # fmt: skip
+        await self.tell(releases(saga_id, early.keys, early_only=True))
 
-    async def tell(self, done: KeyRelease) -> None:
-        """Send ``done`` (keys of one shard) to its shard (a shard gone: it held nothing)."""
+    async def tell(self, dones: list[KeyRelease]) -> None:
+        """Send each release (keys of one shard) to its shard, together."""
+        await asyncio.gather(*(self._tell(done) for done in dones))
+
+    async def _tell(self, done: KeyRelease) -> None:
+        """Send ``done`` to its shard (a shard gone: it held nothing)."""
         try:
             await self.client.get_workflow_handle(shard_id(shard_of(done.keys[0]))).signal(
                 KEY_RELEASE_KEYS_SIGNAL, done

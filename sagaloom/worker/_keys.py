@@ -41,8 +41,7 @@ async def ask_key(request: KeyRequest) -> KeyAnswer:
 @activity.defn(name=KEY_RELEASE_ACTIVITY)
 async def release_keys(releases: list[KeyRelease]) -> None:
     """Tell each shard that the saga is done with its keys there (a shard gone: nothing held)."""
-    desk = desk_of(activity.client())
-    await asyncio.gather(*(desk.tell(done) for done in releases))
+    await desk_of(activity.client()).tell(releases)
 
 
 @activity.defn(name=KEY_CLOSED_ACTIVITY)
