@@ -34,6 +34,8 @@ class ItemStatus(StrEnum):
 
     NOT_STARTED = "not_started"
     """Never called: the fan-out stopped first (failures past ``tolerate``, a cancel)."""
+    RUNNING = "running"
+    """Its batch is still running (only ``saga show --items`` says so; no result holds it)."""
     DONE = "done"
     FAILED = "failed"
     """Timed out, out of retries, or answered unreadably: it may have taken effect."""

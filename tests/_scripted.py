@@ -57,6 +57,8 @@ async def _answer(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
                 if not activity.info().is_local:
                     activity.heartbeat()
                 await asyncio.sleep(0.1)
+        case "brief":  # a fifth of a second: long enough for an undo's order to show
+            await asyncio.sleep(0.2)
         case "deaf":  # a while, without heartbeats: a cancellation cannot reach it, it finishes
             await asyncio.sleep(1.5)
         case "gate":  # until the test opens its gate (heartbeating: a cancel gets through)

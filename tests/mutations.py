@@ -102,9 +102,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "broker: a saga read from its history counts a command's ask as its step",
-        "sagaloom/client/_views.py",
-        '    return activity_id.removesuffix(f":{ASK_SUFFIX}")',
-        "    return activity_id",
+        "sagaloom/client/_history.py",
+        '    activity_id = activity_id.removesuffix(f":{ASK_SUFFIX}")',
+        "",
         ("tests/test_broker.py", "-k", "cancelled_while_its_ask"),
     ),
     Mutation(
@@ -960,6 +960,77 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        except ZeroDivisionError as err:  # terminated by hand: any of its items "
         "may have run",
         ("tests/test_fanout.py", "-k", "terminated"),
+    ),
+    Mutation(
+        "fan-out: saga show --items lists every item of a cancelled saga (from history)",
+        "sagaloom/client/_history.py",
+        '        elif kind == "start_child_workflow_execution_initiated_event_attributes":',
+        "        elif False:",
+        ("tests/test_fanout_show.py",),
+    ),
+    Mutation(
+        "fan-out: saga show --items lists the items never reached as not_started",
+        "sagaloom/client/_views.py",
+        "            for index in range(step.items.total)",
+        "            for index in range(0)",
+        ("tests/test_fanout_show.py",),
+    ),
+    Mutation(
+        "fan-out: saga show --items lists a terminated batch's items as cancelled",
+        "sagaloom/client/_views.py",
+        "        batch = await _batch_input(client, run)",
+        "        batch = None",
+        ("tests/test_fanout_show.py",),
+    ),
+    Mutation(
+        "undo order: a step is undone after every started step that depends on it, through "
+        "steps its condition skipped",
+        "sagaloom/_graph.py",
+        "            descendants[dep] |= {name} | descendants[name]",
+        "            descendants[dep] |= {name}",
+        ("tests/test_undo_order.py",),
+    ),
+    Mutation(
+        "undo order: a step skipped by its condition is never compensated",
+        R + "_step.py",
+        "        if step.when is not None and not step.when(ctx):\n"
+        "            state.status = StepStatus.SKIPPED  # its condition is false: never run, never "
+        "undone\n            return\n        if undoable(step):\n",
+        "        if undoable(step):\n            progress.register(name)\n"
+        "        if step.when is not None and not step.when(ctx):\n"
+        "            state.status = StepStatus.SKIPPED  # its condition is false: never run, never "
+        "undone\n            return\n        if undoable(step):\n",
+        ("tests/test_undo_order.py",),
+    ),
+    Mutation(
+        "participants: every 5xx is retried (the status table, 500-599)",
+        "sagaloom/participants/_errors.py",
+        "    if status >= 500 or status in _RETRYABLE_4XX:",
+        "    if 500 <= status < 599 or status in _RETRYABLE_4XX:",
+        ("tests/test_status_table.py",),
+    ),
+    Mutation(
+        "participants: a 1xx is an unknown outcome, undone, never a refusal (the status table)",
+        "sagaloom/participants/_errors.py",
+        "    if not 400 <= status < 500:  # a 3xx (not followed) or 1xx: it may have taken effect",
+        "    if 300 <= status < 400:  # a 3xx (not followed) or 1xx: it may have taken effect",
+        ("tests/test_status_table.py",),
+    ),
+    Mutation(
+        "logs: a participant's refusal is expected: the SDK logs it at DEBUG, one line from the "
+        "saga",
+        "sagaloom/participants/_errors.py",
+        "        message, details, type=PARTICIPANT_REJECTED, non_retryable=True, category=EXPECTED",
+        "        message, details, type=PARTICIPANT_REJECTED, non_retryable=True",
+        ("tests/test_quiet_logs.py",),
+    ),
+    Mutation(
+        "logs: a participant answering 500 or down is expected while retried: no traceback",
+        "sagaloom/participants/_errors.py",
+        '        f"{what} -> {reason}", {"attempt": attempt}, type=PARTICIPANT_UNAVAILABLE, '
+        "category=EXPECTED",
+        '        f"{what} -> {reason}", {"attempt": attempt}, type=PARTICIPANT_UNAVAILABLE',
+        ("tests/test_quiet_logs.py",),
     ),
     Mutation(
         "operations: every dashboard panel reads a metric the workers export",

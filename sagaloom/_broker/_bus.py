@@ -32,6 +32,7 @@ from sagaloom._protocol import (
 )
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 from sagaloom.participants._breakers import Breakers
+from sagaloom.participants._errors import EXPECTED
 
 __all__ = ["Broker", "StreamLimits", "ensure_streams"]
 
@@ -223,6 +224,7 @@ class Broker:
                 f"{command.service} is open",
                 type=BREAKER_OPEN,
                 non_retryable=True,  # the saga waits for the breaker
+                category=EXPECTED,
             )
         js = await self._publisher()
         headers = {
@@ -311,6 +313,7 @@ class Broker:
             raise ApplicationError(
                 f"NATS at {self.url} unreachable: {err or type(err).__name__}",
                 type="BrokerUnavailable",
+                category=EXPECTED,  # an outage: the connection's own log line says so
             ) from None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -95,12 +96,16 @@ async def cmd_show(args: argparse.Namespace) -> int:
                 f"{row.step:<18} {row.index + 1:>6}  {row.key:<24} {row.status:<12} "
                 f"{row.undo:<12} {row.error or ''}"
             )
+        for step in dict.fromkeys(row.step for row in items):
+            ended = Counter(row.status for row in items if row.step == step)
+            told = ", ".join(f"{n} {how.replace('_', ' ')}" for how, n in sorted(ended.items()))
+            print(f"{step}: {sum(ended.values())} items: {told}")
     status = description.status.name.lower() if description.status else "unknown"
     print(f"\nworkflow {status}; {ui_link(args.id, namespace=args.namespace, ui=args.ui)}")
     if source == "history":
         print(
             "(from the history: no worker answered the live query, or the saga ended without a "
-            "report; timers, child sagas and local activities are not listed)"
+            "report; steps that never started are not listed)"
         )
     return 0
 

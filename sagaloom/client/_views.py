@@ -23,10 +23,9 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from sagaloom._fanout import BatchResult, ItemStatus
-from sagaloom._model import SagaReport, SagaState, SagaStatus, StepState, StepStatus
+from sagaloom._fanout import BatchResult, ItemBatch, ItemResult, ItemStatus
+from sagaloom._model import SagaReport, SagaState, SagaStatus, StepStatus
 from sagaloom._names import (
-    ASK_SUFFIX,
     ITEMS_WORKFLOW,
     SAGA_KEY,
     SAGA_NAME,
@@ -36,6 +35,7 @@ from sagaloom._names import (
     compensation_activity_id,
     items_batch_id,
 )
+from sagaloom.client._history import by_execution, state_from_history
 
 __all__ = ["ItemRow", "SagaRow", "item_rows", "list_query", "list_sagas", "read_saga", "step_table"]
 
@@ -48,18 +48,6 @@ _STATUS_QUERY = {
     ),
     SagaStatus.COMPLETED: 'ExecutionStatus = "Completed"',
 }
-_CLOSED = {
-    WorkflowExecutionStatus.RUNNING: SagaStatus.RUNNING,
-    WorkflowExecutionStatus.COMPLETED: SagaStatus.COMPLETED,
-    WorkflowExecutionStatus.CANCELED: SagaStatus.CANCELED,
-}
-
-
-"""The saga status an execution status implies (for sagas without a ``SagaStatus``)."""
-
-
-def _by_execution(status: WorkflowExecutionStatus | None) -> SagaStatus:
-    return _CLOSED.get(status or WorkflowExecutionStatus.RUNNING, SagaStatus.FAILED)
 
 
 def list_query(status: str | None = None, saga: str | None = None) -> str:
@@ -112,7 +100,7 @@ def _row(execution: WorkflowExecution) -> SagaRow:
         workflow_id=execution.id,
         saga=attrs.get(SAGA_NAME) or execution.workflow_type,
         key=attrs.get(SAGA_KEY),
-        status=attrs.get(SAGA_STATUS) or _by_execution(execution.status),
+        status=attrs.get(SAGA_STATUS) or by_execution(execution.status),
         step=attrs.get(SAGA_STEP),
         started=execution.start_time,
         closed=execution.close_time,
@@ -232,10 +220,13 @@ class ItemRow:
 
 
 async def item_rows(client: Client, workflow_id: str, state: SagaState) -> list[ItemRow]:
-    """Every item of the saga's fan-out steps, read from their batch workflows' results.
+    """Every item of the saga's fan-out steps, however the saga ended.
 
-    A batch's first run did the items, the later runs under its id undid them. Batches still
-    running are not listed yet.
+    Read from the step's batch workflows: a batch's first run did its items (its result says
+    how each ended), the later runs under its id undid them. A batch that ended without a
+    result (terminated) lists its items as ``cancelled`` (each may have taken effect); a batch
+    still running lists them as ``running``; items of batches never started are
+    ``not_started`` (their keys are known only to the saga: shown as ``-``).
 
     Raises:
         ValueError: the workflow id or a step name holds a quote or a backslash (it would not
@@ -247,6 +238,7 @@ async def item_rows(client: Client, workflow_id: str, state: SagaState) -> list[
     for step in state.steps:
         if step.items is None:
             continue
+        listed: set[int] = set()
         number = 0
         while True:
             batch_id = items_batch_id(workflow_id, step.name, number)
@@ -259,23 +251,11 @@ async def item_rows(client: Client, workflow_id: str, state: SagaState) -> list[
             if not runs:
                 break
             runs.sort(key=lambda r: r.start_time)
-            forward: dict[int, Any] = {}
-            undo: dict[int, Any] = {}
-            for n, run in enumerate(runs):
-                if run.status is not WorkflowExecutionStatus.COMPLETED:
-                    continue
-                handle = client.get_workflow_handle(
-                    run.id, run_id=run.run_id, result_type=BatchResult
-                )
-                result = await handle.result()
-                for item in result.items:
-                    if n == 0:
-                        forward[item.index] = item
-                    elif item.status is not ItemStatus.NOT_STARTED:
-                        undo[item.index] = item
+            forward, undo = await _batch_items(client, runs)
             for index in sorted(forward):
                 item = forward[index]
                 back = undo.get(index)
+                listed.add(index)
                 rows.append(
                     ItemRow(
                         step=step.name,
@@ -288,7 +268,54 @@ async def item_rows(client: Client, workflow_id: str, state: SagaState) -> list[
                     )
                 )
             number += 1
+        rows += [
+            ItemRow(step.name, index, "-", ItemStatus.NOT_STARTED.value, "-", None, None)
+            for index in range(step.items.total)
+            if index not in listed
+        ]
     return rows
+
+
+async def _batch_items(
+    client: Client, runs: list[WorkflowExecution]
+) -> tuple[dict[int, ItemResult], dict[int, ItemResult]]:
+    """How each item of one batch went forward (its first run) and back (the later runs)."""
+    forward: dict[int, ItemResult] = {}
+    undo: dict[int, ItemResult] = {}
+    for n, run in enumerate(runs):
+        if run.status is WorkflowExecutionStatus.COMPLETED:
+            handle = client.get_workflow_handle(run.id, run_id=run.run_id, result_type=BatchResult)
+            result = await handle.result()
+            for item in result.items:
+                if n == 0:
+                    forward[item.index] = item
+                elif item.status is not ItemStatus.NOT_STARTED:
+                    undo[item.index] = item
+            continue
+        if n > 0:
+            continue  # an undo that did not report: the saga parked on it and says so
+        # no result: list its items from its input, each as it may have gone
+        batch = await _batch_input(client, run)
+        running = run.status is WorkflowExecutionStatus.RUNNING
+        how = run.status.name.lower() if run.status else "closed"
+        for call in batch.calls if batch is not None else []:
+            forward[call.index] = ItemResult(
+                index=call.index,
+                key=call.key,
+                status=ItemStatus.RUNNING if running else ItemStatus.CANCELLED,
+                error=None if running else f"its batch ended without reporting ({how})",
+            )
+    return forward, undo
+
+
+async def _batch_input(client: Client, run: WorkflowExecution) -> ItemBatch | None:
+    """The calls a batch was started with (the input of its first event)."""
+    handle = client.get_workflow_handle(run.id, run_id=run.run_id)
+    async for event in handle.fetch_history_events():
+        started = event.workflow_execution_started_event_attributes
+        values = await client.data_converter.decode(list(started.input.payloads), [ItemBatch])
+        return values[0] if values else None
+    return None
 
 
 async def read_saga(
@@ -308,14 +335,22 @@ async def read_saga(
     description = await handle.describe()
     if description.status is WorkflowExecutionStatus.RUNNING:
         if not await _polled(client, description.task_queue):  # no worker: do not wait for one
-            return await _from_history(handle, description), description, "history"
+            return (
+                await state_from_history(handle, description, client.data_converter),
+                description,
+                "history",
+            )
         try:
             state = await handle.query(
                 STATE_QUERY, result_type=SagaState, rpc_timeout=timedelta(seconds=5)
             )
             return state, description, "live"
         except (RPCError, WorkflowQueryFailedError):
-            return await _from_history(handle, description), description, "history"
+            return (
+                await state_from_history(handle, description, client.data_converter),
+                description,
+                "history",
+            )
     try:
         report = await handle.result()
         return report.state(), description, "report"
@@ -326,7 +361,17 @@ async def read_saga(
                 report = SagaReport.model_validate(cause.details[0])
                 if report.steps:
                     return report.state(), description, "report"
-    return await _from_history(handle, description), description, "history"
+    return (
+        await state_from_history(handle, description, client.data_converter),
+        description,
+        "history",
+    )
+
+
+async def _history(
+    client: Client, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
+) -> SagaState:
+    return await state_from_history(handle, description, client.data_converter)
 
 
 async def _polled(client: Client, task_queue: str | None) -> bool:
@@ -346,64 +391,3 @@ async def _polled(client: Client, task_queue: str | None) -> bool:
         return True  # cannot tell: ask the query
     now = datetime.now(UTC).timestamp()
     return any(now - p.last_access_time.seconds < 60 for p in response.pollers)
-
-
-async def _from_history(
-    handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
-) -> SagaState:
-    """The step table as far as the history tells: activities scheduled, and how they ended.
-
-    (Timers, child sagas and local activities are not activities there; a live query or the
-    saga's report has them.)
-    """
-    attrs = description.typed_search_attributes
-    closed = _by_execution(description.status)
-    live = attrs.get(SAGA_STATUS)
-    state = SagaState(
-        saga=attrs.get(SAGA_NAME) or description.workflow_type,
-        key=attrs.get(SAGA_KEY),
-        status=SagaStatus(live) if closed is SagaStatus.RUNNING and live else closed,
-    )
-    steps: dict[str, StepState] = {}
-    scheduled: dict[int, str] = {}
-    async for event in handle.fetch_history_events():
-        kind = event.WhichOneof("attributes")
-        if kind == "activity_task_scheduled_event_attributes":
-            activity_id = _action_of(event.activity_task_scheduled_event_attributes.activity_id)
-            scheduled[event.event_id] = activity_id
-            name = activity_id.removesuffix(":compensate")
-            step = steps.setdefault(name, StepState(name=name, kind="activity"))
-            if activity_id == name:
-                step.status, step.started_at = StepStatus.RUNNING, event.event_time.ToDatetime(UTC)
-            else:
-                step.has_compensation, step.status = True, StepStatus.COMPENSATING
-        elif kind in _ENDINGS:
-            ending = getattr(event, kind)
-            activity_id = scheduled.get(ending.scheduled_event_id, "")
-            name = activity_id.removesuffix(":compensate")
-            if name not in steps:
-                continue
-            step, ok = steps[name], _ENDINGS[kind]
-            failure = getattr(ending, "failure", None)
-            error = failure.message if failure is not None and failure.message else None
-            if activity_id == name:
-                step.status = StepStatus.DONE if ok else StepStatus.FAILED
-                step.error, step.ended_at = error, event.event_time.ToDatetime(UTC)
-            else:
-                step.status = StepStatus.COMPENSATED if ok else StepStatus.COMPENSATION_FAILED
-                step.compensation_error = error
-    state.steps = list(steps.values())
-    return state
-
-
-def _action_of(activity_id: str) -> str:
-    """The step's (or compensation's) activity id of an activity: a command's ask counts as it."""
-    return activity_id.removesuffix(f":{ASK_SUFFIX}")
-
-
-_ENDINGS = {
-    "activity_task_completed_event_attributes": True,
-    "activity_task_failed_event_attributes": False,
-    "activity_task_timed_out_event_attributes": False,
-    "activity_task_canceled_event_attributes": False,
-}

@@ -5,7 +5,9 @@ HTTP date, becomes the next retry delay); every other 4xx is non-retryable and f
 once, which starts compensation without undoing it (a refusal). A 3xx (redirects are not
 followed) or 1xx is ``UnexpectedStatus``: non-retryable, but the call may have taken effect, so
 the step is undone.
-Error messages carry the status and a short body with credentials redacted.
+Error messages carry the status and a short body with credentials redacted. Refusals and
+unavailability are expected (:data:`EXPECTED`: the SDK logs them at DEBUG, no traceback); an
+unexpected status, an unreadable answer and an unknown service stay loud.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from sagaloom._names import MALFORMED_RESPONSE, UNEXPECTED_STATUS
 
 __all__ = [
+    "EXPECTED",
     "MALFORMED_RESPONSE",
     "PARTICIPANT_REJECTED",
     "PARTICIPANT_UNAVAILABLE",
@@ -40,6 +43,13 @@ PARTICIPANT_REJECTED = "ParticipantRejected"
 UNKNOWN_SERVICE = "UnknownService"
 """Retryable: the step names a service the worker has no URL for (a configuration mistake,
 logged as an error on every attempt; never a participant's refusal)."""
+
+EXPECTED = ApplicationErrorCategory.BENIGN
+"""The category of a failure that is the saga's business, not a bug: a participant's refusal,
+its being unavailable for a while, a breaker that holds a call. The SDK logs such a failure at
+DEBUG, without a traceback, and counts no failure metric; the saga logs one line when a step
+fails for good. A failure that is a bug (an unknown service, an unreadable answer, an exception
+of your own activity) keeps the SDK's warning and its traceback."""
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 _BODY_LIMIT = 300
@@ -110,7 +120,11 @@ def classify_response(
     details = {"status": status, "attempt": attempt}
     if status >= 500 or status in _RETRYABLE_4XX:
         return ApplicationError(
-            message, details, type=PARTICIPANT_UNAVAILABLE, next_retry_delay=retry_after(response)
+            message,
+            details,
+            type=PARTICIPANT_UNAVAILABLE,
+            next_retry_delay=retry_after(response),
+            category=EXPECTED,
         )
     if not 400 <= status < 500:  # a 3xx (not followed) or 1xx: it may have taken effect
         where = response.headers.get("Location")
@@ -122,7 +136,9 @@ def classify_response(
             type=UNEXPECTED_STATUS,
             non_retryable=True,
         )
-    return ApplicationError(message, details, type=PARTICIPANT_REJECTED, non_retryable=True)
+    return ApplicationError(
+        message, details, type=PARTICIPANT_REJECTED, non_retryable=True, category=EXPECTED
+    )
 
 
 def classify_transport_error(
@@ -133,5 +149,5 @@ def classify_transport_error(
     if str(err):
         reason = f"{reason}: {redact(str(err), 120, secrets)}"
     return ApplicationError(
-        f"{what} -> {reason}", {"attempt": attempt}, type=PARTICIPANT_UNAVAILABLE
+        f"{what} -> {reason}", {"attempt": attempt}, type=PARTICIPANT_UNAVAILABLE, category=EXPECTED
     )

@@ -19,6 +19,7 @@ from sagaloom._outage import BREAKER_OPEN, PROBE_ACTIVITY, UNAVAILABLE_STATUSES
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._errors import (
+    EXPECTED,
     MALFORMED_RESPONSE,
     UNKNOWN_SERVICE,
     classify_response,
@@ -128,6 +129,7 @@ class HttpParticipant:
                 f"{what}: not called, the breaker of service {request.service} is open",
                 type=BREAKER_OPEN,
                 non_retryable=True,  # the saga waits for the breaker; no attempt is spent
+                category=EXPECTED,
             )
         key = idempotency_key()
         headers = {
