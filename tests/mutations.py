@@ -1020,7 +1020,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "logs: a participant's refusal is expected: the SDK logs it at DEBUG, one line from the "
         "saga",
         "sagaloom/participants/_errors.py",
-        "        message, details, type=PARTICIPANT_REJECTED, non_retryable=True, category=EXPECTED",
+        "        message, details, type=PARTICIPANT_REJECTED, non_retryable=True, "
+        "category=EXPECTED",
         "        message, details, type=PARTICIPANT_REJECTED, non_retryable=True",
         ("tests/test_quiet_logs.py",),
     ),

@@ -246,3 +246,42 @@ def test_the_docs_configuration_tables_are_the_generated_ones() -> None:
     page = CONFIG_PAGE.read_text()
     for block in generated_blocks().values():
         assert block in page, "docs drifted from the settings table: run ./run docs"
+
+
+def test_every_flag_says_what_it_does_and_a_switch_says_what_the_value_it_sets_means() -> None:
+    """``--no-sandbox`` reads as running outside the sandbox, never as its opposite."""
+    import argparse
+
+    from sagaloom._cli import parser, worker_config
+    from sagaloom._cli._common import fill_connection
+    from sagaloom.worker._settings import WORKER_SETTINGS
+
+    commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"saga {name} {action.option_strings[0]} has no help"
+    # what each switch must say, from the settings' own words (the spec of each value)
+    said = {
+        "--no-sandbox": ("outside the SDK's sandbox", "in the SDK's sandbox,"),
+        "--no-breaker": ("never wait for a down service", "wait while their service is down"),
+        "--tracing": ("OpenTelemetry tracing", "no tracing"),
+        "--encode-failures": ("encrypt failure messages", "stay readable"),
+    }
+    switches = {s.flag: s for s in WORKER_SETTINGS if s.kind == "bool" and s.flag}
+    assert set(switches) == set(said)
+    for flag, (means, not_means) in said.items():
+        action = next(
+            a
+            for a in commands["worker"]._actions
+            if flag in a.option_strings and isinstance(a, argparse._StoreConstAction)
+        )
+        assert means in (action.help or "") and not_means not in (action.help or ""), flag
+        args = parser().parse_args(["worker", flag])
+        fill_connection(args)
+        value = getattr(worker_config(args), switches[flag].field)
+        assert value is (not flag.startswith("--no-")), flag  # the flag sets what it says
+        word = switches[flag].words[0 if value else 1]
+        assert f"{switches[flag].env}={word}" in (action.help or ""), flag
+    dev = commands["dev"].format_help()
+    assert "--ui-port PORT" in dev and "--data-dir DIR" in dev

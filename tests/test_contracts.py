@@ -7,6 +7,7 @@ come with its regenerated contract: ``./run contract --out docs/contracts``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,9 @@ import pytest
 
 from sagaloom import Saga
 from sagaloom._contract import asyncapi, mermaid
+from sagaloom.worker import load_sagas
 from tests._helpers import ROOT
+from workers.config import ALL_SAGA_MODULES
 from workflows.fulfilment import FULFILMENT
 from workflows.order import ORDER
 from workflows.transfer import TRANSFER
@@ -112,3 +115,16 @@ def test_the_diagram_shows_each_step_and_its_compensation() -> None:
         assert f'["{step.name}<br/>' in diagram and f'["undo {step.name}<br/>' in diagram
     assert diagram.count("-. compensated by .->") == 3
     assert "s0 --> s1" in diagram and "s1 --> s2" in diagram
+
+
+def test_the_run_script_names_every_example_saga(tmp_path: Path) -> None:
+    """``./run contract`` (and ``./run start``) know every saga workers/config.py lists."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALOOM_")}
+    done = subprocess.run(
+        ["bash", str(ROOT / "run"), "contract", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    names = set(load_sagas(ALL_SAGA_MODULES))
+    assert "ItinerarySaga" in names and "FulfilmentSaga" in names
+    assert {p.name.split(".")[0] for p in tmp_path.glob("*.mmd")} == names

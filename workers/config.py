@@ -7,12 +7,21 @@ from dataclasses import replace
 
 from sagaloom.worker import WorkerConfig
 
-__all__ = ["APP_ENV", "BROKER_SAGA_MODULES", "SAGA_MODULES", "TASK_QUEUE", "worker_config"]
+__all__ = [
+    "ALL_SAGA_MODULES",
+    "APP_ENV",
+    "BROKER_SAGA_MODULES",
+    "SAGA_MODULES",
+    "TASK_QUEUE",
+    "worker_config",
+]
 
 SAGA_MODULES = ("workflows.order", "workflows.trip", "workflows.transfer", "workflows.itinerary")
 """Modules defining the example sagas whose participants answer over HTTP."""
 BROKER_SAGA_MODULES = ("workflows.fulfilment",)
 """Example sagas with an event-driven participant: registered where a broker is configured."""
+ALL_SAGA_MODULES = (*SAGA_MODULES, *BROKER_SAGA_MODULES)
+"""Every example saga (what ``./run start``, ``./run contract`` and the other commands name)."""
 
 APP_ENV = ("LEDGER_DB",)
 """The reference application's own variables (the ledger activities' database)."""

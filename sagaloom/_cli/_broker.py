@@ -79,9 +79,17 @@ async def cmd_events(args: argparse.Namespace) -> int:
 def _broker_flags(parser: argparse.ArgumentParser) -> None:
     url, namespace = setting("nats_url"), setting("nats_namespace")
     parser.add_argument(
-        "--nats", metavar="URL", default=url.read(os.environ) or "nats://127.0.0.1:4222"
+        "--nats",
+        metavar="URL",
+        default=url.read(os.environ) or "nats://127.0.0.1:4222",
+        help=f"the broker ({url.env}, else nats://127.0.0.1:4222)",
     )
-    parser.add_argument("--nats-namespace", metavar="NAME", default=namespace.read(os.environ))
+    parser.add_argument(
+        "--nats-namespace",
+        metavar="NAME",
+        default=namespace.read(os.environ),
+        help=f"{namespace.help} ({namespace.env})",
+    )
 
 
 def register(sub: Any) -> None:
@@ -101,7 +109,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--oldest-first", action="store_true", help="walk from the oldest")
     p.add_argument("--redeliver", type=int, metavar="SEQ", help="publish it again, then drop it")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON")
 
     p = add_command(
         sub,

@@ -106,8 +106,10 @@ def connection_flags(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument("--ui", default=default_ui(), help="Web UI base URL for links")
     secure = parser.add_argument_group("TLS and API keys (flags override TEMPORAL_* variables)")
-    for flag, _ in TLS_FLAGS:
-        secure.add_argument(f"--{flag}", metavar="PATH" if "path" in flag else "VALUE")
+    for flag, env in TLS_FLAGS:
+        secure.add_argument(
+            f"--{flag}", metavar="PATH" if "path" in flag else "VALUE", help=f"sets {env}"
+        )
 
 
 def apply_tls_flags(args: argparse.Namespace) -> None:

@@ -21,7 +21,7 @@ def worker_flags(parser: argparse.ArgumentParser, *, dev: bool = False) -> None:
     for s in WORKER_SETTINGS:
         if s.flag is None or s.field in _CONNECTION or (dev and not s.on_dev):
             continue
-        help = f"{s.help} ({s.env})"
+        help = s.flag_help()
         if s.kind == "bool":
             group.add_argument(s.flag, dest=s.field, action="store_const", const=not s.default,
                                help=help)  # fmt: skip

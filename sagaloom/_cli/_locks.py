@@ -90,4 +90,4 @@ def register(sub: Any) -> None:
     )
     connection_flags(p)
     p.add_argument("--key", help="only keys containing this text")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON")

@@ -217,7 +217,7 @@ def register(sub: Any) -> None:
         connection_flags(p)
         p.add_argument("id")
         if name != "cancel":
-            p.add_argument("--json", action="store_true")
+            p.add_argument("--json", action="store_true", help="the state as JSON")
             p.add_argument(
                 "--items",
                 action="store_true",
@@ -249,7 +249,7 @@ def register(sub: Any) -> None:
     )
     connection_flags(p)
     p.add_argument("id")
-    p.add_argument("--step", required=True)
+    p.add_argument("--step", required=True, help="the step whose reply this is")
     p.add_argument(
         "--data", default="{}", help="JSON object reported by the participant (@file, -)"
     )
@@ -265,5 +265,5 @@ def register(sub: Any) -> None:
     connection_flags(p)
     p.add_argument("--status", help="running, completed, compensated, needs_attention, …")
     p.add_argument("--saga", help="saga name, for example OrderSaga")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50, help="at most this many, newest first (50)")
+    p.add_argument("--json", action="store_true", help="one JSON list")

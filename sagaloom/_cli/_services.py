@@ -178,5 +178,5 @@ def register(sub: Any) -> None:
     order.add_argument("--auto", metavar="SERVICE", help="back to automatic (failures and probes)")
     p.add_argument("--note", default="", help="recorded with the order")
     task_queue_flag(p, "where a breaker started here runs (the workers' task queue)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON")
     module_flag(p)

@@ -88,8 +88,8 @@ def register(sub: Any) -> None:
         "decrypt payloads for the Web UI (codec endpoint)",
         "SAGALOOM_ENCRYPTION_KEYS=... SAGALOOM_CODEC_TOKEN=... saga codec-server --port 8888",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8888, help="port to listen on (8888)")
     p.add_argument("--ui", default=default_ui(), help="UI origin")
     p.add_argument("--tls-cert", metavar="PATH", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="PATH", help="and this key")
@@ -116,4 +116,6 @@ def register(sub: Any) -> None:
         "saga contract --module myapp.sagas --out docs/contracts",
     )
     module_flag(p)
-    p.add_argument("--out", type=Path, default=Path("docs/contracts"))
+    p.add_argument(
+        "--out", type=Path, default=Path("docs/contracts"), help="folder (docs/contracts)"
+    )

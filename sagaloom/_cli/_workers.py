@@ -50,8 +50,16 @@ def register(sub: Any) -> None:
     )
     connection_flags(p)
     worker_flags(p, dev=True)
-    p.add_argument("--ui-port", type=int, default=8233)
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    p.add_argument(
+        "--ui-port", type=int, default=8233, metavar="PORT", help="the Web UI's port (8233)"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA_DIR,
+        metavar="DIR",
+        help=f"where the server keeps its database and logs ({DATA_DIR})",
+    )
 
     p = add_command(
         sub,
@@ -72,5 +80,5 @@ def register(sub: Any) -> None:
         "saga set-current --deployment shop --build-id 2026-11-30.1",
     )
     connection_flags(p)
-    p.add_argument("--deployment", metavar="NAME", required=True)
-    p.add_argument("--build-id", metavar="ID", required=True)
+    p.add_argument("--deployment", metavar="NAME", required=True, help="the worker deployment")
+    p.add_argument("--build-id", metavar="ID", required=True, help="the build to make current")

@@ -103,6 +103,20 @@ class Setting:
     words: tuple[str, str] = ("true", "false")
     """How ``to_env`` writes a bool (``SAGALOOM_SANDBOX`` says on/off)."""
     metavar: str | None = None
+    off: str = ""
+    """A bool's meaning when false (the other value's meaning is :attr:`help`)."""
+
+    def meaning(self, value: Any) -> str:
+        """What ``value`` of this setting means: :attr:`help`, or :attr:`off` for a false bool."""
+        return self.off if self.kind == "bool" and not value and self.off else self.help
+
+    def flag_help(self) -> str:
+        """The help of this setting's flag: the meaning of the value the flag sets."""
+        if self.kind != "bool":
+            return f"{self.help} ({self.env})"
+        value = not self.default
+        word = self.words[0] if value else self.words[1]
+        return f"{self.meaning(value)} (sets {self.env}={word})"
 
     def read(self, env: Mapping[str, str]) -> Any:
         """This setting's value from ``env``, its default when unset or empty.
@@ -279,14 +293,16 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
       "host:port of /healthz, /readyz and the reply endpoint; unset: off", "--health-address",
       metavar="HOST:PORT"),
     S("tracing", "SAGALOOM_TRACING", "bool", False,
-      "OpenTelemetry tracing interceptors (needs the tracing extra)", "--tracing"),
+      "OpenTelemetry tracing interceptors (needs the tracing extra)", "--tracing",
+      off="no tracing"),
     S("reply_secret", "SAGALOOM_REPLY_SECRET", "secret", None,
       "secret of the reply tokens, the same on every worker; unset: each process makes its "
       "own and takes only the replies to its own commands"),
     S("encryption_keys", "SAGALOOM_ENCRYPTION_KEYS", "secret", None,
       "payload encryption keys <id>=<base64>, comma-separated, newest first (saga new-key)"),
     S("encode_failures", "SAGALOOM_ENCODE_FAILURES", "bool", False,
-      "encrypt failure messages too", "--encode-failures"),
+      "encrypt failure messages too", "--encode-failures",
+      off="failure messages stay readable in history (payloads are still encrypted)"),
     S("graceful_shutdown", "SAGALOOM_GRACEFUL_SHUTDOWN_SECONDS", "seconds",
       timedelta(seconds=10), "time in-flight activities get on SIGTERM",
       "--graceful-shutdown-seconds"),
@@ -304,13 +320,15 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
       "SUBJECT=SagaName pairs: each message on the subject starts that saga (needs NATS)",
       "--trigger", True, metavar="SUBJECT=SAGA"),
     S("sandboxed", "SAGALOOM_SANDBOX", "bool", True,
-      "run workflow code in the SDK's sandbox; off: less CPU per saga, but non-determinism "
-      "in your step builders is no longer caught (flag: --no-sandbox)", "--no-sandbox",
-      words=("on", "off")),
+      "run workflow code in the SDK's sandbox, which catches a clock, random number or I/O "
+      "call in your step builders", "--no-sandbox", words=("on", "off"),
+      off="run workflow code outside the SDK's sandbox: less CPU per saga, but "
+      "non-determinism in your step builders is no longer caught"),
     S("breaker", "SAGALOOM_BREAKER", "bool", True,
       "HTTP and Command steps wait while their service is down (its breaker open) instead of "
-      "spending retries and compensating (flag: --no-breaker)", "--no-breaker",
-      words=("on", "off")),
+      "spending retries and compensating", "--no-breaker", words=("on", "off"),
+      off="steps never wait for a down service: they retry as their policy says, then the "
+      "saga compensates"),
     S("breaker_threshold", "SAGALOOM_BREAKER_THRESHOLD", "count", 5,
       "unavailable failures (refused, reset, timed out, 502/503/504) within the window that "
       "open a service's breaker (a worker reports them while most of its calls fail)",
@@ -375,5 +393,7 @@ def markdown_table(settings: tuple[Setting, ...] = WORKER_SETTINGS) -> str:
     for s in settings:
         flag = f"`{s.flag}`" if s.flag else "-"
         meaning = f"{s.help} ({' / '.join(s.choices)})" if s.choices else s.help
+        if s.kind == "bool" and s.off:
+            meaning = f"{s.words[0]}: {s.help}; {s.words[1]}: {s.off}"
         lines.append(f"| `{s.env}` | {flag} | {s.shown_default()} | {meaning} |")
     return "\n".join(lines) + "\n"
