@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -20,9 +21,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from sagaloom._converter import ENCRYPTED
+
 __all__ = ["ENCODING", "KEY_ID", "EncryptionCodec", "EncryptionKeyError", "codec_from_env"]
 
-ENCODING = b"binary/encrypted"
+log = logging.getLogger("sagaloom.codec")
+
+ENCODING = ENCRYPTED.encode()
 """``encoding`` metadata of an encrypted payload."""
 KEY_ID = "encryption-key-id"
 """Metadata naming the key that encrypted a payload."""
@@ -52,6 +57,7 @@ class EncryptionCodec(PayloadCodec):
             self._keys[key_id] = AESGCM(key)
         self.current = keys[0][0]
         """Id of the key that encrypts."""
+        self._warned = False
 
     @classmethod
     def from_spec(cls, spec: str) -> EncryptionCodec:
@@ -92,6 +98,13 @@ class EncryptionCodec(PayloadCodec):
 
     def _decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
+            if not self._warned:  # once per process: a party without keys is writing
+                self._warned = True
+                log.warning(
+                    "a payload arrived unencrypted though this process has encryption keys: a "
+                    "client or worker without SAGALOOM_ENCRYPTION_KEYS is writing plaintext "
+                    "into history (set the same keys on every client and worker)"
+                )
             return payload
         key_id = payload.metadata.get(KEY_ID, b"").decode()
         aes = self._keys.get(key_id)
@@ -102,6 +115,13 @@ class EncryptionCodec(PayloadCodec):
 
 
 def codec_from_env(env: Mapping[str, str] | None = None) -> EncryptionCodec | None:
-    """The codec configured by ``SAGALOOM_ENCRYPTION_KEYS``, if any."""
+    """The codec configured by ``SAGALOOM_ENCRYPTION_KEYS``, if any.
+
+    The one reader of the variable: ``SagaloomPlugin()``, ``sagaloom.client.connect()``, the
+    ``saga`` command and ``saga worker`` all take their keys here.
+
+    Raises:
+        EncryptionKeyError: the variable is set but malformed (it names the variable).
+    """
     spec = (os.environ if env is None else env).get("SAGALOOM_ENCRYPTION_KEYS", "")
     return EncryptionCodec.from_spec(spec) if spec.strip() else None

@@ -3,18 +3,76 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+import temporalio.api.common.v1
 import temporalio.api.failure.v1
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import (
+    CompositePayloadConverter,
     DataConverter,
     DefaultFailureConverter,
+    EncodingPayloadConverter,
     PayloadCodec,
     PayloadConverter,
 )
 from temporalio.exceptions import ApplicationError
 
-__all__ = ["DATA_CONVERTER", "QuietEncodedFailureConverter", "QuietFailureConverter", "converter"]
+__all__ = [
+    "DATA_CONVERTER",
+    "ENCRYPTED",
+    "EncryptedWithoutKeys",
+    "QuietEncodedFailureConverter",
+    "QuietFailureConverter",
+    "SagaloomPayloadConverter",
+    "converter",
+]
+
+ENCRYPTED = "binary/encrypted"
+"""The ``encoding`` of a payload sagaloom's codec encrypted."""
+
+
+class EncryptedWithoutKeys(ValueError):
+    """An encrypted payload reached a process that has no encryption keys."""
+
+
+class _EncryptedPayloads(EncodingPayloadConverter):
+    """Reads an encrypted payload that no codec decrypted: says which setting is missing.
+
+    Without it, a worker or client with no keys fails on another party's encrypted payload with
+    the SDK's "Unknown payload encoding binary/encrypted". It never writes a payload.
+    """
+
+    @property
+    def encoding(self) -> str:
+        """See base class."""
+        return ENCRYPTED
+
+    def to_payload(self, value: Any) -> temporalio.api.common.v1.Payload | None:
+        """Never: this converter only reads."""
+        return None
+
+    def from_payload(
+        self, payload: temporalio.api.common.v1.Payload, type_hint: type | None = None
+    ) -> Any:
+        """Refuse, naming the setting.
+
+        Raises:
+            EncryptedWithoutKeys: always.
+        """
+        key = payload.metadata.get("encryption-key-id", b"?").decode(errors="replace")
+        raise EncryptedWithoutKeys(
+            f"a payload encrypted with key {key!r} reached a process with no encryption keys: "
+            "set SAGALOOM_ENCRYPTION_KEYS to the same keys on every client and worker "
+            "(SagaloomPlugin(), sagaloom.client.connect() and the saga command all read it)"
+        )
+
+
+class SagaloomPayloadConverter(CompositePayloadConverter):
+    """The pydantic payload converter's encodings, and a clear error for an encrypted payload."""
+
+    def __init__(self) -> None:
+        super().__init__(*PydanticPayloadConverter().converters.values(), _EncryptedPayloads())
 
 
 class QuietFailureConverter(DefaultFailureConverter):
@@ -38,7 +96,9 @@ class QuietFailureConverter(DefaultFailureConverter):
 
 
 DATA_CONVERTER: DataConverter = dataclasses.replace(
-    pydantic_data_converter, failure_converter_class=QuietFailureConverter
+    pydantic_data_converter,
+    payload_converter_class=SagaloomPayloadConverter,
+    failure_converter_class=QuietFailureConverter,
 )
 """Pydantic data converter with :class:`QuietFailureConverter`; use it on clients and workers."""
 

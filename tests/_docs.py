@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sagaloom.worker._settings import CLI_SETTINGS, WORKER_SETTINGS, markdown_table
+from sagaloom._settings import CLI_SETTINGS, WORKER_SETTINGS, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PAGE = ROOT / "docs" / "configuration.md"

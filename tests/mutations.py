@@ -475,21 +475,21 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "configuration: a true/false variable with any other value is refused, naming it",
-        "sagaloom/worker/_settings.py",
+        "sagaloom/_settings.py",
         '    raise ConfigError(f"{name}={raw!r} must be true or false (1/0, yes/no, on/off)")',
         "    return default",
         ("tests/test_config.py", "-k", "true_false"),
     ),
     Mutation(
         "configuration: to_env writes what from_env reads back, for every setting",
-        "sagaloom/worker/_settings.py",
+        "sagaloom/_settings.py",
         "            text = self.words[0] if value else self.words[1]",
         '            text = "true" if value else ""',
         ("tests/test_config.py", "-k", "inverse"),
     ),
     Mutation(
         "configuration: the docs' table is the settings table",
-        "sagaloom/worker/_settings.py",
+        "sagaloom/_settings.py",
         '      "activity slots", "--max-concurrent-activities"),',
         '      "activity slots (all kinds)", "--max-concurrent-activities"),',
         ("tests/test_config.py", "-k", "docs"),
@@ -1032,6 +1032,29 @@ MUTATIONS: tuple[Mutation, ...] = (
         "category=EXPECTED",
         '        f"{what} -> {reason}", {"attempt": attempt}, type=PARTICIPANT_UNAVAILABLE',
         ("tests/test_quiet_logs.py",),
+    ),
+    Mutation(
+        "encryption: SagaloomPlugin() reads SAGALOOM_ENCRYPTION_KEYS, the README's way too",
+        "sagaloom/worker/_plugin.py",
+        "        self._env_codec = None if codec is not None else codec_from_env()",
+        "        self._env_codec = None",
+        ("tests/test_encryption_everywhere.py", "-k", "readme_way"),
+    ),
+    Mutation(
+        "encryption: a process without keys names SAGALOOM_ENCRYPTION_KEYS when it meets an "
+        "encrypted payload",
+        "sagaloom/_converter.py",
+        "        super().__init__(*PydanticPayloadConverter().converters.values(), "
+        "_EncryptedPayloads())",
+        "        super().__init__(*PydanticPayloadConverter().converters.values())",
+        ("tests/test_encryption_everywhere.py", "-k", "without_keys"),
+    ),
+    Mutation(
+        "connect() reads TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE",
+        "sagaloom/client/_sagas.py",
+        '    namespace = namespace or setting("namespace").read(env)',
+        '    namespace = namespace or "default"',
+        ("tests/test_encryption_everywhere.py", "-k", "address_and_namespace"),
     ),
     Mutation(
         "operations: every dashboard panel reads a metric the workers export",

@@ -29,8 +29,8 @@ from sagaloom._cli._common import (
 from sagaloom._cli._errors import explain
 from sagaloom._cli._flags import worker_config
 from sagaloom._ops._logging import configure_logging
+from sagaloom._settings import setting
 from sagaloom.worker._registry import load_sagas
-from sagaloom.worker._settings import setting
 
 __all__ = [
     "CLI_ENV",

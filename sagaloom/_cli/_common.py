@@ -13,10 +13,9 @@ from typing import Any
 
 from temporalio.client import Client
 
-from sagaloom._codec import codec_from_env
+from sagaloom._settings import CLI_SETTINGS, setting
 from sagaloom.client._sagas import DEFAULT_UI, connect
 from sagaloom.server._stack import UI_FILE
-from sagaloom.worker._settings import CLI_SETTINGS, read_bool, setting
 
 __all__ = [
     "CLI_ENV",
@@ -134,12 +133,7 @@ async def client(args: argparse.Namespace) -> Client:
         CliError: when Temporal cannot be reached there.
     """
     try:
-        return await connect(
-            args.address,
-            args.namespace,
-            codec=codec_from_env(),
-            encode_failures=read_bool(os.environ, "SAGALOOM_ENCODE_FAILURES"),
-        )
+        return await connect(args.address, args.namespace)  # keys: the environment's
     except RuntimeError as err:
         raise CliError(f"cannot reach Temporal at {args.address}: {err}") from None
 

@@ -11,8 +11,8 @@ from temporalio.service import RPCError
 from sagaloom._cli._common import CliError
 from sagaloom._codec import EncryptionKeyError
 from sagaloom._definition import SagaInputError
+from sagaloom._settings import ConfigError
 from sagaloom.worker._registry import UnknownSagaError
-from sagaloom.worker._settings import ConfigError
 
 __all__ = ["explain"]
 

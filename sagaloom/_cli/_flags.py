@@ -6,8 +6,8 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
+from sagaloom._settings import WORKER_SETTINGS, ConfigError, Setting
 from sagaloom.worker._config import WorkerConfig
-from sagaloom.worker._settings import WORKER_SETTINGS, ConfigError, Setting
 
 __all__ = ["worker_config", "worker_flags"]
 

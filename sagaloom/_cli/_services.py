@@ -33,9 +33,9 @@ from sagaloom._outage import (
     BreakerView,
     breaker_id,
 )
+from sagaloom._settings import SERVICE_PREFIX, setting
 from sagaloom.worker._config import WorkerConfig
 from sagaloom.worker._registry import load_sagas
-from sagaloom.worker._settings import SERVICE_PREFIX, setting
 
 __all__ = ["register"]
 

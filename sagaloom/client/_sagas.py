@@ -41,6 +41,7 @@ from temporalio.exceptions import (
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from sagaloom._codec import codec_from_env
 from sagaloom._converter import converter
 from sagaloom._definition import Saga, SagaInputError
 from sagaloom._model import (
@@ -52,6 +53,7 @@ from sagaloom._model import (
     SagaStatus,
 )
 from sagaloom._names import DEFAULT_TASK_QUEUE, KEY_EARLY_MEMO, SAGA_KEY, SAGA_NAME, WAIT_UPDATE
+from sagaloom._settings import setting
 from sagaloom.client._keydesk import desk_of
 
 __all__ = [
@@ -75,16 +77,22 @@ InputT = TypeVar("InputT", bound=BaseModel)
 
 
 async def connect(
-    address: str = "localhost:7233",
-    namespace: str = "default",
+    address: str | None = None,
+    namespace: str | None = None,
     *,
     runtime: Runtime | None = None,
     interceptors: Sequence[Interceptor] = (),
     plugins: Sequence[Plugin] = (),
     codec: PayloadCodec | None = None,
-    encode_failures: bool = False,
+    encode_failures: bool | None = None,
 ) -> Client:
     """Connect with sagaloom's data converter: pydantic payloads, tracebacks only for bugs.
+
+    What is not given comes from the environment, as for every sagaloom client and worker
+    (docs: Configuration): ``TEMPORAL_ADDRESS`` (else ``localhost:7233``),
+    ``TEMPORAL_NAMESPACE`` (else ``default``), the encryption keys
+    (``SAGALOOM_ENCRYPTION_KEYS``) and ``SAGALOOM_ENCODE_FAILURES``; TLS and API keys from
+    Temporal's own variables (``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``) or profile file.
 
     Args:
         address: Frontend ``host:port``.
@@ -97,7 +105,16 @@ async def connect(
         codec: A payload codec (for example ``EncryptionCodec``); workers built on this client
             use it too.
         encode_failures: Move failure messages into encoded (encrypted) attributes.
+
+    Raises:
+        ConfigError: a variable is malformed (it is named).
     """
+    env = os.environ
+    address = address or setting("address").read(env)
+    namespace = namespace or setting("namespace").read(env)
+    codec = codec or codec_from_env(env)
+    if encode_failures is None:
+        encode_failures = bool(setting("encode_failures").read(env))
     # TLS, mTLS and API keys come from Temporal's standard environment configuration
     # (TEMPORAL_API_KEY, TEMPORAL_TLS_CLIENT_CERT_PATH, ... or the profile file).
     profile = ClientConfig.load_client_connect_config()

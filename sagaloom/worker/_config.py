@@ -1,6 +1,6 @@
 """Worker configuration: flags override environment variables, which override defaults.
 
-Every field is a row of one table, :data:`~sagaloom.worker._settings.WORKER_SETTINGS`: its
+Every field is a row of one table, :data:`~sagaloom._settings.WORKER_SETTINGS`: its
 variable, flag, default and meaning (docs/configuration.md is generated from it).
 """
 
@@ -17,8 +17,7 @@ from pydantic import SecretStr
 from sagaloom._names import DEFAULT_TASK_QUEUE
 from sagaloom._outage import BreakerSettings, ServiceLimit
 from sagaloom._protocol import DEFAULT_NAMESPACE, namespace_problem
-from sagaloom.participants._breakers import Breakers
-from sagaloom.worker._settings import (
+from sagaloom._settings import (
     CONCURRENCY_SUFFIX,
     RATE_SUFFIX,
     SERVICE_PREFIX,
@@ -26,6 +25,7 @@ from sagaloom.worker._settings import (
     ConfigError,
     setting,
 )
+from sagaloom.participants._breakers import Breakers
 
 __all__ = ["DEFAULT_TASK_QUEUE", "VERSIONING_BEHAVIORS", "ConfigError", "WorkerConfig"]
 

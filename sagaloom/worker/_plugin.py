@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sagaloom._broker._bus import Broker, StreamLimits
+from sagaloom._codec import codec_from_env
 from sagaloom._converter import converter
 from sagaloom._names import KEY_QUEUE
 from sagaloom._outage import BreakerSettings, ServiceLimit, limit_queue
@@ -28,6 +30,7 @@ from sagaloom._runtime._items import ItemsWorkflow
 from sagaloom._runtime._keylocks import KeyLock, KeyShard
 from sagaloom._runtime._notice import EndNotice
 from sagaloom._runtime._routing import ServiceRouting
+from sagaloom._settings import setting
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._http import HttpParticipant
 from sagaloom.worker._config import WorkerConfig
@@ -73,7 +76,7 @@ class SagaloomPlugin(SimplePlugin):
         sagas: Sequence[type] = (),
         interceptors: Sequence[WorkerInterceptor | ClientInterceptor] = (),
         codec: PayloadCodec | None = None,
-        encode_failures: bool = False,
+        encode_failures: bool | None = None,
         http: bool = True,
         reply_secret: SecretStr | None = None,
         nats_url: str | None = None,
@@ -90,8 +93,11 @@ class SagaloomPlugin(SimplePlugin):
             tokens: Bearer token per service (with explicit ``services``).
             sagas: Saga workflow classes to register on workers.
             interceptors: Client or worker interceptors to add.
-            codec: A payload codec (for example ``EncryptionCodec``); None keeps the client's.
-            encode_failures: Move failure messages into encoded (encrypted) attributes.
+            codec: A payload codec (for example ``EncryptionCodec``). None: the client's, else
+                the encryption keys of ``SAGALOOM_ENCRYPTION_KEYS`` (read whatever
+                ``services`` says: encryption is never turned off by configuring in code).
+            encode_failures: Move failure messages into encoded (encrypted) attributes. None:
+                ``SAGALOOM_ENCODE_FAILURES``.
             http: Register the HTTP participant activity (False when a test registers its own
                 activity under that name).
             reply_secret: Secret of the reply tokens sent with commands (the workers' reply
@@ -152,7 +158,12 @@ class SagaloomPlugin(SimplePlugin):
         if self.limits and http:
             interceptors = [*interceptors, ServiceRouting(self.limits)]
         self._codec = codec
-        self._encode_failures = encode_failures
+        self._env_codec = None if codec is not None else codec_from_env()
+        self._encode_failures = (
+            bool(setting("encode_failures").read(os.environ))
+            if encode_failures is None
+            else encode_failures
+        )
         super().__init__(
             "sagaloom",
             data_converter=self._converter,
@@ -191,7 +202,11 @@ class SagaloomPlugin(SimplePlugin):
         )
 
     def _converter(self, existing: DataConverter | None) -> DataConverter:
-        codec = self._codec or (existing.payload_codec if existing is not None else None)
+        codec = (
+            self._codec
+            or (existing.payload_codec if existing is not None else None)
+            or self._env_codec
+        )
         return converter(codec, encode_failures=self._encode_failures)
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
