@@ -1057,6 +1057,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_encryption_everywhere.py", "-k", "address_and_namespace"),
     ),
     Mutation(
+        "a business key runs once: a second start of a closed saga is refused, naming the run",
+        "sagaloom/client/_sagas.py",
+        "                await _refuse_closed(client, saga.name, id)",
+        "                pass",
+        ("tests/test_business_key.py", "-k", "closed_key_is_refused"),
+    ),
+    Mutation(
+        "a business key runs once: an answer-early start of a closed saga answers from its run",
+        "sagaloom/client/_sagas.py",
+        "        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,",
+        "        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,",
+        ("tests/test_business_key.py", "-k", "answer_early"),
+    ),
+    Mutation(
         "operations: every dashboard panel reads a metric the workers export",
         "deploy/grafana/dashboards/sagaloom.json",
         '"expr": "max by (saga) (sagaloom_sagas_parked)"',

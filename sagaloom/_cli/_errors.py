@@ -6,17 +6,26 @@ import argparse
 import os
 
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from sagaloom._cli._common import CliError
 from sagaloom._codec import EncryptionKeyError
 from sagaloom._definition import SagaInputError
 from sagaloom._settings import ConfigError
+from sagaloom.client._sagas import SagaAlreadyRan
 from sagaloom.worker._registry import UnknownSagaError
 
 __all__ = ["explain"]
 
-_SAID_AS_IS = (CliError, ConfigError, EncryptionKeyError, SagaInputError, UnknownSagaError)
+_SAID_AS_IS = (
+    CliError,
+    ConfigError,
+    EncryptionKeyError,
+    SagaAlreadyRan,
+    SagaInputError,
+    UnknownSagaError,
+)
 
 
 def _subject(args: argparse.Namespace) -> str:
@@ -36,6 +45,8 @@ def explain(err: BaseException, args: argparse.Namespace) -> str | None:
     """
     if isinstance(err, _SAID_AS_IS):
         return str(err)
+    if isinstance(err, WorkflowAlreadyStartedError):
+        return f"saga {err.workflow_id} is running already: saga show {err.workflow_id}"
     if isinstance(err, WorkflowUpdateFailedError):
         cause = err.cause
         return f"{_subject(args)}: {getattr(cause, 'message', cause)}"

@@ -36,6 +36,7 @@ from sagaloom._names import SAGA_STATUS as SAGA_STATUS_ATTRIBUTE
 
 __all__ = ["by_execution", "saga_status", "state_from_history"]
 
+_ENDED_AS_FAILED = (SagaStatus.COMPENSATED.value, SagaStatus.FAILED.value)
 _TIMER_SUMMARY = re.compile(r"step \d+/\d+ (?P<step>\S+)$")
 _BATCH = re.compile(r":(?P<step>[^:]+):items-(?P<number>\d+)$")
 _LOCAL_ACTIVITY = "core_local_activity"
@@ -58,7 +59,11 @@ def saga_status(description: WorkflowExecutionDescription) -> SagaStatus:
     """A saga's status from its execution and its ``SagaStatus`` search attribute."""
     closed = by_execution(description.status)
     live = description.typed_search_attributes.get(SAGA_STATUS_ATTRIBUTE)
-    return SagaStatus(live) if closed is SagaStatus.RUNNING and live else closed
+    if closed is SagaStatus.RUNNING and live:
+        return SagaStatus(live)
+    if closed is SagaStatus.FAILED and live in _ENDED_AS_FAILED:
+        return SagaStatus(live)  # a failed run that compensated says so; else (terminated) FAILED
+    return closed
 
 
 class _Reader:

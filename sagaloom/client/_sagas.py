@@ -20,6 +20,7 @@ from temporalio.client import (
     Interceptor,
     Plugin,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -54,12 +55,14 @@ from sagaloom._model import (
 )
 from sagaloom._names import DEFAULT_TASK_QUEUE, KEY_EARLY_MEMO, SAGA_KEY, SAGA_NAME, WAIT_UPDATE
 from sagaloom._settings import setting
+from sagaloom.client._history import saga_status
 from sagaloom.client._keydesk import desk_of
 
 __all__ = [
     "DEFAULT_UI",
     "EarlyAnswer",
     "Outcome",
+    "SagaAlreadyRan",
     "connect",
     "outcome",
     "run",
@@ -146,7 +149,7 @@ async def start_saga(
     task_queue: str = DEFAULT_TASK_QUEUE,
     request_eager_start: bool = False,
     wait_for: None = None,
-    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
 ) -> WorkflowHandle[Any, SagaReport]: ...
 
 
@@ -160,7 +163,7 @@ async def start_saga(
     task_queue: str = DEFAULT_TASK_QUEUE,
     request_eager_start: Literal[False] = False,
     wait_for: str,
-    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
 ) -> EarlyAnswer: ...
 
 
@@ -173,7 +176,7 @@ async def start_saga(
     task_queue: str = DEFAULT_TASK_QUEUE,
     request_eager_start: bool = False,
     wait_for: str | None = None,
-    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
 ) -> WorkflowHandle[Any, SagaReport] | EarlyAnswer:
     """Validate ``data`` and start ``saga``; nothing starts if the input is invalid.
 
@@ -184,6 +187,13 @@ async def start_saga(
     again either (its report answers), while one that compensated, failed or was cancelled is
     started anew. The rest of the saga goes on after the answer; ``outcome(answer.handle)``
     waits for its end.
+
+    **A business key runs once.** A second start under the id of a saga that already ran
+    (completed, compensated, failed, cancelled) raises :class:`SagaAlreadyRan`: a new run would
+    send the participants the same idempotency keys (``<workflow id>:<step>``), and they would
+    answer with the first run's answers, whatever the new input says. Start it under a new key,
+    or, for a saga held at a failed step, redrive it (``saga redrive``). With ``wait_for``, such
+    a start answers from the first run instead (an idempotent retry of the same request).
 
     A saga with exclusive keys (without ``wait_for``) finds its free keys taken when it starts:
     they are taken here, in order, up to the first one someone holds, and listed in its memo.
@@ -198,7 +208,8 @@ async def start_saga(
             with ``wait_for``).
         wait_for: Name of the step whose output to wait for.
         id_reuse_policy: Whether a run under an id that ran before may start (without
-            ``wait_for``; for example ``REJECT_DUPLICATE`` for sagas started by events).
+            ``wait_for``). ``REJECT_DUPLICATE`` (the default) is the rule above; another policy
+            lets a new run start under the old id, and its participants then see the old keys.
 
     Returns:
         The handle of the started run; with ``wait_for``, an :class:`EarlyAnswer`.
@@ -206,6 +217,8 @@ async def start_saga(
     Raises:
         SagaInputError: naming each field that failed validation, an input over 2 MB, or a
             ``wait_for`` step the saga does not have.
+        SagaAlreadyRan: a saga under this id ran and closed (the rule above).
+        WorkflowAlreadyStartedError: a saga under this id is running (without ``wait_for``).
     """
     parsed = saga.parse_input(data)
     size = len(parsed.model_dump_json().encode())  # bytes, as Temporal counts: "€" is 3
@@ -249,6 +262,8 @@ async def start_saga(
             if early and refused:  # surely not started: the keys go back
                 with contextlib.suppress(RPCError):  # (else its shard frees them in 10 s)
                     await desk.drop_early(early, id)
+            if isinstance(err, WorkflowAlreadyStartedError):
+                await _refuse_closed(client, saga.name, id)
             raise
     if wait_for not in saga.position:
         steps = ", ".join(s.name for s in saga.steps)
@@ -259,7 +274,7 @@ async def start_saga(
         id=id,
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         result_type=SagaReport,
         search_attributes=start_attributes(saga, parsed),
         static_summary=summary,
@@ -269,7 +284,7 @@ async def start_saga(
             WAIT_UPDATE, wait_for, start_workflow_operation=start
         )
     except WorkflowAlreadyStartedError:
-        # it completed already: answer from its report, never run a completed saga twice
+        # it ran already: answer from its report, never run a business key twice
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await start.workflow_handle()  # (retrieve the operation's own copy of the error)
         done = client.get_workflow_handle(id, result_type=SagaReport)
@@ -284,6 +299,41 @@ async def start_saga(
         )
         return EarlyAnswer(handle, wait_for, None, ended)
     return EarlyAnswer(await start.workflow_handle(), wait_for, output, None)
+
+
+class SagaAlreadyRan(WorkflowAlreadyStartedError):
+    """A saga under this workflow id already ran: a business key runs once.
+
+    Attributes:
+        status: How that run ended.
+    """
+
+    def __init__(self, saga: str, workflow_id: str, run_id: str, status: SagaStatus) -> None:
+        super().__init__(workflow_id, saga, run_id=run_id)
+        self.status = status
+        self._message = (
+            f"saga {workflow_id} already ran ({status.value}, run {run_id}): a business key "
+            "runs once, since a new run would send its participants the same idempotency keys "
+            "and get the first run's answers back. Start it under a new key; a saga held at a "
+            "failed step is redriven instead (saga redrive)"
+        )
+        self.args = (self._message,)
+
+
+async def _refuse_closed(client: Client, saga: str, workflow_id: str) -> None:
+    """Raise :class:`SagaAlreadyRan` when the saga under ``workflow_id`` is closed.
+
+    Raises:
+        SagaAlreadyRan: it is.
+    """
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        description = await handle.describe()
+    except RPCError:
+        return  # cannot tell: the server's own error stands
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        status = saga_status(description)
+        raise SagaAlreadyRan(saga, workflow_id, description.run_id, status) from None
 
 
 @dataclass(frozen=True)
