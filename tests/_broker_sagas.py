@@ -43,6 +43,22 @@ QUICK_UNDO = dataclasses.replace(
 """Replies within 2 s; an unanswered undo command is sent again every ~3 s for a minute."""
 QuickUndoSaga = saga_workflow(QUICK_UNDO)
 
+BACKOFF_UNDO = dataclasses.replace(
+    QUICK,
+    name="BackoffUndoSaga",
+    defaults=StepDefaults(
+        compensation_retry=RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=4),
+        ),
+        compensation_budget=timedelta(minutes=1),
+    ),
+    steps=[QUICK.steps[0], dataclasses.replace(QUICK.steps[1], reply_timeout=timedelta(seconds=1))],
+)
+"""Replies within 1 s; an unanswered undo is sent again after 1, 2, 4, 4, … s (the back-off)."""
+BackoffUndoSaga = saga_workflow(BACKOFF_UNDO)
+
 QUICK_PARK = dataclasses.replace(
     QUICK_UNDO,
     name="QuickParkSaga",

@@ -51,6 +51,8 @@ REFUSING = _saga("RefusingSaga", "refusing")
 BUDGET = _saga("BudgetSaga", "budget")
 OPT_OUT = _saga("OptOutSaga", "optout", breaker=False)
 HELD = _saga("HeldSaga", "held")
+HAND_HELD = _saga("HandHeldSaga", "handheld")
+LIMITED_DOWN = _saga("LimitedDownSaga", "limdown")  # a limited service that goes down
 PICKY = _saga("PickySaga", "picky")
 FLAKY = _saga("FlakySaga", "flaky")
 # tests/outage_run.py: the engine's default retries (5 attempts from 1 s, back-off 2)
@@ -66,6 +68,8 @@ RefusingSaga = saga_workflow(REFUSING)
 BudgetSaga = saga_workflow(BUDGET)
 OptOutSaga = saga_workflow(OPT_OUT)
 HeldSaga = saga_workflow(HELD)
+HandHeldSaga = saga_workflow(HAND_HELD)
+LimitedDownSaga = saga_workflow(LIMITED_DOWN)
 PickySaga = saga_workflow(PICKY)
 FlakySaga = saga_workflow(FLAKY)
 StormOffSaga = saga_workflow(STORM_OFF)
@@ -73,4 +77,13 @@ StormOnSaga = saga_workflow(STORM_ON)
 RatedSaga = saga_workflow(RATED_SAGA)
 NarrowSaga = saga_workflow(NARROW_SAGA)
 FreeSaga = saga_workflow(FREE)
-SAGAS = [OutageSaga, RefusingSaga, BudgetSaga, OptOutSaga, HeldSaga, PickySaga, FlakySaga]
+SAGAS = [
+    OutageSaga,
+    RefusingSaga,
+    BudgetSaga,
+    OptOutSaga,
+    HeldSaga,
+    HandHeldSaga,
+    PickySaga,
+    FlakySaga,
+]

@@ -1071,6 +1071,59 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_business_key.py", "-k", "answer_early"),
     ),
     Mutation(
+        "breaker: opened by hand it holds its steps until --auto; a probe never closes it",
+        R + "_breaker.py",
+        '        if view.status is BreakerStatus.OPEN and view.forced != "open" and not '
+        "self._ordered:",
+        "        if view.status is BreakerStatus.OPEN and not self._ordered:",
+        ("tests/test_breaker.py", "-k", "opened_by_hand"),
+    ),
+    Mutation(
+        "breaker: one per service and app, also for a limited service on its own task queue",
+        "sagaloom/_outage.py",
+        '    return task_queue.removesuffix(f"@{service}")',
+        "    return task_queue",
+        ("tests/test_breaker.py", "-k", "limited_service"),
+    ),
+    Mutation(
+        "locks: the saga that holds a record may lock it again (re-entrant)",
+        "sagaloom/service/_locks.py",
+        "            if holder == saga:\n                continue\n",
+        "",
+        ("tests/test_service_lock_rules.py",),
+    ),
+    Mutation(
+        "locks: wait=False refuses a held record (409, kept and replayed), never waits",
+        "sagaloom/service/_locks.py",
+        '    return Busy(resource, holder) if wait else Refused(f"{resource} is held by saga '
+        '{holder}", 409)',
+        "    return Busy(resource, holder)",
+        ("tests/test_service_lock_rules.py",),
+    ),
+    Mutation(
+        "broker: the gaps between re-sent undo commands grow by the back-off, not a fixed pace",
+        R + "_actions.py",
+        "            pause = min(pause * retry.backoff_coefficient, retry.maximum_interval or "
+        "pause * 100)",
+        "            pause = retry.initial_interval",
+        ("tests/test_broker.py", "-k", "gaps_between"),
+    ),
+    Mutation(
+        "broker: the re-send back-off stops growing at maximum_interval",
+        R + "_actions.py",
+        "            pause = min(pause * retry.backoff_coefficient, retry.maximum_interval or "
+        "pause * 100)",
+        "            pause = pause * retry.backoff_coefficient",
+        ("tests/test_broker.py", "-k", "gaps_between"),
+    ),
+    Mutation(
+        "breaker: a Command service's breaker counts only consumers of that service's subjects",
+        "sagaloom/_broker/_bus.py",
+        "            if filters and not any(_takes(f, base) for f in filters):",
+        "            if False:",
+        ("tests/test_command_breaker.py", "-k", "counts_only"),
+    ),
+    Mutation(
         "operations: every dashboard panel reads a metric the workers export",
         "deploy/grafana/dashboards/sagaloom.json",
         '"expr": "max by (saga) (sagaloom_sagas_parked)"',

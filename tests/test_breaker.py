@@ -25,9 +25,21 @@ from temporalio.worker import Replayer, Worker
 from sagaloom import Saga, SagaState, SagaStatus, StepStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers, BreakerSettings
-from sagaloom.worker import SagaloomPlugin
+from sagaloom.worker import SagaloomPlugin, ServiceLimit
 from tests._helpers import ROOT, cli, wait_for_status
-from tests._outage_sagas import BUDGET, FLAKY, HELD, OPT_OUT, OUTAGE, PICKY, REFUSING, SAGAS
+from tests._outage_sagas import (
+    BUDGET,
+    FLAKY,
+    HAND_HELD,
+    HELD,
+    LIMITED_DOWN,
+    OPT_OUT,
+    OUTAGE,
+    PICKY,
+    REFUSING,
+    SAGAS,
+    LimitedDownSaga,
+)
 from tests._outage_service import FlakyService, flaky_services
 
 pytestmark = pytest.mark.integration
@@ -38,7 +50,7 @@ SETTINGS = BreakerSettings(
     release_per_second=0.5,  # one step every 2 s: well apart from how fast sagas go on
     outage_budget=timedelta(hours=1),
 )
-SERVICES = ("outage", "refusing", "budget", "optout", "held", "picky", "flaky")
+SERVICES = ("outage", "refusing", "budget", "optout", "held", "handheld", "picky", "flaky")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -192,6 +204,36 @@ async def test_an_operator_holds_and_releases_a_service_from_the_cli(
     assert "Traceback" not in unknown.stderr
 
 
+async def test_a_breaker_opened_by_hand_holds_through_its_probes_until_auto(
+    temporal: Client, queue: str, services: dict[str, FlakyService], dev_server: Any
+) -> None:
+    """operating.md: opened by hand, it "holds its steps" until --auto — the service answering
+    (a probe that would succeed) does not close it."""
+    address = dev_server.address
+    env = {"SAGALOOM_SERVICE_HANDHELD": services["handheld"].url}
+    opened = await saga_cli("services", "--open", "handheld", "--task-queue", queue,
+                            address=address, env=env)  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    (handle,) = await start(temporal, HAND_HELD, queue, 1)
+    await all_waiting([handle])
+    probe_every = SETTINGS.probe_every.total_seconds()
+    await asyncio.sleep(4 * probe_every)  # across four probe times: the service is up all along
+    listed = await saga_cli("services", "--json", address=address, env=env)
+    view = next(v for v in json.loads(listed.stdout) if v["service"] == "handheld")
+    assert view["status"] == "open" and view["forced"] == "open"
+    assert view["probes"] == 0  # held by hand: never probed, never closed by a probe
+    assert services["handheld"].posts() == []
+    state = await handle.query("saga_state", result_type=SagaState)
+    assert state.status is SagaStatus.WAITING
+
+    auto = await saga_cli("services", "--auto", "handheld", "--task-queue", queue,
+                          address=address, env=env)  # fmt: skip
+    assert auto.returncode == 0, auto.stderr
+    async with asyncio.timeout(30):  # back to the rules: the next probe finds it up
+        assert (await outcome(handle)).status is SagaStatus.COMPLETED
+    assert len(services["handheld"].posts()) == 1
+
+
 async def test_refusals_and_faults_never_open_the_breaker(
     temporal: Client, queue: str, services: dict[str, FlakyService]
 ) -> None:
@@ -250,3 +292,42 @@ async def test_a_few_503s_among_answers_do_not_open_the_breaker(
         assert view["opened_at"] is None, view  # it counted some, never opened
     except RPCError:
         pass  # no breaker was ever told: fine too
+
+
+async def test_a_limited_service_has_one_breaker_shared_with_its_sagas(
+    temporal: Client, dev_server: Any
+) -> None:
+    """operating.md: one breaker per service, shared by every worker of the app — also for a
+    service with limits, whose calls run on a task queue of their own."""
+    name = f"limited-{uuid.uuid4().hex[:6]}"
+    async with flaky_services(["limdown"]) as running:
+        service = running["limdown"]
+        service.mode = "503"
+        plugin = SagaloomPlugin(
+            services={"limdown": service.url},
+            breakers=Breakers(SETTINGS),
+            limits={"limdown": ServiceLimit(calls_per_second=50)},
+        )
+        workers = [  # two workers of the app, both with the limit
+            Worker(temporal, task_queue=name, workflows=[LimitedDownSaga], plugins=[plugin])
+            for _ in range(2)
+        ]
+        async with workers[0], workers[1]:
+            handles = await start(temporal, LIMITED_DOWN, name, 3)
+            await all_waiting(handles)  # they wait on the breaker the calls opened
+            listed = await saga_cli("services", "--json", address=dev_server.address, env={})
+            mine = [v for v in json.loads(listed.stdout) if v["service"] == "limdown"]
+            assert len(mine) == 1 and mine[0]["status"] == "open", mine
+            assert len(mine[0]["waiting"]) == 3
+            found = [
+                e.id
+                async for e in temporal.list_workflows(
+                    'WorkflowType = "SagaloomServiceBreaker" AND ExecutionStatus = "Running"'
+                )
+                if e.id.endswith(":limdown")
+            ]
+            assert found == [f"sagaloom-breaker:{name}:limdown"]  # the sagas' queue, not @
+            service.mode = "up"
+            results = [await asyncio.wait_for(outcome(h), 60) for h in handles]
+        assert [r.status for r in results] == [SagaStatus.COMPLETED] * 3
+        assert sorted(service.charged.values()) == [1, 1, 1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -38,7 +39,7 @@ from sagaloom.participants import (
 )
 from sagaloom.server import NatsServer, NatsServerOptions, free_port
 from services import Warehouse
-from tests._broker_sagas import QUICK, QUICK_PARK, QUICK_UNDO
+from tests._broker_sagas import BACKOFF_UNDO, QUICK, QUICK_PARK, QUICK_UNDO
 from tests._helpers import REPLY_SECRET, ROOT, Stack, count_workflows
 from tests.test_observability import scrape
 from workflows.fulfilment import FULFILMENT
@@ -602,6 +603,34 @@ async def test_an_unanswered_undo_command_is_sent_again_until_answered(
     assert log == ["do", "undo"]
     pack = next(c for c in result.report.compensations if c.step == "pack")
     assert pack.ok
+
+
+async def test_the_gaps_between_resent_undo_commands_grow_by_the_back_off_up_to_its_cap(
+    stack: Stack, worker: Any, warehouse: Warehouse, js: JetStreamContext, queue: str, key: str
+) -> None:
+    """event-driven.md: an unanswered undo is re-sent after a back-off that grows by
+    ``backoff_coefficient`` up to ``maximum_interval`` — not at a fixed pace. Reply timeout 1 s,
+    back-off 1 s doubling to 4 s: sends about 2, 3, 5, 5 s apart."""
+    warehouse.faults[key] = "no-reply,mute-undo"
+    handle = await start_saga(stack.client, BACKOFF_UNDO, order(key), task_queue=queue)
+    correlation = f"{handle.id}:pack:compensate"
+    subject = "sagaloom.cmd.warehouse.unpack"
+    async with asyncio.timeout(45):
+        while True:
+            if len(sent := await commands_for(js, correlation, subject)) >= 5:
+                break
+            await asyncio.sleep(0.3)
+    warehouse.faults[key] = "no-reply"
+    times = [m.time.timestamp() for m in sent[:5]]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # each gap: the reply timeout (1 s) and the pause; the pause doubles, then holds at its cap
+    wanted = [1 + 1, 1 + 2, 1 + 4, 1 + 4]
+    for gap, want in zip(gaps, wanted, strict=True):
+        assert want - 0.3 <= gap <= want + 1.5, (gaps, wanted)
+    assert gaps[1] - gaps[0] >= 0.6 and gaps[2] - gaps[1] >= 1.4  # it grows
+    assert abs(gaps[3] - gaps[2]) <= 1.0  # and stops growing at maximum_interval
+    result = await asyncio.wait_for(outcome(handle), 30)
+    assert result.status is SagaStatus.COMPENSATED
 
 
 async def test_an_operators_retry_of_an_undo_command_is_answered_at_once(

@@ -139,3 +139,48 @@ async def test_a_command_step_waits_while_its_participant_is_down_then_completes
     replayer = Replayer(workflows=[HeldPackSaga], plugins=[SagaloomPlugin(services={})])
     for history in (await handles[0].fetch_history(), await breaker.fetch_history()):
         await replayer.replay_workflow(history)
+
+
+async def test_a_command_breaker_counts_only_the_consumers_that_take_its_services_subjects(
+    nats_server: NatsServer,
+) -> None:
+    """operating.md: a ``Command`` step's breaker counts only the consumers that take that
+    service's subjects — a busy participant of another service does not make it look up."""
+    plugin = SagaloomPlugin(services={}, nats_url=nats_server.url)
+    broker = plugin.broker
+    assert broker is not None
+    probe = broker.probe_consumers
+    js = await broker.jetstream()  # (the streams exist now)
+    nc = await nats.connect(nats_server.url)
+    pulls: list[asyncio.Task[Any]] = []
+
+    async def pulling(subject: str, durable: str) -> None:
+        """A participant of ``subject`` asking for commands right now (a pull request waits)."""
+        sub = await nc.jetstream().pull_subscribe(subject, durable=durable)
+        pulls.append(asyncio.ensure_future(sub.fetch(1, timeout=30)))
+        async with asyncio.timeout(10):
+            while True:
+                if (await js.consumer_info("SAGALOOM_COMMANDS", durable)).num_waiting >= 1:
+                    return
+                await asyncio.sleep(0.05)
+
+    try:
+        run = uuid.uuid4().hex[:6]
+        silent = f"silent{run}"  # a service nobody takes
+        assert "no consumer takes" in await probe(silent)
+        await pulling("sagaloom.cmd.billing.>", f"billing-{run}")  # another service, busy
+        await pulling(f"sagaloom.cmd.{silent}x.>", f"prefix-{run}")  # a longer name, busy
+        await pulling("sagaloom.cmd.billing.*", f"billing-any-{run}")  # a wildcard of another
+        problem = await probe(silent)
+        assert problem, "a consumer of other subjects counted as this service's participant"
+        # one of its own, idle: a consumer exists, but nobody pulls
+        await nc.jetstream().pull_subscribe(f"sagaloom.cmd.{silent}.>", durable=f"own-{run}")
+        assert "no participant pulls" in await probe(silent)
+        await pulling(f"sagaloom.cmd.{silent}.pack", f"pack-{run}")  # its own, pulling: up
+        assert await probe(silent) == ""
+        assert await probe(f"other{run}") != ""  # and it still takes nobody else's
+    finally:
+        for pull in pulls:
+            pull.cancel()
+        await nc.close()
+        await broker.aclose()
