@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
 from sagaloom._graph import Graph, GraphError, StepKind, resolve_graph
+from sagaloom._holding import ON_FAILURE, OnFailure
 from sagaloom._protocol import subject_problem
 
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -441,6 +442,10 @@ class Step:
     """Wait, don't compensate, while this step's HTTP service is down (its breaker is open): no
     retries are spent meanwhile, up to the service's outage budget. None: the saga's ``breaker``
     (on by default); False opts this step out (it retries and compensates as the policy says)."""
+    on_failure: OnFailure | None = None
+    """What the step does when it fails for good: ``"compensate"``, ``"hold"`` (an unexpected
+    failure holds the saga here for an operator; a refusal compensates) or ``"hold-all"``.
+    None: the saga's ``on_failure``. (docs: Operating, Incidents.)"""
 
 
 def step_actions(step: Step) -> tuple[Action, ...]:
@@ -516,6 +521,13 @@ class Saga(Generic[InputT]):
     """How long the saga may wait for its exclusive keys; past it, it fails before its first
     step (nothing to compensate), with an ``ExclusiveTimeout`` error naming the key and its
     holder. None: waits as long as it takes."""
+    on_failure: OnFailure = "compensate"
+    """What a step that fails for good does, unless the step says otherwise: ``"compensate"``
+    (undo the started steps), ``"hold"`` (an unexpected failure — retries spent on 5xx, a
+    timeout, an unknown outcome, a bug — holds the saga at the step, its earlier steps in place,
+    until an operator redrives it, compensates it or marks the step done; a business refusal
+    still compensates) or ``"hold-all"`` (refusals hold too). A held saga keeps its exclusive
+    keys; its deadline still applies (when it passes, the saga compensates)."""
     notify_participants: bool = False
     """When the saga ends — completed, compensated, cancelled, failed — tell each HTTP service
     one of its steps called: ``POST <service>/sagaloom/saga-ended`` with ``{"saga_id",
@@ -564,6 +576,14 @@ class Saga(Generic[InputT]):
                         f"{where}: Command service {part.service_name!r}: letters, digits, "
                         "'-' and '_' only (it names the breaker and its settings)"
                     )
+        for where, policy in [("saga", self.on_failure)] + [
+            (f"step {s.name!r}", s.on_failure) for s in self.steps if s.on_failure is not None
+        ]:
+            if policy not in ON_FAILURE:
+                raise SagaDefinitionError(
+                    f"saga {self.name!r}, {where}: on_failure {policy!r}: one of "
+                    + ", ".join(ON_FAILURE)
+                )
         if self.exclusive_timeout is not None and self.exclusive_timeout <= timedelta(0):
             raise SagaDefinitionError(f"saga {self.name!r}: exclusive_timeout must be positive")
         object.__setattr__(self, "position", {s.name: i for i, s in enumerate(self.steps)})
@@ -594,6 +614,10 @@ class Saga(Generic[InputT]):
             except Exception:
                 continue
             step.action.item_keys(self.name, items)
+
+    def step_policy(self, step: Step) -> OnFailure:
+        """What ``step`` does when it fails for good (its own ``on_failure``, else the saga's)."""
+        return step.on_failure or self.on_failure
 
     def step_retry(self, step: Step) -> RetryPolicy:
         """Return the forward retry policy of ``step``, with its non-retryable error types."""

@@ -73,6 +73,10 @@ class SagaStatus(StrEnum):
     COMPENSATING = "COMPENSATING"
     COMPENSATED = "COMPENSATED"
     NEEDS_ATTENTION = "NEEDS_ATTENTION"
+    HELD = "HELD"
+    """A step failed for good and its ``on_failure`` policy holds: the saga waits at that step
+    (the steps before it in place) for an operator to redrive it, compensate it or mark the
+    step done."""
     FAILED = "FAILED"
     CANCELED = "CANCELED"
 
@@ -108,16 +112,22 @@ class CompensationState(BaseModel):
     """An operator's decision about it, when the saga was parked on it."""
 
 
-ResolveAction = Literal["retry", "skip", "mark_compensated"]
-"""What an operator can decide for a parked compensation."""
+ResolveAction = Literal["retry", "skip", "mark_compensated", "compensate", "mark_done"]
+"""What an operator can decide for a saga waiting for one: a parked compensation (``retry``,
+``skip``, ``mark_compensated``), a retriable step out of budget (``retry``, ``skip``), or a held
+step (``retry`` — a redrive —, ``compensate``, ``mark_done``)."""
 
 
 class Resolution(BaseModel):
-    """An operator's decision for a saga parked on a failed compensation (the ``resolve`` update).
+    """An operator's decision for a saga that waits for one (the ``resolve`` update).
 
-    ``retry`` runs the compensation again; ``skip`` leaves it undone, with a recorded reason;
-    ``mark_compensated`` records that it was done by hand. ``skip`` and ``mark_compensated`` name
-    the parked step, so a decision never lands on the wrong one.
+    For a parked compensation: ``retry`` runs it again; ``skip`` leaves it undone, with a
+    recorded reason; ``mark_compensated`` records that it was done by hand. For a held step:
+    ``retry`` redrives it (fresh attempts; with ``input``, a corrected saga input; with
+    ``request_patch``, a JSON merge patch of its request), ``compensate`` gives up (the saga
+    undoes its started steps), ``mark_done`` records it done by hand with ``output``. A decision
+    that names a step must name the one waiting, so it never lands on the wrong one; one whose
+    ``id`` was applied already is a no-op (safe to repeat).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -125,6 +135,16 @@ class Resolution(BaseModel):
     action: ResolveAction
     step: str | None = None
     note: str = ""
+    by: str = ""
+    """Who decided (the CLI sends ``user@host``)."""
+    id: str = ""
+    """The decision's id: the same id again changes nothing (a retried or bulk action)."""
+    input: dict[str, Any] | None = None
+    """A redrive's new saga input (validated; the business key cannot change)."""
+    request_patch: dict[str, Any] | None = None
+    """A redrive's JSON merge patch of the held step's request (body, argument)."""
+    output: Any = None
+    """``mark_done``: the step's output, as the participant would have answered."""
 
 
 class Reply(BaseModel):
@@ -367,6 +387,7 @@ EVENT_TYPES = (
     "io.sagaloom.compensation.completed",
     "io.sagaloom.compensation.failed",
     "io.sagaloom.saga.parked",
+    "io.sagaloom.saga.held",
     "io.sagaloom.saga.resolved",
     "io.sagaloom.saga.completed",
     "io.sagaloom.saga.compensated",

@@ -34,7 +34,10 @@ __all__ = [
     "EVENTS_PATCH",
     "EXCLUSIVE_PATCH",
     "FAST_PATH_UNDO_PATCH",
+    "GENERATION_MARK",
     "HELD_MEMO",
+    "HOLD_PATCH",
+    "HOLD_PREFIX",
     "HTTP_ACTIVITY",
     "ITEMS_STOP_SIGNAL",
     "ITEMS_WORKFLOW",
@@ -63,6 +66,8 @@ __all__ = [
     "OLD_PARENT_SIGNAL",
     "PARENT_GONE_PATCH",
     "PARENT_SIGNAL",
+    "PARTICIPANT_REJECTED",
+    "PARTICIPANT_UNAVAILABLE",
     "REPLY_PATCH",
     "REPLY_SIGNAL",
     "REPLY_UPDATE",
@@ -79,10 +84,13 @@ __all__ = [
     "WAIT_UPDATE",
     "ask_activity_id",
     "compensation_activity_id",
+    "hold_service",
     "items_batch_id",
+    "key_step",
     "reply_activity_id",
     "saga_of",
     "step_key",
+    "step_of_key",
 ]
 
 DEFAULT_TASK_QUEUE = "sagaloom"
@@ -232,6 +240,10 @@ so the step is compensated (never counted as a refusal)."""
 UNEXPECTED_STATUS = "UnexpectedStatus"
 """Error type of an answer that is neither 2xx, 4xx nor 5xx (a 3xx: redirects are not followed;
 a 1xx): the call may have taken effect, so the step is compensated (never a refusal)."""
+PARTICIPANT_UNAVAILABLE = "ParticipantUnavailable"
+"""Retryable: the participant could not be reached, timed out, or answered 5xx/408/425/429."""
+PARTICIPANT_REJECTED = "ParticipantRejected"
+"""Non-retryable: the participant refused the request (4xx other than 408/425/429)."""
 TOOK_EFFECT = frozenset({MALFORMED_RESPONSE, UNEXPECTED_STATUS})
 """Non-retryable error types that still mean the call took effect."""
 STATE_QUERY = "saga_state"
@@ -273,6 +285,35 @@ def step_key(workflow_id: str, step: str, *, undo: bool = False) -> str:
     across retries, worker restarts and resets; :func:`saga_of` reads it back.
     """
     return f"{workflow_id}:{compensation_activity_id(step) if undo else step}"
+
+
+HOLD_PATCH = "sagaloom-hold"
+"""Patch: a step whose ``on_failure`` policy holds waits for an operator (sagas whose history
+predates it compensate, as they did)."""
+GENERATION_MARK = "~r"
+"""Between a step's name and its key generation: ``charge-payment~r1`` after a redrive of a
+refused step (a new idempotency key; nothing took effect under the old one)."""
+HOLD_PREFIX = "hold."
+"""The breaker of an operator's hold before a step is that of service ``hold.<saga>.<step>``."""
+
+
+def key_step(step: str, generation: int) -> str:
+    """The name a step's calls carry in their keys and activity ids at ``generation``.
+
+    Generation 0 is the step's name, as always; n is ``<step>~r<n>``.
+    """
+    return step if generation == 0 else f"{step}{GENERATION_MARK}{generation}"
+
+
+def step_of_key(name: str) -> str:
+    """The step a key's step part names (its key generation removed)."""
+    base, mark, number = name.rpartition(GENERATION_MARK)
+    return base if mark and number.isdigit() else name
+
+
+def hold_service(saga: str, step: str) -> str:
+    """The service name of an operator's hold before ``step`` of ``saga`` (its breaker's)."""
+    return f"{HOLD_PREFIX}{saga}.{step}"
 
 
 def saga_of(key: str) -> str:

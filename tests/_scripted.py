@@ -14,7 +14,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from sagaloom.participants import HttpRequest
+from sagaloom.participants import HttpRequest, idempotency_key
 from sagaloom.testing import ScriptedParticipant
 
 CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
@@ -24,6 +24,11 @@ STARTED: dict[str, list[tuple[str, float]]] = defaultdict(list)
 """When each call arrived (monotonic clock), by run: ``(path, time)``."""
 GATES: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
 """Gates by ``<run><path>``: a call planned ``gate`` waits until the test sets its gate."""
+FIXED: set[str] = set()
+"""``<run><path>`` of calls planned ``down-until-fixed`` / ``refuse-until-fixed`` whose
+participant the test has fixed (they answer ok from then on)."""
+KEYS: dict[str, list[tuple[str, str]]] = defaultdict(list)
+"""Each call's ``(path, Idempotency-Key)``, by run."""
 
 
 async def by_plan(request: HttpRequest) -> dict[str, Any]:
@@ -38,6 +43,8 @@ async def by_plan(request: HttpRequest) -> dict[str, Any]:
 
 async def _answer(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
     CALLS[body["run"]].append((request.path, body))
+    KEYS[body["run"]].append((request.path, idempotency_key()))
+    fixed = f"{body['run']}{request.path}" in FIXED
     first = sum(path == request.path for path, _ in CALLS[body["run"]]) == 1
     match body["do"]:
         case "reject-once" if first:
@@ -46,6 +53,12 @@ async def _answer(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
             raise ApplicationError("blip", type="Unavailable")
         case "reject":
             raise ApplicationError("refused", type="Rejected", non_retryable=True)
+        case "down-until-fixed" if not fixed:  # a bad deploy answering 500 until its fix
+            raise ApplicationError("HTTP 500: bad deploy", type="ParticipantUnavailable")
+        case "refuse-until-fixed" if not fixed:  # a bad deploy answering a wrong 400
+            raise ApplicationError(
+                "HTTP 400: bad deploy", type="ParticipantRejected", non_retryable=True
+            )
         case "unavailable":
             raise ApplicationError("try later", type="Unavailable")
         case "malformed":

@@ -329,7 +329,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "rule 6: a decision naming the wrong step is refused",
         R + "_parking.py",
-        '        if resolution.action != "retry" and resolution.step != parked:',
+        "        if resolution.step is not None and resolution.step != parked:",
         "        if False:",
         ("tests/test_runtime_rules.py", "-k", "decision_for_the_wrong_step"),
     ),

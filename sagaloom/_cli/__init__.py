@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from sagaloom._cli import _broker, _locks, _sagas, _services, _tools, _workers
+from sagaloom._cli import _broker, _incidents, _locks, _sagas, _services, _tools, _workers
 from sagaloom._cli._common import (
     CLI_ENV,
     UI_FILE,
@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--log-format", choices=form.choices, default=form.read(os.environ),
                      help=f"{form.help} ({form.env})")  # fmt: skip
     sub = top.add_subparsers(dest="command", required=True)
-    for group in (_workers, _sagas, _services, _locks, _broker, _tools):
+    for group in (_workers, _sagas, _incidents, _services, _locks, _broker, _tools):
         group.register(sub)
     return top
 

@@ -25,6 +25,7 @@ from sagaloom._definition import (
     StepContext,
     Timer,
 )
+from sagaloom._holding import merge_patch
 from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse, Reply
 from sagaloom._names import (
     BREAKER_PATCH,
@@ -100,12 +101,20 @@ class Dispatcher:
         self._sends: dict[str, int] = {}
 
     async def run(
-        self, name: str, action: Action, ctx: StepContext[Any], summary: str, *, undo: bool
+        self,
+        name: str,
+        action: Action,
+        ctx: StepContext[Any],
+        summary: str,
+        *,
+        undo: bool,
+        patch: dict[str, Any] | None = None,
     ) -> Any:
         """Run ``action`` for step ``name`` (its compensation when ``undo``); return its output.
 
         The forward action's request is recorded for the compensation's builders, and the
-        attempts reported by the HTTP activity in the step's live state.
+        attempts reported by the HTTP activity in the step's live state. ``patch``: an
+        operator's JSON merge patch of the request (a redrive's), recorded as sent.
         """
         saga, progress = self._progress.saga, self._progress
         step = saga.steps[saga.position[name]]
@@ -119,10 +128,12 @@ class Dispatcher:
             return await self._children.run(step.name, action, arg, summary)
         timeouts = self._timeouts(step, undo=undo)
         local = step.local if step.local is not None else saga.local_activities
-        activity_id = compensation_activity_id(step.name) if undo else step.name
+        keyed = progress.key_name(step.name)
+        activity_id = compensation_activity_id(keyed) if undo else keyed
         if isinstance(action, Http):
             path = action.path(ctx) if callable(action.path) else action.path
             body = jsonable(action.body(ctx)) if action.body is not None else None
+            body = merge_patch(body, patch) if patch is not None else body
             if not undo:
                 progress.record_input(step.name, body)
             guarded = not undo and self._breaker_on(step, BREAKER_PATCH)
@@ -152,9 +163,10 @@ class Dispatcher:
                 progress.step(name).attempts = response.attempt
             return response.body
         if isinstance(action, Command):
-            return await self._command(step, action, ctx, summary, timeouts, undo=undo)
+            return await self._command(step, action, ctx, summary, timeouts, undo=undo, patch=patch)
         assert isinstance(action, Activity)
         arg = jsonable(action.arg(ctx)) if action.arg is not None else None
+        arg = merge_patch(arg, patch) if patch is not None else arg
         if not undo:
             progress.record_input(step.name, arg)
         args: list[Any] = [] if action.arg is None else [arg]
@@ -173,6 +185,7 @@ class Dispatcher:
         timeouts: _Timeouts,
         *,
         undo: bool,
+        patch: dict[str, Any] | None = None,
     ) -> Any:
         """Publish a broker command, then wait for the participant's reply.
 
@@ -181,14 +194,16 @@ class Dispatcher:
             ApplicationError: (compensation) the same, as a failure the undo loop handles.
         """
         body = jsonable(action.body(ctx)) if action.body is not None else None
+        body = merge_patch(body, patch) if patch is not None else body
         if not undo:
             self._progress.record_input(step.name, body)
+        keyed = self._progress.key_name(step.name)
         command = _Send(
             step=step,
             action=action,
             body=body,
-            correlation=step_key(ctx.saga_id, step.name, undo=undo),
-            activity_id=compensation_activity_id(step.name) if undo else step.name,
+            correlation=step_key(ctx.saga_id, keyed, undo=undo),
+            activity_id=compensation_activity_id(keyed) if undo else keyed,
             summary=summary,
             timeouts=timeouts,
             local=step.local if step.local is not None else self._progress.saga.local_activities,

@@ -12,8 +12,9 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
-from sagaloom._names import TOOK_EFFECT
-from sagaloom._outage import BREAKER_OPEN
+from sagaloom._holding import FailureKind
+from sagaloom._names import PARTICIPANT_UNAVAILABLE, TOOK_EFFECT
+from sagaloom._outage import BREAKER_OPEN, OUTAGE_BUDGET_SPENT
 
 __all__ = [
     "StepFailed",
@@ -22,8 +23,14 @@ __all__ = [
     "cancelled",
     "describe",
     "error_type",
+    "failure_kind",
     "refused",
 ]
+
+_UNAVAILABLE = frozenset({PARTICIPANT_UNAVAILABLE, "BrokerUnavailable", OUTAGE_BUDGET_SPENT})
+"""Failures whose retries were spent on a participant (or broker) that did not answer."""
+_UNKNOWN = TOOK_EFFECT | {"MalformedOutput", "ItemsFailed", "ItemsBatchLost", "OutputTooLarge"}
+"""Answers the engine cannot read as done or refused; fan-out items that failed."""
 
 
 def describe(err: BaseException) -> str:
@@ -115,6 +122,36 @@ def refused(err: FailureError, non_retryable_types: tuple[str, ...] | list[str])
     if isinstance(err, ApplicationError):  # a local activity's failure arrives unwrapped
         return err.non_retryable or err.type in non_retryable_types
     return False
+
+
+def failure_kind(
+    err: BaseException, non_retryable_types: tuple[str, ...] | list[str]
+) -> FailureKind:
+    """How a step's action failed for good (for its ``on_failure`` policy).
+
+    Args:
+        err: The action's failure.
+        non_retryable_types: Error types the step lists as non-retryable.
+    """
+    if isinstance(err, ChildWorkflowError):
+        return "child"
+    if is_cancelled_exception(err):
+        return "cancelled"
+    if isinstance(err, FailureError) and refused(err, non_retryable_types):
+        return "refused"
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError) and cause.type == "DeadlineExceeded":
+        return "deadline"
+    if isinstance(cause, ApplicationError) and cause.type in _UNAVAILABLE:
+        return "unavailable"
+    timed_out = isinstance(err, ActivityError) and err.retry_state == RetryState.TIMEOUT
+    if timed_out or isinstance(cause, TimeoutError):
+        return "timeout"
+    if isinstance(cause, ApplicationError) and cause.type in _UNKNOWN:
+        return "unknown"
+    return "bug"
 
 
 class StepFailed(Exception):

@@ -18,7 +18,7 @@ from sagaloom._model import (
     StepState,
     StepStatus,
 )
-from sagaloom._names import SAGA_STATUS, SAGA_STEP
+from sagaloom._names import SAGA_STATUS, SAGA_STEP, key_step
 from sagaloom._ops._metrics import SagaMetrics
 from sagaloom._runtime._events import EventLog
 from sagaloom._schedule import undo_order
@@ -59,6 +59,8 @@ class Progress:
         self.metrics: SagaMetrics | None = None
         self.events = EventLog(saga)
         """Lifecycle events to publish (``Saga(events=True)``)."""
+        self._generations: dict[str, int] = {}
+        """Steps redriven under a new idempotency key (after a refusal), by step."""
 
     def begin(self) -> None:
         """Count the run as started (inside the workflow: binds the metric meter)."""
@@ -76,9 +78,18 @@ class Progress:
             name: The step.
             unrecorded: A fast-path step that may have run without a record of it.
         """
-        self._registered.append(name)
+        if name not in self._registered:  # (a redriven step is registered once)
+            self._registered.append(name)
         if unrecorded:
             self._unrecorded.add(name)
+
+    def key_name(self, name: str) -> str:
+        """What step ``name``'s calls carry in their keys and activity ids (``key_step``)."""
+        return key_step(name, self._generations.get(name, 0))
+
+    def next_generation(self, name: str) -> None:
+        """Step ``name`` is redriven under a new idempotency key (``<step>~r<n>``)."""
+        self._generations[name] = self._generations.get(name, 0) + 1
 
     def refused(self, name: str) -> None:
         """The participant refused the step: nothing took effect, nothing to undo."""
@@ -203,6 +214,8 @@ class Progress:
             updates = [SAGA_STATUS.value_set(status)]
             if status is SagaStatus.COMPENSATED and self.state.failed_step:
                 updates.append(SAGA_STEP.value_set(self.state.failed_step))  # where it failed
+            if status is SagaStatus.HELD and self.state.parked_step:
+                updates.append(SAGA_STEP.value_set(self.state.parked_step))  # where it waits
             self.upsert(*updates)
         self.publish()
         if self.metrics is not None:
@@ -211,11 +224,12 @@ class Progress:
     def _announce(self, before: SagaStatus, status: SagaStatus) -> None:
         """The lifecycle event of a status change, if it is one."""
         state = self.state
-        if before is SagaStatus.NEEDS_ATTENTION and status is not SagaStatus.NEEDS_ATTENTION:
+        waited = (SagaStatus.NEEDS_ATTENTION, SagaStatus.HELD)
+        if before in waited and status is not before:
             self.events.emit("saga.resolved", state.key, step=state.parked_step, status=status)
         kind = _STATUS_EVENTS.get(status)
         if kind is not None:
-            step = state.parked_step if status is SagaStatus.NEEDS_ATTENTION else state.failed_step
+            step = state.parked_step if status in waited else state.failed_step
             self.events.emit(kind, state.key, step=step, error=state.error, status=status)
 
     def report(self) -> SagaReport:
@@ -240,6 +254,7 @@ class Progress:
 
 _STATUS_EVENTS = {
     SagaStatus.NEEDS_ATTENTION: "saga.parked",
+    SagaStatus.HELD: "saga.held",
     SagaStatus.COMPLETED: "saga.completed",
     SagaStatus.COMPENSATED: "saga.compensated",
     SagaStatus.FAILED: "saga.failed",
@@ -270,8 +285,22 @@ def details(state: SagaState, workflow_id: str) -> str:
         if error:
             line += f" · {error}"
         lines.append(line)
-    if state.parked_step:
+    if state.parked_step and state.status is SagaStatus.HELD:
+        held = state.parked_step
+        lines += [
+            "",
+            f"**Held at `{held}`** for an operator: fix the cause, then",
+            f"`saga redrive {workflow_id}` (runs `{held}` again; `--input` / `--request-patch`"
+            " to change it),",
+            f"`saga compensate {workflow_id}` (gives up: undoes the steps done), or",
+            f"`saga mark-done {workflow_id} --step {held} --output JSON` (done by hand).",
+        ]
+    elif state.parked_step:
         lines += ["", f"Needs attention: `saga resolve {workflow_id} --retry` (or `--skip`)"]
+    for decision in state.decisions[-3:]:
+        who = f" by {decision.by}" if decision.by else ""
+        note = f": {decision.note}" if decision.note else ""
+        lines.append(f"- {decision.action} `{decision.step}`{who}{note}")
     return "\n".join(lines)
 
 

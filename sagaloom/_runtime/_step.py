@@ -16,8 +16,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 from sagaloom._definition import ChildSaga, Command, ForEach, StepContext, UndoContext, undoable
+from sagaloom._holding import FailureKind, OnFailure, holds, new_key_on_redrive
 from sagaloom._model import StepStatus
-from sagaloom._names import CANCEL_AFTER_DONE_PATCH, SAGA_STEP, step_key
+from sagaloom._names import CANCEL_AFTER_DONE_PATCH, HOLD_PATCH, SAGA_STEP, step_key
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import cancel_requested
@@ -27,6 +28,7 @@ from sagaloom._runtime._errors import (
     cancelled,
     describe,
     error_type,
+    failure_kind,
     refused,
 )
 from sagaloom._runtime._fanout import FanOut
@@ -35,6 +37,10 @@ from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies, ReplyFailed
 
 __all__ = ["StepRunner"]
+
+_BUILDER_BUGS = (ArithmeticError, AttributeError, LookupError, TypeError, ValueError)
+"""What a step's builder raises when it has a bug (a missing key, a wrong type, a bad value):
+a step whose policy holds bugs holds on it; otherwise the workflow task fails and retries."""
 
 
 class StepRunner:
@@ -56,10 +62,20 @@ class StepRunner:
         self._replies = replies
         self._children = children
         self.saga = progress.saga
+        self.input: BaseModel | None = None
+        """The saga's input as an operator corrected it with a redrive (None: as started)."""
 
-    async def forward(self, name: str, data: BaseModel) -> None:
-        """Run step ``name``: skip it, or run it and record its output or why it failed."""
+    async def forward(
+        self, name: str, data: BaseModel, *, patch: dict[str, Any] | None = None
+    ) -> None:
+        """Run step ``name``: skip it, or run it and record its output or why it failed.
+
+        A failure that the step's ``on_failure`` policy holds waits for an operator here: a
+        redrive runs the step again (``patch``: its request patched), ``mark_done`` records it
+        done, ``compensate`` fails it as without a hold.
+        """
         saga, progress = self.saga, self._progress
+        data = self.input or data  # an operator's redrive may have corrected the input
         index = saga.position[name]
         step, state = saga.steps[index], progress.step(name)
         if step.patch is not None and not workflow.patched(step.patch):
@@ -78,8 +94,9 @@ class StepRunner:
         summary = f"step {index + 1}/{len(saga.steps)} {step.name}"
         # an HTTP participant that answers later (a Command waits for its reply itself)
         asynchronous = step.reply_timeout is not None and not isinstance(step.action, Command)
+        policy = saga.step_policy(step)
         try:
-            correlation = step_key(ctx.saga_id, step.name)
+            correlation = step_key(ctx.saga_id, progress.key_name(step.name))
             if asynchronous:
                 self._replies.expect(correlation)  # a reply may arrive before the command returns
             output: Any
@@ -87,7 +104,9 @@ class StepRunner:
                 output = await self._fanout.run(step, ctx)
             else:
                 output = jsonable(
-                    await self._actions.run(name, step.action, ctx, summary, undo=False)
+                    await self._actions.run(
+                        name, step.action, ctx, summary, undo=False, patch=patch
+                    )
                 )
             if asynchronous and step.reply_timeout is not None:
                 output = (
@@ -103,10 +122,15 @@ class StepRunner:
             assert step.output is not None
             reason = f"MalformedOutput: {step.output.__name__}.{where}: {first['msg']}"
             progress.step_ended(name, StepStatus.FAILED, reason)
+            if await self._held(name, data, reason, "unknown", policy):
+                return
             progress.step_failed(name, "MalformedOutput")
             raise StepFailed(step.name, ApplicationError(reason)) from None
         except ReplyFailed as err:
             progress.step_ended(name, StepStatus.FAILED, str(err))
+            kind: FailureKind = "timeout" if err.timed_out else "refused"
+            if await self._held(name, data, str(err), kind, policy):
+                return
             progress.step_failed(name, "ReplyFailed")
             self._log_failure(step.name, "failed", str(err))
             raise StepFailed(step.name, ApplicationError(str(err))) from None
@@ -130,9 +154,21 @@ class StepRunner:
                 # The participant refused: nothing took effect, so nothing to undo. Any other
                 # failure (timeout, retries exhausted) leaves the outcome unknown: undo it.
                 progress.refused(name)
+            kind = failure_kind(err, list(listed))
+            if await self._held(name, data, state.error or describe(err), kind, policy):
+                return
             self._log_failure(step.name, "failed for good", state.error or "")
             progress.step_failed(name, error_type(err))
             raise StepFailed(step.name, err) from None
+        except _BUILDER_BUGS as err:  # a step builder raised (not a classified failure)
+            if not holds(policy, "bug"):
+                raise  # as always: the workflow task fails and retries until the code is fixed
+            reason = f"bug in step {step.name}: {type(err).__name__}: {err}"
+            progress.step_ended(name, StepStatus.FAILED, reason)
+            if await self._held(name, data, reason, "bug", policy):
+                return
+            progress.step_failed(name, type(err).__name__)  # the operator chose to compensate
+            raise StepFailed(step.name, ApplicationError(reason, type="StepBug")) from None
         except BaseException:  # cancelled during a timer (asyncio.CancelledError)
             progress.step_ended(name, StepStatus.FAILED, "cancelled")
             raise
@@ -147,6 +183,39 @@ class StepRunner:
             # cancel request, without raising the cancellation again).
             raise asyncio.CancelledError
 
+    async def _held(
+        self, name: str, data: BaseModel, error: str, kind: FailureKind, policy: OnFailure
+    ) -> bool:
+        """Hold step ``name`` for an operator when ``policy`` holds a failure of ``kind``.
+
+        Returns:
+            True when the operator redrove the step (it ran again) or marked it done; False
+            when the step is not held, or the operator chose to compensate.
+        """
+        if not holds(policy, kind) or not workflow.patched(HOLD_PATCH):
+            return False
+        progress = self._progress
+        decision = await self._parking.hold(name, f"{error} ({kind})")
+        if decision.action == "mark_done":
+            step = self.saga.steps[self.saga.position[name]]
+            output = jsonable(decision.output)
+            if step.output is not None:
+                output = step.output.model_validate(output).model_dump(mode="json")
+            if undoable(step):
+                progress.register(name)  # it took effect, by hand: undone if the saga fails
+            progress.record_output(name, output)
+            progress.step_ended(name, StepStatus.DONE)
+            return True
+        if decision.action == "compensate":
+            return False
+        if new_key_on_redrive(kind, changed=decision.request_patch is not None):
+            progress.next_generation(name)  # refused under its key: a new key this time
+        new_input = self._parking.decided_input(decision)
+        if new_input is not None:
+            self.input = new_input
+        await self.forward(name, data, patch=decision.request_patch)
+        return True
+
     def _log_failure(self, step: str, how: str, error: str) -> None:
         workflow.logger.warning(
             "saga %s %s: step %s %s: %s",
@@ -160,6 +229,7 @@ class StepRunner:
     async def undo(self, name: str, data: BaseModel) -> None:
         """Run one step's compensation until it is done, parked and resolved, or recorded."""
         saga, progress = self.saga, self._progress
+        data = self.input or data
         index = saga.position[name]
         step, state = saga.steps[index], progress.step(name)
         if isinstance(step.action, ChildSaga):

@@ -342,7 +342,7 @@ class SagaWorkflow:
                 steps.done, timeout=max(left, timedelta(0)), timeout_summary="saga deadline"
             )
         except builtins.TimeoutError:  # (temporalio's TimeoutError is a different class)
-            running = next(
+            running = self._progress.state.parked_step or next(  # a held step is the running one
                 (s.name for s in self._progress.state.steps if s.status is StepStatus.RUNNING),
                 self.saga.steps[-1].name,
             )

@@ -7,6 +7,14 @@ add validation before a saga starts, its summary and search attributes, and a re
 from sagaloom._public import publish as _publish
 from sagaloom.client._broker_admin import DeadLetter, dead_letters, redeliver, saga_events
 from sagaloom.client._deployments import set_current_build
+from sagaloom.client._incidents import (
+    BulkSummary,
+    act_on_held,
+    compensate_held,
+    held_query,
+    mark_done,
+    redrive,
+)
 from sagaloom.client._sagas import (
     DEFAULT_UI,
     MAX_INPUT_BYTES,
@@ -25,17 +33,23 @@ from sagaloom.client._views import SagaRow, list_query, list_sagas
 __all__ = [
     "DEFAULT_UI",
     "MAX_INPUT_BYTES",
+    "BulkSummary",
     "DeadLetter",
     "EarlyAnswer",
     "Outcome",
     "SagaAlreadyRan",
     "SagaRow",
+    "act_on_held",
+    "compensate_held",
     "connect",
     "dead_letters",
+    "held_query",
     "list_query",
     "list_sagas",
+    "mark_done",
     "outcome",
     "redeliver",
+    "redrive",
     "run",
     "saga_events",
     "set_current_build",

@@ -132,7 +132,12 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
     head = f"saga {state.saga}  key={state.key or '-'}  status={state.status.value}"
     if state.failed_step:
         head += f"  failed_step={state.failed_step}"
-    if state.parked_step:
+    if state.parked_step and state.status is SagaStatus.HELD:
+        head += (
+            f"  HELD at {state.parked_step}: saga redrive | saga compensate | saga mark-done"
+            f" --step {state.parked_step}"
+        )
+    elif state.parked_step:
         head += f"  PARKED on {state.parked_step}: see saga resolve --help"
     if state.waiting_for_key:
         head += f"  waits for key {state.waiting_for_key} (held by {state.key_holder or '?'})"
@@ -186,6 +191,7 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
     for decision in state.decisions:
         lines.append(
             f"    decision {decision.at:%Y-%m-%d %H:%M:%S} {decision.action} {decision.step}"
+            f"{' by ' + decision.by if decision.by else ''}"
             f" ({decision.error}){': ' + decision.note if decision.note else ''}"
         )
     return "\n".join(lines)

@@ -21,7 +21,12 @@ from email.utils import parsedate_to_datetime
 import httpx
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from sagaloom._names import MALFORMED_RESPONSE, UNEXPECTED_STATUS
+from sagaloom._names import (
+    MALFORMED_RESPONSE,
+    PARTICIPANT_REJECTED,
+    PARTICIPANT_UNAVAILABLE,
+    UNEXPECTED_STATUS,
+)
 
 __all__ = [
     "EXPECTED",
@@ -36,10 +41,6 @@ __all__ = [
     "retry_after",
 ]
 
-PARTICIPANT_UNAVAILABLE = "ParticipantUnavailable"
-"""Retryable: the participant could not be reached, timed out, or answered 5xx/408/425/429."""
-PARTICIPANT_REJECTED = "ParticipantRejected"
-"""Non-retryable: the participant refused the request (4xx other than 408/425/429)."""
 UNKNOWN_SERVICE = "UnknownService"
 """Retryable: the step names a service the worker has no URL for (a configuration mistake,
 logged as an error on every attempt; never a participant's refusal)."""

@@ -4,7 +4,9 @@ A counter of parks cannot say how many sagas are parked *now* (an operator resol
 worker restarts and its counters begin again). A worker with a metrics endpoint counts them
 from visibility instead, every ``every`` seconds: running sagas whose ``SagaStatus`` is
 ``NEEDS_ATTENTION``, by saga — ``sagaloom_sagas_parked{saga}`` — and how long the oldest of
-them has run, ``sagaloom_sagas_parked_oldest_seconds{saga}``. A saga no longer parked reads 0.
+them has run, ``sagaloom_sagas_parked_oldest_seconds{saga}``; and the sagas HELD at a failed
+step, by saga and step — ``sagaloom_sagas_held{saga,step}`` — with the oldest's age,
+``sagaloom_sagas_held_oldest_seconds{saga,step}``. A saga no longer parked or held reads 0.
 Every worker reports the same figures: alerts and panels take ``max by (saga)``.
 """
 
@@ -21,14 +23,16 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from sagaloom._model import SagaStatus
-from sagaloom._names import SAGA_NAME
+from sagaloom._names import SAGA_NAME, SAGA_STEP
 
-__all__ = ["PARKED_QUERY", "parked_gauges"]
+__all__ = ["HELD_QUERY", "PARKED_QUERY", "parked_gauges"]
 
 log = logging.getLogger("sagaloom.worker")
 
 PARKED_QUERY = f'ExecutionStatus = "Running" AND SagaStatus = "{SagaStatus.NEEDS_ATTENTION}"'
 """The visibility query of the sagas parked for an operator."""
+HELD_QUERY = f'ExecutionStatus = "Running" AND SagaStatus = "{SagaStatus.HELD}"'
+"""The visibility query of the sagas held at a failed step."""
 _MOST = 10_000
 """Most parked sagas read per sample (the count says "at least" past it)."""
 
@@ -54,27 +58,43 @@ async def _sample_forever(client: Client, every: float) -> None:
         "How long the oldest saga parked for an operator has run, in seconds",
         "s",
     )
-    seen: set[str] = set()
+    held = meter.create_gauge("sagaloom_sagas_held", "Sagas held at a failed step now")
+    held_oldest = meter.create_gauge(
+        "sagaloom_sagas_held_oldest_seconds",
+        "How long the oldest saga held at a failed step has run, in seconds",
+        "s",
+    )
+    seen: set[tuple[str, ...]] = set()
     while True:
         try:
-            found = await _parked(client)
+            found = await _count(client, PARKED_QUERY, by_step=False)
+            found |= await _count(client, HELD_QUERY, by_step=True)
         except RPCError as err:  # Temporal unreachable for now: keep the last figures
-            log.debug("parked sagas not sampled: %s", err)
+            log.debug("parked and held sagas not sampled: %s", err)
         else:
-            for saga in seen | set(found):
-                number, age = found.get(saga, (0, 0.0))
-                count.set(number, {"saga": saga})
-                oldest.set(int(age), {"saga": saga})
+            for labels in seen | set(found):
+                number, age = found.get(labels, (0, 0.0))
+                if len(labels) == 1:
+                    count.set(number, {"saga": labels[0]})
+                    oldest.set(int(age), {"saga": labels[0]})
+                else:
+                    held.set(number, {"saga": labels[0], "step": labels[1]})
+                    held_oldest.set(int(age), {"saga": labels[0], "step": labels[1]})
             seen |= set(found)
         await asyncio.sleep(every)
 
 
-async def _parked(client: Client) -> dict[str, tuple[int, float]]:
-    """Parked sagas by saga name: how many, and the age of the oldest (seconds)."""
+async def _count(
+    client: Client, query: str, *, by_step: bool
+) -> dict[tuple[str, ...], tuple[int, float]]:
+    """The sagas ``query`` finds by saga name (and step): how many, the oldest's age (s)."""
     now = datetime.now(UTC)
-    found: dict[str, tuple[int, float]] = {}
-    async for run in client.list_workflows(PARKED_QUERY, limit=_MOST):
-        saga = run.typed_search_attributes.get(SAGA_NAME) or run.workflow_type
-        number, age = found.get(saga, (0, 0.0))
-        found[saga] = (number + 1, max(age, (now - run.start_time).total_seconds()))
+    found: dict[tuple[str, ...], tuple[int, float]] = {}
+    async for run in client.list_workflows(query, limit=_MOST):
+        attrs = run.typed_search_attributes
+        labels: tuple[str, ...] = (attrs.get(SAGA_NAME) or run.workflow_type,)
+        if by_step:
+            labels += (attrs.get(SAGA_STEP) or "?",)
+        number, age = found.get(labels, (0, 0.0))
+        found[labels] = (number + 1, max(age, (now - run.start_time).total_seconds()))
     return found
