@@ -178,6 +178,8 @@ class BreakerOrder(BaseModel):
 
     action: str = Field(pattern="^(open|close|auto)$")
     note: str = Field("", max_length=1000)
+    release_per_second: float | None = Field(None, gt=0)
+    """Release the waiting steps at this rate from now on (None: as set)."""
 
 
 class BreakerView(BaseModel):

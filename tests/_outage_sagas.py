@@ -53,6 +53,7 @@ OPT_OUT = _saga("OptOutSaga", "optout", breaker=False)
 HELD = _saga("HeldSaga", "held")
 HAND_HELD = _saga("HandHeldSaga", "handheld")
 LIMITED_DOWN = _saga("LimitedDownSaga", "limdown")  # a limited service that goes down
+HOLD_ME = _saga("HoldMeSaga", "holdme")  # an operator holds its step, then releases it
 PICKY = _saga("PickySaga", "picky")
 FLAKY = _saga("FlakySaga", "flaky")
 # tests/outage_run.py: the engine's default retries (5 attempts from 1 s, back-off 2)
@@ -70,6 +71,7 @@ OptOutSaga = saga_workflow(OPT_OUT)
 HeldSaga = saga_workflow(HELD)
 HandHeldSaga = saga_workflow(HAND_HELD)
 LimitedDownSaga = saga_workflow(LIMITED_DOWN)
+HoldMeSaga = saga_workflow(HOLD_ME)
 PickySaga = saga_workflow(PICKY)
 FlakySaga = saga_workflow(FLAKY)
 StormOffSaga = saga_workflow(STORM_OFF)
@@ -84,6 +86,7 @@ SAGAS = [
     OptOutSaga,
     HeldSaga,
     HandHeldSaga,
+    HoldMeSaga,
     PickySaga,
     FlakySaga,
 ]

@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer, Worker
 
 from sagaloom import Saga, SagaState, SagaStatus, StepStatus
-from sagaloom.client import outcome, start_saga
+from sagaloom.client import connect, outcome, start_saga
 from sagaloom.participants import Breakers, BreakerSettings
 from sagaloom.worker import SagaloomPlugin, ServiceLimit
 from tests._helpers import ROOT, cli, wait_for_status
@@ -32,6 +32,7 @@ from tests._outage_sagas import (
     FLAKY,
     HAND_HELD,
     HELD,
+    HOLD_ME,
     LIMITED_DOWN,
     OPT_OUT,
     OUTAGE,
@@ -50,7 +51,17 @@ SETTINGS = BreakerSettings(
     release_per_second=0.5,  # one step every 2 s: well apart from how fast sagas go on
     outage_budget=timedelta(hours=1),
 )
-SERVICES = ("outage", "refusing", "budget", "optout", "held", "handheld", "picky", "flaky")
+SERVICES = (
+    "outage",
+    "refusing",
+    "budget",
+    "optout",
+    "held",
+    "handheld",
+    "holdme",
+    "picky",
+    "flaky",
+)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -308,9 +319,10 @@ async def test_a_limited_service_has_one_breaker_shared_with_its_sagas(
             breakers=Breakers(SETTINGS),
             limits={"limdown": ServiceLimit(calls_per_second=50)},
         )
+        clients = [temporal, await connect(dev_server.address)]  # (one worker per client)
         workers = [  # two workers of the app, both with the limit
-            Worker(temporal, task_queue=name, workflows=[LimitedDownSaga], plugins=[plugin])
-            for _ in range(2)
+            Worker(each, task_queue=name, workflows=[LimitedDownSaga], plugins=[plugin])
+            for each in clients
         ]
         async with workers[0], workers[1]:
             handles = await start(temporal, LIMITED_DOWN, name, 3)
@@ -331,3 +343,40 @@ async def test_a_limited_service_has_one_breaker_shared_with_its_sagas(
             results = [await asyncio.wait_for(outcome(h), 60) for h in handles]
         assert [r.status for r in results] == [SagaStatus.COMPLETED] * 3
         assert sorted(service.charged.values()) == [1, 1, 1]
+
+
+async def test_an_operator_holds_a_step_and_releases_its_sagas_at_the_release_rate(
+    temporal: Client, queue: str, services: dict[str, FlakyService], dev_server: Any
+) -> None:
+    """operating.md, Incidents: ``saga hold --step`` makes sagas that reach the step wait there
+    without calling it, whatever the service does; ``saga release`` lets them go at the rate."""
+    address, env = dev_server.address, {"SAGALOOM_SAGA_MODULES": "tests._outage_sagas"}
+    hold = await saga_cli("hold", "--step", "charge", "--saga", "HoldMeSaga", "--task-queue",
+                          queue, "--note", "PSP bug", address=address, env=env)  # fmt: skip
+    assert hold.returncode == 0, hold.stderr
+    handles = await start(temporal, HOLD_ME, queue, 3)
+    await all_waiting(handles)
+    await asyncio.sleep(2 * SETTINGS.probe_every.total_seconds())  # the service is up all along
+    assert services["holdme"].posts() == []  # held before the step: never called
+    states = [await h.query("saga_state", result_type=SagaState) for h in handles]
+    assert {s.steps[0].waiting_for for s in states} == {"hold.HoldMeSaga.charge"}
+    shown = await saga_cli("show", handles[0].id, address=address, env=env)
+    assert "held before it by an operator" in shown.stdout
+    history = await handles[0].fetch_history()
+    assert len(history.events) < 30  # it waits on the hold: no loop of attempts
+
+    released = await saga_cli("release", "--step", "charge", "--saga", "HoldMeSaga",
+                              "--task-queue", queue, "--rate", "0.5",
+                              address=address, env=env)  # fmt: skip
+    assert released.returncode == 0, released.stderr
+    results = [await asyncio.wait_for(outcome(h), 60) for h in handles]
+    assert [r.status for r in results] == [SagaStatus.COMPLETED] * 3
+    calls = sorted(c.at for c in services["holdme"].posts())
+    assert len(calls) == 3  # each once
+    gap = 1 / 0.5  # released one at a time, at the rate given
+    assert all(b - a >= gap * 0.8 for a, b in itertools.pairwise(calls)), calls
+
+    for bad, said in ((["--step", "nosuch", "--saga", "HoldMeSaga"], "has no step 'nosuch'"),
+                      (["--step", "charge", "--saga", "NoSaga"], "no saga 'NoSaga'")):  # fmt: skip
+        refused = await saga_cli("hold", *bad, "--task-queue", queue, address=address, env=env)
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr

@@ -16,7 +16,13 @@ __all__ = [
     "worker_config",
 ]
 
-SAGA_MODULES = ("workflows.order", "workflows.trip", "workflows.transfer", "workflows.itinerary")
+SAGA_MODULES = (
+    "workflows.order",
+    "workflows.guarded_order",
+    "workflows.trip",
+    "workflows.transfer",
+    "workflows.itinerary",
+)
 """Modules defining the example sagas whose participants answer over HTTP."""
 BROKER_SAGA_MODULES = ("workflows.fulfilment",)
 """Example sagas with an event-driven participant: registered where a broker is configured."""

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from sagaloom._model import BrokerCommand, Reply, SagaEvent
 from sagaloom._names import COMMAND_ACTIVITY, COMMAND_ASK_ACTIVITY, EVENTS_ACTIVITY
-from sagaloom._outage import BREAKER_OPEN, COMMAND_PROBE_ACTIVITY, COMMAND_SILENT_ACTIVITY
+from sagaloom._outage import COMMAND_PROBE_ACTIVITY, COMMAND_SILENT_ACTIVITY
 from sagaloom._protocol import (
     IDEMPOTENCY_HEADER,
     MSG_ID,
@@ -218,14 +218,8 @@ class Broker:
         guarded = command.breaker and self.breakers.enabled
         if command.released:
             self.breakers.forget(command.service)
-        elif guarded and await self.breakers.is_open(command.service):
-            raise ApplicationError(
-                f"command {command.subject}: not sent, the breaker of service "
-                f"{command.service} is open",
-                type=BREAKER_OPEN,
-                non_retryable=True,  # the saga waits for the breaker
-                category=EXPECTED,
-            )
+        elif guarded:  # the saga waits while its service is down or an operator holds the step
+            await self.breakers.check(command.service, f"command {command.subject}")
         js = await self._publisher()
         headers = {
             MSG_ID: command.msg_id,

@@ -19,10 +19,16 @@ from sagaloom._cli._common import (
     add_command,
     client,
     connection_flags,
+    module_flag,
+    modules,
     read_json,
+    task_queue_flag,
     workflow_id,
 )
+from sagaloom._cli._services import order_breaker
 from sagaloom._model import SagaState
+from sagaloom._names import hold_service
+from sagaloom._outage import PROBE_ACTIVITY, BreakerOrder
 from sagaloom.client._incidents import (
     BulkSummary,
     act_on_held,
@@ -32,6 +38,7 @@ from sagaloom.client._incidents import (
     redrive,
 )
 from sagaloom.client._views import step_table
+from sagaloom.worker._registry import load_sagas
 
 __all__ = ["register"]
 
@@ -141,6 +148,45 @@ async def _bulk(temporal: Any, action: str, args: argparse.Namespace) -> int:
     return _said(summary, "redrove" if action == "redrive" else "compensated")
 
 
+async def cmd_hold(args: argparse.Namespace) -> int:
+    """Make sagas that reach a step wait there without calling it, until ``saga release``."""
+    return await _hold_or_release(args, "open")
+
+
+async def cmd_release(args: argparse.Namespace) -> int:
+    """Let the sagas held before a step call it, at the release rate."""
+    return await _hold_or_release(args, "close")
+
+
+async def _hold_or_release(args: argparse.Namespace, action: str) -> int:
+    sagas = [args.saga] if args.saga else []
+    found = load_sagas(modules(args))
+    if args.saga and found and args.saga not in found:
+        raise CliError(f"no saga {args.saga!r} in the saga modules ({', '.join(sorted(found))})")
+    if not sagas:  # every saga of the modules that has the step
+        sagas = [n for n, wf in sorted(found.items()) if args.step in wf.saga.position]
+        if not sagas:
+            known = f"sagas {', '.join(sorted(found))}" if found else "no saga modules named"
+            raise CliError(f"no saga has a step {args.step!r} ({known}: --module or --saga)")
+    for name in sagas:
+        if name in found and args.step not in found[name].saga.position:
+            raise CliError(f"saga {name} has no step {args.step!r}")
+    temporal = await client(args)
+    order = BreakerOrder(action=action, note=args.note, release_per_second=args.rate)
+    for name in sagas:
+        view = await order_breaker(
+            temporal, hold_service(name, args.step), order, args, probe=PROBE_ACTIVITY
+        )
+        waiting = len(view.waiting)
+        if action == "open":
+            print(f"{name}: sagas that reach {args.step} wait before it ({waiting} waiting); "
+                  f"saga release --step {args.step} --saga {name} lets them go")  # fmt: skip
+        else:
+            print(f"{name}: released {args.step}: {waiting} waiting saga(s) go, at the "
+                  "release rate")  # fmt: skip
+    return 0
+
+
 def _noted(args: argparse.Namespace) -> str:
     return f" ({args.note})" if args.note else ""
 
@@ -203,6 +249,27 @@ def register(sub: Any) -> None:
     connection_flags(p)
     _bulk_flags(p)
     _actor_flags(p)
+
+    for name, handler, helptext, example in (
+        ("hold", cmd_hold, "make sagas that reach a step wait there, without calling it, until "
+         "saga release (for the hour a fix takes)",
+         "saga hold --step charge-payment --saga OrderSaga --note 'PSP bug, fix at 14:00'"),
+        ("release", cmd_release, "let the sagas held before a step call it, at the release rate",
+         "saga release --step charge-payment --saga OrderSaga"),
+    ):  # fmt: skip
+        p = add_command(sub, name, handler, helptext, example)
+        connection_flags(p)
+        p.add_argument("--step", required=True, help="the step")
+        p.add_argument("--saga", help="the saga (default: every saga of the modules with it)")
+        p.add_argument("--note", default="", help="why: recorded with the hold")
+        p.add_argument(
+            "--rate",
+            type=float,
+            help="sagas let go a second once released (default: the workers' "
+            "SAGALOOM_BREAKER_RELEASE_PER_SECOND)",
+        )
+        task_queue_flag(p, "the workers' task queue (SAGALOOM_TASK_QUEUE)")
+        module_flag(p)
 
     p = add_command(
         sub,

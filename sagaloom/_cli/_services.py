@@ -37,7 +37,7 @@ from sagaloom._settings import SERVICE_PREFIX, setting
 from sagaloom.worker._config import WorkerConfig
 from sagaloom.worker._registry import load_sagas
 
-__all__ = ["register"]
+__all__ = ["order_breaker", "register"]
 
 _QUERY_TIMEOUT = timedelta(seconds=5)
 """How long ``saga services`` waits for one breaker's answer."""
@@ -61,7 +61,7 @@ async def cmd_services(args: argparse.Namespace) -> int:
     order = BreakerOrder(action=actions[0], note=args.note) if actions else None
     if order is not None:
         name = getattr(args, order.action).lower()
-        view = await _order(temporal, name, order, args)
+        view = await order_breaker(temporal, name, order, args)
         print(f"breaker of {name}: {view.status.value} (forced {view.forced or 'no: automatic'})"
               f"; {len(view.waiting)} step(s) waiting")  # fmt: skip
         return 0
@@ -126,9 +126,26 @@ def _configured(args: argparse.Namespace) -> dict[str, str]:
     return dict(sorted(known.items()))
 
 
-async def _order(
-    temporal: Any, name: str, order: BreakerOrder, args: argparse.Namespace
+async def order_breaker(
+    temporal: Any,
+    name: str,
+    order: BreakerOrder,
+    args: argparse.Namespace,
+    *,
+    probe: str | None = None,
 ) -> BreakerView:
+    """Give ``name``'s breaker an operator's order, starting it where it does not run yet.
+
+    Args:
+        temporal: A client.
+        name: The service (or ``hold.<saga>.<step>``, an operator's hold before a step).
+        order: Open, close or auto.
+        args: The command's (``--task-queue``).
+        probe: The breaker's probe; None: the service must be a known one (its probe then).
+
+    Raises:
+        CliError: an unknown service, or breakers off here.
+    """
     running = await _breakers_of(temporal, name)
     chosen = running.get(args.task_queue) or (
         next(iter(running.values())) if len(running) == 1 else None
@@ -141,7 +158,7 @@ async def _order(
         handle = temporal.get_workflow_handle(chosen)
         view: BreakerView = await handle.execute_update(SET_UPDATE, order, result_type=BreakerView)
         return view
-    known = _configured(args)
+    known = _configured(args) if probe is None else {name: probe}
     if name not in known:
         raise CliError(
             f"unknown service {name!r}: it has no breaker yet, {SERVICE_PREFIX}{name.upper()} "

@@ -153,9 +153,11 @@ class Dispatcher:
                     )
                     break
                 except FailureError as err:
-                    if not (guarded and breaker_open(err)):
+                    held_by = breaker_open(err) if guarded else None
+                    if held_by is None:
                         raise
-                    await self._waits.wait(step.name, action.service)  # then call again
+                    # its service is down, or an operator holds the step: wait, then call again
+                    await self._waits.wait(step.name, held_by or action.service)
                     request = request.model_copy(update={"released": True})
             if undo:
                 progress.step(name).compensation_attempts = response.attempt
@@ -248,10 +250,11 @@ class Dispatcher:
                     )
                 return await self._replies.wait(correlation, within, step.name, last=False)
             except FailureError as err:  # the send failed: nothing was sent
-                if not breaker_open(err):
+                held_by = breaker_open(err)
+                if held_by is None:
                     self._replies.forget(correlation)
                     raise
-                await self._hold(step.name, service, correlation)
+                await self._hold(step.name, held_by or service, correlation)
                 released = True
                 continue
             except ReplyFailed as err:

@@ -91,6 +91,10 @@ class ServiceBreaker:
         """An operator forces the breaker open or closed, or gives it back to the rules."""
         view = self._view
         view.note = order.note
+        if order.release_per_second is not None:  # the rate the recovering service can take
+            view.settings = view.settings.model_copy(
+                update={"release_per_second": order.release_per_second}
+            )
         if order.action == "open":
             view.forced = "open"
             self._open(f"opened by hand{': ' + order.note if order.note else ''}")

@@ -97,10 +97,20 @@ def cancelled(err: BaseException, *, task_cancelled: bool) -> bool:
     )
 
 
-def breaker_open(err: BaseException) -> bool:
-    """Whether a call was not made because its service's breaker is open (the saga waits)."""
+def breaker_open(err: BaseException) -> str | None:
+    """The breaker a call was not made for, when it was held (the saga waits for it).
+
+    Returns:
+        None when the call was not held; the service whose breaker holds it (its own, or an
+        operator's hold before the step, ``hold.<saga>.<step>``), or ``""`` for the call's own
+        service when the error does not name one.
+    """
     cause = err.cause if isinstance(err, ActivityError) else err
-    return isinstance(cause, ApplicationError) and cause.type == BREAKER_OPEN
+    if not isinstance(cause, ApplicationError) or cause.type != BREAKER_OPEN:
+        return None
+    first = cause.details[0] if cause.details else None
+    named = first.get("service") if isinstance(first, dict) else None
+    return named if isinstance(named, str) else ""
 
 
 def refused(err: FailureError, non_retryable_types: tuple[str, ...] | list[str]) -> bool:

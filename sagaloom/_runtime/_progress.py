@@ -18,7 +18,7 @@ from sagaloom._model import (
     StepState,
     StepStatus,
 )
-from sagaloom._names import SAGA_STATUS, SAGA_STEP, key_step
+from sagaloom._names import HOLD_PREFIX, SAGA_STATUS, SAGA_STEP, key_step
 from sagaloom._ops._metrics import SagaMetrics
 from sagaloom._runtime._events import EventLog
 from sagaloom._schedule import undo_order
@@ -275,7 +275,9 @@ def details(state: SagaState, workflow_id: str) -> str:
         lines += [f"Waiting for exclusive key `{state.waiting_for_key}`{holder}", ""]
     for number, step in enumerate(state.steps, 1):
         line = f"{number}. **{step.name}** — {step.status.value}"
-        if step.waiting_for:
+        if step.waiting_for and step.waiting_for.startswith(HOLD_PREFIX):
+            line += " — held before it by an operator (`saga release` lets it go)"
+        elif step.waiting_for:
             line += f" for service `{step.waiting_for}` (its breaker is open)"
         if step.items is not None:
             line += f" · {_items_line(step.items)}"

@@ -31,7 +31,14 @@ from temporalio.converter import DataConverter
 
 from sagaloom._fanout import BatchResult, ItemBatch, ItemCounts, ItemResult, ItemStatus
 from sagaloom._model import SagaState, SagaStatus, StepState, StepStatus
-from sagaloom._names import ASK_SUFFIX, COMPENSATE_SUFFIX, ITEMS_WORKFLOW, SAGA_KEY, SAGA_NAME
+from sagaloom._names import (
+    ASK_SUFFIX,
+    COMPENSATE_SUFFIX,
+    ITEMS_WORKFLOW,
+    SAGA_KEY,
+    SAGA_NAME,
+    step_of_key,
+)
 from sagaloom._names import SAGA_STATUS as SAGA_STATUS_ATTRIBUTE
 
 __all__ = ["by_execution", "saga_status", "state_from_history"]
@@ -254,7 +261,7 @@ def _step_of(activity_id: str) -> tuple[str, bool]:
     """
     activity_id = activity_id.removesuffix(f":{ASK_SUFFIX}")
     name = activity_id.removesuffix(f":{COMPENSATE_SUFFIX}")
-    return name, name != activity_id
+    return step_of_key(name), name != activity_id  # a redrive's new key names its step too
 
 
 def _lost(index: int, key: str, kind: str) -> ItemResult:

@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 from sagaloom._fanout import BatchResult, ItemBatch, ItemResult, ItemStatus
 from sagaloom._model import SagaReport, SagaState, SagaStatus, StepStatus
 from sagaloom._names import (
+    HOLD_PREFIX,
     ITEMS_WORKFLOW,
     SAGA_KEY,
     SAGA_NAME,
@@ -169,7 +170,10 @@ def step_table(state: SagaState, description: WorkflowExecutionDescription | Non
                 )
         took = _duration(step.started_at, step.ended_at)
         status = step.status.value
-        if step.waiting_for:
+        if step.waiting_for and step.waiting_for.startswith(HOLD_PREFIX):
+            status = "held-before"
+            error = f"held before it by an operator (saga release --step {step.name})"
+        elif step.waiting_for:
             status = f"waiting:{step.waiting_for}"
             error = f"waits for service {step.waiting_for} (breaker open); {error}".rstrip("; ")
         lines.append(

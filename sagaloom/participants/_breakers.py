@@ -11,9 +11,11 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from sagaloom._names import BREAKER_MEMO
+from sagaloom._names import BREAKER_MEMO, hold_service, step_of_key
 from sagaloom._outage import (
+    BREAKER_OPEN,
     BREAKER_WORKFLOW,
     PROBE_ACTIVITY,
     REPORT_SIGNAL,
@@ -98,6 +100,30 @@ class Breakers:
             is_open = False
         self._seen[service] = (now + _FRESH, is_open)
         return is_open
+
+    async def check(self, service: str, what: str) -> None:
+        """Hold a saga step's call while an operator holds the step, or ``service`` is down.
+
+        An operator's hold (``saga hold``) is the breaker of ``hold.<saga>.<step>``, opened by
+        hand; the service's own breaker opens on outages.
+
+        Raises:
+            ApplicationError: ``ServiceBreakerOpen``, naming the breaker (``details[0]
+                ["service"]``) the saga waits for: no attempt is spent.
+        """
+        info = activity.info()
+        step = step_of_key(info.activity_id.split(":")[0])
+        hold = hold_service(info.workflow_type or "", step)
+        for name, why in ((hold, "an operator holds the step"),
+                          (service, f"the breaker of service {service} is open")):  # fmt: skip
+            if await self.is_open(name):
+                raise ApplicationError(
+                    f"{what}: not called, {why}",
+                    {"service": name},
+                    type=BREAKER_OPEN,
+                    non_retryable=True,  # the saga waits for the breaker; no attempt is spent
+                    category=ApplicationErrorCategory.BENIGN,  # expected: the saga waits
+                )
 
     def note(self, service: str, *, answered: bool) -> None:
         """Count a call to ``service``: it answered (any status but 502/503/504), or not."""

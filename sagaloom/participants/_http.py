@@ -15,11 +15,10 @@ from temporalio.exceptions import ApplicationError
 
 from sagaloom._model import HttpRequest, HttpResponse
 from sagaloom._names import HTTP_ACTIVITY
-from sagaloom._outage import BREAKER_OPEN, PROBE_ACTIVITY, UNAVAILABLE_STATUSES
+from sagaloom._outage import PROBE_ACTIVITY, UNAVAILABLE_STATUSES
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._errors import (
-    EXPECTED,
     MALFORMED_RESPONSE,
     UNKNOWN_SERVICE,
     classify_response,
@@ -124,13 +123,8 @@ class HttpParticipant:
         guarded = request.breaker and self.breakers.enabled
         if guarded and request.released:
             self.breakers.forget(request.service)  # it closed: read it afresh next time
-        elif guarded and await self.breakers.is_open(request.service):
-            raise ApplicationError(
-                f"{what}: not called, the breaker of service {request.service} is open",
-                type=BREAKER_OPEN,
-                non_retryable=True,  # the saga waits for the breaker; no attempt is spent
-                category=EXPECTED,
-            )
+        elif guarded:
+            await self.breakers.check(request.service, what)
         key = idempotency_key()
         headers = {
             **self._headers,

@@ -11,6 +11,7 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sagaloom._names import step_of_key
 from sagaloom.service._inbox import Answer, forward_key
 
 __all__ = ["BadCommand", "CommandInfo", "Shape", "answer_of"]
@@ -31,8 +32,11 @@ class CommandInfo:
 
     @property
     def step(self) -> str:
-        """The saga step that sent it (the key's last part, before ``:compensate``)."""
-        return (forward_key(self.key) or self.key).rsplit(":", 1)[-1]
+        """The saga step that sent it (the key's last part, before ``:compensate``).
+
+        A step redriven under a new key (``<step>~r<n>``, after a refusal) is the same step.
+        """
+        return step_of_key((forward_key(self.key) or self.key).rsplit(":", 1)[-1])
 
 
 class BadCommand(Exception):

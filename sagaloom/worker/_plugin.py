@@ -44,6 +44,11 @@ from sagaloom.worker._keys import (
 
 __all__ = ["SagaloomPlugin"]
 
+_SERVING_KEYS: set[int] = set()
+"""Connections whose key shards' worker runs in this process: the SDK refuses two workers of
+one task queue on one connection, so the second of two workers on one client (two task
+queues, say) leaves the shards to the first."""
+
 PASSTHROUGH = ("sagaloom",)
 """Modules the workflow sandbox takes from outside: sagaloom is deterministic and side-effect
 free at import, and re-importing it for every run would cost most of a workflow task."""
@@ -229,15 +234,19 @@ class SagaloomPlugin(SimplePlugin):
         config = worker.config()
         shutdown = config.get("graceful_shutdown_timeout", timedelta(0))
         async with contextlib.AsyncExitStack() as stack:
-            keys = Worker(
-                plain,
-                task_queue=KEY_QUEUE,
-                workflows=[KeyShard],
-                activities=[closed_holders],
-                workflow_runner=_with_passthrough(config.get("workflow_runner")),
-                graceful_shutdown_timeout=shutdown,
-            )
-            await stack.enter_async_context(keys)
+            connection = id(worker.client.service_client)
+            if connection not in _SERVING_KEYS:  # one per connection: a second is refused
+                keys = Worker(
+                    plain,
+                    task_queue=KEY_QUEUE,
+                    workflows=[KeyShard],
+                    activities=[closed_holders],
+                    workflow_runner=_with_passthrough(config.get("workflow_runner")),
+                    graceful_shutdown_timeout=shutdown,
+                )
+                await stack.enter_async_context(keys)
+                _SERVING_KEYS.add(connection)
+                stack.callback(_SERVING_KEYS.discard, connection)
             for service, limit in self.limits.items():
                 limited = Worker(
                     plain,
