@@ -27,13 +27,7 @@ from workflows.transfer import TRANSFER
 from workflows.trip import TRIP
 
 COMMITTED = ROOT / "docs" / "contracts"
-MODULES = (
-    "workflows.order",
-    "workflows.trip",
-    "workflows.transfer",
-    "workflows.itinerary",
-    "workflows.fulfilment",
-)
+MODULES = ALL_SAGA_MODULES
 
 
 def test_the_committed_contracts_match_the_sagas(tmp_path: Path) -> None:
