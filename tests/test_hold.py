@@ -10,6 +10,8 @@ a wrong 400 until then. Expectations come from the docs' rules, read off the par
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,15 +19,19 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.worker import Replayer
 
 from sagaloom import SagaState, SagaStatus, StepStatus
 from sagaloom.client import compensate_held, mark_done, outcome, redrive, start_saga
+from sagaloom.converter import DATA_CONVERTER
+from tests._helpers import ROOT
 from tests._hold_sagas import HOLD, HOLD_ALL, HOLD_DEADLINE, HOLD_SAGAS
 from tests._scripted import CALLS, FIXED, KEYS
 from tests.conftest import ScriptedWorker
 
 pytestmark = pytest.mark.integration
 QUEUE = "hold"
+HISTORIES = ROOT / "tests" / "histories"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -61,6 +67,20 @@ async def held(handle: WorkflowHandle[Any, Any], within: float = 30) -> SagaStat
             await asyncio.sleep(0.1)
 
 
+async def keep(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """Replay the run on today's code; with ``SAGALOOM_RECORD_HISTORIES`` set, record it for
+    tests/test_replay.py (``tests/histories/hold-<name>.json``)."""
+    history = await handle.fetch_history()
+    await Replayer(workflows=HOLD_SAGAS, data_converter=DATA_CONVERTER).replay_workflow(history)
+    if not os.environ.get("SAGALOOM_RECORD_HISTORIES"):
+        return
+    (HISTORIES / f"hold-{name}.json").write_text(history.to_json())
+    ids_file = HISTORIES / "hold-ids.json"
+    ids = json.loads(ids_file.read_text()) if ids_file.exists() else {}
+    ids[f"hold-{name}"] = handle.id
+    ids_file.write_text(json.dumps(dict(sorted(ids.items())), indent=2) + "\n")
+
+
 async def start(client: Client, saga: Any, p: dict[str, Any]) -> WorkflowHandle[Any, Any]:
     return await start_saga(client, saga, p, task_queue=QUEUE)
 
@@ -85,6 +105,7 @@ async def test_a_500_until_the_fix_holds_then_a_redrive_completes_with_each_effe
     assert result.status is SagaStatus.COMPLETED
     assert calls(p) == ["/a", "/b", "/b", "/b", "/b", "/c"]  # no undo, b once more, then c
     assert keys(p, "/b") == {f"{handle.id}:b"}  # the same key: at most one effect
+    await keep(handle, "redriven")
     assert result.report is not None
     (decision,) = result.report.decisions
     assert (decision.action, decision.step, decision.by, decision.note) == (
@@ -110,6 +131,7 @@ async def test_a_refusal_compensates_under_hold_but_holds_under_hold_all_and_get
     fix(p, "/b")
     await redrive(client, handle.id)
     assert (await asyncio.wait_for(outcome(handle), 30)).status is SagaStatus.COMPLETED
+    await keep(handle, "refused-new-key")
     # the refusal was kept under the first key: the redrive went under a new one
     assert [k for at, k in KEYS[p["run"]] if at == "/b"] == [f"{handle.id}:b", f"{handle.id}:b~r1"]
 
@@ -136,6 +158,7 @@ async def test_redrive_with_a_corrected_input_or_a_request_patch_is_recorded_and
     assert bodies[-1]["amount"] == 99 and "extra" not in bodies[-1]  # c: the new input only
     state = await handle.query("saga_state", result_type=SagaState)
     assert state.decisions[-1].input is not None and state.decisions[-1].request_patch
+    await keep(handle, "input-patched")
 
 
 async def test_mark_done_goes_on_with_the_output_given_and_compensate_undoes_what_ran(
@@ -155,6 +178,7 @@ async def test_mark_done_goes_on_with_the_output_given_and_compensate_undoes_wha
     assert result.status is SagaStatus.COMPLETED
     assert result.report is not None and result.report.outputs["b"] == {"id": "by-hand"}
     assert calls(p) == ["/a", "/b", "/b", "/b", "/c"]
+    await keep(handle, "marked-done")
 
     q = plan(b="down-until-fixed")
     handle = await start(client, HOLD, q)
@@ -163,21 +187,31 @@ async def test_mark_done_goes_on_with_the_output_given_and_compensate_undoes_wha
     result = await asyncio.wait_for(outcome(handle), 30)
     assert result.status is SagaStatus.COMPENSATED
     assert calls(q) == ["/a", "/b", "/b", "/b", "/b/undo", "/a/undo"]  # b may have run
+    await keep(handle, "compensated")
 
 
 async def test_an_action_repeated_is_applied_once_and_one_on_a_saga_not_held_is_refused(
     client: Client,
 ) -> None:
-    p = plan(b="down-until-fixed")
+    p = plan(b="down-until-fixed", c="down-until-fixed")
     handle = await start(client, HOLD, p)
     await held(handle)
     fix(p, "/b")
     await redrive(client, handle.id, id="once")
     await redrive(client, handle.id, id="once")  # the same action again: no-op
+    state = await held(handle)  # c fails too: it holds, and waits — no decision is left over
+    assert state.parked_step == "c"
+    await asyncio.sleep(1)
+    state = await handle.query("saga_state", result_type=SagaState)
+    assert state.status is SagaStatus.HELD and [d.id for d in state.decisions] == ["once"]
+    assert calls(p).count("/c") == 3
+    fix(p, "/c")
+    await redrive(client, handle.id, id="twice")
     result = await asyncio.wait_for(outcome(handle), 30)
     assert result.status is SagaStatus.COMPLETED
-    assert result.report is not None and [d.id for d in result.report.decisions] == ["once"]
-    assert calls(p).count("/b") == 4
+    assert result.report is not None
+    assert [d.id for d in result.report.decisions] == ["once", "twice"]
+    assert calls(p).count("/b") == 4 and calls(p).count("/c") == 4
 
     running = await start(client, HOLD, plan(a="slow"))
     with pytest.raises(WorkflowUpdateFailedError) as bad:
@@ -204,6 +238,7 @@ async def test_a_bug_in_a_step_builder_holds_and_the_deadline_still_compensates_
     assert result.report is not None and "DeadlineExceeded" in (result.report.error or "")
     assert result.report.failed_step == "b"
     assert calls(q)[-2:] == ["/b/undo", "/a/undo"]
+    await keep(handle, "deadline")
 
 
 async def test_a_cancel_while_held_compensates(client: Client) -> None:
@@ -214,3 +249,4 @@ async def test_a_cancel_while_held_compensates(client: Client) -> None:
     result = await asyncio.wait_for(outcome(handle), 30)
     assert result.status is SagaStatus.CANCELED
     assert calls(p)[-2:] == ["/b/undo", "/a/undo"]
+    await keep(handle, "cancelled")

@@ -11,6 +11,7 @@ completes, each charged once in the participant's own database.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from pathlib import Path
@@ -98,6 +99,9 @@ async def test_a_bad_deploy_holds_the_orders_and_one_bulk_redrive_completes_them
     assert results[0].report is not None and results[0].report.decisions[0].by == "ops@died"
     assert {r.report.decisions[0].note for r in results[1:] if r.report} == {"PSP fixed"}
     assert took >= (3 - 1) / 2  # three sagas at 2 a second: the rate held
+    ats = sorted(r.report.decisions[0].at for r in results[1:] if r.report)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ats)]
+    assert all(gap >= 0.5 * 0.8 for gap in gaps), gaps  # each decision taken 1/rate apart
     # the checkpoint lists every saga it acted on: a third run does nothing
     again = await saga(stack, "redrive", "--query", query, "--checkpoint", str(checkpoint),
                        "--json")  # fmt: skip

@@ -35,6 +35,7 @@ from tests._exclusive_sagas import EXCLUSIVE
 from tests._helpers import ROOT, Stack, order, wait_for_status
 from tests._outage_sagas import OUTAGE
 from workflows.fulfilment import FULFILMENT
+from workflows.guarded_order import GUARDED_ORDER
 from workflows.order import ORDER
 
 DEPLOY = ROOT / "deploy"
@@ -122,7 +123,7 @@ def ops_worker(
     process = stack.start_worker(
         f"ops-{queue}",
         *("--module", "workflows.fulfilment", "--module", "tests._exclusive_sagas"),
-        *("--module", "tests._outage_sagas"),
+        *("--module", "tests._outage_sagas", "--module", "workflows.guarded_order"),
         *("--task-queue", queue, "--nats", nats_server.url, "--metrics-address", metrics),
         env=env,
     )
@@ -226,10 +227,13 @@ async def ran(stack: Stack, ops_worker: tuple[str, str], nats_server: NatsServer
         for n in (1, 2)
     ]
     parked = await start_saga(client, ORDER, order(f"{run}-parked", country="AQ"), task_queue=queue)
+    await stack.fault("payment", op="do", match=f"{run}-held", mode="error", status=500)
+    held = await start_saga(client, GUARDED_ORDER, order(f"{run}-held"), task_queue=queue)
     await start_saga(client, OUTAGE, {"order_id": f"{run}-down"}, task_queue=queue)  # waits
     for handle in started:
         await asyncio.wait_for(outcome(handle), 90)
     await wait_for_status(parked, SagaStatus.NEEDS_ATTENTION, within=60)
+    await wait_for_status(held, SagaStatus.HELD, within=90)  # its charge answers 500 for good
     broker = await nats.connect(nats_server.url)
     await broker.jetstream().publish(REPLY_SUBJECT, b"{not json")  # a dead letter
     await broker.close()
@@ -300,3 +304,9 @@ async def test_a_parked_saga_fires_its_alert_and_the_compensation_failure_pages(
         prometheus, 'ALERTS{alertname="SagaDeadLettersGrowing", alertstate="firing"}'
     )
     assert {a["metric"]["kind"] for a in letters} == {"reply"}
+    held = await eventually(
+        prometheus, 'ALERTS{alertname="SagasHeld", alertstate="firing"}', within=120
+    )
+    assert {(a["metric"]["saga"], a["metric"]["step"]) for a in held} == {
+        ("GuardedOrderSaga", "charge-payment")
+    }

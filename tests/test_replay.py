@@ -165,3 +165,18 @@ async def test_broker_sagas_before_and_since_the_ask_replay(name: str) -> None:
         plugins=[SagaloomPlugin(services={})],
     )
     await replayer.replay_workflow(history)
+
+
+HOLD_IDS: dict[str, str] = json.loads((FOLDER / "hold-ids.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(HOLD_IDS))
+async def test_held_and_redriven_sagas_replay(name: str) -> None:
+    """Sagas held for an operator and redriven (the same key, or a new one after a refusal),
+    redriven with a corrected input and a request patch, marked done, compensated, past their
+    deadline, cancelled while held — recorded by ``tests/test_hold.py`` (``keep``)."""
+    from tests._hold_sagas import HOLD_SAGAS
+
+    history = WorkflowHistory.from_json(HOLD_IDS[name], (FOLDER / f"{name}.json").read_text())
+    replayer = Replayer(workflows=HOLD_SAGAS, plugins=[SagaloomPlugin(services={})])
+    await replayer.replay_workflow(history)

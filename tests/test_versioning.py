@@ -7,6 +7,7 @@ saga against the demo participants; ``saga set-current`` routes new sagas to bui
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 from typing import Any
@@ -83,3 +84,49 @@ def test_deployment_and_build_id_go_together(stack: Stack) -> None:
     half = cli("worker", "--deployment", "shop", "--task-queue", "nowhere", address=stack.address)
     assert half.returncode == 2
     assert "--deployment and SAGALOOM_BUILD_ID / --build-id go together" in half.stderr
+
+
+async def test_a_saga_held_on_a_bug_of_its_build_is_moved_to_the_fixed_build_and_redriven(
+    stack: Stack, key: str
+) -> None:
+    """Incidents: a pinned saga stays on its build, so a redrive after the fix first moves it to
+    the fixed build (``saga redrive --to-build``, Temporal's versioning override)."""
+    from tests._versioned_sagas import VERSIONED
+
+    deployment, queue = f"fix-{os.urandom(3).hex()}", f"fixing-{os.urandom(3).hex()}"
+
+    def worker(build: str) -> subprocess.Popen[bytes]:
+        flags = ("--deployment", deployment, "--build-id", build, "--task-queue", queue,
+                 "--module", "tests._versioned_sagas")  # fmt: skip
+        bug = {"VERSIONED_BUG": "1" if build == "1" else ""}  # build 1 has the bug
+        return stack.start_worker(f"fix-build-{build}", *flags, env=bug)
+
+    async def saga(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(cli, *args, address=stack.address)
+
+    processes = [worker("1")]
+    try:
+        assert (await saga("set-current", "--deployment", deployment, "--build-id", "1")
+                ).returncode == 0  # fmt: skip
+        handle = await start_saga(stack.client, VERSIONED, {"order_id": key}, task_queue=queue)
+        async with asyncio.timeout(60):
+            while True:
+                shown = await saga("show", handle.id, "--json")
+                if json.loads(shown.stdout or "{}").get("status") == "HELD":
+                    break
+                await asyncio.sleep(0.5)
+        assert "bug in build 1" in json.loads(shown.stdout)["error"]
+        processes.append(worker("2"))  # the fix
+        assert (await saga("set-current", "--deployment", deployment, "--build-id", "2")
+                ).returncode == 0  # fmt: skip
+        moved = await saga("redrive", handle.id, "--deployment", deployment, "--to-build", "2",
+                           "--note", "fixed in build 2")  # fmt: skip
+        assert moved.returncode == 0, moved.stderr
+        result = await asyncio.wait_for(outcome(handle), 60)
+        assert result.status is SagaStatus.COMPLETED
+        assert result.report is not None and result.report.outputs["check"] == {"checked": key}
+        assert "2" in await builds_that_ran(handle)  # the redrive ran on the fixed build
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(15)

@@ -34,6 +34,7 @@ from sagaloom.client._incidents import (
     act_on_held,
     compensate_held,
     mark_done,
+    move_to_build,
     operator,
     redrive,
 )
@@ -83,10 +84,17 @@ async def cmd_redrive(args: argparse.Namespace) -> int:
     new_input = _object(args.input, "--input")
     patch = _object(args.request_patch, "--request-patch")
     temporal = await client(args)
+    if (args.deployment is None) != (args.to_build is None):
+        raise CliError("--to-build needs --deployment (and --deployment needs --to-build)")
     if args.query is not None:
-        if new_input is not None or patch is not None:
-            raise CliError("--input and --request-patch go with one saga, not a --query")
+        if new_input is not None or patch is not None or args.to_build is not None:
+            raise CliError(
+                "--input, --request-patch and --to-build go with one saga, not a --query"
+            )
         return await _bulk(temporal, "redrive", args)
+    if args.to_build is not None:  # run the fixed code: move the saga to that build first
+        await move_to_build(temporal, args.id, args.deployment, args.to_build)
+        print(f"{args.id} moved to build {args.to_build} of {args.deployment}")
     state = await redrive(
         temporal, args.id, input=new_input, request_patch=patch, step=args.step,
         note=args.note, by=args.by or operator(),
@@ -237,6 +245,12 @@ def register(sub: Any) -> None:
         "--request-patch",
         help="a JSON merge patch of the step's request, for this run (@file, -)",
     )
+    p.add_argument(
+        "--to-build",
+        metavar="ID",
+        help="first move the saga to this build of its worker deployment (the fixed code)",
+    )
+    p.add_argument("--deployment", metavar="NAME", help="the worker deployment of --to-build")
     _actor_flags(p)
 
     p = add_command(

@@ -27,6 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from google.protobuf.field_mask_pb2 import FieldMask
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.deployment.v1 import WorkerDeploymentVersion
+from temporalio.api.workflow.v1 import VersioningOverride, WorkflowExecutionOptions
+from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionOptionsRequest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -40,6 +45,7 @@ __all__ = [
     "compensate_held",
     "held_query",
     "mark_done",
+    "move_to_build",
     "operator",
     "redrive",
 ]
@@ -152,6 +158,38 @@ async def mark_done(
         action="mark_done", step=step, output=output, note=note, by=by or operator(),
         id=id or uuid.uuid4().hex,
     ))  # fmt: skip
+
+
+async def move_to_build(client: Client, workflow_id: str, deployment: str, build_id: str) -> None:
+    """Pin a saga to another build of its worker deployment (Temporal's versioning override).
+
+    With pinned Worker Versioning a saga stays on the build it started on; a saga held because
+    of a bug fixed in a newer build is moved to that build before its redrive, so the redrive
+    runs the fixed code. The build must be compatible with the saga's history so far (a fix
+    that changes no step already run, or one guarded with ``patch=``): its replay is checked
+    by the new build's worker at the next workflow task.
+
+    Raises:
+        RPCError: the server refused (an unknown deployment or build, versioning disabled).
+    """
+    await client.workflow_service.update_workflow_execution_options(
+        UpdateWorkflowExecutionOptionsRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+            workflow_execution_options=WorkflowExecutionOptions(
+                versioning_override=VersioningOverride(
+                    pinned=VersioningOverride.PinnedOverride(
+                        behavior=VersioningOverride.PINNED_OVERRIDE_BEHAVIOR_PINNED,
+                        version=WorkerDeploymentVersion(
+                            deployment_name=deployment, build_id=build_id
+                        ),
+                    )
+                )
+            ),
+            update_mask=FieldMask(paths=["versioning_override"]),
+            identity=client.identity,
+        )
+    )
 
 
 def held_query(query: str | None = None) -> str:
