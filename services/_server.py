@@ -15,7 +15,8 @@ with resource ``R`` and undo endpoint ``U``:
   the calls received and the faults injected; ``POST /sagaloom/saga-ended``: the engine's notice.
 * ``POST /_admin/outage`` ``{"seconds": N}``: be down for N seconds: every other request,
   ``GET /health`` included, is answered 503 (counted as ``outage`` in the injected faults).
-* ``POST /_admin/faults``: inject a fault; ``DELETE /_admin/faults``: clear them. A fault is
+* ``POST /_admin/faults``: inject a fault; ``DELETE /_admin/faults``: clear them (``?match=
+  <key>``: those of one key). A fault is
   ``{"op": "do"|"undo", "match": "<key>"|"*", "mode": MODE, "times": N|null, "status": 503,
   "delay": 2.0, "rate": 1.0, "seed": 0}`` with MODE ``error``, ``reject``, ``slow``, ``drop``
   (applies the effect, then closes the connection without a complete answer), ``garble`` or
@@ -364,9 +365,12 @@ def build_app(
         return _reply(201, {"fault": body})
 
     @app.delete("/_admin/faults")
-    async def clear_faults() -> dict[str, int]:
-        participant.faults.clear()
-        return {"faults": 0}
+    async def clear_faults(match: str | None = None) -> dict[str, int]:
+        if match is None:
+            participant.faults.clear()
+        else:  # only those of one business key (a fix deployed for it)
+            participant.faults[:] = [f for f in participant.faults if f.match != match]
+        return {"faults": len(participant.faults)}
 
     @app.get(f"/{spec.resource}/{{key}}")
     async def record(key: str) -> Response:

@@ -28,7 +28,7 @@ VERSIONED = Saga(
     on_failure="hold",
     defaults=StepDefaults(
         retry=RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=2)
-    ),  # fmt: skip
+    ),
     steps=[Step("check", Activity(check, arg=lambda c: c.input.order_id))],
 )
 VersionedCheckSaga = saga_workflow(VERSIONED)

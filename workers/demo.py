@@ -22,12 +22,13 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.ledger import entries
-from sagaloom import Command, Http, Saga, SagaStatus
+from sagaloom import Command, Http, Saga, SagaState, SagaStatus
 from sagaloom.client import (
     DEFAULT_UI,
     Outcome,
     connect,
     outcome,
+    redrive,
     run,
     saga_events,
     start_saga,
@@ -45,6 +46,7 @@ from sagaloom.worker import WorkerConfig, configure_logging, run_worker
 from services import RunningServices, serve
 from workers.config import BROKER_SAGA_MODULES, SAGA_MODULES
 from workflows.fulfilment import FULFILMENT
+from workflows.guarded_order import GUARDED_ORDER
 from workflows.itinerary import ITINERARY
 from workflows.order import ORDER
 from workflows.transfer import TRANSFER
@@ -78,6 +80,9 @@ class Scenario:
     """Expected failing step."""
     faults: tuple[tuple[str, dict[str, Any]], ...] = ()
     """Faults to inject first: ``(service, fault)``; the fault's ``match`` is set to the key."""
+    fix_when_held: bool = False
+    """An incident: once the saga holds at its failed step, the demo "deploys the fix" (clears
+    the key's faults) and redrives it, as an operator would (``saga redrive``)."""
 
 
 def _order(
@@ -140,6 +145,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         SagaStatus.COMPLETED,
         faults=(("payment", {"op": "do", "mode": "error", "status": 503, "times": 2}),),
     ),
+    Scenario(
+        "bad-deploy",
+        GUARDED_ORDER,
+        _order(),
+        SagaStatus.COMPLETED,
+        faults=(("payment", {"op": "do", "mode": "error", "status": 500}),),
+        fix_when_held=True,
+    ),
     Scenario("ok", TRIP, _trip(cooling_off=1), SagaStatus.COMPLETED),
     Scenario("venice", TRIP, _trip(destination="Venice"), SagaStatus.COMPENSATED, "book-car"),
     Scenario("ok", ITINERARY, _itinerary(), SagaStatus.COMPLETED),
@@ -149,7 +162,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("ok", FULFILMENT, _fulfilment(), SagaStatus.COMPLETED),
     Scenario("too-many", FULFILMENT, _fulfilment(80), SagaStatus.COMPENSATED, "pack"),
 )
-"""The demo batch: completions, a compensation at each order step, a retried 503, two trips,
+"""The demo batch: completions, a compensation at each order step, a retried 503, an order held
+on a payment service answering 500 and redriven once fixed, two trips,
 two itineraries (a fan-out over their legs), two transfers, and two fulfilments whose
 warehouse answers over NATS."""
 
@@ -352,11 +366,33 @@ async def run_scenarios(
             await start_saga(client, s.saga, s.data(f"{batch}-{s.label}"), task_queue=task_queue)
             for s in scenarios
         ]
+        fixes = [
+            asyncio.ensure_future(_fix_then_redrive(client, http, urls, s, h))
+            for s, h in zip(scenarios, handles, strict=True)
+            if s.fix_when_held
+        ]
         results = await asyncio.wait_for(asyncio.gather(*(outcome(h) for h in handles)), 180)
+        await asyncio.gather(*fixes)
         return [
             Checked(s, r, await check_stores(http, urls, s.saga, f"{batch}-{s.label}", r, services))
             for s, r in zip(scenarios, results, strict=True)
         ]
+
+
+async def _fix_then_redrive(
+    client: Client, http: httpx.AsyncClient, urls: dict[str, str], scenario: Scenario, handle: Any
+) -> None:
+    """Wait for the saga to hold, "deploy the fix" (its faults go), and redrive it."""
+    while True:
+        state = await handle.query("saga_state", result_type=SagaState)
+        if state.status is SagaStatus.HELD:
+            break
+        await asyncio.sleep(0.5)
+    key = handle.id.removeprefix(f"{scenario.saga.name}-")
+    for service, _ in scenario.faults:
+        response = await http.delete(f"{urls[service]}/_admin/faults", params={"match": key})
+        response.raise_for_status()
+    await redrive(client, handle.id, note="demo: the fix is deployed", by="demo")
 
 
 async def run_demo(
@@ -386,6 +422,10 @@ async def run_demo(
                 f"{'stores agree' if not item.problems else 'MISMATCH'}  "
                 f"{ui_link(result.workflow_id, ui=env.ui)}"
             )
+            for decision in report.decisions if report else []:
+                print(f"    held at {decision.step} ({decision.error[:70]}); "
+                      f"{'redriven' if decision.action == 'retry' else decision.action} by "
+                      f"{decision.by}: {decision.note}")  # fmt: skip
             for problem in item.problems:
                 print(f"    {problem}")
         failures = sum(not item.ok for item in checked)
