@@ -128,3 +128,15 @@ CHAOS_ITINERARY: Saga[Any] = dataclasses.replace(
 )
 """The itinerary saga: a fan-out over its legs (flights, then cars where one is free)."""
 ChaosItinerarySaga = saga_workflow(CHAOS_ITINERARY)
+
+CHAOS_HOLD_ORDER: Saga[Any] = dataclasses.replace(
+    ORDER,
+    name="ChaosHoldOrderSaga",
+    on_failure="hold",
+    defaults=dataclasses.replace(
+        CHAOS_DEFAULTS, retry=dataclasses.replace(CHAOS_RETRY, maximum_attempts=2)
+    ),
+)
+"""The order saga as a payments team runs it (``on_failure="hold"``), two attempts a step: the
+incident run's (``tests/incident_run.py``) sagas hold where a bad deploy answers 500."""
+ChaosHoldOrderSaga = saga_workflow(CHAOS_HOLD_ORDER)

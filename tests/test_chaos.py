@@ -1,4 +1,4 @@
-"""Nothing lost, nothing half-done, each effect once under its own key: ~100 sagas of six shapes
+"""Nothing lost, nothing half-done, each effect once under its own key: ~100 sagas of seven shapes
 (and cancellations) through worker, server and participant SIGKILLs, participant faults and a
 30-second outage of the payment service (its sagas wait for its breaker, none compensates)."""
 

@@ -128,6 +128,7 @@ PRIVATE_SEAMS = {
     "tests/chaos.py": "the breaker's release signal, to count the sagas that waited in histories",
     "tests/test_fanout.py": "the fan-out's batch workflow, given by hand to a plain worker",
     "tests/test_fanout_show.py": "the fan-out's batch workflow, given by hand to a plain worker",
+    "tests/test_holding.py": "the pure on_failure rule, checked against the docs' table",
     "tests/test_plugin.py": "the key shards' worker that the plugin runs beside, spied on",
     "tests/test_key_rules.py": "the pure rules of one exclusive key, early asks included",
     "tests/test_exclusive.py": "start_saga's early take, interrupted before the start",
