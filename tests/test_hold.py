@@ -96,6 +96,9 @@ async def test_a_500_until_the_fix_holds_then_a_redrive_completes_with_each_effe
     assert [s.status for s in state.steps] == [StepStatus.DONE, StepStatus.FAILED,
                                                StepStatus.PENDING]  # fmt: skip
     assert calls(p) == ["/a", "/b", "/b", "/b"]  # its retries spent; nothing undone
+    events = len((await handle.fetch_history()).events)
+    await asyncio.sleep(2)  # held: it waits on a condition, its history does not grow
+    assert len((await handle.fetch_history()).events) == events
     described = await handle.describe()
     attrs = {pair.key.name: pair.value for pair in described.typed_search_attributes}
     assert attrs["SagaStatus"] == "HELD" and attrs["SagaStep"] == "b"  # saga list --status held

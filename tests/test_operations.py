@@ -26,10 +26,11 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from sagaloom import SagaStatus
+from sagaloom import Http, SagaStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.participants import REPLY_SUBJECT
 from sagaloom.server import NatsServer, free_port
+from sagaloom.worker import load_sagas
 from services import Warehouse
 from tests._exclusive_sagas import EXCLUSIVE
 from tests._helpers import ROOT, Stack, order, wait_for_status
@@ -41,20 +42,15 @@ from workflows.order import ORDER
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "sagaloom.json"
-OUTAGE_SERVICES = (
-    "outage",
-    "refusing",
-    "budget",
-    "optout",
-    "held",
-    "picky",
-    "flaky",
-    "stormoff",
-    "stormon",
-    "rated",
-    "narrow",
-    "free",
+OUTAGE_SERVICES = sorted(
+    {
+        step.action.service
+        for workflow in load_sagas(["tests._outage_sagas"]).values()
+        for step in workflow.saga.steps
+        if isinstance(step.action, Http)
+    }
 )
+"""Every service the outage sagas call (the ops worker registers them all: each needs a URL)."""
 
 
 def alerts() -> list[dict[str, Any]]:
