@@ -1305,7 +1305,7 @@ def main() -> None:
     print(f"\n{len(rows) - len(missed)}/{len(rows)} mutations caught in {total:.0f}s")
     if args.report:
         lines = [
-            "# Mutation run",
+            "## The curated list",
             "",
             f"`python -m tests.mutations` on {time.strftime('%Y-%m-%d')}: "
             f"{len(rows) - len(missed)}/{len(rows)} caught in {total:.0f} s.",
@@ -1318,7 +1318,10 @@ def main() -> None:
                 for m, caught, why, seconds in rows
             ),
         ]
-        args.report.write_text("\n".join(lines) + "\n")
+        # the page's part above the list (the tool's score) stays as it is
+        page = args.report.read_text() if args.report.exists() else ""
+        head = page.split("## The curated list", 1)[0] if "## The curated list" in page else ""
+        args.report.write_text(head + "\n".join(lines) + "\n")
     sys.exit(1 if missed else 0)
 
 

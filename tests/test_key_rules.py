@@ -67,3 +67,59 @@ def test_an_early_hold_is_given_back_when_the_start_did_not_happen() -> None:
 
 def test_a_saga_trusts_its_early_keys_for_less_time_than_the_shard_spares_them() -> None:
     assert timedelta(0) < EARLY_TRUST < EARLY_GRACE
+
+
+def answer(key: KeyLockState, saga: str, **more: object) -> dict[str, object]:
+    found = acquire(key, KeyRequest(key=key.key, saga_id=saga, **more), NOW)  # type: ignore[arg-type]
+    return found.model_dump(exclude_defaults=True)
+
+
+def test_every_answer_names_the_holder_when_it_began_and_a_waiters_place() -> None:
+    """docs/isolation.md: sagas sharing a key run one at a time, in arrival order; a waiter
+    is told who holds the key and its place in line."""
+    key = KeyLockState(key="k")
+    assert answer(key, "a") == {"granted": True, "holder": "a", "since": NOW}
+    assert answer(key, "a") == {"granted": True, "holder": "a", "since": NOW}  # asked again
+    assert answer(key, "b") == {"granted": False, "holder": "a", "position": 1}
+    assert answer(key, "c") == {"granted": False, "holder": "a", "position": 2}
+    assert answer(key, "b") == {"granted": False, "holder": "a", "position": 1}  # keeps its place
+    assert [r.saga_id for r in key.queue] == ["b", "c"]
+    early = KeyLockState(key="e")
+    assert answer(early, "x", early=True) == {"granted": True, "holder": "x", "since": NOW}
+    assert answer(early, "y", early=True) == {"granted": False, "holder": "x"}
+
+
+def test_a_child_saga_shares_its_parents_hold_until_it_lets_go() -> None:
+    """docs/isolation.md: a child saga of the holder shares the key (no deadlock with its
+    parent); its release leaves the parent's hold in place."""
+    key = KeyLockState(key="k")
+    assert answer(key, "parent")["granted"]
+    assert answer(key, "child", family=["parent"]) == {"granted": True, "holder": "parent"}
+    assert key.guests == ["child"] and key.queue == []
+    assert answer(key, "child", family=["parent"])["granted"]  # asked again: still a guest
+    assert key.guests == ["child"]
+    assert answer(key, "stranger", family=["other"])["granted"] is False
+    release(key, "child")
+    assert key.holder == "parent" and key.guests == [] and len(key.queue) == 1
+    release(key, "stranger")  # a waiter gives up: it leaves the line, nobody else does
+    assert key.holder == "parent" and key.queue == []
+
+
+def test_a_release_frees_only_what_the_saga_had_and_the_next_in_line_gets_it() -> None:
+    key = KeyLockState(key="k")
+    for saga in ("a", "b", "c", "d"):
+        answer(key, saga)
+    release(key, "c")  # a waiter leaves: the others keep their order
+    assert key.holder == "a" and [r.saga_id for r in key.queue] == ["b", "d"]
+    assert grant_next(key, NOW) is None  # held: nobody is next yet
+    release(key, "a")
+    assert key.holder is None and key.guests == [] and not key.early
+    later = NOW + timedelta(seconds=3)
+    waiter = grant_next(key, later)
+    assert waiter is not None and waiter.saga_id == "b"
+    assert key.holder == "b" and key.since == later and [r.saga_id for r in key.queue] == ["d"]
+    release(key, "nobody")  # neither holder, guest nor waiter: nothing changes
+    assert key.holder == "b" and [r.saga_id for r in key.queue] == ["d"]
+    release(key, "b")
+    release(key, "d")
+    assert key.idle() and grant_next(key, later) is None
