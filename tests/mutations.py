@@ -1218,6 +1218,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_service_redrive_keys.py",),
     ),
     Mutation(
+        "exclusive: a child saga shares the key its parent holds, and its release leaves it",
+        R + "_keyrules.py",
+        "    if state.holder is not None and state.holder in request.family:",
+        "    if False:",
+        ("tests/test_key_rules.py", "-k", "child_saga_shares"),
+    ),
+    Mutation(
         "operations: every dashboard panel reads a metric the workers export",
         "deploy/grafana/dashboards/sagaloom.json",
         '"expr": "max by (saga) (sagaloom_sagas_parked)"',
