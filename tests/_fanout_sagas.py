@@ -95,4 +95,8 @@ TOLERANT = fan_saga("TolerantFanSaga", max_concurrency=3, tolerate=2)
 """Two items may fail without failing the step."""
 TolerantFanSaga = saga_workflow(TOLERANT)
 
-FAN_SAGAS = [FanSaga, TolerantFanSaga]
+TOLERANT_BATCHED = fan_saga("TolerantBatchedFanSaga", max_concurrency=2, batch_size=4, tolerate=2)
+"""Two items may fail, counted across batches of four (two at a time)."""
+TolerantBatchedFanSaga = saga_workflow(TOLERANT_BATCHED)
+
+FAN_SAGAS = [FanSaga, TolerantFanSaga, TolerantBatchedFanSaga]

@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 from sagaloom import Resolution, SagaInputError, SagaState, SagaStatus, StepStatus
 from sagaloom._runtime._items import ItemsWorkflow
 from sagaloom.client import outcome, start_saga
-from tests._fanout_sagas import FAN, FAN_SAGAS, TOLERANT
+from tests._fanout_sagas import FAN, FAN_SAGAS, TOLERANT, TOLERANT_BATCHED
 from tests._helpers import wait_for_status
 from tests._scripted import CALLS, ENDED, GATES, STARTED
 from tests.conftest import ScriptedWorker
@@ -259,3 +259,28 @@ async def test_a_batch_terminated_by_hand_undoes_every_item_it_held_and_those_be
     # its results are lost: each of i4-i7 may have run, so each is undone (never started: a
     # tombstone at the participant); and those of the first batch, each once
     assert undone(p) == Counter({f"i{n}": 1 for n in range(8)})
+
+
+async def test_a_tolerance_spent_in_one_batch_is_exceeded_in_a_later_one(client: Client) -> None:
+    """docs/fanout.md: ``tolerate`` counts failures across the whole step (batches of four here):
+    one refused in the first batch and one in the second is at the limit — the step completes;
+    a third, in the third batch, is past it — no further item starts and the step fails."""
+    at_limit = plan(*["ok"] * 12)
+    at_limit["items"][1]["do"] = at_limit["items"][5]["do"] = "reject"
+    result = await outcome(await start(client, TOLERANT_BATCHED, at_limit))
+    assert result.status is SagaStatus.COMPLETED
+    assert sorted(booked(at_limit)) == sorted(f"i{n}" for n in range(12))
+    assert undone(at_limit) == Counter()  # the refused took no effect
+
+    past = plan(*["ok"] * 12)
+    for n in (1, 5, 8):
+        past["items"][n]["do"] = "reject"
+    result = await outcome(await start(client, TOLERANT_BATCHED, past))
+    assert result.status is SagaStatus.COMPENSATED
+    assert result.report is not None and "3 of 12 items failed (tolerated: 2)" in (
+        result.report.error or ""
+    )
+    made = set(booked(past))
+    assert {"i10", "i11"}.isdisjoint(made)  # past the limit, nothing more started
+    assert {f"i{n}" for n in (0, 2, 3, 4, 6, 7)} <= made
+    assert set(undone(past)) == made - {"i1", "i5", "i8"}  # done ones undone, refused not
