@@ -285,3 +285,9 @@ def test_every_flag_says_what_it_does_and_a_switch_says_what_the_value_it_sets_m
         assert f"{switches[flag].env}={word}" in (action.help or ""), flag
     dev = commands["dev"].format_help()
     assert "--ui-port PORT" in dev and "--data-dir DIR" in dev
+
+
+def test_the_cli_reference_is_the_generated_one() -> None:
+    from tests._docs import CLI_PAGE, cli_reference
+
+    assert CLI_PAGE.read_text() == cli_reference(), "docs/cli.md drifted: run ./run docs"

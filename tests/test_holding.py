@@ -7,6 +7,7 @@ kind, and never hold a child saga's failure, a deadline or a cancellation.
 
 from __future__ import annotations
 
+import re
 from typing import get_args
 
 from sagaloom._holding import FailureKind, OnFailure, holds, merge_patch, new_key_on_redrive
@@ -24,7 +25,8 @@ def docs_table() -> dict[str, tuple[bool, bool]]:
     rows = [line for line in section.splitlines() if line.startswith('| `"')]
     table = {}
     for row in rows:
-        policy, refusal, unexpected = (c.strip() for c in row.strip().strip("|").split("|"))
+        row = re.sub(r"<!--.*?-->", "", row).strip()
+        policy, refusal, unexpected = (c.strip() for c in row.strip("|").split("|"))
         table[policy.split('"')[1]] = ("holds" in refusal, "holds" in unexpected)
     return table
 

@@ -129,6 +129,7 @@ PRIVATE_SEAMS = {
     "tests/test_fanout.py": "the fan-out's batch workflow, given by hand to a plain worker",
     "tests/test_fanout_show.py": "the fan-out's batch workflow, given by hand to a plain worker",
     "tests/test_holding.py": "the pure on_failure rule, checked against the docs' table",
+    "tests/test_limits_doc.py": "the limits' constants, which the limits page must state",
     "tests/test_docs_names.py": "the CLI parser and the settings table, which the docs must match",
     "tests/test_pure_rules.py": "the pure fan-out, graph and error rules at their edges",
     "tests/test_plugin.py": "the key shards' worker that the plugin runs beside, spied on",
