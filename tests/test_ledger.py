@@ -98,7 +98,7 @@ NOT_PROMISES = (
     ("limits.md", "## Temporal, underneath | what | limit"),
     ("upgrading.md", "# Upgrading and compatibility ## What sagaloom needs"),
     ("upgrading.md", "## Behaviour changes, by release ### Unreleased"),
-    ("upgrading.md", "- **New:** `on_failure=\"hold\"`"),
+    ("upgrading.md", '- **New:** `on_failure="hold"`'),
 )
 """Sentences with a trigger word that promise nothing (instructions, examples, tables, a
 description of a test), by their first words."""
