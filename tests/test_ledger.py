@@ -137,3 +137,10 @@ def test_every_sentence_that_promises_is_in_the_ledger_or_said_to_be_unguarded()
             used.update(match)
     assert not missing, "sentences that promise, unclassified:\n" + "\n".join(missing)
     assert set(known) - used == set(), "classified sentences no page says any more"
+
+
+def test_the_counts_the_pages_state_are_the_codes() -> None:
+    """A count in the docs is generated or checked: the mutations' here."""
+    page = (ROOT / "docs" / "guarantees.md").read_text()
+    (said,) = re.findall(r"<!-- count: mutations -->(\d+)<!-- /count -->", page)
+    assert int(said) == len(MUTATIONS)
