@@ -151,6 +151,9 @@ async def test_every_ending_lists_every_item_with_the_worker_running_and_gone(
     )
     assert table.returncode == 0, table.stderr
     assert "book: 12 items: 2 done, 9 not started, 1 refused" in table.stdout
+    # the parked run would stay parked on the shared server, and the namespace-wide parked
+    # gauges of later tests (the SagaParked alert) would count it
+    await handles["parked"].terminate("test over")
 
 
 async def _until(ready: Any, within: float = 30) -> None:
