@@ -13,6 +13,7 @@ from temporalio.converter import (
     DataConverter,
     DefaultFailureConverter,
     EncodingPayloadConverter,
+    ExternalStorage,
     PayloadCodec,
     PayloadConverter,
 )
@@ -113,9 +114,18 @@ class QuietEncodedFailureConverter(QuietFailureConverter):
         super().__init__(encode_common_attributes=True)
 
 
-def converter(codec: PayloadCodec | None = None, *, encode_failures: bool = False) -> DataConverter:
-    """:data:`DATA_CONVERTER`, with a payload codec and encoded failure messages when asked."""
-    if codec is None and not encode_failures:
+def converter(
+    codec: PayloadCodec | None = None,
+    *,
+    encode_failures: bool = False,
+    storage: ExternalStorage | None = None,
+) -> DataConverter:
+    """:data:`DATA_CONVERTER`, with a codec, encoded failures and external storage when asked.
+
+    External storage keeps payloads over its threshold in a store; the codec encrypts a payload
+    before it is stored, so what the store holds is encrypted too.
+    """
+    if codec is None and not encode_failures and storage is None:
         return DATA_CONVERTER
     return dataclasses.replace(
         DATA_CONVERTER,
@@ -123,4 +133,5 @@ def converter(codec: PayloadCodec | None = None, *, encode_failures: bool = Fals
         failure_converter_class=(
             QuietEncodedFailureConverter if encode_failures else QuietFailureConverter
         ),
+        external_storage=storage,
     )

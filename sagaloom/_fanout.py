@@ -88,6 +88,9 @@ class ItemBatch(BaseModel):
     retry: RetrySpec = Field(default_factory=RetrySpec)
     total: int = 0
     """Items in the whole fan-out (for the batch's summary)."""
+    output_budget: int | None = 1_000_000
+    """Most bytes (as JSON) of the batch's item outputs; None: no budget (the saga's payloads
+    go to a store, so a large result is stored, not refused by Temporal)."""
 
 
 class ItemResult(BaseModel):

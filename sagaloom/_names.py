@@ -68,6 +68,7 @@ __all__ = [
     "PARENT_SIGNAL",
     "PARTICIPANT_REJECTED",
     "PARTICIPANT_UNAVAILABLE",
+    "PAYLOADS_MEMO",
     "REPLY_PATCH",
     "REPLY_SIGNAL",
     "REPLY_UPDATE",
@@ -112,6 +113,9 @@ EVENTS_PATCH = "sagaloom-events"
 """Patch id marking runs that publish lifecycle events (runs started before ``events=True``
 replay without them)."""
 HELD_MEMO = "sagaloom.held"
+PAYLOADS_MEMO = "sagaloom.payloads"
+"""Memo of a saga started by a client with a payload store: its outputs are not capped by
+history's limits (large ones are stored), and its children and fan-out batches inherit it."""
 BREAKER_MEMO = "sagaloom.breaker"
 """Memo of a service's breaker: ``open`` or ``closed``, read without a worker (``describe``)."""
 """Memo set on a child saga started by a parent saga: it stays open for the parent's decision."""

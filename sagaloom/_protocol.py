@@ -25,6 +25,9 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "BODY_BYTES_HEADER",
+    "BODY_DIGEST_HEADER",
+    "BODY_REF_HEADER",
     "COMMANDS_STREAM",
     "COMMAND_PREFIX",
     "DEAD_PREFIX",
@@ -36,6 +39,7 @@ __all__ = [
     "EVENTS_STREAM",
     "IDEMPOTENCY_HEADER",
     "MSG_ID",
+    "NAMESPACE_HEADER",
     "REPLIES_STREAM",
     "REPLY_SUBJECT",
     "REPLY_TO_HEADER",
@@ -64,6 +68,17 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 (the same header HTTP participants get)."""
 REPLY_TO_HEADER = "Sagaloom-Reply-To"
 """Command header: the subject to publish the reply to."""
+BODY_REF_HEADER = "Sagaloom-Body-Ref"
+"""Header of a message whose body is too large for the broker: ``<bucket>/<object name>``, an
+object in the broker's JetStream object store holding the body; the message's own body is empty.
+"""
+BODY_DIGEST_HEADER = "Sagaloom-Body-Sha256"
+"""With :data:`BODY_REF_HEADER`: the lower-case SHA-256 hex digest of the stored body."""
+BODY_BYTES_HEADER = "Sagaloom-Body-Bytes"
+"""With :data:`BODY_REF_HEADER`: the stored body's size in bytes."""
+NAMESPACE_HEADER = "Sagaloom-Namespace"
+"""Command header: the Temporal namespace of the saga (a participant names a stored reply body
+``<namespace>/<saga id>/<sha256>``, so it is removed with the saga's history)."""
 DEAD_REASON = "Sagaloom-Dead-Reason"
 """Dead-letter header: why the message could not be processed."""
 DEAD_SUBJECT = "Sagaloom-Dead-Subject"
@@ -149,6 +164,11 @@ class BrokerNames:
     def triggers_stream(self) -> str:
         """Stream capturing the trigger subjects."""
         return self._stream("TRIGGERS")
+
+    @property
+    def bodies_bucket(self) -> str:
+        """Object store bucket of bodies too large for a message (``sagaloom-bodies``)."""
+        return f"{self.namespace}-bodies"
 
     @property
     def command_prefix(self) -> str:

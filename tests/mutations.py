@@ -942,7 +942,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "fan-out: an item output too large for its batch fails the item (never a stuck batch)",
         R + "_items.py",
-        "        if self._output_bytes + size > MAX_BATCH_OUTPUT_BYTES:",
+        "        if self._output_bytes + size > budget:",
         "        if False:",
         ("tests/test_fanout.py", "-k", "too_large"),
     ),

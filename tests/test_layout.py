@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sagaloom"
 LAYERS = (
     "definitions",  # sagaloom/*.py: the saga model, names, wire contracts (sandbox-safe)
     "_ops",  # logging, metrics, telemetry, codec server, the HTTP server helper
+    "storage",  # payloads over the threshold: NATS object store, S3, broker bodies, sweeper
     "_runtime",  # the workflow (sandbox-safe)
     "sagaloom",  # the package's face (sagaloom/__init__.py): definitions and the saga workflow
     "participants",  # the caller side of a step: HTTP activity, idempotency, errors

@@ -27,12 +27,14 @@ from sagaloom._outage import COMMAND_PROBE_ACTIVITY, COMMAND_SILENT_ACTIVITY
 from sagaloom._protocol import (
     IDEMPOTENCY_HEADER,
     MSG_ID,
+    NAMESPACE_HEADER,
     REPLY_TO_HEADER,
     BrokerNames,
 )
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._errors import EXPECTED
+from sagaloom.storage._bodies import send_body
 
 __all__ = ["Broker", "StreamLimits", "ensure_streams"]
 
@@ -221,15 +223,24 @@ class Broker:
         elif guarded:  # the saga waits while its service is down or an operator holds the step
             await self.breakers.check(command.service, f"command {command.subject}")
         js = await self._publisher()
+        namespace, saga = _saga()
         headers = {
             MSG_ID: command.msg_id,
             IDEMPOTENCY_HEADER: command.correlation_id,
             CORRELATION_HEADER: command.correlation_id,
             TOKEN_HEADER: self.signer.token(command.correlation_id),
             REPLY_TO_HEADER: self.names.reply_subject,
+            NAMESPACE_HEADER: namespace or "",
             "Content-Type": "application/json",
         }
-        payload = json.dumps(command.body).encode()
+        payload, headers = await send_body(  # over the message limit: stored, sent as a reference
+            js,
+            self.names.bodies_bucket,
+            json.dumps(command.body).encode(),
+            headers,
+            namespace=namespace,
+            saga=saga,
+        )
         subject = self.names.command_subject(command.subject)
         ack = await js.publish(subject, payload, headers=headers)
         if ack.duplicate:
@@ -239,13 +250,18 @@ class Broker:
     async def publish_events(self, events: list[SagaEvent]) -> None:
         """Publish lifecycle events, each stored once (``Nats-Msg-Id`` = the event id)."""
         js = await self._publisher()
+        namespace, _saga_id = _saga()
         for event in events:
             saga = event.source.rsplit("/", 1)[-1]
-            await js.publish(
-                self.names.event_subject(saga, event.subject),
+            body, headers = await send_body(
+                js,
+                self.names.bodies_bucket,
                 event.model_dump_json().encode(),
-                headers={MSG_ID: event.id, "Content-Type": "application/cloudevents+json"},
+                {MSG_ID: event.id, "Content-Type": "application/cloudevents+json"},
+                namespace=namespace,
+                saga=_saga_id,
             )
+            await js.publish(self.names.event_subject(saga, event.subject), body, headers=headers)
 
     @activity.defn(name=COMMAND_PROBE_ACTIVITY)
     async def probe_consumers(self, service: str) -> str:
@@ -309,6 +325,14 @@ class Broker:
                 type="BrokerUnavailable",
                 category=EXPECTED,  # an outage: the connection's own log line says so
             ) from None
+
+
+def _saga() -> tuple[str | None, str | None]:
+    """The running activity's namespace and workflow id (None, None outside an activity)."""
+    if not activity.in_activity():
+        return None, None
+    info = activity.info()
+    return info.workflow_namespace or info.namespace, info.workflow_id
 
 
 def _takes(pattern: str, base: str) -> bool:

@@ -38,6 +38,8 @@ from sagaloom._protocol import (
     MSG_ID,
 )
 from sagaloom.client._sagas import start_saga
+from sagaloom.storage._bodies import read_body
+from sagaloom.storage._errors import PayloadMissing
 
 __all__ = ["ACK_WAIT", "MAX_DELIVERIES", "BrokerConsumers", "Trigger", "parse_triggers"]
 
@@ -259,7 +261,10 @@ class BrokerConsumers:
 
     async def _reply(self, message: Msg) -> None:
         """Deliver one reply to its saga, or move it to the dead letters saying why."""
-        intake = read_reply(message.data, self._broker.signer)
+        data = await self._body(message, "reply")
+        if data is None:
+            return
+        intake = read_reply(data, self._broker.signer)
         if intake.verdict is Verdict.ACCEPTED and intake.reply is not None:
             intake = await hand_over(self._deliver, intake.reply, 10)
         match intake.verdict:
@@ -287,8 +292,11 @@ class BrokerConsumers:
 
     async def _trigger(self, message: Msg, trigger: Trigger) -> None:
         """Start the saga for one event; a redelivered event starts nothing new."""
+        data = await self._body(message, "trigger")
+        if data is None:
+            return
         try:
-            document = json.loads(message.data)
+            document = json.loads(data)
         except ValueError as err:
             await self._dead(message, "trigger", f"not JSON: {err}")
             return
@@ -328,6 +336,18 @@ class BrokerConsumers:
         await message.ack()
 
     # -- failure paths -------------------------------------------------------------------------
+
+    async def _body(self, message: Msg, kind: str) -> bytes | None:
+        """The message's body, its stored one when it came as a reference (None: dead letter).
+
+        A stored body that is gone or altered makes the message a dead letter saying so; the
+        broker not answering raises, and the message comes again.
+        """
+        try:
+            return await read_body(await self._broker.jetstream(), message.data, message.headers)
+        except PayloadMissing as err:
+            await self._dead(message, kind, str(err))
+            return None
 
     async def _later(self, message: Msg, kind: str, why: str) -> None:
         """A passing failure: deliver it again soon, unless it has had its deliveries."""

@@ -22,11 +22,13 @@ from sagaloom._names import (
     OLD_PARENT_SIGNAL,
     PARENT_GONE_PATCH,
     PARENT_SIGNAL,
+    PAYLOADS_MEMO,
     SIGNAL_NAMES_PATCH,
     step_key,
 )
 from sagaloom._runtime._concurrent import cancel_requested
 from sagaloom._runtime._nesting import HeldChoice, child_undo, held_child_choice
+from sagaloom._runtime._payloads import payloads_stored
 
 __all__ = ["Children"]
 
@@ -65,7 +67,7 @@ class Children:
             arg,
             id=child_id,
             task_queue=workflow.info().task_queue,
-            memo={HELD_MEMO: True},
+            memo={HELD_MEMO: True, **({PAYLOADS_MEMO: True} if payloads_stored() else {})},
             static_summary=summary,
             parent_close_policy=close,
         )

@@ -35,10 +35,17 @@ from sagaloom._fanout import (
     to_undo,
 )
 from sagaloom._model import SAGA_INPUT_ERROR, HttpRequest
-from sagaloom._names import HTTP_ACTIVITY, ITEMS_STOP_SIGNAL, ITEMS_WORKFLOW, items_batch_id
+from sagaloom._names import (
+    HTTP_ACTIVITY,
+    ITEMS_STOP_SIGNAL,
+    ITEMS_WORKFLOW,
+    items_batch_id,
+)
 from sagaloom._runtime._actions import jsonable
 from sagaloom._runtime._concurrent import cancel_requested, shielded
 from sagaloom._runtime._errors import describe
+from sagaloom._runtime._items import MAX_BATCH_OUTPUT_BYTES
+from sagaloom._runtime._payloads import payloads_stored
 from sagaloom._runtime._progress import Progress
 
 __all__ = ["MAX_OUTPUTS_BYTES", "FanOut"]
@@ -114,11 +121,14 @@ class FanOut:
             run.results[i].output if run.results[i].status is ItemStatus.DONE else None
             for i in range(len(items))
         ]
+        if payloads_stored():  # a large report is stored, history holds a reference
+            return outputs
         size = len(json.dumps(outputs, separators=(",", ":"), default=str))
         if size > MAX_OUTPUTS_BYTES:  # the saga's report would pass Temporal's 2 MB limit
             raise ApplicationError(
                 f"the items' outputs take {size} bytes; a fan-out's output is at most "
-                f"{MAX_OUTPUTS_BYTES} bytes (the saga's report carries it): return less",
+                f"{MAX_OUTPUTS_BYTES} bytes without a payload store (the saga's report carries "
+                "it): return less, or turn the store on (SAGALOOM_PAYLOAD_STORE)",
                 type="OutputTooLarge",
             )
         return outputs
@@ -236,6 +246,7 @@ class FanOut:
             heartbeat_seconds=defaults.heartbeat.total_seconds(),
             retry=_spec(policy),
             total=len(self._runs[step.name].items),
+            output_budget=None if payloads_stored() else MAX_BATCH_OUTPUT_BYTES,
         )
 
     async def _run_batch(

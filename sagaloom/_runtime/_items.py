@@ -122,24 +122,25 @@ class ItemsWorkflow:
             else:
                 result.output = output
             result.status = ItemStatus.UNDONE if batch.undo else ItemStatus.DONE
-            if not batch.undo:
-                self._keep_within_budget(result)
+            if not batch.undo and batch.output_budget is not None:
+                self._keep_within_budget(result, batch.output_budget)
         finally:
             self._running -= 1
             self._failures += result.status in _FAILURES
 
-    def _keep_within_budget(self, result: ItemResult) -> None:
+    def _keep_within_budget(self, result: ItemResult, budget: int) -> None:
         """An output that would take the batch's result past its budget fails the item.
 
         Temporal refuses a result over 2 MB (the batch could never complete); the item took
         effect, so as a failure it is compensated like any other.
         """
         size = len(json.dumps(result.output, separators=(",", ":"), default=str))
-        if self._output_bytes + size > MAX_BATCH_OUTPUT_BYTES:
+        if self._output_bytes + size > budget:
             result.status, result.output = ItemStatus.FAILED, None
             result.error = (
                 f"OutputTooLarge: the item's output ({size} bytes) takes its batch's outputs "
-                f"past {MAX_BATCH_OUTPUT_BYTES} bytes: return less, or lower batch_size"
+                f"past {budget} bytes: return less, lower batch_size, or turn the payload "
+                "store on (SAGALOOM_PAYLOAD_STORE)"
             )
             return
         self._output_bytes += size

@@ -53,10 +53,18 @@ from sagaloom._model import (
     SagaReport,
     SagaStatus,
 )
-from sagaloom._names import DEFAULT_TASK_QUEUE, KEY_EARLY_MEMO, SAGA_KEY, SAGA_NAME, WAIT_UPDATE
-from sagaloom._settings import setting
+from sagaloom._names import (
+    DEFAULT_TASK_QUEUE,
+    KEY_EARLY_MEMO,
+    PAYLOADS_MEMO,
+    SAGA_KEY,
+    SAGA_NAME,
+    WAIT_UPDATE,
+)
+from sagaloom._settings import ConfigError, setting
 from sagaloom.client._history import saga_status
 from sagaloom.client._keydesk import desk_of
+from sagaloom.storage._config import PayloadStore
 
 __all__ = [
     "DEFAULT_UI",
@@ -74,7 +82,8 @@ __all__ = [
 DEFAULT_UI = "http://localhost:8233"
 """Web UI of the embedded dev server."""
 MAX_INPUT_BYTES = 2_000_000
-"""Largest saga input ``start_saga`` sends (Temporal rejects payloads over 2 MB)."""
+"""Largest saga input ``start_saga`` sends without a payload store (Temporal rejects payloads
+over 2 MB); with one, ``SAGALOOM_MAX_INPUT_BYTES`` (100 MB unless set)."""
 
 InputT = TypeVar("InputT", bound=BaseModel)
 
@@ -88,13 +97,15 @@ async def connect(
     plugins: Sequence[Plugin] = (),
     codec: PayloadCodec | None = None,
     encode_failures: bool | None = None,
+    payloads: PayloadStore | None = None,
 ) -> Client:
     """Connect with sagaloom's data converter: pydantic payloads, tracebacks only for bugs.
 
     What is not given comes from the environment, as for every sagaloom client and worker
     (docs: Configuration): ``TEMPORAL_ADDRESS`` (else ``localhost:7233``),
     ``TEMPORAL_NAMESPACE`` (else ``default``), the encryption keys
-    (``SAGALOOM_ENCRYPTION_KEYS``) and ``SAGALOOM_ENCODE_FAILURES``; TLS and API keys from
+    (``SAGALOOM_ENCRYPTION_KEYS``), ``SAGALOOM_ENCODE_FAILURES`` and the payload store
+    (``SAGALOOM_PAYLOAD_STORE``, on NATS when ``SAGALOOM_NATS_URL`` is set); TLS and API keys from
     Temporal's own variables (``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``) or profile file.
 
     Args:
@@ -108,6 +119,7 @@ async def connect(
         codec: A payload codec (for example ``EncryptionCodec``); workers built on this client
             use it too.
         encode_failures: Move failure messages into encoded (encrypted) attributes.
+        payloads: Where payloads over the threshold go (the same store as the workers').
 
     Raises:
         ConfigError: a variable is malformed (it is named).
@@ -118,6 +130,10 @@ async def connect(
     codec = codec or codec_from_env(env)
     if encode_failures is None:
         encode_failures = bool(setting("encode_failures").read(env))
+    try:
+        payloads = payloads or PayloadStore.from_env(env)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     # TLS, mTLS and API keys come from Temporal's standard environment configuration
     # (TEMPORAL_API_KEY, TEMPORAL_TLS_CLIENT_CERT_PATH, ... or the profile file).
     profile = ClientConfig.load_client_connect_config()
@@ -127,7 +143,9 @@ async def connect(
         api_key=profile.get("api_key"),
         tls=profile.get("tls", False),
         rpc_metadata=profile.get("rpc_metadata") or {},
-        data_converter=converter(codec, encode_failures=encode_failures),
+        data_converter=converter(
+            codec, encode_failures=encode_failures, storage=payloads.external_storage()
+        ),
         runtime=runtime,
         interceptors=interceptors,
         plugins=plugins,
@@ -215,25 +233,15 @@ async def start_saga(
         The handle of the started run; with ``wait_for``, an :class:`EarlyAnswer`.
 
     Raises:
-        SagaInputError: naming each field that failed validation, an input over 2 MB, or a
+        SagaInputError: naming each field that failed validation, an input over the limit
+            (``SAGALOOM_MAX_INPUT_BYTES`` with a payload store, else Temporal's 2 MB), or a
             ``wait_for`` step the saga does not have.
         SagaAlreadyRan: a saga under this id ran and closed (the rule above).
         WorkflowAlreadyStartedError: a saga under this id is running (without ``wait_for``).
     """
     parsed = saga.parse_input(data)
-    size = len(parsed.model_dump_json().encode())  # bytes, as Temporal counts: "€" is 3
-    if size > MAX_INPUT_BYTES:
-        raise SagaInputError(
-            saga.name,
-            [
-                (
-                    "<input>",
-                    f"{size / 1e6:.1f} MB (UTF-8 bytes); Temporal refuses payloads over 2 MB: "
-                    "pass a "
-                    "reference (an id, a URL) instead of the data",
-                )
-            ],
-        )
+    stored = client.data_converter.external_storage is not None
+    _check_size(saga, parsed, stored)
     keys = saga.exclusive_keys(parsed)  # a key function that fails, fails here, before the start
     saga.check_items(parsed)  # so do a fan-out's duplicate or invalid item keys
     key = saga.key(parsed) if saga.key else None
@@ -255,7 +263,7 @@ async def start_saga(
                 static_summary=summary,
                 request_eager_start=request_eager_start,
                 id_reuse_policy=id_reuse_policy,
-                memo={KEY_EARLY_MEMO: early} if early else None,
+                memo=_memo(early, stored),
             )
         except (WorkflowAlreadyStartedError, RPCError) as err:
             refused = not isinstance(err, RPCError) or err.status == RPCStatusCode.INVALID_ARGUMENT
@@ -278,6 +286,7 @@ async def start_saga(
         result_type=SagaReport,
         search_attributes=start_attributes(saga, parsed),
         static_summary=summary,
+        memo=_memo(None, stored),
     )
     try:
         output = await client.execute_update_with_start_workflow(
@@ -299,6 +308,38 @@ async def start_saga(
         )
         return EarlyAnswer(handle, wait_for, None, ended)
     return EarlyAnswer(await start.workflow_handle(), wait_for, output, None)
+
+
+def _check_size(saga: Saga[Any], parsed: BaseModel, stored: bool) -> None:
+    """Refuse an input over the limit before anything starts (naming the limit and the way on).
+
+    Raises:
+        SagaInputError: the input is over ``SAGALOOM_MAX_INPUT_BYTES`` (with a store) or over
+            Temporal's 2 MB (without one).
+    """
+    size = len(parsed.model_dump_json().encode())  # bytes, as Temporal counts: "€" is 3
+    most = setting("max_input_bytes").read(os.environ) if stored else MAX_INPUT_BYTES
+    if size <= most:
+        return
+    if stored:
+        why = (
+            f"{size / 1e6:.1f} MB (UTF-8 bytes), over SAGALOOM_MAX_INPUT_BYTES ({most / 1e6:g} "
+            "MB): raise it, or pass a reference (an id, a URL) instead of the data"
+        )
+    else:
+        why = (
+            f"{size / 1e6:.1f} MB (UTF-8 bytes); Temporal refuses payloads over 2 MB and no "
+            "payload store is on: set SAGALOOM_PAYLOAD_STORE (or SAGALOOM_NATS_URL), or pass a "
+            "reference (an id, a URL) instead of the data"
+        )
+    raise SagaInputError(saga.name, [("<input>", why)])
+
+
+def _memo(early: Any, stored: bool) -> dict[str, Any] | None:
+    memo: dict[str, Any] = {KEY_EARLY_MEMO: early} if early else {}
+    if stored:
+        memo[PAYLOADS_MEMO] = True
+    return memo or None
 
 
 class SagaAlreadyRan(WorkflowAlreadyStartedError):

@@ -12,6 +12,9 @@ from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
 from sagaloom._names import HTTP_ACTIVITY
 from sagaloom._outage import BREAKER_OPEN, OUTAGE_BUDGET_SPENT, BreakerSettings
 from sagaloom._protocol import (
+    BODY_BYTES_HEADER,
+    BODY_DIGEST_HEADER,
+    BODY_REF_HEADER,
     COMMAND_PREFIX,
     COMMANDS_STREAM,
     DEAD_PREFIX,
@@ -22,6 +25,7 @@ from sagaloom._protocol import (
     EVENTS_PREFIX,
     EVENTS_STREAM,
     MSG_ID,
+    NAMESPACE_HEADER,
     REPLIES_STREAM,
     REPLY_SUBJECT,
     REPLY_TO_HEADER,
@@ -48,6 +52,9 @@ from sagaloom.participants._http import HttpParticipant
 from sagaloom.participants._idempotency import IDEMPOTENCY_HEADER, idempotency_key
 
 __all__ = [
+    "BODY_BYTES_HEADER",
+    "BODY_DIGEST_HEADER",
+    "BODY_REF_HEADER",
     "BREAKER_OPEN",
     "COMMANDS_STREAM",
     "COMMAND_PREFIX",
@@ -63,6 +70,7 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "MALFORMED_RESPONSE",
     "MSG_ID",
+    "NAMESPACE_HEADER",
     "OUTAGE_BUDGET_SPENT",
     "PARTICIPANT_REJECTED",
     "PARTICIPANT_UNAVAILABLE",

@@ -24,6 +24,7 @@ from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sagaloom._protocol import (
+    BODY_REF_HEADER,
     DEFAULT_NAMESPACE,
     IDEMPOTENCY_HEADER,
     MSG_ID,
@@ -33,6 +34,8 @@ from sagaloom._protocol import (
 from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.service._handlers import BadCommand, CommandInfo, Shape
 from sagaloom.service._inbox import Answer, forward_key, key_problem
+from sagaloom.storage._bodies import read_body, send_body
+from sagaloom.storage._errors import PayloadMissing
 
 if TYPE_CHECKING:
     from sagaloom.service._http import SagaService
@@ -116,7 +119,8 @@ class BrokerCommands:
             return answer
 
         try:
-            body = route.shape.parse(message.data, self.service.max_depth)
+            data = await _body(message)
+            body = route.shape.parse(data, self.service.max_depth)
             undoes = forward_key(key)
             if route.undo and undoes is None:
                 raise BadCommand(400, "an undo command's Idempotency-Key ends with ':compensate'")
@@ -171,6 +175,10 @@ class BrokerCommands:
         js = nc.jetstream()
 
         async def publish(subject: str, payload: bytes, headers: dict[str, str]) -> None:
+            # a reply over the broker's message limit goes as a reference to its stored body
+            payload, headers = await send_body(
+                js, self.names.bodies_bucket, payload, headers, namespace=None, saga=None
+            )
             await js.publish(subject, payload, headers=headers)
 
         self.service.relay.publish = publish
@@ -205,6 +213,21 @@ class BrokerCommands:
         finally:
             with contextlib.suppress(Exception):
                 await nc.drain()
+
+
+async def _body(message: Msg) -> bytes:
+    """The command's body: its own, or the stored body its reference names.
+
+    Raises:
+        BadCommand: the stored body is gone or altered (the saga is told, with the reason).
+        nats.errors.Error: the broker did not answer (the command comes again).
+    """
+    if not (message.headers or {}).get(BODY_REF_HEADER):
+        return message.data
+    try:
+        return await read_body(message._client.jetstream(), message.data, message.headers)
+    except PayloadMissing as err:
+        raise BadCommand(400, str(err)) from None
 
 
 async def _one_line(err: Exception) -> None:

@@ -26,6 +26,7 @@ from sagaloom._settings import (
     setting,
 )
 from sagaloom.participants._breakers import Breakers
+from sagaloom.storage._config import PayloadStore
 
 __all__ = ["DEFAULT_TASK_QUEUE", "VERSIONING_BEHAVIORS", "ConfigError", "WorkerConfig"]
 
@@ -70,6 +71,13 @@ class WorkerConfig:
     nats_namespace: str = DEFAULT_NAMESPACE
     nats_max_msgs: int = _default("nats_max_msgs")
     nats_max_bytes: int = _default("nats_max_bytes")
+    payload_store: str = _default("payload_store")
+    payload_threshold: int = _default("payload_threshold")
+    payload_bucket: str = _default("payload_bucket")
+    payload_prefix: str = ""
+    payload_endpoint: str | None = None
+    max_input_bytes: int = _default("max_input_bytes")
+    payload_sweep: timedelta = timedelta(hours=1)
     triggers: tuple[str, ...] = ()
     sandboxed: bool = True
     breaker: bool = True
@@ -105,6 +113,10 @@ class WorkerConfig:
                 f"{SERVICE_PREFIX}{name.upper()}{RATE_SUFFIX} / {CONCURRENCY_SUFFIX}: a limit "
                 f"for service {name!r}, which has no URL ({SERVICE_PREFIX}{name.upper()})"
             )
+        if self.payload_store == "nats" and self.nats_url is None:
+            raise ConfigError("SAGALOOM_PAYLOAD_STORE=nats needs SAGALOOM_NATS_URL")
+        if self.payload_store == "s3" and not self.payload_bucket:
+            raise ConfigError("SAGALOOM_PAYLOAD_STORE=s3 needs SAGALOOM_PAYLOAD_BUCKET")
         if self.versioning not in VERSIONING_BEHAVIORS:
             raise ConfigError(
                 f"versioning {self.versioning!r} must be one of {', '.join(VERSIONING_BEHAVIORS)}"
@@ -122,6 +134,17 @@ class WorkerConfig:
             outage_budget=self.outage_budget,
         )
         return Breakers(settings, self.outage_budgets)
+
+    def payloads(self) -> PayloadStore:
+        """The payload store these settings name (``off`` included)."""
+        return PayloadStore.from_settings(
+            self.payload_store,
+            nats_url=self.nats_url,
+            bucket=self.payload_bucket,
+            prefix=self.payload_prefix,
+            endpoint=self.payload_endpoint,
+            threshold=self.payload_threshold,
+        )
 
     def service_limits(self) -> dict[str, ServiceLimit]:
         """The services whose calls are limited, and their limits."""

@@ -33,6 +33,7 @@ from sagaloom._runtime._routing import ServiceRouting
 from sagaloom._settings import setting
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._http import HttpParticipant
+from sagaloom.storage._config import PayloadStore
 from sagaloom.worker._config import WorkerConfig
 from sagaloom.worker._keys import (
     ask_key,
@@ -89,6 +90,7 @@ class SagaloomPlugin(SimplePlugin):
         nats_limits: StreamLimits | None = None,
         breakers: Breakers | None = None,
         limits: Mapping[str, ServiceLimit] | None = None,
+        payloads: PayloadStore | None = None,
     ) -> None:
         """Create the plugin.
 
@@ -121,6 +123,10 @@ class SagaloomPlugin(SimplePlugin):
             limits: Services whose HTTP calls are limited in rate (all workers together) or
                 concurrency (per worker). None: ``SAGALOOM_SERVICE_<NAME>_CALLS_PER_SECOND``
                 and ``_MAX_CONCURRENT_CALLS`` with ``services=None``, else none.
+            payloads: Where payloads over the threshold go, history keeping a reference. None:
+                ``SAGALOOM_PAYLOAD_*`` with ``services=None``, else NATS JetStream's object
+                store when ``nats_url`` is given (off without). A store the client's data
+                converter already has is kept.
         """
         if services is None:
             env = WorkerConfig.from_env()
@@ -131,6 +137,9 @@ class SagaloomPlugin(SimplePlugin):
             nats_limits = nats_limits or StreamLimits(env.nats_max_msgs, env.nats_max_bytes)
             breakers = breakers or env.breakers()
             limits = limits if limits is not None else env.service_limits()
+            payloads = payloads or env.payloads()
+        self.payloads = payloads or PayloadStore.from_settings("auto", nats_url=nats_url)
+        """Where this plugin's data converter stores large payloads (``kind="off"``: nowhere)."""
         signer = ReplySigner(reply_secret)
         breakers = breakers or Breakers(BreakerSettings())
         self.participant = HttpParticipant(
@@ -204,6 +213,7 @@ class SagaloomPlugin(SimplePlugin):
             nats_limits=StreamLimits(config.nats_max_msgs, config.nats_max_bytes),
             breakers=config.breakers(),
             limits=config.service_limits(),
+            payloads=config.payloads(),
         )
 
     def _converter(self, existing: DataConverter | None) -> DataConverter:
@@ -212,7 +222,10 @@ class SagaloomPlugin(SimplePlugin):
             or (existing.payload_codec if existing is not None else None)
             or self._env_codec
         )
-        return converter(codec, encode_failures=self._encode_failures)
+        storage = (existing.external_storage if existing is not None else None) or (
+            self.payloads.external_storage()
+        )
+        return converter(codec, encode_failures=self._encode_failures, storage=storage)
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
         """Run ``worker``, and beside it the key shards' worker and one per limited service.

@@ -30,6 +30,8 @@ from sagaloom._ops._telemetry import metrics_runtime, tracing_plugin
 from sagaloom._runtime import SagaWorkflow
 from sagaloom.client._sagas import connect
 from sagaloom.client._search_attributes import ensure_search_attributes
+from sagaloom.storage._config import PayloadStore
+from sagaloom.storage._sweeper import PayloadSweeper
 from sagaloom.worker._config import ConfigError, WorkerConfig
 from sagaloom.worker._endpoint import WorkerEndpoint
 from sagaloom.worker._parked import parked_gauges
@@ -173,7 +175,7 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
                 "(set the same secret on every worker)"
             )
     try:
-        client = await _connect_patiently(config, stop)
+        client = await _connect_patiently(config, stop, plugin.payloads)
         if client is None:
             return
         client_box.append(client)
@@ -196,7 +198,8 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
         if config.metrics_address:
             log.info("metrics at http://%s/metrics", config.metrics_address)
         parked = parked_gauges(client) if config.metrics_address else contextlib.nullcontext()
-        async with worker, _consuming(plugin, client, deliver_one, triggers, config, stop), parked:
+        consuming = _consuming(plugin, client, deliver_one, triggers, config, stop)
+        async with worker, consuming, parked, _sweeping(plugin, client, config):
             if endpoint is not None:
                 endpoint.ready = True
             await stop.wait()
@@ -209,7 +212,9 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event | None = None) ->
     log.info("worker stopped")
 
 
-async def _connect_patiently(config: WorkerConfig, stop: asyncio.Event) -> Client | None:
+async def _connect_patiently(
+    config: WorkerConfig, stop: asyncio.Event, payloads: PayloadStore
+) -> Client | None:
     """Connect to Temporal, retrying with back-off (1 s doubling to 30 s) until ``stop``."""
     runtime = metrics_runtime(config.metrics_address) if config.metrics_address else None
     plugins = [tracing_plugin()] if config.tracing else []
@@ -224,6 +229,7 @@ async def _connect_patiently(config: WorkerConfig, stop: asyncio.Event) -> Clien
                 plugins=plugins,
                 codec=EncryptionCodec.from_spec(keys.get_secret_value()) if keys else None,
                 encode_failures=config.encode_failures,
+                payloads=payloads,
             )
         except RuntimeError as err:  # the SDK's connection failure
             reason = str(err).splitlines()[0][:200]
@@ -238,6 +244,27 @@ async def _connect_patiently(config: WorkerConfig, stop: asyncio.Event) -> Clien
             await asyncio.wait_for(stop.wait(), delay)
         delay, attempt = min(delay * 2, 30.0), attempt + 1
     return None
+
+
+@contextlib.asynccontextmanager
+async def _sweeping(
+    plugin: SagaloomPlugin, client: Client, config: WorkerConfig
+) -> AsyncIterator[None]:
+    """Sweep the stored payloads of sagas gone past retention, meanwhile.
+
+    (Broker bodies need no sweep: their bucket's TTL is the streams' age.)
+    """
+    if not plugin.payloads.on:
+        yield
+        return
+    done = asyncio.Event()
+    sweeper = PayloadSweeper([plugin.payloads.sweepable()], client)
+    task = asyncio.create_task(sweeper.run(config.payload_sweep, done))
+    try:
+        yield
+    finally:
+        done.set()
+        await task
 
 
 async def _register_attributes(client: Client, namespace: str) -> None:
