@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from sagaloom._model import Reply, reply_problem
+from sagaloom._model import MAX_REPLY_BYTES, Reply, reply_problem
 from sagaloom._names import REPLY_UPDATE, reply_activity_id, saga_of
 from sagaloom._reply_auth import ReplySigner
 
@@ -69,8 +69,8 @@ class Intake:
     reply: Reply | None = None
 
 
-def read_reply(raw: bytes | str, signer: ReplySigner) -> Intake:
-    """Parse and check a reply's body: its fields, its token, its size.
+def read_reply(raw: bytes | str, signer: ReplySigner, limit: int = MAX_REPLY_BYTES) -> Intake:
+    """Parse and check a reply's body: its fields, its token, its size (at most ``limit``).
 
     Returns:
         ``ACCEPTED`` with the :class:`Reply` to hand over, or why it is refused.
@@ -93,7 +93,7 @@ def read_reply(raw: bytes | str, signer: ReplySigner) -> Intake:
     reply = Reply(
         correlation_id=body.correlation_id, ok=body.ok, data=body.data, reason=body.reason
     )
-    problem = reply_problem(reply)
+    problem = reply_problem(reply, limit)
     if problem is not None:
         return Intake(Verdict.TOO_LARGE if "bytes" in problem else Verdict.MALFORMED, problem)
     return Intake(Verdict.ACCEPTED, reply=reply)

@@ -20,6 +20,7 @@ __all__ = [
     "EXCLUSIVE_TIMEOUT",
     "MAX_REPLY_BYTES",
     "MAX_REPLY_DEPTH",
+    "MAX_STORED_REPLY_BYTES",
     "SAGA_COMPENSATED",
     "SAGA_COMPENSATION_FAILED",
     "SAGA_ENDED_FIRST",
@@ -166,6 +167,9 @@ class Reply(BaseModel):
 MAX_REPLY_BYTES = 64 * 1024
 """Largest reply a saga takes (its data as JSON): far under Temporal's 2 MB payload limit, so
 even the replies a saga may take in its life stay far under the 50 MB history limit."""
+MAX_STORED_REPLY_BYTES = 64 * 1024 * 1024
+"""Largest reply a saga takes when its payloads go to a store (a broker reply; history holds a
+reference to the data, so its size no longer weighs on history)."""
 MAX_REPLY_DEPTH = 32
 """Deepest nesting of a reply's data."""
 
@@ -185,11 +189,17 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def reply_problem(reply: Reply) -> str | None:
-    """Why a saga would refuse ``reply`` for its size or shape; None when it is acceptable."""
+def reply_problem(reply: Reply, limit: int = MAX_REPLY_BYTES) -> str | None:
+    """Why a saga would refuse ``reply`` for its size or shape; None when it is acceptable.
+
+    Args:
+        reply: The reply.
+        limit: The largest data (JSON bytes): :data:`MAX_REPLY_BYTES`, or
+            :data:`MAX_STORED_REPLY_BYTES` where the saga's payloads go to a store.
+    """
     size = len(json.dumps(reply.data, separators=(",", ":"), default=str))
-    if size > MAX_REPLY_BYTES:
-        return f"reply data is {size} bytes; the limit is {MAX_REPLY_BYTES} bytes"
+    if size > limit:
+        return f"reply data is {size} bytes; the limit is {limit} bytes"
     if _depth(reply.data, MAX_REPLY_DEPTH) > MAX_REPLY_DEPTH:
         return f"reply data nests deeper than {MAX_REPLY_DEPTH} levels"
     if len(reply.reason) > 1000:

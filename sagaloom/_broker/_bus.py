@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.common import MetricCounter, MetricMeter
 from temporalio.exceptions import ApplicationError
 
-from sagaloom._model import BrokerCommand, Reply, SagaEvent
+from sagaloom._model import MAX_REPLY_BYTES, BrokerCommand, Reply, SagaEvent
 from sagaloom._names import COMMAND_ACTIVITY, COMMAND_ASK_ACTIVITY, EVENTS_ACTIVITY
 from sagaloom._outage import COMMAND_PROBE_ACTIVITY, COMMAND_SILENT_ACTIVITY
 from sagaloom._protocol import (
@@ -135,6 +135,8 @@ class Broker:
         self._js: JetStreamContext | None = None
         self._lock = asyncio.Lock()
         self._events: MetricCounter | None = None
+        self.reply_limit = MAX_REPLY_BYTES
+        """Largest reply data taken (``MAX_STORED_REPLY_BYTES`` with a payload store)."""
 
     def use_meter(self, meter: MetricMeter) -> None:
         """Count connection events in ``sagaloom_broker_connection_events`` (by ``event``)."""

@@ -264,7 +264,7 @@ class BrokerConsumers:
         data = await self._body(message, "reply")
         if data is None:
             return
-        intake = read_reply(data, self._broker.signer)
+        intake = read_reply(data, self._broker.signer, self._broker.reply_limit)
         if intake.verdict is Verdict.ACCEPTED and intake.reply is not None:
             intake = await hand_over(self._deliver, intake.reply, 10)
         match intake.verdict:

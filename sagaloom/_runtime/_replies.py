@@ -14,8 +14,9 @@ from typing import Any
 
 from temporalio import workflow
 
-from sagaloom._model import Reply, reply_problem
+from sagaloom._model import MAX_REPLY_BYTES, MAX_STORED_REPLY_BYTES, Reply, reply_problem
 from sagaloom._names import REPLY_PATCH
+from sagaloom._runtime._payloads import payloads_stored
 
 __all__ = ["Replies", "ReplyFailed"]
 
@@ -59,7 +60,8 @@ class Replies:
             raise ValueError(f"duplicate reply for {correlation}: the first one was taken")
         if correlation not in self._awaiting:
             raise ValueError(f"no step waits for a reply to {correlation} (late or unexpected)")
-        problem = reply_problem(reply)
+        limit = MAX_STORED_REPLY_BYTES if payloads_stored() else MAX_REPLY_BYTES
+        problem = reply_problem(reply, limit)
         if problem is not None:
             raise ValueError(problem)
 

@@ -21,6 +21,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from sagaloom._broker._bus import Broker, StreamLimits
 from sagaloom._codec import codec_from_env
 from sagaloom._converter import converter
+from sagaloom._model import MAX_STORED_REPLY_BYTES
 from sagaloom._names import KEY_QUEUE
 from sagaloom._outage import BreakerSettings, ServiceLimit, limit_queue
 from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
@@ -149,6 +150,8 @@ class SagaloomPlugin(SimplePlugin):
         names = BrokerNames(nats_namespace or DEFAULT_NAMESPACE)
         self.broker = Broker(nats_url, signer, names, nats_limits, breakers) if nats_url else None
         """The broker connection whose activities workers run (with ``nats_url``)."""
+        if self.broker is not None and self.payloads.on:  # a reply's data goes to the store
+            self.broker.reply_limit = MAX_STORED_REPLY_BYTES
         activities: list[Callable[..., Any]] = [self.participant.call] if http else []
         workflows = list(sagas)
         if http and breakers.enabled:

@@ -1,0 +1,364 @@
+"""Large payloads (docs/payloads.md): a saga input, a broker command and its reply far over
+Temporal's 2 MB and the broker's 1 MB go to a store, and history keeps a reference.
+
+Real stack: the dev server, a NATS JetStream server (the embedded default store), a real
+``saga worker`` process, an archive participant built on the toolkit (over NATS); S3 from moto's
+server mode on loopback. What a user checks: the saga ends as it should, the participant applied
+each command once with the exact bytes, history stays small, the store holds the payloads (and,
+with encryption on, holds no plaintext), and what no history refers to any more is swept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+from pydantic import BaseModel
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowHandle
+
+from sagaloom import SagaInputError, SagaStatus
+from sagaloom.client import connect, outcome, start_saga
+from sagaloom.converter import EncryptionCodec
+from sagaloom.server import NatsServer
+from sagaloom.service import Answer, Refused, SagaService, sqlite_engine
+from sagaloom.storage import DEFAULT_BUCKET, PayloadStore, PayloadSweeper
+from tests._helpers import Stack, wait_for_reply_consumer
+from tests._payload_sagas import DOCUMENTS
+from tests._s3 import CREDENTIALS, s3_server
+
+pytestmark = pytest.mark.integration
+
+MB = 1_000_000
+
+metadata = MetaData()
+filed = Table(
+    "filed",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("doc_id", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+)
+
+
+class FileBody(BaseModel):
+    doc_id: str
+    body: str
+    echo: bool = False
+
+
+class DocRef(BaseModel):
+    doc_id: str
+
+
+def archive(path: Path) -> SagaService:
+    """The archive: files a document (its digest and size), unfiles it, approves it."""
+    service = SagaService(sqlite_engine(path), metadata=metadata)
+
+    @service.command("archive.file")
+    async def file(body: FileBody, tx: AsyncSession) -> dict[str, Any]:
+        digest = hashlib.sha256(body.body.encode()).hexdigest()
+        size = len(body.body.encode())
+        await tx.execute(
+            insert(filed).values(doc_id=body.doc_id, sha256=digest, bytes=size, status="filed")
+        )
+        return {"sha256": digest, "bytes": size, "copy": body.body if body.echo else ""}
+
+    @service.command("archive.unfile", undo=True)
+    async def unfile(body: DocRef, tx: AsyncSession, done: Answer) -> dict[str, str]:
+        await tx.execute(update(filed).where(filed.c.doc_id == body.doc_id).values(status="gone"))
+        return {"unfiled": body.doc_id}
+
+    @service.command("archive.approve")
+    async def approve(body: DocRef, tx: AsyncSession) -> dict[str, bool]:
+        if "reject" in body.doc_id:
+            raise Refused("not approved")
+        return {"approved": True}
+
+    return service
+
+
+async def rows(service: SagaService, doc_id: str) -> list[tuple[str, int, str]]:
+    async with service.engine.connect() as connection:
+        found = await connection.execute(
+            select(filed.c.sha256, filed.c.bytes, filed.c.status).where(filed.c.doc_id == doc_id)
+        )
+        return [(r.sha256, r.bytes, r.status) for r in found]
+
+
+def document(size: int, marker: str = "") -> str:
+    """``size`` characters of text that does not compress to nothing, starting with ``marker``."""
+    seed = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+    body = marker + (seed * (size // len(seed) + 1))
+    return body[:size]
+
+
+async def history_bytes(handle: WorkflowHandle[Any, Any]) -> int:
+    history = await handle.fetch_history()
+    return sum(event.ByteSize() for event in history.events)
+
+
+async def stored_names(url: str, bucket: str = DEFAULT_BUCKET) -> list[str]:
+    nc = await nats.connect(url)
+    try:
+        store = await nc.jetstream().object_store(bucket)
+        with contextlib.suppress(Exception):
+            return [info.name for info in await store.list(ignore_deletes=True)]
+        return []
+    finally:
+        await nc.close()
+
+
+async def raw_objects(url: str, bucket: str = DEFAULT_BUCKET) -> dict[str, bytes]:
+    nc = await nats.connect(url)
+    try:
+        store = await nc.jetstream().object_store(bucket)
+        found = {}
+        for info in await store.list(ignore_deletes=True):
+            found[info.name] = (await store.get(info.name)).data or b""
+        return found
+    finally:
+        await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def consuming(service: SagaService, url: str, durable: str) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.consume(url, durable=durable, stop=stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+def worker(stack: Stack, nats_server: NatsServer, **env: str) -> tuple[str, Any]:
+    name = f"payloads-{os.urandom(3).hex()}"
+    process = stack.start_worker(
+        name,
+        "--module",
+        "tests._payload_sagas",
+        "--task-queue",
+        name,
+        "--nats",
+        nats_server.url,
+        env=env,
+    )
+    return name, process
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def nats_queue(stack: Stack, nats_server: NatsServer) -> AsyncIterator[str]:
+    name, process = worker(stack, nats_server)  # the default: SAGALOOM_PAYLOAD_STORE=auto
+    await wait_for_reply_consumer(nats_server.url, process)
+    yield name
+    process.terminate()
+    process.wait(20)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stored_client(stack: Stack, nats_server: NatsServer) -> Client:
+    return await connect(stack.address, payloads=PayloadStore("nats", nats_server.url))
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> SagaService:
+    return archive(tmp_path_factory.mktemp("archive") / "archive.sqlite3")
+
+
+async def test_a_5_mb_document_files_once_and_its_history_holds_references(
+    stored_client: Client, nats_server: NatsServer, nats_queue: str, service: SagaService
+) -> None:
+    doc_id = f"doc-{uuid.uuid4().hex[:8]}"
+    body = document(5 * MB)
+    async with consuming(service, nats_server.url, "archive-nats"):
+        handle = await start_saga(
+            stored_client,
+            DOCUMENTS,
+            {"doc_id": doc_id, "body": body, "echo": True},
+            task_queue=nats_queue,
+        )
+        result = await asyncio.wait_for(outcome(handle), 120)
+
+    assert result.status is SagaStatus.COMPLETED, result
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    # the participant got the exact 5 MB body (a command over the broker's 1 MB), once
+    assert await rows(service, doc_id) == [(digest, 5 * MB, "filed")]
+    assert result.report is not None
+    output = result.report.outputs["file"]  # the 5 MB reply came back whole
+    assert output["sha256"] == digest and output["copy"] == body
+    # history holds references: far under the 15 MB the input, command and reply weigh
+    assert await history_bytes(handle) < 200_000
+    names = await stored_names(nats_server.url)
+    assert any(n.startswith(f"default/{handle.id}/") for n in names), names
+
+
+async def test_a_refused_step_unfiles_the_large_document_once(
+    stored_client: Client, nats_server: NatsServer, nats_queue: str, service: SagaService
+) -> None:
+    doc_id = f"reject-{uuid.uuid4().hex[:8]}"
+    body = document(3 * MB)
+    async with consuming(service, nats_server.url, "archive-nats"):
+        handle = await start_saga(
+            stored_client, DOCUMENTS, {"doc_id": doc_id, "body": body}, task_queue=nats_queue
+        )
+        result = await asyncio.wait_for(outcome(handle), 120)
+
+    assert result.status is SagaStatus.COMPENSATED
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    assert await rows(service, doc_id) == [(digest, 3 * MB, "gone")]
+
+
+async def test_without_a_store_an_input_over_2_mb_is_refused_before_the_start(
+    stack: Stack,
+) -> None:
+    plain = await connect(stack.address, payloads=PayloadStore("off"))
+    with pytest.raises(SagaInputError, match=r"2 MB"):
+        await start_saga(plain, DOCUMENTS, {"doc_id": "too-big", "body": document(3 * MB)})
+
+
+async def test_with_a_store_an_input_over_the_set_limit_is_refused_naming_it(
+    stored_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAGALOOM_MAX_INPUT_BYTES", str(4 * MB))
+    with pytest.raises(SagaInputError, match=r"SAGALOOM_MAX_INPUT_BYTES"):
+        await start_saga(stored_client, DOCUMENTS, {"doc_id": "d", "body": document(5 * MB)})
+
+
+async def test_a_stored_payload_is_encrypted_when_the_codec_is_on(
+    stack: Stack, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    keys = f"k1={EncryptionCodec.new_key()}"
+    name, process = worker(stack, nats_server, SAGALOOM_ENCRYPTION_KEYS=keys)
+    service = archive(tmp_path / "archive.sqlite3")
+    try:
+        await wait_for_reply_consumer(nats_server.url, process)
+        client = await connect(
+            stack.address,
+            codec=EncryptionCodec.from_spec(keys),
+            payloads=PayloadStore("nats", nats_server.url),
+        )
+        doc_id = f"secret-{uuid.uuid4().hex[:8]}"
+        marker = "TOP-SECRET-" + uuid.uuid4().hex
+        body = document(3 * MB, marker)
+        async with consuming(service, nats_server.url, f"archive-{name}"):
+            handle = await start_saga(
+                client, DOCUMENTS, {"doc_id": doc_id, "body": body}, task_queue=name
+            )
+            result = await asyncio.wait_for(outcome(handle), 120)
+    finally:
+        process.terminate()
+        process.wait(20)
+
+    assert result.status is SagaStatus.COMPLETED
+    objects = {
+        n: data
+        for n, data in (await raw_objects(nats_server.url)).items()
+        if n.startswith(f"default/{handle.id}/")
+    }
+    assert objects, "nothing of the saga was stored"
+    assert all(marker.encode() not in data for data in objects.values())
+    assert all(len(data) > 3 * MB for data in objects.values())  # the input, whole, encrypted
+
+
+async def test_the_sweeper_removes_what_a_deleted_run_stored_and_keeps_a_live_ones(
+    stored_client: Client, nats_server: NatsServer, nats_queue: str, service: SagaService
+) -> None:
+    gone_id, kept_id = (f"sweep-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    async with consuming(service, nats_server.url, "archive-nats"):
+        handles = [
+            await start_saga(
+                stored_client,
+                DOCUMENTS,
+                {"doc_id": d, "body": document(MB // 2)},
+                task_queue=nats_queue,
+            )
+            for d in (gone_id, kept_id)
+        ]
+        for handle in handles:
+            assert (await asyncio.wait_for(outcome(handle), 120)).status is SagaStatus.COMPLETED
+    gone, kept = handles
+    await stored_client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace="default", workflow_execution=WorkflowExecution(workflow_id=gone.id)
+        )
+    )
+    store = PayloadStore("nats", nats_server.url)
+    sweeper = PayloadSweeper([store.sweepable()], stored_client, grace=timedelta(0))
+    async with asyncio.timeout(60):
+        while any(n.startswith(f"default/{gone.id}/") for n in await stored_names(nats_server.url)):
+            await sweeper.sweep()  # (the deletion is asynchronous on the server)
+            await asyncio.sleep(0.5)
+    names = await stored_names(nats_server.url)
+    assert any(n.startswith(f"default/{kept.id}/") for n in names)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with s3_server(tmp_path_factory.mktemp("s3")) as endpoint:
+        yield endpoint
+
+
+async def test_on_s3_a_large_document_files_once_and_the_bucket_holds_it(
+    stack: Stack,
+    nats_server: NatsServer,
+    s3: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aioboto3
+
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    bucket = f"payloads-{uuid.uuid4().hex[:8]}"
+    async with aioboto3.Session().client("s3", endpoint_url=s3) as admin:
+        await admin.create_bucket(Bucket=bucket)
+    env = {
+        **CREDENTIALS,
+        "SAGALOOM_PAYLOAD_STORE": "s3",
+        "SAGALOOM_PAYLOAD_BUCKET": bucket,
+        "SAGALOOM_S3_ENDPOINT": s3,
+    }
+    name, process = worker(stack, nats_server, **env)
+    service = archive(tmp_path / "archive.sqlite3")
+    try:
+        await wait_for_reply_consumer(nats_server.url, process)
+        client = await connect(
+            stack.address, payloads=PayloadStore("s3", bucket=bucket, endpoint=s3)
+        )
+        doc_id = f"s3-{uuid.uuid4().hex[:8]}"
+        body = document(3 * MB)
+        async with consuming(service, nats_server.url, f"archive-{name}"):
+            handle = await start_saga(
+                client, DOCUMENTS, {"doc_id": doc_id, "body": body, "echo": True}, task_queue=name
+            )
+            result = await asyncio.wait_for(outcome(handle), 120)
+    finally:
+        process.terminate()
+        process.wait(20)
+
+    assert result.status is SagaStatus.COMPLETED, result
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    assert await rows(service, doc_id) == [(digest, 3 * MB, "filed")]
+    assert result.report is not None and result.report.outputs["file"]["copy"] == body
+    assert await history_bytes(handle) < 200_000
+    async with aioboto3.Session().client("s3", endpoint_url=s3) as admin:
+        listed = await admin.list_objects_v2(Bucket=bucket)
+    keys = [item["Key"] for item in listed.get("Contents", [])]
+    assert any(handle.id in key for key in keys), keys
+    assert sum(item["Size"] for item in listed["Contents"]) > 3 * MB
