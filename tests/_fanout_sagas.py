@@ -99,4 +99,8 @@ TOLERANT_BATCHED = fan_saga("TolerantBatchedFanSaga", max_concurrency=2, batch_s
 """Two items may fail, counted across batches of four (two at a time)."""
 TolerantBatchedFanSaga = saga_workflow(TOLERANT_BATCHED)
 
+WIDE = fan_saga("WideFanSaga", max_concurrency=64, batch_size=1000)
+"""Sixty-four at a time, in batches of a thousand (the payload store's 10,000-item test)."""
+WideFanSaga = saga_workflow(WIDE)
+
 FAN_SAGAS = [FanSaga, TolerantFanSaga, TolerantBatchedFanSaga]

@@ -65,6 +65,8 @@ async def _answer(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
             return {"unexpected": True}
         case "big":  # an answer of 300 kB
             return {"id": "big-1", "blob": "x" * 300_000}
+        case "10kb":  # an answer of 10 kB, different for each item
+            return {"id": f"{request.path}", "blob": (request.path * 10_000)[:10_000]}
         case "slow":  # a while, heartbeating so a cancellation gets through
             for _ in range(20):
                 if not activity.info().is_local:

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,16 +30,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
 
 from sagaloom import SagaInputError, SagaStatus
+from sagaloom._runtime._items import ItemsWorkflow
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.converter import EncryptionCodec
 from sagaloom.server import NatsServer
 from sagaloom.service import Answer, Refused, SagaService, sqlite_engine
 from sagaloom.storage import DEFAULT_BUCKET, PayloadStore, PayloadSweeper
+from tests._fanout_sagas import FAN, WIDE, FanSaga, WideFanSaga
 from tests._helpers import Stack, wait_for_reply_consumer
 from tests._payload_sagas import DOCUMENTS
 from tests._s3 import CREDENTIALS, s3_server
+from tests._scripted import CALLS, scripted
 
 pytestmark = pytest.mark.integration
 
@@ -362,3 +367,73 @@ async def test_on_s3_a_large_document_files_once_and_the_bucket_holds_it(
     keys = [item["Key"] for item in listed.get("Contents", [])]
     assert any(handle.id in key for key in keys), keys
     assert sum(item["Size"] for item in listed["Contents"]) > 3 * MB
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def fan_queue(stored_client: Client) -> AsyncIterator[str]:
+    """An in-process worker on the stored client, the scripted participant answering."""
+    queue = f"payload-fan-{os.urandom(3).hex()}"
+    async with Worker(
+        stored_client,
+        task_queue=queue,
+        workflows=[FanSaga, WideFanSaga, ItemsWorkflow],
+        activities=[scripted],
+        max_concurrent_activities=64,
+    ):
+        yield queue
+
+
+def fan_plan(count: int, do: str) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    return {"run": run, "items": [{"id": f"i{n}", "do": do} for n in range(count)]}
+
+
+def booked(p: dict[str, Any]) -> Counter[str]:
+    return Counter(
+        path.split("/")[2]
+        for path, _ in CALLS[p["run"]]
+        if path.startswith("/book/") and not path.endswith("/undo")
+    )
+
+
+async def test_a_fan_out_whose_outputs_pass_1_mb_completes_when_payloads_are_stored(
+    stored_client: Client, fan_queue: str
+) -> None:
+    p = fan_plan(40, "big")  # 300 kB each: 12 MB of outputs (without a store: OutputTooLarge)
+    handle = await start_saga(stored_client, FAN, p, task_queue=fan_queue)
+    result = await asyncio.wait_for(outcome(handle), 180)
+
+    assert result.status is SagaStatus.COMPLETED, result.report
+    assert booked(p) == Counter({f"i{n}": 1 for n in range(40)})
+    assert await history_bytes(handle) < 1_000_000
+
+
+@pytest.mark.slow
+async def test_ten_thousand_items_of_10_kb_each_complete_and_history_stays_small(
+    stored_client: Client, fan_queue: str
+) -> None:
+    p = fan_plan(10_000, "10kb")  # 100 MB of results
+    handle = await start_saga(stored_client, WIDE, p, task_queue=fan_queue)
+    result = await asyncio.wait_for(outcome(handle), 1200)
+
+    assert result.status is SagaStatus.COMPLETED, result.report
+    assert booked(p) == Counter({f"i{n}": 1 for n in range(10_000)})
+    assert await history_bytes(handle) < 5_000_000
+
+
+@pytest.mark.slow
+async def test_a_50_mb_document_files_once(
+    stored_client: Client, nats_server: NatsServer, nats_queue: str, service: SagaService
+) -> None:
+    doc_id = f"doc50-{uuid.uuid4().hex[:8]}"
+    body = document(50 * MB)
+    async with consuming(service, nats_server.url, "archive-nats"):
+        handle = await start_saga(
+            stored_client, DOCUMENTS, {"doc_id": doc_id, "body": body}, task_queue=nats_queue
+        )
+        result = await asyncio.wait_for(outcome(handle), 600)
+
+    assert result.status is SagaStatus.COMPLETED, result
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    assert await rows(service, doc_id) == [(digest, 50 * MB, "filed")]
+    assert await history_bytes(handle) < 200_000

@@ -170,8 +170,12 @@ class BrokerCommands:
         registered subjects; the outbox's broker replies go out on the same connection.
         """
         stop = stop or asyncio.Event()
+        async def disconnected() -> None:
+            if not stop.is_set():  # (a stop closes the connection: no news)
+                log.warning("nats: disconnected: reconnecting")
+
         nc = await nats.connect(url, name=f"sagaloom-service-{durable}", max_reconnect_attempts=-1,
-                                error_cb=_one_line, disconnected_cb=_disconnected)  # fmt: skip
+                                error_cb=_one_line, disconnected_cb=disconnected)  # fmt: skip
         js = nc.jetstream()
 
         async def publish(subject: str, payload: bytes, headers: dict[str, str]) -> None:
@@ -211,8 +215,10 @@ class BrokerCommands:
                         log.warning("command %s not applied: %s: %s", message.subject,
                                     type(err).__name__, err)  # fmt: skip
         finally:
+            # Every command taken was answered and every reply's publish awaited its ack:
+            # nothing is in flight, so close (a drain waits 30 s on the pull subscription).
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await nc.close()
 
 
 async def _body(message: Msg) -> bytes:
@@ -233,7 +239,3 @@ async def _body(message: Msg) -> bytes:
 async def _one_line(err: Exception) -> None:
     """A broker connection error as one log line (not nats-py's traceback per reconnect)."""
     log.warning("nats: %s: %s", type(err).__name__, err)
-
-
-async def _disconnected() -> None:
-    log.warning("nats: disconnected: reconnecting")
