@@ -413,15 +413,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "replies: replies over 64 KiB are refused before they reach history",
         "sagaloom/_model.py",
-        "    if size > MAX_REPLY_BYTES:",
-        "    if size > 100 * MAX_REPLY_BYTES:",
+        "    if size > limit:",
+        "    if size > 100 * limit:",
         ("tests/test_replies.py", "-k", "flood"),
     ),
     Mutation(
         "broker: each lifecycle event is stored once (its id is its Nats-Msg-Id)",
         "sagaloom/_broker/_bus.py",
-        'headers={MSG_ID: event.id, "Content-Type": "application/cloudevents+json"},',
-        'headers={"Content-Type": "application/cloudevents+json"},',
+        '{MSG_ID: event.id, "Content-Type": "application/cloudevents+json"},',
+        '{"Content-Type": "application/cloudevents+json"},',
         ("tests/test_broker.py", "-k", "lifecycle"),
     ),
     Mutation(
@@ -1251,6 +1251,48 @@ MUTATIONS: tuple[Mutation, ...] = (
         'SagaStatus = "{SagaStatus.NEEDS_ATTENTION}"',
         'SagaStatus = "{SagaStatus.FAILED}"',
         ("tests/test_operations.py", "-k", "parked_saga_fires"),
+    ),
+    Mutation(
+        "payloads: a broker body over the message limit travels as a stored reference",
+        "sagaloom/storage/_bodies.py",
+        "    if len(data) <= most:",
+        "    if True:",
+        ("tests/test_payloads.py", "-k", "5_mb"),
+    ),
+    Mutation(
+        "payloads: a stored body is read back before the command is applied",
+        "sagaloom/service/_commands.py",
+        "    if not (message.headers or {}).get(BODY_REF_HEADER):",
+        "    if True:",
+        ("tests/test_payloads.py", "-k", "5_mb"),
+    ),
+    Mutation(
+        "payloads: with a store, a saga input is bounded by SAGALOOM_MAX_INPUT_BYTES",
+        "sagaloom/client/_sagas.py",
+        '    most = setting("max_input_bytes").read(os.environ) if stored else MAX_INPUT_BYTES',
+        "    most = MAX_INPUT_BYTES",
+        ("tests/test_payloads.py", "-k", "input or 5_mb"),
+    ),
+    Mutation(
+        "payloads: a fan-out's outputs are not capped by history when payloads are stored",
+        R + "_fanout.py",
+        "            output_budget=None if payloads_stored() else MAX_BATCH_OUTPUT_BYTES,",
+        "            output_budget=MAX_BATCH_OUTPUT_BYTES,",
+        ("tests/test_payloads.py", "-k", "fan_out"),
+    ),
+    Mutation(
+        "payloads: the sweeper keeps what a run still refers to",
+        "sagaloom/storage/_sweeper.py",
+        "        return True",
+        "        return False",
+        ("tests/test_payloads.py", "-k", "sweeper"),
+    ),
+    Mutation(
+        "payloads: what the store holds is encrypted when the codec is on",
+        "sagaloom/_converter.py",
+        "        payload_codec=codec,",
+        "        payload_codec=codec if storage is None else None,",
+        ("tests/test_payloads.py", "-k", "encrypted"),
     ),
 )
 

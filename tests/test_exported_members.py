@@ -15,6 +15,7 @@ PUBLIC = [
     "sagaloom.participants",
     "sagaloom.server",
     "sagaloom.service",
+    "sagaloom.storage",
     "sagaloom.testing",
     "sagaloom.worker",
 ]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 from sagaloom._definition import MAX_ITEMS
-from sagaloom._model import MAX_REPLY_BYTES, MAX_REPLY_DEPTH
+from sagaloom._model import MAX_REPLY_BYTES, MAX_REPLY_DEPTH, MAX_STORED_REPLY_BYTES
 from sagaloom._runtime._fanout import MAX_OUTPUTS_BYTES
+from sagaloom._settings import setting
 from sagaloom.client import MAX_INPUT_BYTES
 from sagaloom.client._keydesk import MOST_EARLY_KEYS
 from sagaloom.service import MAX_BODY_BYTES, MAX_DEPTH
@@ -20,6 +21,9 @@ CODE = {
     "MOST_EARLY_KEYS": MOST_EARLY_KEYS,
     "MAX_REPLY_BYTES": MAX_REPLY_BYTES,
     "MAX_REPLY_DEPTH": MAX_REPLY_DEPTH,
+    "MAX_STORED_REPLY_BYTES": MAX_STORED_REPLY_BYTES,
+    "STORED_INPUT_BYTES": setting("max_input_bytes").default,
+    "PAYLOAD_THRESHOLD": setting("payload_threshold").default,
     "ENDPOINT_BODY": ENDPOINT_BODY,
     "SERVICE_BODY": MAX_BODY_BYTES,
     "SERVICE_DEPTH": MAX_DEPTH,

@@ -170,6 +170,7 @@ class BrokerCommands:
         registered subjects; the outbox's broker replies go out on the same connection.
         """
         stop = stop or asyncio.Event()
+
         async def disconnected() -> None:
             if not stop.is_set():  # (a stop closes the connection: no news)
                 log.warning("nats: disconnected: reconnecting")
