@@ -45,6 +45,7 @@ class Pack(BaseModel):
     model_config = ConfigDict(extra="allow")
     order_id: str = Field(min_length=1, max_length=128)
     quantity: int = Field(0, ge=0, le=1_000_000)
+    packing_list: str = ""
 
 
 class OrderRef(BaseModel):
@@ -103,7 +104,7 @@ class Warehouse:
         finally:
             await service.engine.dispose()
 
-    async def pack(self, body: Pack, tx: AsyncSession, command: CommandInfo) -> dict[str, str]:
+    async def pack(self, body: Pack, tx: AsyncSession, command: CommandInfo) -> dict[str, Any]:
         """Pack an order once; refuse more than :data:`MAX_PACK` items."""
         key = body.order_id
         self._commands[command.correlation_id] = ("pack", key)
@@ -113,12 +114,13 @@ class Warehouse:
             raise Refused(f"order {key} was already unpacked", status=409)
         if body.quantity > MAX_PACK:
             raise Refused(f"{body.quantity} items do not fit one parcel (max {MAX_PACK})", 409)
+        size = len(body.packing_list.encode())
         if record is not None:
-            return {"id": record["id"], "order_id": key}
+            return {"id": record["id"], "order_id": key, "packing_list_bytes": size}
         parcel = await Books.next_id(tx, "parcel")
-        await Books.put(tx, key, parcel, "active", body.model_dump())
+        await Books.put(tx, key, parcel, "active", body.model_dump(exclude={"packing_list"}))
         await Books.log(tx, "do", key, command.key, None)
-        return {"id": parcel, "order_id": key}
+        return {"id": parcel, "order_id": key, "packing_list_bytes": size}
 
     async def unpack(self, body: OrderRef, tx: AsyncSession, command: CommandInfo,
                      packed: Answer) -> dict[str, str]:  # fmt: skip

@@ -42,6 +42,7 @@ from sagaloom.server import (
     embedded_server,
     free_port,
 )
+from sagaloom.storage import PayloadStore
 from sagaloom.worker import WorkerConfig, configure_logging, run_worker
 from services import RunningServices, serve
 from workers.config import BROKER_SAGA_MODULES, SAGA_MODULES
@@ -120,8 +121,14 @@ def _itinerary(amount: int = 90_000) -> Callable[[str], dict[str, Any]]:
     }
 
 
-def _fulfilment(quantity: int = 3) -> Callable[[str], dict[str, Any]]:
-    return lambda key: {"order_id": key, "sku": "gadget", "quantity": quantity}
+def _fulfilment(quantity: int = 3, document_bytes: int = 0) -> Callable[[str], dict[str, Any]]:
+    packing_list = ("gadget, boxed; " * (document_bytes // 15 + 1))[:document_bytes]
+    return lambda key: {
+        "order_id": key,
+        "sku": "gadget",
+        "quantity": quantity,
+        "packing_list": packing_list,
+    }
 
 
 def _transfer(target: str) -> Callable[[str], dict[str, Any]]:
@@ -161,11 +168,14 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("frozen", TRANSFER, _transfer("frozen-bob"), SagaStatus.COMPENSATED, "credit"),
     Scenario("ok", FULFILMENT, _fulfilment(), SagaStatus.COMPLETED),
     Scenario("too-many", FULFILMENT, _fulfilment(80), SagaStatus.COMPENSATED, "pack"),
+    Scenario(
+        "large-document", FULFILMENT, _fulfilment(document_bytes=3_000_000), SagaStatus.COMPLETED
+    ),
 )
 """The demo batch: completions, a compensation at each order step, a retried 503, an order held
 on a payment service answering 500 and redriven once fixed, two trips,
 two itineraries (a fan-out over their legs), two transfers, and two fulfilments whose
-warehouse answers over NATS."""
+warehouse answers over NATS, and one whose 3 MB packing list goes through the payload store."""
 
 
 def expected_records(saga: Saga[Any], result: Outcome) -> dict[str, str]:
@@ -299,7 +309,7 @@ async def environment(
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None
         try:
-            client = await connect(address)
+            client = await connect(address, payloads=PayloadStore("nats", nats_url))
             config = WorkerConfig(
                 address=address,
                 task_queue=task_queue,

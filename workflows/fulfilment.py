@@ -28,6 +28,10 @@ class FulfilmentInput(BaseModel):
     """What to ship."""
     quantity: int = Field(gt=0, le=1000)
     """How many."""
+    packing_list: str = ""
+    """A document for the warehouse, of any size: one over 256 KiB goes to the payload store
+    (history keeps a reference), and the command carrying it over the broker's 1 MB travels
+    as a reference to the broker's object store."""
 
 
 class Parcel(BaseModel):
@@ -35,6 +39,8 @@ class Parcel(BaseModel):
 
     id: str
     order_id: str
+    packing_list_bytes: int = 0
+    """The size of the packing list the warehouse received."""
 
 
 def _reserve(ctx: StepContext[FulfilmentInput]) -> dict[str, object]:
@@ -42,7 +48,14 @@ def _reserve(ctx: StepContext[FulfilmentInput]) -> dict[str, object]:
 
 
 def _pack(ctx: StepContext[FulfilmentInput]) -> dict[str, object]:
-    return {"order_id": ctx.input.order_id, "sku": ctx.input.sku, "quantity": ctx.input.quantity}
+    body: dict[str, object] = {
+        "order_id": ctx.input.order_id,
+        "sku": ctx.input.sku,
+        "quantity": ctx.input.quantity,
+    }
+    if ctx.input.packing_list:  # (absent when empty: the command of old runs is unchanged)
+        body["packing_list"] = ctx.input.packing_list
+    return body
 
 
 def _order_ref(ctx: UndoContext[FulfilmentInput]) -> dict[str, str]:
