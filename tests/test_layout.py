@@ -129,7 +129,7 @@ PRIVATE_SEAMS = {
     "tests/chaos.py": "the breaker's release signal, to count the sagas that waited in histories",
     "tests/test_fanout.py": "the fan-out's batch workflow, given by hand to a plain worker",
     "tests/test_fanout_show.py": "the fan-out's batch workflow, given by hand to a plain worker",
-    "tests/test_payloads.py": "the fan-out's batch workflow, given by hand to a plain worker",
+    "tests/test_payloads.py": "the fan-out's batch workflow by hand; the codec server in-process",
     "tests/test_holding.py": "the pure on_failure rule, checked against the docs' table",
     "tests/test_limits_doc.py": "the limits' constants, which the limits page must state",
     "tests/test_docs_names.py": "the CLI parser and the settings table, which the docs must match",

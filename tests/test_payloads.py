@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import uuid
@@ -21,24 +22,27 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import pytest
 import pytest_asyncio
+from google.protobuf import json_format
 from pydantic import BaseModel
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.common.v1 import Payloads, WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from sagaloom import SagaInputError, SagaStatus
+from sagaloom._ops._codec_server import CodecServer
 from sagaloom._runtime._items import ItemsWorkflow
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.converter import EncryptionCodec
-from sagaloom.server import NatsServer
+from sagaloom.server import NatsServer, free_port
 from sagaloom.service import Answer, Refused, SagaService, sqlite_engine
-from sagaloom.storage import DEFAULT_BUCKET, PayloadStore, PayloadSweeper
+from sagaloom.storage import DEFAULT_BUCKET, PayloadStore, PayloadSweeper, resolve_references
 from tests._fanout_sagas import FAN, WIDE, FanSaga, WideFanSaga
 from tests._helpers import Stack, wait_for_reply_consumer
 from tests._payload_sagas import DOCUMENTS
@@ -279,6 +283,39 @@ async def test_a_stored_payload_is_encrypted_when_the_codec_is_on(
     assert objects, "nothing of the saga was stored"
     assert all(marker.encode() not in data for data in objects.values())
     assert all(len(data) > 3 * MB for data in objects.values())  # the input, whole, encrypted
+
+    # An operator's Web UI sees it through the codec server (bearer token), decrypted; a
+    # payload over the inline limit is a note saying how to read it.
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes.input
+    assert started.payloads[0].external_payloads, "the input is not a reference in history"
+    body_json = json_format.MessageToJson(started)
+    storage = PayloadStore("nats", nats_server.url).external_storage()
+    assert storage is not None
+    for inline, expect in ((4 * MB, marker), (MB, "saga show")):
+        server = CodecServer(
+            EncryptionCodec.from_spec(keys),
+            "127.0.0.1",
+            free_port(),
+            "http://localhost:8233",
+            token="op-token",
+            resolve=functools.partial(resolve_references, storage, inline=inline),
+        )
+        await server.start()
+        try:
+            async with httpx.AsyncClient() as http:
+                denied = await http.post(f"{server.url}/decode", content=body_json)
+                shown = await http.post(
+                    f"{server.url}/decode",
+                    content=body_json,
+                    headers={"Authorization": "Bearer op-token"},
+                )
+        finally:
+            await server.stop()
+        assert denied.status_code == 401
+        assert shown.status_code == 200, shown.text
+        (payload,) = json_format.Parse(shown.text, Payloads()).payloads
+        assert expect in payload.data.decode()
 
 
 async def test_the_sweeper_removes_what_a_deleted_run_stored_and_keeps_a_live_ones(

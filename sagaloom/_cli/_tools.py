@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import secrets
 import signal
@@ -13,7 +14,8 @@ from typing import Any
 
 from sagaloom._cli._common import CliError, add_command, default_ui, module_flag, modules
 from sagaloom._codec import EncryptionCodec, codec_from_env
-from sagaloom._ops._codec_server import CodecServer, CodecServerError, is_loopback
+from sagaloom._ops._codec_server import CodecServer, CodecServerError, PlainCodec, is_loopback
+from sagaloom.storage import PayloadStore, resolve_references
 from sagaloom.worker._registry import load_sagas
 
 __all__ = ["register"]
@@ -22,8 +24,21 @@ __all__ = ["register"]
 async def cmd_codec_server(args: argparse.Namespace) -> int:
     """Serve the Web UI's codec endpoint until SIGINT/SIGTERM."""
     codec = codec_from_env()
-    if codec is None:
-        raise CliError("set SAGALOOM_ENCRYPTION_KEYS (the workers' keys) first")
+    try:
+        store = PayloadStore.from_env(os.environ)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if codec is None and not store.on:
+        raise CliError(
+            "set SAGALOOM_ENCRYPTION_KEYS (the workers' keys), a payload store "
+            "(SAGALOOM_PAYLOAD_STORE, SAGALOOM_NATS_URL), or both, first"
+        )
+    resolve = None
+    if store.on:  # the Web UI shows what a history's references point to
+        storage = store.external_storage()
+        assert storage is not None
+        resolve = functools.partial(resolve_references, storage)
+        print(f"stored payloads read from the {store.where()}")
     token = os.environ.get("SAGALOOM_CODEC_TOKEN") or None
     if token is None and not args.no_auth:
         token = secrets.token_urlsafe(24)
@@ -38,13 +53,14 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
         tls.load_cert_chain(args.tls_cert, args.tls_key)
     try:
         server = CodecServer(
-            codec,
+            codec or PlainCodec(),
             args.host,
             args.port,
             args.ui,
             token=None if args.no_auth else token,
             tls=tls,
             allow_plaintext=args.allow_plaintext,
+            resolve=resolve,
         )
     except CodecServerError as err:
         raise CliError(str(err)) from None

@@ -19,10 +19,11 @@ import hmac
 import ipaddress
 import logging
 import ssl
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from google.protobuf import json_format
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
 from sagaloom._ops._serving import serve
@@ -37,6 +38,22 @@ __all__ = [
 ]
 
 log = logging.getLogger("sagaloom.codec")
+
+Resolve = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
+"""Turns payloads that refer to a store into the stored payloads."""
+
+
+class PlainCodec(PayloadCodec):
+    """No encryption: payloads pass through (a codec server that only shows stored payloads)."""
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """See base class."""
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """See base class."""
+        return list(payloads)
+
 
 MAX_CODEC_BODY = 8 * 1024 * 1024
 """Largest request body (a workflow task's payloads fit well within)."""
@@ -74,6 +91,7 @@ class CodecServer:
         token: str | None,
         tls: ssl.SSLContext | None = None,
         allow_plaintext: bool = False,
+        resolve: Resolve | None = None,
     ) -> None:
         """Prepare (not start) the server.
 
@@ -86,6 +104,8 @@ class CodecServer:
                 ``Host`` header must name a loopback host).
             tls: Serve HTTPS with this context.
             allow_plaintext: Allow a non-loopback address without TLS.
+            resolve: Turns references to stored payloads into the stored payloads (or a note)
+                before decoding (``sagaloom.storage.resolve_references`` on the store).
 
         Raises:
             CodecServerError: no token off loopback, or plaintext off loopback without the flag.
@@ -98,7 +118,7 @@ class CodecServer:
                     f"{host} is not loopback: serve TLS (--tls-cert, --tls-key) or pass "
                     "--allow-plaintext"
                 )
-        self._codec, self._origin, self._tls = codec, origin, tls
+        self._codec, self._origin, self._tls, self._resolve = codec, origin, tls, resolve
         self._host, self._port = host, port
         self._expected = f"Bearer {token}".encode() if token is not None else None
         self._runner: web.AppRunner | None = None
@@ -172,8 +192,11 @@ class CodecServer:
             return self._text(408, f"body not received within {BODY_TIMEOUT:g}s")
         try:
             payloads = json_format.Parse(body, Payloads())
+            given = list(payloads.payloads)
+            if not encode and self._resolve is not None:
+                given = await self._resolve(given)
             run = self._codec.encode if encode else self._codec.decode
-            result = await run(list(payloads.payloads))
+            result = await run(given)
         except Exception:  # a bad request or a payload it cannot decrypt
             return self._text(400, "not a payloads document, or not decryptable with these keys")
         data = json_format.MessageToJson(Payloads(payloads=result))

@@ -13,6 +13,7 @@ refers to any more.
 from sagaloom._public import publish as _publish
 from sagaloom.storage._bodies import BODY_TTL, HEADROOM, read_body, send_body
 from sagaloom.storage._config import DEFAULT_THRESHOLD, TEMPORAL_PAYLOAD_LIMIT, PayloadStore
+from sagaloom.storage._display import INLINE_LIMIT, resolve_references
 from sagaloom.storage._errors import PayloadMissing, PayloadStoreError, PayloadStoreUnavailable
 from sagaloom.storage._naming import NO_WORKFLOW, ObjectName, StoredObject, Sweepable
 from sagaloom.storage._nats import CHUNK_BYTES, DEFAULT_BUCKET, REUSE_WITHIN, NatsPayloadDriver
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_GRACE",
     "DEFAULT_THRESHOLD",
     "HEADROOM",
+    "INLINE_LIMIT",
     "NO_WORKFLOW",
     "REUSE_WITHIN",
     "TEMPORAL_PAYLOAD_LIMIT",
@@ -41,6 +43,7 @@ __all__ = [
     "Sweep",
     "Sweepable",
     "read_body",
+    "resolve_references",
     "s3_driver",
     "send_body",
 ]
