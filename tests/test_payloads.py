@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.api.common.v1 import Payloads, WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from sagaloom import SagaInputError, SagaStatus
 from sagaloom._ops._codec_server import CodecServer
@@ -43,9 +43,10 @@ from sagaloom.converter import EncryptionCodec
 from sagaloom.server import NatsServer, free_port
 from sagaloom.service import Answer, Refused, SagaService, sqlite_engine
 from sagaloom.storage import DEFAULT_BUCKET, PayloadStore, PayloadSweeper, resolve_references
+from sagaloom.worker import SagaloomPlugin
 from tests._fanout_sagas import FAN, WIDE, FanSaga, WideFanSaga
 from tests._helpers import Stack, wait_for_reply_consumer
-from tests._payload_sagas import DOCUMENTS
+from tests._payload_sagas import DOCUMENTS, DocumentSaga
 from tests._s3 import CREDENTIALS, s3_server
 from tests._scripted import CALLS, scripted
 
@@ -215,6 +216,12 @@ async def test_a_5_mb_document_files_once_and_its_history_holds_references(
     assert await history_bytes(handle) < 200_000
     names = await stored_names(nats_server.url)
     assert any(n.startswith(f"default/{handle.id}/") for n in names), names
+    # its history, references and all, replays on today's code with the plugin's store
+    replayer = Replayer(
+        workflows=[DocumentSaga],
+        plugins=[SagaloomPlugin(payloads=PayloadStore("nats", nats_server.url))],
+    )
+    await replayer.replay_workflow(await handle.fetch_history())
 
 
 async def test_a_refused_step_unfiles_the_large_document_once(
