@@ -39,8 +39,6 @@ class Parcel(BaseModel):
 
     id: str
     order_id: str
-    packing_list_bytes: int = 0
-    """The size of the packing list the warehouse received."""
 
 
 def _reserve(ctx: StepContext[FulfilmentInput]) -> dict[str, object]:
