@@ -1288,6 +1288,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_payloads.py", "-k", "sweeper"),
     ),
     Mutation(
+        "payloads: a store that stays down is a clear error within the wait, never a hang",
+        "sagaloom/storage/_nats.py",
+        "                return await op(await asyncio.wait_for(self._store(), timeout=left))",
+        "                return await op(await self._store())",
+        ("tests/test_payload_store.py", "-k", "stays_down"),
+    ),
+    Mutation(
         "payloads: what the store holds is encrypted when the codec is on",
         "sagaloom/_converter.py",
         "        payload_codec=codec,",

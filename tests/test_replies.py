@@ -88,6 +88,23 @@ async def history_length(handle: WorkflowHandle[Any, Any]) -> int:
     return len((await handle.fetch_history()).events)
 
 
+async def waiting(handle: WorkflowHandle[Any, Any]) -> int:
+    """Wait until the saga only waits for its reply; return its history length then.
+
+    The participant sees the command before the activity that sent it has completed, so the
+    history still grows by a few events after ``commanded``.
+    """
+    for _ in range(200):
+        raw = (await handle.describe()).raw_description
+        if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+            length = await history_length(handle)
+            await asyncio.sleep(0.2)
+            if await history_length(handle) == length:
+                return length
+        await asyncio.sleep(0.05)
+    raise AssertionError("the saga never settled to wait for its reply")
+
+
 def body(correlation: str, token: str | None = None, **fields: Any) -> dict[str, Any]:
     return {
         "correlation_id": correlation,
@@ -160,7 +177,7 @@ async def test_a_forged_reply_is_refused_and_never_reaches_the_saga(
     handle, run = await start(client, PATIENT, c="slow")
     await commanded(run)
     correlation = f"{handle.id}:b"
-    before = await history_length(handle)
+    before = await waiting(handle)
     async with httpx.AsyncClient() as http:
         no_token = {k: v for k, v in body(correlation).items() if k != "token"}
         forged = [
@@ -201,7 +218,7 @@ async def test_a_flood_of_replies_does_not_grow_the_sagas_history(
     handle, run = await start(client, PATIENT)
     await commanded(run)
     correlation = f"{handle.id}:b"
-    before = await history_length(handle)
+    before = await waiting(handle)
     big = {"blob": "x" * 200_000}  # over the 64 KiB reply limit, under the body limit
     async with httpx.AsyncClient(timeout=30) as http:
         oversized = await asyncio.gather(

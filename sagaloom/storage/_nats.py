@@ -163,7 +163,9 @@ class NatsPayloadDriver(StorageDriver):
         pause, said = 0.2, False
         while True:
             try:
-                return await op(await self._store())
+                # nats-py's first connect retries forever with unlimited reconnects: bound it.
+                left = max(deadline - loop.time(), 0.1)
+                return await op(await asyncio.wait_for(self._store(), timeout=left))
             except _TRANSIENT as err:
                 if loop.time() + pause > deadline:
                     raise PayloadStoreUnavailable(
