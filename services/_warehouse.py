@@ -8,7 +8,7 @@ sends the same stored reply when the command comes again. It refuses to pack mor
 :data:`MAX_PACK` items (a negative reply). Test faults per business key, comma-separated:
 ``no-reply`` (packs, but the reply to the pack is lost), ``reply-twice``, ``bad-token``,
 ``mute-undo`` (unpacks, never answers), ``slow-undo`` (answers an unpack
-:data:`SLOW_UNDO_SECONDS` late).
+:data:`SLOW_UNDO_SECONDS` late), ``refuse-undo`` (answers an unpack with a negative reply).
 """
 
 from __future__ import annotations
@@ -143,6 +143,9 @@ class Warehouse:
             return  # stopped answering undo commands (applied, no reply)
         if op == "unpack" and "slow-undo" in faults:
             await asyncio.sleep(SLOW_UNDO_SECONDS)
+        if op == "unpack" and "refuse-undo" in faults:
+            refused = {**reply, "ok": False, "data": {}, "reason": "unpack refused (injected)"}
+            payload = json.dumps(refused).encode()
         if op == "pack" and "no-reply" in faults:
             return  # (its undo is still answered)
         if "bad-token" in faults:

@@ -55,6 +55,28 @@ HAND_HELD = _saga("HandHeldSaga", "handheld")
 LIMITED_DOWN = _saga("LimitedDownSaga", "limdown")  # a limited service that goes down
 HOLD_ME = _saga("HoldMeSaga", "holdme")  # an operator holds its step, then releases it
 PICKY = _saga("PickySaga", "picky")
+# operating.md: compensations never wait for a breaker. Its charge is done, then its breaker is
+# opened by hand while the shipment (slow, then refused) runs: the refund must still go out.
+UNDO_OPEN = Saga(
+    name="UndoOpenSaga",
+    input=Charge,
+    key=lambda c: c.order_id,
+    defaults=QUICK,
+    steps=[
+        Step(
+            "charge",
+            Http("undoopen", "POST", "/charges", body=lambda c: {"order_id": c.input.order_id}),
+            compensation=Http(
+                "undoopen", "POST", "/refunds", body=lambda u: {"order_id": u.input.order_id}
+            ),
+        ),
+        Step(
+            "ship",
+            Http("undoship", "POST", "/charges", body=lambda c: {"order_id": c.input.order_id}),
+            breaker=False,
+        ),
+    ],
+)
 FLAKY = _saga("FlakySaga", "flaky")
 # tests/outage_run.py: the engine's default retries (5 attempts from 1 s, back-off 2)
 STORM_OFF = _saga("StormOffSaga", "stormoff", breaker=False, defaults=StepDefaults())
@@ -73,6 +95,7 @@ HandHeldSaga = saga_workflow(HAND_HELD)
 LimitedDownSaga = saga_workflow(LIMITED_DOWN)
 HoldMeSaga = saga_workflow(HOLD_ME)
 PickySaga = saga_workflow(PICKY)
+UndoOpenSaga = saga_workflow(UNDO_OPEN)
 FlakySaga = saga_workflow(FLAKY)
 StormOffSaga = saga_workflow(STORM_OFF)
 StormOnSaga = saga_workflow(STORM_ON)
@@ -89,4 +112,5 @@ SAGAS = [
     HoldMeSaga,
     PickySaga,
     FlakySaga,
+    UndoOpenSaga,
 ]

@@ -26,7 +26,7 @@ from sagaloom import Saga, SagaState, SagaStatus, StepStatus
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.participants import Breakers, BreakerSettings
 from sagaloom.worker import SagaloomPlugin, ServiceLimit
-from tests._helpers import ROOT, cli, wait_for_status
+from tests._helpers import ROOT, cli, wait_for_status, wait_for_step
 from tests._outage_sagas import (
     BUDGET,
     FLAKY,
@@ -39,6 +39,7 @@ from tests._outage_sagas import (
     PICKY,
     REFUSING,
     SAGAS,
+    UNDO_OPEN,
     LimitedDownSaga,
 )
 from tests._outage_service import FlakyService, flaky_services
@@ -61,6 +62,8 @@ SERVICES = (
     "holdme",
     "picky",
     "flaky",
+    "undoopen",
+    "undoship",
 )
 
 
@@ -380,3 +383,32 @@ async def test_an_operator_holds_a_step_and_releases_its_sagas_at_the_release_ra
                       (["--step", "charge", "--saga", "NoSaga"], "no saga 'NoSaga'")):  # fmt: skip
         refused = await saga_cli("hold", *bad, "--task-queue", queue, address=address, env=env)
         assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+
+
+async def test_a_compensation_never_waits_for_an_open_breaker(
+    temporal: Client, queue: str, services: dict[str, FlakyService], dev_server: Any
+) -> None:
+    """operating.md: "Compensations never wait for a breaker: they retry within their own
+    budget" — a refund to a service whose breaker an operator opened goes out at once."""
+    address, charged, ship = dev_server.address, services["undoopen"], services["undoship"]
+    env = {"SAGALOOM_SERVICE_UNDOOPEN": charged.url}
+    ship.mode, ship.delay = "422", 3.0  # the shipment refuses, after the breaker is open
+    (handle,) = await start(temporal, UNDO_OPEN, queue, 1)
+    order_id = (await handle.query("saga_state", result_type=SagaState)).key
+    try:
+        await wait_for_step(handle, "charge", StepStatus.DONE)
+        assert charged.charged == {order_id: 1}
+        opened = await saga_cli("services", "--open", "undoopen", "--task-queue", queue,
+                                address=address, env=env)  # fmt: skip
+        assert opened.returncode == 0, opened.stderr
+        async with asyncio.timeout(20):  # the refund does not wait for --auto
+            result = await outcome(handle)
+        assert result.status is SagaStatus.COMPENSATED, result
+        assert charged.refunded == {order_id}
+        listed = await saga_cli("services", "--json", address=address, env=env)
+        view = next(v for v in json.loads(listed.stdout) if v["service"] == "undoopen")
+        assert view["forced"] == "open"  # it was open all along
+    finally:
+        auto = await saga_cli("services", "--auto", "undoopen", "--task-queue", queue,
+                              address=address, env=env)  # fmt: skip
+        assert auto.returncode == 0, auto.stderr

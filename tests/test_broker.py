@@ -40,7 +40,7 @@ from sagaloom.participants import (
 from sagaloom.server import NatsServer, NatsServerOptions, free_port
 from services import Warehouse
 from tests._broker_sagas import BACKOFF_UNDO, QUICK, QUICK_PARK, QUICK_UNDO
-from tests._helpers import REPLY_SECRET, ROOT, Stack, count_workflows
+from tests._helpers import REPLY_SECRET, ROOT, Stack, count_workflows, wait_for_status
 from tests.test_observability import scrape
 from workflows.fulfilment import FULFILMENT
 
@@ -603,6 +603,26 @@ async def test_an_unanswered_undo_command_is_sent_again_until_answered(
     assert log == ["do", "undo"]
     pack = next(c for c in result.report.compensations if c.step == "pack")
     assert pack.ok
+
+
+async def test_a_negative_reply_to_an_undo_parks_the_saga_at_once(
+    stack: Stack, worker: Any, warehouse: Warehouse, js: JetStreamContext, queue: str, key: str
+) -> None:
+    """event-driven.md: "A negative reply to an undo is an answer: it parks the saga at once" —
+    not re-sent as if unanswered (this saga re-sends an unanswered undo every ~3 s)."""
+    warehouse.faults[key] = "no-reply,refuse-undo"  # the pack times out (2 s); its undo refused
+    handle = await start_saga(stack.client, QUICK_UNDO, order(key), task_queue=queue)
+    correlation = f"{handle.id}:pack:compensate"
+    subject = "sagaloom.cmd.warehouse.unpack"
+    state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION, within=12)
+    pack = next(s for s in state.steps if s.name == "pack")
+    assert state.parked_step == "pack"
+    assert "unpack refused (injected)" in (pack.compensation_error or "")
+    await asyncio.sleep(4)  # past a re-send's pause: nothing more was sent
+    assert len(await commands_for(js, correlation, subject)) == 1
+    assert (await handle.query("saga_state", result_type=SagaState)).status is (
+        SagaStatus.NEEDS_ATTENTION
+    )
 
 
 async def test_the_gaps_between_resent_undo_commands_grow_by_the_back_off_up_to_its_cap(

@@ -114,3 +114,13 @@ def test_tolerate_as_a_count_or_a_fraction_of_the_items() -> None:
     assert _each(tolerate=0.1).allowed_failures(25) == 2
     assert _each(tolerate=1.0).allowed_failures(7) == 7
     assert _each().allowed_failures(10) == 0
+
+
+def test_a_fan_out_takes_100_000_items_and_refuses_one_more() -> None:
+    # fanout.md: "A fan-out takes at most 100,000 items."
+    each = _each()
+    assert len(each.item_keys("S", [{"n": 1}] * 100_000)) == 100_000
+    with pytest.raises(SagaInputError) as raised:
+        each.item_keys("S", [{"n": 1}] * 100_001)
+    assert raised.value.problems[0][0] == "items"
+    assert "100001 items; at most 100000" in raised.value.problems[0][1]

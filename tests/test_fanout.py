@@ -5,6 +5,7 @@ items that took or may have taken effect undone — when a later step fails, whe
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -85,6 +86,31 @@ async def test_every_item_once_in_input_order_at_most_the_window_at_once(client:
     assert book.items is not None
     assert (book.items.total, book.items.done, book.items.failed) == (7, 7, 0)
     assert calls(p)[-1] == "/after"
+
+
+async def test_undos_go_batch_by_batch_in_reverse_at_most_the_window_at_once(
+    client: Client,
+) -> None:
+    # fanout.md: "Compensations run in reverse batch order, each batch's items at most
+    # `max_concurrency` at a time". FAN: batches of 4, 3 at a time; nine items are the batches
+    # i0-i3, i4-i7, i8, and each undo takes ~2 s, so the order and the overlap both show.
+    p = plan(*[("ok", "slow")] * 9, after="reject")
+    result = await asyncio.wait_for(outcome(await start(client, FAN, p)), 90)
+    assert result.status is SagaStatus.COMPENSATED
+    assert undone(p) == Counter({f"i{n}": 1 for n in range(9)})
+    run = p["run"]
+    began = {path.split("/")[2]: t for path, t in STARTED[run] if path.endswith("/undo")}
+    ended = {path.split("/")[2]: t for path, t in ENDED[run] if path.endswith("/undo")}
+    batches = [["i8"], [f"i{n}" for n in range(4, 8)], [f"i{n}" for n in range(4)]]
+    for later, earlier in itertools.pairwise(batches):  # a batch is undone before the one before
+        assert max(ended[i] for i in later) <= min(began[i] for i in earlier), (began, ended)
+    edges = sorted([(t, 1) for t in began.values()] + [(t, -1) for t in ended.values()],
+                   key=lambda e: (e[0], e[1]))  # fmt: skip
+    level, most = 0, 0
+    for _, change in edges:
+        level += change
+        most = max(most, level)
+    assert most == 3  # a batch of four, three at a time: reached, never exceeded
 
 
 async def test_a_later_step_failing_undoes_exactly_the_items_done_each_once(

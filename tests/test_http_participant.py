@@ -8,13 +8,17 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from sagaloom._reply_auth import ReplySigner
 from sagaloom.participants import (
+    CORRELATION_HEADER,
     MALFORMED_RESPONSE,
     PARTICIPANT_REJECTED,
     PARTICIPANT_UNAVAILABLE,
+    TOKEN_HEADER,
     UNKNOWN_SERVICE,
     HttpParticipant,
     HttpRequest,
@@ -27,7 +31,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 async def call(
-    handler: Handler, request: HttpRequest = REQUEST
+    handler: Handler, request: HttpRequest = REQUEST, replies: ReplySigner | None = None
 ) -> tuple[HttpResponse, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
@@ -36,7 +40,9 @@ async def call(
         return handler(req)
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(record))
-    participant = HttpParticipant({"payment": "http://payment.test/"}, client=client)
+    participant = HttpParticipant(
+        {"payment": "http://payment.test/"}, client=client, replies=replies
+    )
     env = ActivityEnvironment()
     env.info = env.info.__class__(
         **{
@@ -65,6 +71,20 @@ async def test_sends_json_and_a_stable_idempotency_key() -> None:
     assert str(seen[0].url) == "http://payment.test/charges"
     assert seen[0].headers["Idempotency-Key"] == "OrderSaga-o-1:charge-payment"
     assert seen[0].read() == b'{"order_id":"o-1"}'
+
+
+async def test_every_command_carries_its_correlation_id_and_a_token_any_worker_can_check() -> None:
+    # participants.md: "Every command carries `Sagaloom-Correlation-Id: <workflow id>:<step>` and
+    # `Sagaloom-Reply-Token`", an HMAC under the workers' shared SAGALOOM_REPLY_SECRET: another
+    # worker with the same secret takes the reply; one with its own secret cannot.
+    shared = SecretStr("one-secret-for-every-worker")
+    _, seen = await call(lambda r: httpx.Response(200, json={}), replies=ReplySigner(shared))
+    correlation = seen[0].headers[CORRELATION_HEADER]
+    assert correlation == "OrderSaga-o-1:charge-payment"
+    token = seen[0].headers[TOKEN_HEADER]
+    assert ReplySigner(shared).verify(correlation, token)  # another worker, the same secret
+    assert not ReplySigner().verify(correlation, token)  # a worker that made its own
+    assert not ReplySigner(shared).verify("OrderSaga-o-1:create-shipment", token)
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 425, 429])

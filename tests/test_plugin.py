@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from typing import Any
@@ -67,11 +68,14 @@ async def test_one_plugin_line_adds_sagas_beside_the_teams_own_workflows(
         activities=[greet],
         interceptors=[counting],
     ):
-        greeting = await client.execute_workflow(
-            GreetWorkflow.run, "ada", id=f"greet-{key}", task_queue=queue
+        # index.md: one plugin line "never touches your own workflows or activities"; a team
+        # worker that lost them would leave this waiting, so it is bounded
+        greeting = await asyncio.wait_for(
+            client.execute_workflow(GreetWorkflow.run, "ada", id=f"greet-{key}", task_queue=queue),
+            30,
         )
         handle = await start_saga(client, ORDER, order(key), task_queue=queue)
-        result = await outcome(handle)
+        result = await asyncio.wait_for(outcome(handle), 60)
     assert greeting == "hello ada"
     assert result.status is SagaStatus.COMPLETED
     assert await stack.record("payment", key) == "active"

@@ -301,3 +301,22 @@ async def test_a_configured_token_echoed_raw_in_an_error_body_is_masked(echo: st
     assert seen[0].headers["Authorization"] == f"Bearer {token}"  # sent, never echoed
     assert token not in str(caught.value) and "HTTP 403" in str(caught.value)
     await client.aclose()
+
+
+@pytest.mark.integration
+async def test_no_service_url_reaches_history_even_in_failures(stack: Stack, key: str) -> None:
+    # configuration.md: "Service URLs live only in worker configuration, never in workflow
+    # history." A history is not encrypted here, so anything in it would be readable.
+    from tests._helpers import TASK_QUEUE
+
+    await stack.fault("payment", op="do", match=key, mode="error", status=503, times=1)
+    await stack.fault("shipping", op="do", match=key, mode="reject", status=422, times=1)
+    handle = await start_saga(stack.client, ORDER, order(key), task_queue=TASK_QUEUE)
+    result = await asyncio.wait_for(outcome(handle), 60)
+    assert result.status is SagaStatus.COMPENSATED and result.report is not None
+    assert "422" in (result.report.error or "")  # the failure is in history, in words
+    text = (await handle.fetch_history()).to_json()
+    assert "503" in text  # the retried attempt's failure is there too
+    for name, url in stack.services.items():
+        address = url.split("://", 1)[-1].rstrip("/")
+        assert address not in text, f"{name}'s address {address} is in the saga's history"
