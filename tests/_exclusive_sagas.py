@@ -3,6 +3,8 @@ with and without exclusive keys; few imports: the sandbox re-imports this module
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from datetime import timedelta
 
@@ -22,6 +24,8 @@ class Transfer(BaseModel):
     target: str
     amount_cents: int
     hold_seconds: float = 0
+    gated: bool = False
+    """Half done until the test opens this transfer's gate (:data:`GATES`)."""
 
 
 def _source(ctx: StepContext[Transfer]) -> Move:
@@ -114,7 +118,36 @@ LateTransferSaga = saga_workflow(LATE)
 StuckTransferSaga = saga_workflow(STUCK)
 EventfulTransferSaga = saga_workflow(EVENTFUL)
 WideTransferSaga = saga_workflow(WIDE)
+GATES: dict[str, asyncio.Event] = {}
+"""A gated transfer's gate by transfer id: the test opens it (the worker runs in its process)."""
+
+
+@activity.defn(name="test.hold-until-opened")
+async def hold_until_opened(transfer_id: str) -> None:
+    """Half done (debited, not credited) until the test opens the gate: a forced interleaving."""
+    gate = GATES.setdefault(transfer_id, asyncio.Event())
+    while not gate.is_set():
+        activity.heartbeat()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gate.wait(), 0.5)
+
+
+_GATED_STEPS = [
+    STEPS[0],
+    Step("gate", Activity(hold_until_opened, arg=lambda ctx: ctx.input.transfer_id),
+         when=lambda ctx: ctx.input.gated),
+    STEPS[2],
+]  # fmt: skip
+PLAIN_GATED = dataclasses.replace(PLAIN, name="PlainGatedTransferSaga", steps=_GATED_STEPS)
+EXCLUSIVE_GATED = dataclasses.replace(
+    EXCLUSIVE, name="ExclusiveGatedTransferSaga", steps=_GATED_STEPS
+)
+PlainGatedTransferSaga = saga_workflow(PLAIN_GATED)
+ExclusiveGatedTransferSaga = saga_workflow(EXCLUSIVE_GATED)
+
 SAGAS = [
+    PlainGatedTransferSaga,
+    ExclusiveGatedTransferSaga,
     PlainTransferSaga,
     ExclusiveTransferSaga,
     ImpatientTransferSaga,
@@ -124,4 +157,4 @@ SAGAS = [
     EventfulTransferSaga,
     WideTransferSaga,
 ]
-ACTIVITIES = [debit, credit, reverse, refuse_reverse]
+ACTIVITIES = [debit, credit, reverse, refuse_reverse, hold_until_opened]

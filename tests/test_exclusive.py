@@ -59,10 +59,12 @@ from tests._exclusive_sagas import (
     ACTIVITIES,
     EVENTFUL,
     EXCLUSIVE,
+    EXCLUSIVE_GATED,
+    GATES,
     IMPATIENT,
     LATE,
     NESTED,
-    PLAIN,
+    PLAIN_GATED,
     SAGAS,
     STUCK,
     WIDE,
@@ -101,18 +103,21 @@ async def until(check: Any, within: float = 20) -> None:
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("saga", [PLAIN, EXCLUSIVE], ids=["plain", "exclusive"])
+@pytest.mark.parametrize("saga", [PLAIN_GATED, EXCLUSIVE_GATED], ids=["plain", "exclusive"])
 async def test_a_transfer_never_decides_on_another_ones_half_done_debit(
     temporal: Client, dev_server: DevServer, queue: str, saga: Any
 ) -> None:
+    # The interleaving is forced: the first transfer stays half done (debited, not credited)
+    # until the test opens its gate, however slow the machine.
     run = uuid.uuid4().hex[:6]
     account = f"acc-{run}"
-    first = await start_saga(temporal, saga, transfer(f"{run}-1", account, f"frozen-{run}",
-                                                      8_000, hold=3), task_queue=queue)  # fmt: skip
-    await until(lambda: _debited(f"{saga.name}-{run}-1:"))  # half done: debited, holding
+    first = await start_saga(temporal, saga, {**transfer(f"{run}-1", account, f"frozen-{run}",
+                                                         8_000), "gated": True},
+                             task_queue=queue)  # fmt: skip
+    await until(lambda: _debited(f"{saga.name}-{run}-1:"))  # half done: debited, held
     second = await start_saga(temporal, saga, transfer(f"{run}-2", account, f"other-{run}", 5_000),
                               task_queue=queue)  # fmt: skip
-    if saga is EXCLUSIVE:  # it waits, and says for what
+    if saga is EXCLUSIVE_GATED:  # it waits, and says for what
         await until(lambda: _status(second, SagaStatus.WAITING))
         waiting = await state(second)
         assert waiting.waiting_for_key == f"account:{account}"
@@ -126,11 +131,17 @@ async def test_a_transfer_never_decides_on_another_ones_half_done_debit(
             {"key": f"account:{account}", "task_queue": "sagaloom-keys", "holder": first.id,
              "since": ANY, "sharing": [], "waiting": [second.id]}
         ]  # fmt: skip
+        assert (await state(first)).status is SagaStatus.RUNNING  # still half done
+    else:  # the second decides while the first is still half done
+        second_result = await asyncio.wait_for(outcome(second), 60)
+        assert (await state(first)).status is SagaStatus.RUNNING
+    GATES.setdefault(f"{run}-1", asyncio.Event()).set()
     results = [await asyncio.wait_for(outcome(h), 60) for h in (first, second)]
 
     assert results[0].status is SagaStatus.COMPENSATED  # the frozen account refused the credit
     moved = entries(f"{saga.name}-{run}-2:")
-    if saga is PLAIN:  # the anomaly: refused on a balance (20.00) that never stood
+    if saga is PLAIN_GATED:  # the anomaly: refused on a balance (20.00) that never stood
+        assert second_result == results[1]
         assert results[1].status is SagaStatus.COMPENSATED
         assert results[1].report is not None
         assert "insufficient funds" in (results[1].report.error or "")
