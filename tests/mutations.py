@@ -1386,6 +1386,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "in list(enumerate(batches(len(run.items), each.batch_size))):",
         ("tests/test_fanout.py", "-k", "undos_go_batch_by_batch"),
     ),
+    Mutation(
+        "demo: its NATS server is its own on a free loopback port, never someone's on 4222",
+        "workers/demo.py",
+        '    nats_url = args.nats or f"nats://127.0.0.1:{free_port()}"',
+        "    nats_url = args.nats or DEFAULT_NATS_URL",
+        ("tests/test_demo.py", "-k", "starts_the_embedded"),
+    ),
 )
 
 

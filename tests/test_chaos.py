@@ -39,6 +39,7 @@ async def test_every_saga_ends_done_or_undone_through_chaos(tmp_path: Path) -> N
     assert report.keys_checked > 300
 
 
+@pytest.mark.long  # a check of the harness itself: ./run test --long
 async def test_the_key_invariant_catches_an_engine_that_sends_a_fresh_key_per_retry(
     tmp_path: Path,
 ) -> None:

@@ -160,6 +160,7 @@ async def test_a_transfer_never_decides_on_another_ones_half_done_debit(
         assert shards >= 1
 
 
+@pytest.mark.long  # random schedules; the forced interleavings above run in CI
 async def test_random_interleavings_never_have_two_holders_of_a_key(
     temporal: Client, queue: str
 ) -> None:

@@ -120,6 +120,7 @@ PRIVATE_SEAMS = {
     "tests/test_contracts.py": "the generated contracts against the committed ones",
     "tests/test_replies.py": "the reply endpoint and reply tokens, attacked directly",
     "tests/test_broker.py": "the broker connection and reply tokens, attacked directly",
+    "tests/test_http_participant.py": "the reply tokens of its commands, checked by another signer",
     "tests/test_security.py": "the codec server and the CLI's TLS flags",
     "tests/test_observability.py": "the JSON log formatter",
     "tests/test_tracing.py": "the tracing plugin the worker adds",

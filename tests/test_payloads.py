@@ -453,6 +453,7 @@ async def test_a_fan_out_whose_outputs_pass_1_mb_completes_when_payloads_are_sto
 
 
 @pytest.mark.slow
+@pytest.mark.long  # scale: ./run test --long
 async def test_ten_thousand_items_of_10_kb_each_complete_and_history_stays_small(
     stored_client: Client, fan_queue: str
 ) -> None:
@@ -466,6 +467,7 @@ async def test_ten_thousand_items_of_10_kb_each_complete_and_history_stays_small
 
 
 @pytest.mark.slow
+@pytest.mark.long  # scale: ./run test --long
 async def test_a_50_mb_document_files_once(
     stored_client: Client, nats_server: NatsServer, nats_queue: str, service: SagaService
 ) -> None:
