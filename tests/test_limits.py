@@ -87,9 +87,7 @@ async def test_limited_services_get_their_calls_at_the_set_rate_and_concurrency(
         f"{rate(narrow):.1f}; at once: free {free.peak}, rated {rated.peak}, narrow "
         f"{narrow.peak} (limit 2)"
     )
-    # the control: the same burst, unlimited, goes past the rated limit (4/s, +25 %) and the
-    # narrow one's 2 at once, so the limits are what holds the others back
-    assert free.peak > 2 and rate(free) > 4 * 1.25 * 1.2
+    assert free.peak > 2 and rate(free) > 8  # the same burst, unlimited
     assert narrow.peak <= 2  # max_concurrent, measured at the service
     steady = sorted(c.at for c in rated.posts())[BURST:]
     assert (len(steady) - 1) / (steady[-1] - steady[0]) <= 4 * 1.25  # past the burst: the rate
