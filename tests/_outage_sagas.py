@@ -5,6 +5,7 @@ Kept in a module of its own with few imports: the workflow sandbox re-imports it
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -57,19 +58,11 @@ HOLD_ME = _saga("HoldMeSaga", "holdme")  # an operator holds its step, then rele
 PICKY = _saga("PickySaga", "picky")
 # operating.md: compensations never wait for a breaker. Its charge is done, then its breaker is
 # opened by hand while the shipment (slow, then refused) runs: the refund must still go out.
-UNDO_OPEN = Saga(
-    name="UndoOpenSaga",
-    input=Charge,
-    key=lambda c: c.order_id,
-    defaults=QUICK,
+_UNDO_OPEN = _saga("UndoOpenSaga", "undoopen")
+UNDO_OPEN = dataclasses.replace(
+    _UNDO_OPEN,
     steps=[
-        Step(
-            "charge",
-            Http("undoopen", "POST", "/charges", body=lambda c: {"order_id": c.input.order_id}),
-            compensation=Http(
-                "undoopen", "POST", "/refunds", body=lambda u: {"order_id": u.input.order_id}
-            ),
-        ),
+        *_UNDO_OPEN.steps,
         Step(
             "ship",
             Http("undoship", "POST", "/charges", body=lambda c: {"order_id": c.input.order_id}),
