@@ -1,8 +1,8 @@
 """Per-service limits: calls to a service go at most N a second (all workers) and M at once.
 
 Real dev server, an in-process worker with the sagaloom plugin, and participants on loopback
-that count what reaches them. The same burst of sagas goes to a limited and an unlimited
-service, side by side.
+that count what reaches them. The same burst of sagas goes to an unlimited service (the
+control: what the machine does), then to the limited ones.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ async def queue(temporal: Client, services: dict[str, FlakyService]) -> AsyncIte
 
 
 SAGAS_OF = {"rated": RatedSaga, "narrow": NarrowSaga, "free": FreeSaga}
-DEFINITIONS = {"rated": RATED_SAGA, "narrow": NARROW_SAGA, "free": FREE}
+DEFINITIONS = {"rated": RATED_SAGA, "narrow": NARROW_SAGA}
 
 
 async def burst(temporal: Client, saga: Saga[Any], queue: str) -> list[SagaStatus]:
@@ -75,10 +75,13 @@ def rate(service: FlakyService) -> float:
 async def test_limited_services_get_their_calls_at_the_set_rate_and_concurrency(
     temporal: Client, queue: str, services: dict[str, FlakyService]
 ) -> None:
-    outcomes = await asyncio.gather(
-        *(burst(temporal, DEFINITIONS[name], queue) for name in ("free", "rated", "narrow"))
+    # The control first, alone: what this worker and machine do unlimited (run beside the
+    # limited bursts, it measured their contention on a loaded machine, 5.2 calls/s once).
+    control = await burst(temporal, FREE, queue)
+    limited = await asyncio.gather(
+        *(burst(temporal, DEFINITIONS[name], queue) for name in ("rated", "narrow"))
     )
-    assert outcomes == [[SagaStatus.COMPLETED] * SAGAS] * 3
+    assert [control, *limited] == [[SagaStatus.COMPLETED] * SAGAS] * 3
     for service in services.values():
         assert sorted(service.charged.values()) == [1] * SAGAS  # each charged once
     free, rated, narrow = services["free"], services["rated"], services["narrow"]

@@ -40,7 +40,7 @@ from sagaloom._ops._codec_server import CodecServer
 from sagaloom._runtime._items import ItemsWorkflow
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.converter import EncryptionCodec
-from sagaloom.server import NatsServer, free_port
+from sagaloom.server import NatsServer, NatsServerOptions, free_port
 from sagaloom.service import Answer, Refused, SagaService, sqlite_engine
 from sagaloom.storage import DEFAULT_BUCKET, PayloadStore, PayloadSweeper, resolve_references
 from sagaloom.worker import SagaloomPlugin
@@ -363,9 +363,23 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield endpoint
 
 
+@pytest.fixture(scope="module")
+def s3_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A NATS of the S3 deployment's own: workers that share a broker share one store.
+
+    (payloads.md: the same store on every client and worker. The module's NATS has workers
+    that store in NATS; one of them taking this saga's 3 MB reply stored it where the S3
+    worker cannot read it, and the saga waited until the test timed out.)
+    """
+    server = NatsServer(NatsServerOptions.in_folder(tmp_path_factory.mktemp("s3-nats")))
+    asyncio.run(server.start())
+    yield server
+    server.stop()
+
+
 async def test_on_s3_a_large_document_files_once_and_the_bucket_holds_it(
     stack: Stack,
-    nats_server: NatsServer,
+    s3_nats: NatsServer,
     s3: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -383,16 +397,16 @@ async def test_on_s3_a_large_document_files_once_and_the_bucket_holds_it(
         "SAGALOOM_PAYLOAD_BUCKET": bucket,
         "SAGALOOM_S3_ENDPOINT": s3,
     }
-    name, process = worker(stack, nats_server, **env)
+    name, process = worker(stack, s3_nats, **env)
     service = archive(tmp_path / "archive.sqlite3")
     try:
-        await wait_for_reply_consumer(nats_server.url, process)
+        await wait_for_reply_consumer(s3_nats.url, process)
         client = await connect(
             stack.address, payloads=PayloadStore("s3", bucket=bucket, endpoint=s3)
         )
         doc_id = f"s3-{uuid.uuid4().hex[:8]}"
         body = document(3 * MB)
-        async with consuming(service, nats_server.url, f"archive-{name}"):
+        async with consuming(service, s3_nats.url, f"archive-{name}"):
             handle = await start_saga(
                 client, DOCUMENTS, {"doc_id": doc_id, "body": body, "echo": True}, task_queue=name
             )
