@@ -1323,6 +1323,31 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_plugin.py", "-k", "beside_the_teams_own"),
     ),
     Mutation(
+        "plugin: only the sagas a worker names are registered on it",
+        "sagaloom/worker/_plugin.py",
+        "        workflows = list(sagas)",
+        "        workflows = list(sagas) + [w for w in __import__('sagaloom._runtime', "
+        "fromlist=['x']).SagaWorkflow.__subclasses__() if w not in sagas]",
+        ("tests/test_plugin.py", "-k", "only_the_sagas"),
+    ),
+    Mutation(
+        "broker: a dead letter is never retried on its own (the consumer acknowledges it)",
+        "sagaloom/_broker/_consumers.py",
+        '        log.warning("dead letter (%s on %s): %s", kind, message.subject, reason)\n'
+        "        await message.ack()",
+        '        log.warning("dead letter (%s on %s): %s", kind, message.subject, reason)\n'
+        "        await message.nak(delay=RETRY_DELAY)",
+        ("tests/test_broker.py", "-k", "late_reply_is_a_dead_letter_kept"),
+    ),
+    Mutation(
+        "broker: the reply consumer acknowledges a reply only after the saga took it",
+        "sagaloom/_broker/_consumers.py",
+        "        intake = read_reply(data, self._broker.signer, self._broker.reply_limit)\n",
+        "        intake = read_reply(data, self._broker.signer, self._broker.reply_limit)\n"
+        "        await message.ack()\n",
+        ("tests/test_broker.py", "-k", "finds_temporal_away"),
+    ),
+    Mutation(
         "live details: the step table in the run's current details is always on",
         "sagaloom/_definition.py",
         "    live_details: bool = True",

@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -35,9 +36,10 @@ from sagaloom.participants import (
     COMMANDS_STREAM,
     DEAD_STREAM,
     MSG_ID,
+    REPLIES_STREAM,
     REPLY_SUBJECT,
 )
-from sagaloom.server import NatsServer, NatsServerOptions, free_port
+from sagaloom.server import DevServer, NatsServer, NatsServerOptions, free_port
 from services import Warehouse
 from tests._broker_sagas import BACKOFF_UNDO, QUICK, QUICK_PARK, QUICK_UNDO
 from tests._helpers import REPLY_SECRET, ROOT, Stack, count_workflows, wait_for_status
@@ -232,7 +234,7 @@ async def test_a_negative_reply_fails_the_step_and_compensates(
     await keep_history(handle, "compensated")
 
 
-async def test_no_reply_in_time_compensates_and_the_late_reply_is_a_dead_letter(
+async def test_no_reply_in_time_compensates_and_the_late_reply_is_a_dead_letter_kept(
     stack: Stack, worker: Any, warehouse: Warehouse, js: JetStreamContext, queue: str, key: str
 ) -> None:
     warehouse.faults[key] = "no-reply"  # it packs, but its reply is lost
@@ -255,6 +257,53 @@ async def test_no_reply_in_time_compensates_and_the_late_reply_is_a_dead_letter(
     letter = await dead_letter_about(js, correlation)
     assert "finished or unknown" in letter["reason"] or "late or unexpected" in letter["reason"]
     assert len((await handle.fetch_history()).events) == history
+    # operating.md: dead letters "are never retried on their own". The reply consumer took it
+    # for good (acknowledged: nothing of it waits for a redelivery, 2 s apart), and it stays
+    # listed for an operator, the saga untouched.
+    for _ in range(8):
+        await asyncio.sleep(0.5)
+        info = await js.consumer_info(REPLIES_STREAM, "sagaloom-replies")
+        assert info.num_ack_pending == 0 and info.num_redelivered == 0, info
+    assert (await dead_letter_about(js, correlation))["seq"] == letter["seq"]
+    assert len((await handle.fetch_history()).events) == history
+
+
+async def test_a_reply_that_finds_temporal_away_is_kept_until_the_saga_takes_it(
+    stack: Stack,
+    worker: Any,
+    warehouse: Warehouse,
+    js: JetStreamContext,
+    queue: str,
+    key: str,
+    dev_server: DevServer,
+) -> None:
+    # event-driven.md: the reply consumer "acknowledges only after the saga took it". The
+    # Temporal server is frozen (SIGSTOP) when the reply comes: handing it over times out, so
+    # it stays unacknowledged and comes again; once the server is back, the saga takes it.
+    warehouse.faults[key] = "no-reply"  # it packs; the test sends the reply itself
+    handle = await start_saga(stack.client, FULFILMENT, order(key), task_queue=queue)
+    await wait_for_open_ask(handle, "pack")
+    correlation = f"{handle.id}:pack"
+    reply = {
+        "correlation_id": correlation,
+        "token": ReplySigner(SecretStr(REPLY_SECRET)).token(correlation),
+        "ok": True,
+        "data": {"id": f"parcel-{key}", "order_id": key},
+    }
+    os.kill(dev_server.pid, signal.SIGSTOP)
+    try:
+        await js.publish(REPLY_SUBJECT, json.dumps(reply).encode())
+        async with asyncio.timeout(40):  # one hand-over waits 10 s, then 2 s to come again
+            while True:
+                info = await js.consumer_info(REPLIES_STREAM, "sagaloom-replies")
+                if info.num_redelivered:  # handed over once, unacknowledged, come again
+                    break
+                await asyncio.sleep(0.5)
+    finally:
+        os.kill(dev_server.pid, signal.SIGCONT)
+    result = await asyncio.wait_for(outcome(handle), 60)
+    assert result.status is SagaStatus.COMPLETED, result
+    assert result.report is not None and result.report.outputs["pack"]["id"] == f"parcel-{key}"
 
 
 async def dead_letter_about(

@@ -82,6 +82,41 @@ async def test_one_plugin_line_adds_sagas_beside_the_teams_own_workflows(
     assert "greet" in counting.seen and "call" in counting.seen  # both kinds of activity
 
 
+async def test_only_the_sagas_a_worker_names_run_on_it(temporal: Client, key: str) -> None:
+    # sagas.md: "Only the sagas you name are registered." OrderSaga is imported here (a defined
+    # saga class) but this team worker names only its own workflow: an order sent to its queue
+    # is not run there; its workflow task fails "not registered" and no step is scheduled.
+    plugin = SagaloomPlugin(services={"inventory": "http://127.0.0.1:9"})
+    client = await Client.connect(temporal.service_client.config.target_host, plugins=[plugin])
+    queue = f"team-{uuid.uuid4().hex[:6]}"
+    async with Worker(client, task_queue=queue, workflows=[GreetWorkflow], activities=[greet]):
+        handle = await start_saga(client, ORDER, order(key), task_queue=queue)
+        try:
+            async with asyncio.timeout(30):  # until it fails, or runs a step
+                failed, ran = await so_far(handle)
+                while not (failed or ran):
+                    await asyncio.sleep(0.2)
+                    failed, ran = await so_far(handle)
+        finally:
+            await handle.terminate("test: not registered, as it should be")
+    assert not ran, f"an unnamed saga ran on the team's worker: {ran}"
+    assert "not registered" in failed[0], failed
+
+
+async def so_far(handle: Any) -> tuple[list[str], list[str]]:
+    """The run's failed workflow tasks' messages and the activities it scheduled, so far."""
+    events = (await handle.fetch_history()).events
+    return [
+        e.workflow_task_failed_event_attributes.failure.message
+        for e in events
+        if e.HasField("workflow_task_failed_event_attributes")
+    ], [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
 def test_the_plugin_keeps_a_codec_and_a_sandbox_the_team_set() -> None:
     codec = EncryptionCodec.from_spec(f"k1={EncryptionCodec.new_key()}")
     team = dataclasses.replace(pydantic_data_converter, payload_codec=codec)
