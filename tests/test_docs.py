@@ -58,3 +58,46 @@ def test_the_docs_site_lists_every_page() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in (ROOT / "docs").rglob("*.md"):
         assert str(page.relative_to(ROOT / "docs")) in nav, page
+
+
+FIGURE = re.compile(r"<!-- figure: ([\w-]+) -->(.*?)<!-- /figure -->")
+MEASURED = re.compile(r"\d(?:[\d.,\u2013-]*\d)?\s?(?:x|\u00d7|%|ms|MiB|KB|sagas/s)(?!\w)")
+"""A measured figure: a number with its unit (a ratio, a share, a time, a size, a rate)."""
+
+
+def summary_figures() -> dict[str, str]:
+    """The figures to quote, by id: benchmarks.md's summary table."""
+    found = FIGURE.findall((ROOT / "docs" / "benchmarks.md").read_text())
+    ids = [i for i, _ in found]
+    assert len(ids) == len(set(ids)), "a figure id twice in the summary"
+    return dict(found)
+
+
+def test_every_summary_figure_is_in_the_run_log_it_comes_from() -> None:
+    runs = (ROOT / "docs" / "benchmark-runs.md").read_text()
+    figures = summary_figures()
+    assert len(figures) >= 15
+    missing = {i: text for i, text in figures.items() if text not in runs}
+    assert not missing, f"summary figures the run log does not show: {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_quoted_benchmark_figure_is_the_summarys(page: Path) -> None:
+    """A figure quoted outside the benchmark pages is marked, and reads as the summary does."""
+    if page.name in ("benchmarks.md", "benchmark-runs.md", "changelog.md", "CONTRIBUTING.md"):
+        return
+    figures = summary_figures()
+    text = page.read_text()
+    for figure_id, quoted in FIGURE.findall(text):
+        assert figure_id in figures, f"{page.name}: no summary figure {figure_id!r}"
+        assert quoted == figures[figure_id], (
+            f"{page.name}: {figure_id} quoted as {quoted!r}, the summary says "
+            f"{figures[figure_id]!r}"
+        )
+    # a sentence that cites the benchmarks may state a figure only through a marker
+    for sentence in re.split(r"(?<=[.!?])\s+", re.sub(r"\s+", " ", text)):
+        if "benchmark" in sentence.lower():
+            bare = FIGURE.sub("", sentence)
+            assert not MEASURED.search(bare), (
+                f"{page.name}: a benchmark figure not taken from the summary: {sentence[:200]}"
+            )
