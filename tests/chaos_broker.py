@@ -1,11 +1,14 @@
 """Chaos for event-driven sagas: SIGKILL the broker and the workers while fulfilments run.
 
 ``python -m tests.chaos_broker --sagas 200 --broker-kills 4 --worker-kills 6`` (the test suite
-runs a small one). Starts its own dev server, ``nats-server -js`` (restarted on its store after
+runs a small one; ``--documents-every 3`` gives every third saga a packing list over the payload
+store's threshold and the broker's message limit, so SIGKILLs land on store writes too). Starts
+its own dev server, ``nats-server -js`` (restarted on its store after
 each SIGKILL), the inventory participant (HTTP) and the warehouse (NATS), and two ``saga worker``
 processes (restarted after each SIGKILL). Then checks the invariants of the HTTP chaos run, for
 the broker: nothing lost (every saga ended as its input says), nothing half-done (each store
-agrees with the outcome), each effect once per key, and each lifecycle event stored once.
+agrees with the outcome), each effect once per key, and each lifecycle event stored once; and
+each document reached the warehouse whole.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sagaloom import SagaStatus
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.participants import EVENTS_STREAM
 from sagaloom.server import DevServer, DevServerOptions, NatsServer, NatsServerOptions
+from sagaloom.storage import DEFAULT_BUCKET, PayloadStore, PayloadStoreUnavailable
 from services import serve
 from workflows.fulfilment import FULFILMENT
 
@@ -52,6 +56,12 @@ class Report:
     """Poison replies published during the window (non-ASCII or forged tokens, not JSON…)."""
     stalled: int = 0
     """Reply messages still unacknowledged or undelivered once everything settled."""
+    documents: int = 0
+    """Sagas that carried a packing list through the payload store."""
+    stored: int = 0
+    """Objects in the payload store's bucket at the end."""
+    start_retries: int = 0
+    """Starts retried because the store was down at that moment (the broker being killed)."""
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -64,6 +74,9 @@ class Report:
             f"- {self.broker_kills} SIGKILLs of nats-server (restarted on its store), "
             f"{self.worker_kills} worker SIGKILLs (restarted)",
             f"- {self.events} lifecycle events read back, each stored once",
+            f"- {self.documents} sagas carried a packing list through the payload store "
+            f"({self.stored} objects stored; {self.start_retries} starts retried while the "
+            "store was down), each received whole by the warehouse",
             f"- {self.poison} poison replies injected through the window (non-ASCII and forged "
             f"tokens, bodies that are not JSON, unknown sagas): {self.stalled} left stalled in "
             "the reply consumer",
@@ -131,6 +144,8 @@ async def run(
     chaos_seconds: float,
     seed: int,
     settle_seconds: float = 600,
+    documents_every: int = 0,
+    document_bytes: int = 1_500_000,
 ) -> Report:
     rng = random.Random(seed)
     report = Report(sagas=sagas)
@@ -146,17 +161,29 @@ async def run(
     workers = [worker(folder, server.address, broker.url, inventory, queue, i) for i in range(2)]
     began = time.monotonic()
     try:
-        client = await connect(server.address)
+        client = await connect(server.address, payloads=PayloadStore("nats", broker.url))
         keys = [f"cb-{os.urandom(3).hex()}-{i}" for i in range(sagas)]
         refused = {k for k in keys if rng.random() < 0.2}
+        documents = {k for i, k in enumerate(keys) if documents_every and i % documents_every == 0}
+        report.documents = len(documents)
         handles: list[Any] = []
+
+        async def start_one(data: dict[str, Any]) -> Any:
+            while True:  # as a caller would: the store was down for a moment, start again
+                try:
+                    return await start_saga(client, FULFILMENT, data, task_queue=queue)
+                except PayloadStoreUnavailable:
+                    report.start_retries += 1
+                    await asyncio.sleep(0.5)
 
         async def arrivals() -> None:
             # spread over the chaos window, so kills land on sagas in every phase
             for i, k in enumerate(keys):
                 await asyncio.sleep(max(0.0, began + i * chaos_seconds / sagas - time.monotonic()))
                 data = {"order_id": k, "sku": "gadget", "quantity": 80 if k in refused else 2}
-                handles.append(await start_saga(client, FULFILMENT, data, task_queue=queue))
+                if k in documents:
+                    data["packing_list"] = packing_list(k, document_bytes)
+                handles.append(await start_one(data))
 
         starting = asyncio.create_task(arrivals())
         stop_poison = asyncio.Event()
@@ -202,12 +229,17 @@ async def run(
             want = SagaStatus.COMPENSATED if key in refused else SagaStatus.COMPLETED
             if result.status is not want:
                 report.violations.append(f"{key}: {result.status.value}, expected {want.value}")
+            elif key in documents and want is SagaStatus.COMPLETED:
+                packed = (result.report.outputs.get("pack") or {}) if result.report else {}
+                if packed.get("packing_list_bytes") != document_bytes:
+                    report.violations.append(f"{key}: the warehouse got {packed} of the document")
         report.violations += check_stores(services, keys, refused)
         report.stalled = await stalled_replies(broker.url)
         if report.stalled:
             report.violations.append(f"{report.stalled} reply messages stalled in the consumer")
         report.events, problems = await check_events(broker.url, [h.id for h in handles])
         report.violations += problems
+        report.stored = await stored_objects(broker.url)
     finally:
         for process in workers:
             process.terminate()
@@ -217,6 +249,23 @@ async def run(
         broker.stop()
         server.stop()
     return report
+
+
+def packing_list(key: str, size: int) -> str:
+    """A document of ``size`` bytes, its own per saga."""
+    return (f"{key}: gadget, boxed; " * (size // 20 + 1))[:size]
+
+
+async def stored_objects(url: str) -> int:
+    """Objects in the payload store's bucket (0 when it was never made)."""
+    nc = await nats.connect(url)
+    try:
+        store = await nc.jetstream().object_store(DEFAULT_BUCKET)
+        return len(await store.list(ignore_deletes=True))
+    except Exception:  # no bucket: nothing was stored
+        return 0
+    finally:
+        await nc.close()
 
 
 async def stalled_replies(url: str, within: float = 30) -> int:
@@ -296,6 +345,10 @@ def main() -> None:
     parser.add_argument("--chaos-seconds", type=float, default=40)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--documents-every", type=int, default=3, help="every Nth saga carries a document (0: none)"
+    )
+    parser.add_argument("--document-bytes", type=int, default=1_500_000)
+    parser.add_argument(
         "--settle-seconds", type=float, default=600, help="after the window; then named as stuck"
     )
     args = parser.parse_args()
@@ -307,6 +360,8 @@ def main() -> None:
             args.chaos_seconds,
             args.seed,
             args.settle_seconds,
+            args.documents_every,
+            args.document_bytes,
         )
     )
     print("\n".join(report.lines()))

@@ -1356,6 +1356,35 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_docs.py", "-k", "figure"),
     ),
     Mutation(
+        "drawings: saga show --graph paints the run, not the bare graph",
+        "sagaloom/_cli/_graphs.py",
+        "    return render(paint(drawing_of(saga), state), args.format)",
+        "    return render(drawing_of(saga), args.format)",
+        ("tests/test_graphs.py", "-k", "show_graph_paints"),
+    ),
+    Mutation(
+        "drawings: parallel steps share a column, a join comes after both",
+        "sagaloom/_drawing/_model.py",
+        "        depth[step.name] = 1 + max((depth[b] for b in before), default=-1)",
+        "        depth[step.name] = len(depth)",
+        ("tests/test_graphs.py", "-k", "parallel_steps"),
+    ),
+    Mutation(
+        "drawings: a step the run never started is painted not run",
+        "sagaloom/_drawing/_model.py",
+        "    ours = state.saga == drawing.saga",
+        "    ours = False",
+        ("tests/test_graphs.py", "-k", "paints_what_ran"),
+    ),
+    Mutation(
+        "payloads: a history holds the reference of a completed write only",
+        "sagaloom/storage/_nats.py",
+        '            await self._patiently(f"storing {name}", _putting(name, data))',
+        '            __import__("asyncio").ensure_future('
+        'self._patiently(f"storing {name}", _putting(name, data)))',
+        ("tests/test_payload_store.py", "-k", "only_once_its_object"),
+    ),
+    Mutation(
         "live details: the step table in the run's current details is always on",
         "sagaloom/_definition.py",
         "    live_details: bool = True",

@@ -239,7 +239,7 @@ def test_every_command_shows_an_example_in_its_help() -> None:
     from sagaloom._cli import parser
 
     commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert len(commands) == 22
+    assert len(commands) == 23
     for name, command in commands.items():
         text = command.format_help()
         assert "example:\n  " in text, name

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from sagaloom import Saga
-from sagaloom._contract import asyncapi, mermaid
+from sagaloom._cli._contract import asyncapi, mermaid
 from sagaloom.worker import load_sagas
 from tests._helpers import ROOT
 from workers.config import ALL_SAGA_MODULES
@@ -43,7 +43,7 @@ def test_the_committed_contracts_match_the_sagas(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     fresh = {p.name: p.read_text() for p in tmp_path.iterdir()}
     committed = {
-        p.name: p.read_text() for p in COMMITTED.iterdir() if p.suffix in (".json", ".mmd")
+        p.name: p.read_text() for p in COMMITTED.iterdir() if p.suffix in (".json", ".mmd", ".svg")
     }
     assert sorted(fresh) == sorted(committed), "regenerate: ./run contract --out docs/contracts"
     for name, text in fresh.items():
@@ -106,8 +106,9 @@ def test_the_diagram_shows_each_step_and_its_compensation() -> None:
     diagram = mermaid(ORDER)
     assert diagram.startswith("flowchart LR")
     for step in ORDER.steps:
-        assert f'["{step.name}<br/>' in diagram and f'["undo {step.name}<br/>' in diagram
-    assert diagram.count("-. compensated by .->") == 3
+        assert f'["<b>{step.name}</b><br/>' in diagram
+        assert f'["<b>undo {step.name}</b><br/>' in diagram
+    assert diagram.count("-. undone by .->") == 3
     assert "s0 --> s1" in diagram and "s1 --> s2" in diagram
 
 

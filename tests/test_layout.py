@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sagaloom"
 # Bottom to top. A room may import from itself and from any room before it, never after.
 LAYERS = (
     "definitions",  # sagaloom/*.py: the saga model, names, wire contracts (sandbox-safe)
+    "_drawing",  # a saga's drawing from its definition, a run painted on it (pure, no I/O)
     "_ops",  # logging, metrics, telemetry, codec server, the HTTP server helper
     "storage",  # payloads over the threshold: NATS object store, S3, broker bodies, sweeper
     "_runtime",  # the workflow (sandbox-safe)
@@ -95,16 +96,29 @@ def test_the_sandboxed_rooms_import_only_definitions_ops_and_themselves() -> Non
             assert target in ("definitions", "_ops", "_runtime"), sorted(found)
 
 
-def main() -> None:
-    """Print the folder-level graph: each room, what it imports, and how many imports."""
+def listing() -> str:
+    """The folder-level graph: each room, what it imports, and how many imports."""
     graph = arrows()
+    lines = []
     for source in LAYERS:
         targets = sorted(
             ((t, len(f)) for (s, t), f in graph.items() if s == source and t != source),
             key=lambda item: LAYERS.index(item[0]),
         )
-        listing = ", ".join(f"{t} ({n})" for t, n in targets) or "-"
-        print(f"{source:13} -> {listing}")
+        shown = ", ".join(f"{t} ({n})" for t, n in targets) or "-"
+        lines.append(f"{source:13} -> {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_documented_graph_is_the_code() -> None:
+    """docs/architecture.md shows the graph this module prints; a new arrow must be shown."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    assert f"```text\n{listing()}```" in page, "regenerate: python -m tests.test_layout"
+
+
+def main() -> None:
+    """Print the folder-level graph (docs/architecture.md shows it)."""
+    print(listing(), end="")
 
 
 if __name__ == "__main__":
@@ -140,6 +154,7 @@ PRIVATE_SEAMS = {
     "tests/test_exclusive.py": "start_saga's early take, interrupted before the start",
     "tests/_broken_keys.py": "the HTTP participant's key function, broken on purpose for chaos",
     "tests/record_fanout.py": "the fan-out's batch workflow and a batch's id, to record histories",
+    "tests/test_graphs.py": "the pure drawing of a saga and a run painted on it",
 }
 _PRIVATE = re.compile(
     r"^\s*(from|import) sagaloom(\.[a-z]+)*\._\w+|^\s*from sagaloom(\.[a-z]+)* import _", re.M

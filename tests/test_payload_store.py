@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import nats
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
@@ -60,6 +61,25 @@ async def test_a_write_while_the_store_is_down_waits_and_lands_once_it_is_back(
     assert waited >= 2.5  # it waited for the store...
     assert back == payload  # ...and nothing was lost
     assert claim.claim_data["name"].startswith("default/saga-1/")
+
+
+async def test_a_claim_is_returned_only_once_its_object_is_written_whole(tmp_path: Path) -> None:
+    # payloads.md: "a history only ever holds the reference of a write that completed": the
+    # driver hands the SDK a claim (what history records) only after the object is stored.
+    server = NatsServer(NatsServerOptions.in_folder(tmp_path))
+    await server.start()
+    driver = NatsPayloadDriver(server.url, wait=timedelta(seconds=30))
+    payload = _payload(3_000_000)
+    nc = await nats.connect(server.url)
+    try:
+        (claim,) = await driver.store(_context("saga-w"), [payload])
+        store = await nc.jetstream().object_store(claim.claim_data["bucket"])
+        info = await store.get_info(claim.claim_data["name"])  # at once: no waiting for it
+        assert info.size == len(payload.SerializeToString())
+    finally:
+        await nc.close()
+        await driver.aclose()
+        server.stop()
 
 
 async def test_a_store_that_stays_down_is_a_clear_error_within_the_wait(tmp_path: Path) -> None:

@@ -378,12 +378,21 @@ def s3_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 
 
 async def test_on_s3_a_large_document_files_once_and_the_bucket_holds_it(
-    stack: Stack,
-    s3_nats: NatsServer,
-    s3: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    stack: Stack, s3_nats: NatsServer, s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    await file_on_s3(3 * MB, stack, s3_nats, s3, tmp_path, monkeypatch, echo=True)
+
+
+@pytest.mark.slow
+@pytest.mark.long  # scale: ./run test --long
+async def test_on_s3_a_50_mb_document_files_once(
+    stack: Stack, s3_nats: NatsServer, s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await file_on_s3(50 * MB, stack, s3_nats, s3, tmp_path, monkeypatch, echo=False)
+
+
+async def s3_bucket(s3: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket on the moto server; the credentials set for this process."""
     import aioboto3
 
     for k, v in CREDENTIALS.items():
@@ -391,6 +400,30 @@ async def test_on_s3_a_large_document_files_once_and_the_bucket_holds_it(
     bucket = f"payloads-{uuid.uuid4().hex[:8]}"
     async with aioboto3.Session().client("s3", endpoint_url=s3) as admin:
         await admin.create_bucket(Bucket=bucket)
+    return bucket
+
+
+async def s3_listing(s3: str, bucket: str) -> list[dict[str, Any]]:
+    import aioboto3
+
+    async with aioboto3.Session().client("s3", endpoint_url=s3) as admin:
+        paginator = admin.get_paginator("list_objects_v2")
+        return [item async for page in paginator.paginate(Bucket=bucket)
+                for item in page.get("Contents", [])]  # fmt: skip
+
+
+async def file_on_s3(
+    size: int,
+    stack: Stack,
+    s3_nats: NatsServer,
+    s3: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    echo: bool,
+) -> None:
+    """A document of ``size`` through a broker worker whose store is S3: filed once, stored."""
+    bucket = await s3_bucket(s3, monkeypatch)
     env = {
         **CREDENTIALS,
         "SAGALOOM_PAYLOAD_STORE": "s3",
@@ -405,26 +438,51 @@ async def test_on_s3_a_large_document_files_once_and_the_bucket_holds_it(
             stack.address, payloads=PayloadStore("s3", bucket=bucket, endpoint=s3)
         )
         doc_id = f"s3-{uuid.uuid4().hex[:8]}"
-        body = document(3 * MB)
+        body = document(size)
         async with consuming(service, s3_nats.url, f"archive-{name}"):
             handle = await start_saga(
-                client, DOCUMENTS, {"doc_id": doc_id, "body": body, "echo": True}, task_queue=name
+                client, DOCUMENTS, {"doc_id": doc_id, "body": body, "echo": echo}, task_queue=name
             )
-            result = await asyncio.wait_for(outcome(handle), 120)
+            result = await asyncio.wait_for(outcome(handle), 600)
     finally:
         process.terminate()
         process.wait(20)
 
     assert result.status is SagaStatus.COMPLETED, result
     digest = hashlib.sha256(body.encode()).hexdigest()
-    assert await rows(service, doc_id) == [(digest, 3 * MB, "filed")]
-    assert result.report is not None and result.report.outputs["file"]["copy"] == body
+    assert await rows(service, doc_id) == [(digest, size, "filed")]
+    if echo:
+        assert result.report is not None and result.report.outputs["file"]["copy"] == body
     assert await history_bytes(handle) < 200_000
-    async with aioboto3.Session().client("s3", endpoint_url=s3) as admin:
-        listed = await admin.list_objects_v2(Bucket=bucket)
-    keys = [item["Key"] for item in listed.get("Contents", [])]
-    assert any(handle.id in key for key in keys), keys
-    assert sum(item["Size"] for item in listed["Contents"]) > 3 * MB
+    listed = await s3_listing(s3, bucket)
+    assert any(handle.id in item["Key"] for item in listed), listed
+    assert sum(item["Size"] for item in listed) > size
+
+
+@pytest.mark.slow
+@pytest.mark.long  # scale: ./run test --long
+async def test_on_s3_ten_thousand_items_of_10_kb_each_complete_and_history_stays_small(
+    stack: Stack, s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = await s3_bucket(s3, monkeypatch)
+    store = PayloadStore("s3", bucket=bucket, endpoint=s3)
+    client = await connect(stack.address, payloads=store)
+    queue = f"payload-fan-s3-{os.urandom(3).hex()}"
+    p = fan_plan(10_000, "10kb")  # 100 MB of results
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[WideFanSaga, ItemsWorkflow],
+        activities=[scripted],
+        max_concurrent_activities=64,
+    ):
+        handle = await start_saga(client, WIDE, p, task_queue=queue)
+        result = await asyncio.wait_for(outcome(handle), 1200)
+
+    assert result.status is SagaStatus.COMPLETED, result.report
+    assert booked(p) == Counter({f"i{n}": 1 for n in range(10_000)})
+    assert await history_bytes(handle) < 5_000_000
+    assert sum(item["Size"] for item in await s3_listing(s3, bucket)) > 100 * MB
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

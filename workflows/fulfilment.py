@@ -39,6 +39,8 @@ class Parcel(BaseModel):
 
     id: str
     order_id: str
+    packing_list_bytes: int = 0
+    """The size of the packing list the warehouse received (0 without one)."""
 
 
 def _reserve(ctx: StepContext[FulfilmentInput]) -> dict[str, object]:

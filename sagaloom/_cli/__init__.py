@@ -1,8 +1,9 @@
 """The ``saga`` command line, one module per command group.
 
 ``_workers`` (dev, worker, set-current), ``_sagas`` (start, show/status, list, cancel, resolve,
-reply), ``_services`` (services: the breakers), ``_locks`` (locks: exclusive keys), ``_broker``
-(dead-letters, events), ``_tools`` (codec-server, new-key, contract); what they share is in
+reply), ``_graphs`` (graph, and show's drawing), ``_services`` (services: the breakers),
+``_locks`` (locks: exclusive keys), ``_broker`` (dead-letters, events), ``_tools``
+(codec-server, new-key, contract); what they share is in
 ``_common``, the worker flags come from the settings table (``_flags``), and one mapper
 (``_errors``) turns every expected failure into one line and exit code 2.
 """
@@ -17,7 +18,16 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from sagaloom._cli import _broker, _incidents, _locks, _sagas, _services, _tools, _workers
+from sagaloom._cli import (
+    _broker,
+    _graphs,
+    _incidents,
+    _locks,
+    _sagas,
+    _services,
+    _tools,
+    _workers,
+)
 from sagaloom._cli._common import (
     CLI_ENV,
     UI_FILE,
@@ -52,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--log-format", choices=form.choices, default=form.read(os.environ),
                      help=f"{form.help} ({form.env})")  # fmt: skip
     sub = top.add_subparsers(dest="command", required=True)
-    for group in (_workers, _sagas, _incidents, _services, _locks, _broker, _tools):
+    for group in (_workers, _sagas, _graphs, _incidents, _services, _locks, _broker, _tools):
         group.register(sub)
     return top
 

@@ -21,6 +21,7 @@ from sagaloom._cli._common import (
     task_queue_flag,
     workflow_id,
 )
+from sagaloom._cli._graphs import graph_flags, painted, write_drawing
 from sagaloom._definition import Saga
 from sagaloom._model import Reply, Resolution, SagaState, reply_problem
 from sagaloom._names import REPLY_UPDATE, step_key
@@ -78,6 +79,9 @@ async def cmd_show(args: argparse.Namespace) -> int:
     workflow_id(args.id, "id")
     temporal = await client(args)
     state, description, source = await read_saga(temporal, args.id)
+    if args.graph:
+        write_drawing(painted(args.id, state, description.workflow_type, args), args.output)
+        return 0
     try:
         items = await item_rows(temporal, args.id, state) if args.items else None
     except ValueError as err:
@@ -224,6 +228,14 @@ def register(sub: Any) -> None:
                 help="list every item of the saga's fan-out (ForEach) steps: how each ended "
                 "and whether it was undone",
             )
+            p.add_argument(
+                "--graph",
+                action="store_true",
+                help="draw the run on its saga's graph: what ran, failed, was undone, waits, "
+                "never ran (needs the saga's --module)",
+            )
+            module_flag(p)
+            graph_flags(p)
 
     p = add_command(
         sub,

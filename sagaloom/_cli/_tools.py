@@ -85,7 +85,7 @@ async def cmd_new_key(args: argparse.Namespace) -> int:
 
 async def cmd_contract(args: argparse.Namespace) -> int:
     """Write each saga's contract, diagram, and the broker's AsyncAPI document."""
-    from sagaloom._contract import write_contracts
+    from sagaloom._cli._contract import write_contracts
 
     sagas = load_sagas(modules(args))
     if not sagas:

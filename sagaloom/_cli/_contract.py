@@ -24,6 +24,7 @@ from sagaloom._definition import (
     Saga,
     Timer,
 )
+from sagaloom._drawing import drawing_of, to_mermaid, to_svg
 from sagaloom._intake import ReplyRequest
 from sagaloom._model import EVENT_TYPES, SagaEvent
 from sagaloom._protocol import (
@@ -140,32 +141,9 @@ def contract(saga: Saga[Any]) -> dict[str, Any]:
     }
 
 
-def _where(action: dict[str, Any]) -> str:
-    for field in ("subject", "service", "saga", "activity"):
-        if action.get(field):
-            return f"{action['type']}: {action[field]}"
-    return str(action.get("type", ""))
-
-
 def mermaid(saga: Saga[Any]) -> str:
     """A Mermaid flowchart of the saga: steps by dependency, each with its compensation."""
-    ids = {step.name: f"s{i}" for i, step in enumerate(saga.steps)}
-    lines = ["flowchart LR", f"  start(({saga.name}))"]
-    undos = []
-    for step in saga.steps:
-        node = ids[step.name]
-        label = _where(_action(step.action) or {})
-        lines.append(f'  {node}["{step.name}<br/><small>{label}</small>"]')
-        for before in saga.graph.depends_on[step.name] or ("start",):
-            lines.append(f"  {ids.get(before, 'start')} --> {node}")
-        if step.compensation is not None or isinstance(step.action, ChildSaga):
-            undo = _action(step.compensation) or {"type": "child saga undoes itself"}
-            lines.append(f'  {node}u["undo {step.name}<br/><small>{_where(undo)}</small>"]')
-            lines.append(f"  {node} -. compensated by .-> {node}u")
-            undos.append(f"{node}u")
-    if undos:
-        lines += ["  classDef undo stroke-dasharray: 4 4", f"  class {','.join(undos)} undo"]
-    return "\n".join(lines) + "\n"
+    return to_mermaid(drawing_of(saga))
 
 
 def asyncapi(sagas: Iterable[Saga[Any]]) -> dict[str, Any]:
@@ -292,7 +270,7 @@ def asyncapi(sagas: Iterable[Saga[Any]]) -> dict[str, Any]:
 
 
 def write_contracts(sagas: Iterable[Saga[Any]], folder: Path) -> list[Path]:
-    """Write every saga's contract and diagram, and the AsyncAPI document, into ``folder``."""
+    """Write every saga's contract and drawing (Mermaid and SVG), and the AsyncAPI document."""
     sagas = sorted(sagas, key=lambda s: s.name)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -301,7 +279,9 @@ def write_contracts(sagas: Iterable[Saga[Any]], folder: Path) -> list[Path]:
         path.write_text(json.dumps(contract(saga), indent=2, sort_keys=True) + "\n")
         diagram = folder / f"{saga.name}.mmd"
         diagram.write_text(mermaid(saga))
-        written += [path, diagram]
+        drawing = folder / f"{saga.name}.svg"
+        drawing.write_text(to_svg(drawing_of(saga)))
+        written += [path, diagram, drawing]
     api = folder / "asyncapi.json"
     api.write_text(json.dumps(asyncapi(sagas), indent=2, sort_keys=True) + "\n")
     return [*written, api]
