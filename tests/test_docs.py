@@ -101,3 +101,22 @@ def test_a_quoted_benchmark_figure_is_the_summarys(page: Path) -> None:
             assert not MEASURED.search(bare), (
                 f"{page.name}: a benchmark figure not taken from the summary: {sentence[:200]}"
             )
+
+
+KINDS = ("Added", "Changed", "Deprecated", "Removed", "Fixed", "Security")
+
+
+def test_the_changelog_has_a_dated_section_per_release_and_each_kind_once() -> None:
+    """CHANGELOG.md's own rule: ``## [version] - YYYY-MM-DD`` (or Unreleased), each kind once."""
+    text = (ROOT / "CHANGELOG.md").read_text()
+    releases = re.split(r"^## ", text, flags=re.M)[1:]
+    assert releases, "no release section"
+    for section in releases:
+        heading = section.splitlines()[0]
+        assert heading == "[Unreleased]" or re.fullmatch(
+            r"\[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", heading
+        ), f"a release heading not [version] - date: {heading!r}"
+        kinds = re.findall(r"^### (.+)$", section, flags=re.M)
+        assert all(k in KINDS for k in kinds), f"{heading}: {kinds}"
+        assert len(kinds) == len(set(kinds)), f"{heading}: a kind twice: {kinds}"
+    assert len(re.findall(r"^## \[Unreleased\]$", text, flags=re.M)) <= 1
