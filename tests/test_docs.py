@@ -120,3 +120,15 @@ def test_the_changelog_has_a_dated_section_per_release_and_each_kind_once() -> N
         assert all(k in KINDS for k in kinds), f"{heading}: {kinds}"
         assert len(kinds) == len(set(kinds)), f"{heading}: a kind twice: {kinds}"
     assert len(re.findall(r"^## \[Unreleased\]$", text, flags=re.M)) <= 1
+
+
+def test_the_demo_output_shown_is_the_demos_table() -> None:
+    """quickstart.md shows a line per scenario of workers/demo.py; both pages say N/N."""
+    from workers.demo import SCENARIOS
+
+    n = len(SCENARIOS)
+    quick = (ROOT / "docs" / "quickstart.md").read_text()
+    shown = re.findall(r"^(?:COMPLETED|COMPENSATED) +(\w+)-90a195-([\w-]+) ", quick, re.M)
+    assert sorted(shown) == sorted((s.saga.name, s.label) for s in SCENARIOS)
+    for page in (quick, (ROOT / "README.md").read_text()):
+        assert f"{n}/{n} sagas ended as expected" in page
