@@ -371,6 +371,8 @@ class Dispatcher:
         )
         try:
             await workflow.wait_condition(lambda: ask.done() or self._replies.arrived(correlation))
+        except GeneratorExit:
+            raise  # evicted from the worker's cache: no workflow call may run now
         except BaseException:  # the saga is cancelled
             await _drop(ask)
             raise

@@ -43,6 +43,8 @@ async def run_as_ready(
                 item = running.pop(task)
                 task.result()  # a failure raises here
                 finished.add(item)
+    except GeneratorExit:
+        raise  # evicted from the worker's cache: no workflow call may run now
     except BaseException:
         for task in running:
             task.cancel()

@@ -169,6 +169,8 @@ class StepRunner:
                 return
             progress.step_failed(name, type(err).__name__)  # the operator chose to compensate
             raise StepFailed(step.name, ApplicationError(reason, type="StepBug")) from None
+        except GeneratorExit:
+            raise  # evicted from the worker's cache: no workflow call may run now
         except BaseException:  # cancelled during a timer (asyncio.CancelledError)
             progress.step_ended(name, StepStatus.FAILED, "cancelled")
             raise

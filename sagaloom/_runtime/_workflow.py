@@ -354,6 +354,8 @@ class SagaWorkflow:
                 running,
                 ApplicationError(f"deadline of {deadline} passed", type="DeadlineExceeded"),
             ) from None
+        except GeneratorExit:
+            raise  # evicted from the worker's cache: no workflow call may run now
         except BaseException:  # the saga itself was cancelled: stop the steps first
             steps.cancel()
             with contextlib.suppress(BaseException):
