@@ -23,6 +23,7 @@ from sagaloom import SagaStatus, StepStatus
 from sagaloom._drawing import drawing_of, paint, render
 from sagaloom._model import SagaState, StepState
 from sagaloom.client import outcome, start_saga
+from sagaloom.worker import load_sagas
 from tests._helpers import ROOT, TASK_QUEUE, Stack, cli, order
 from tests._sagas import CONDITIONAL, DIAMOND, NESTING, PIVOTED
 from workflows.fulfilment import FULFILMENT
@@ -214,3 +215,36 @@ async def test_show_graph_of_an_unknown_run_or_a_saga_no_module_defines_is_one_c
     assert graph.returncode == 2 and "unknown saga 'NoSuchSaga'; known sagas: OrderSaga" in (
         graph.stderr
     )
+
+
+GOLDEN = ROOT / "tests" / "golden" / "drawings"
+TEST_SAGA_MODULES = [
+    f"tests.{p.stem}" for p in sorted((ROOT / "tests").glob("_*sagas.py"))
+    if p.stem != "_impure_sagas"  # its builders call the clock on purpose (the sandbox test)
+]  # fmt: skip
+
+
+def drawings() -> dict[str, str]:
+    """Every test saga's drawing, as Mermaid (the readable diff), by file name."""
+    sagas = load_sagas(TEST_SAGA_MODULES)
+    return {f"{name}.mmd": render(drawing_of(cls.saga), "mermaid") for name, cls in sagas.items()}
+
+
+def test_every_test_sagas_drawing_is_the_committed_one() -> None:
+    """Golden drawings of every shape the tests define (``python -m tests.test_graphs`` writes
+    them); the example sagas' are docs/contracts' (tests/test_contracts.py)."""
+    fresh = drawings()
+    assert len(fresh) >= 40
+    committed = {p.name: p.read_text() for p in GOLDEN.glob("*.mmd")}
+    assert sorted(committed) == sorted(fresh), "regenerate: python -m tests.test_graphs"
+    drifted = [name for name, text in fresh.items() if committed[name] != text]
+    assert not drifted, f"drawings changed (python -m tests.test_graphs): {drifted}"
+
+
+if __name__ == "__main__":
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    for old in GOLDEN.glob("*.mmd"):
+        old.unlink()
+    for file, text in drawings().items():
+        (GOLDEN / file).write_text(text)
+    print(f"wrote {len(drawings())} drawings to {GOLDEN.relative_to(ROOT)}")
