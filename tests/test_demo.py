@@ -48,6 +48,11 @@ def _check(run: subprocess.CompletedProcess[str], ui_port: int) -> None:
         f"http://localhost:{ui_port}/namespaces/default/workflows/" in line for line in lines
     )
     assert f"{len(SCENARIOS)}/{len(SCENARIOS)} sagas ended as expected" in run.stdout
+    # one run drawn (see-a-saga.md): the declined order, its charge failed, its stock undone
+    (drawn,) = [ln for ln in run.stdout.splitlines() if "painted on its saga's graph" in ln]
+    svg = Path(drawn.rsplit(" ", 1)[1].removeprefix("file://")).read_text()
+    assert '<g class="step failed" data-step="charge-payment">' in svg
+    assert '<g class="step undone" data-step="undo reserve-stock">' in svg
     # the incident: held at the payment answering 500, redriven once fixed, completed
     (held,) = [ln for ln in run.stdout.splitlines() if ln.startswith("    held at ")]
     assert (

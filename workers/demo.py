@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -440,6 +441,7 @@ async def run_demo(
                 print(f"    {problem}")
         failures = sum(not item.ok for item in checked)
         failures += await print_events(env.nats_url, f"{FULFILMENT.name}-{batch}-too-many")
+        failures += await draw_run(env.client, f"{ORDER.name}-{batch}-declined", data_dir)
         print(
             f"\n{len(checked)}/{len(checked)} sagas ended as expected and their "
             "participants' stores agree."
@@ -450,6 +452,29 @@ async def run_demo(
         if env.server is not None:
             print(f"The Web UI ({env.ui}) stops with the demo: `./run dev` keeps it up.")
         return 0 if failures == 0 else 1
+
+
+async def draw_run(client: Client, workflow_id: str, data_dir: Path) -> int:
+    """Paint one run on its saga's graph with ``saga show --graph``; print where it is.
+
+    Returns:
+        1 when the drawing could not be made, else 0.
+    """
+    path = data_dir / "drawings" / f"{workflow_id}.svg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    address = client.service_client.config.target_host
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sagaloom", "show", workflow_id, "--graph", "--format", "svg",
+        "--output", str(path), "--address", address, "--module", "workflows.order",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await process.communicate()
+    if process.returncode != 0:
+        print(f"\nCould not draw {workflow_id}: {err.decode().strip()}")
+        return 1
+    print(f"\n{workflow_id}, painted on its saga's graph (saga show --graph): "
+          f"{path.resolve().as_uri()}")  # fmt: skip
+    return 0
 
 
 def _uses_broker(saga: Saga[Any]) -> bool:
