@@ -316,6 +316,10 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
       "messages kept at most in the replies and dead-letter streams", "--nats-max-msgs"),
     S("nats_max_bytes", "SAGALOOM_NATS_MAX_BYTES", "count", 256 * 1024 * 1024,
       "bytes kept at most in each of those streams", "--nats-max-bytes"),
+    S("drawings_url", "SAGALOOM_DRAWINGS_URL", "optional", None,
+      "the codec server that draws runs (saga codec-server --module ...): each run's page in "
+      "the Web UI links to its drawing there; unset: no link", "--drawings-url", True,
+      metavar="URL"),
     S("payload_store", "SAGALOOM_PAYLOAD_STORE", "choice", "auto",
       "where payloads over the threshold go, history keeping a reference: auto is nats when "
       "SAGALOOM_NATS_URL is set, else off", "--payload-store", True,

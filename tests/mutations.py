@@ -1385,6 +1385,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_payload_store.py", "-k", "only_once_its_object"),
     ),
     Mutation(
+        "drawings: a run's Web UI page links to its drawing",
+        "sagaloom/_runtime/_links.py",
+        "        if not self.drawings:",
+        "        if True:",
+        ("tests/test_graphs.py", "-k", "web_ui_links"),
+    ),
+    Mutation(
+        "drawings: the drawing page follows a running saga",
+        "sagaloom/_ops/_codec_server.py",
+        'headers={"X-Saga-Running": "yes" if running else "no", "Cache-Control": "no-store"},',
+        'headers={"X-Saga-Running": "no", "Cache-Control": "no-store"},',
+        ("tests/test_graphs.py", "-k", "web_ui_links"),
+    ),
+    Mutation(
+        "drawings: a drawing needs the codec server's token",
+        "sagaloom/_ops/_codec_server.py",
+        "        if denied is not None:\n            return denied\n",
+        "        if False:\n            return denied\n",
+        ("tests/test_graphs.py", "-k", "codec_server_draws"),
+    ),
+    Mutation(
         "live details: the step table in the run's current details is always on",
         "sagaloom/_definition.py",
         "    live_details: bool = True",

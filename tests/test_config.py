@@ -172,6 +172,7 @@ def test_to_env_and_from_env_are_inverse_for_every_setting() -> None:
         nats_namespace="shop",
         nats_max_msgs=5,
         nats_max_bytes=6,
+        drawings_url="http://127.0.0.1:8888",
         payload_store="s3",
         payload_threshold=1000,
         payload_bucket="docs",

@@ -11,24 +11,33 @@ committed under docs/contracts and compared (tests/test_contracts.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
 
 from sagaloom import SagaStatus, StepStatus
 from sagaloom._drawing import drawing_of, paint, render
 from sagaloom._model import SagaState, StepState
+from sagaloom._runtime._links import LINKS
 from sagaloom.client import outcome, start_saga
-from sagaloom.worker import load_sagas
+from sagaloom.server import free_port
+from sagaloom.worker import SagaloomPlugin, load_sagas
 from tests._helpers import ROOT, TASK_QUEUE, Stack, cli, order
 from tests._sagas import CONDITIONAL, DIAMOND, NESTING, PIVOTED
 from workflows.fulfilment import FULFILMENT
 from workflows.itinerary import ITINERARY
-from workflows.order import ORDER
+from workflows.order import ORDER, OrderSaga
 from workflows.trip import TRIP
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -239,6 +248,105 @@ def test_every_test_sagas_drawing_is_the_committed_one() -> None:
     assert sorted(committed) == sorted(fresh), "regenerate: python -m tests.test_graphs"
     drifted = [name for name, text in fresh.items() if committed[name] != text]
     assert not drifted, f"drawings changed (python -m tests.test_graphs): {drifted}"
+
+
+@contextlib.contextmanager
+def drawing_server(address: str, *extra: str, env: dict[str, str] | None = None) -> Any:
+    """``saga codec-server`` drawing the example order saga's runs; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sagaloom", "codec-server", "--port", str(port), "--module",
+         "workflows.order", "--address", address, *extra],
+        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/sagas/x/graph", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.integration
+async def test_the_codec_server_draws_a_run_for_whoever_may_decode(stack: Stack, key: str) -> None:
+    handle = await start_saga(
+        stack.client, ORDER, order(key, amount_cents=200_000), task_queue=TASK_QUEUE
+    )
+    await outcome(handle)
+    quoted = quote(handle.id, safe="")
+    with drawing_server(stack.address, env={"SAGALOOM_CODEC_TOKEN": "s3cret"}) as url:
+        async with httpx.AsyncClient(timeout=30) as http:
+            refused = await http.get(f"{url}/sagas/{quoted}/graph.svg")
+            assert refused.status_code == 401  # the codecs' bearer token, for the drawing too
+            auth = {"Authorization": "Bearer s3cret"}
+            svg = await http.get(f"{url}/sagas/{quoted}/graph.svg", headers=auth)
+            assert svg.status_code == 200 and svg.headers["X-Saga-Running"] == "no"
+            drawn = boxes(svg.text)
+            assert drawn["charge-payment"]["paint"] == "failed"
+            assert drawn["undo reserve-stock"]["paint"] == "undone"
+            unknown = await http.get(f"{url}/sagas/NoSuch-{key}/graph.svg", headers=auth)
+            assert unknown.status_code == 404 and f"no saga run 'NoSuch-{key}'" in unknown.text
+            page = await http.get(f"{url}/sagas/{quoted}/graph")  # no data in it: no token
+            assert page.status_code == 200 and 'location.pathname + ".svg"' in page.text
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_the_web_ui_links_a_running_saga_to_its_drawing_which_follows_the_run(
+    stack: Stack, dev_server: Any, key: str
+) -> None:
+    from playwright.async_api import async_playwright
+
+    from tests.test_web_ui import CHROMIUM, FLAGS
+
+    await stack.fault("shipping", op="do", match=key, mode="slow", delay=8.0, times=1)
+    queue = f"drawn-{key}"
+    with drawing_server(stack.address, "--no-auth") as url:
+        plugin = SagaloomPlugin(services=stack.services, drawings_url=url)
+        try:
+            client = await Client.connect(stack.address, plugins=[plugin])
+            async with (
+                Worker(client, task_queue=queue, workflows=[OrderSaga]),
+                async_playwright() as playwright,
+            ):
+                handle = await start_saga(client, ORDER, order(key), task_queue=queue)
+                browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+                run_page = (
+                    f"{dev_server.ui_url}/namespaces/default/workflows/{quote(handle.id, safe='')}"
+                )
+                await page.goto(run_page)
+                await page.get_by_role("tab", name="User Metadata").click()
+                details = page.frame_locator("iframe").last
+                link = details.get_by_role("link", name="See this run drawn on its graph")
+                await link.wait_for(timeout=20_000)
+                assert await link.get_attribute("href") == (
+                    f"{url}/sagas/{quote(handle.id, safe='')}/graph"
+                )
+                async with page.expect_popup() as opened:  # the link opens a tab of its own
+                    await link.click()
+                page = await opened.value
+                shipment = page.locator('g[data-step="create-shipment"]')
+                await shipment.wait_for(timeout=20_000)
+                assert await shipment.get_attribute("class") == "step running"
+                reserve = page.locator('g[data-step="reserve-stock"]')
+                assert await reserve.get_attribute("class") == "step done"
+                # the page follows the run: once it completes, the step is painted done
+                assert (await outcome(handle)).status is SagaStatus.COMPLETED
+                done = page.locator('g[data-step="create-shipment"][class="step done"]')
+                await done.wait_for(timeout=20_000)
+                await page.screenshot(path=str(ROOT / "test-artifacts" / "drawing-from-ui.png"))
+                await browser.close()
+        finally:
+            LINKS.drawings = None  # the link is this process's setting: leave none behind
 
 
 if __name__ == "__main__":

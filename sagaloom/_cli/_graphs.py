@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sagaloom._cli._common import CliError, add_command, module_flag, modules
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from sagaloom._cli._common import CliError, add_command, client, module_flag, modules
 from sagaloom._definition import Saga
 from sagaloom._drawing import FORMATS, drawing_of, paint, render
 from sagaloom._model import SagaState
+from sagaloom.client._views import read_saga
 from sagaloom.worker._registry import find_saga, load_sagas
 
-__all__ = ["graph_flags", "painted", "register", "write_drawing"]
+__all__ = ["drawer", "graph_flags", "painted", "register", "write_drawing"]
 
 
 async def cmd_graph(args: argparse.Namespace) -> int:
@@ -75,3 +80,31 @@ def register(sub: Any) -> None:
     p.add_argument("saga", help="the saga's name, for example OrderSaga")
     module_flag(p)
     graph_flags(p)
+
+
+def drawer(args: argparse.Namespace) -> Callable[[str], Awaitable[tuple[str, bool]]] | None:
+    """What ``saga codec-server`` draws runs with: their sagas from ``--module`` (None: none)."""
+    sagas = load_sagas(modules(args))
+    if not sagas:
+        return None
+    connected: list[Client] = []
+
+    async def draw(run_id: str) -> tuple[str, bool]:
+        if not connected:
+            connected.append(await client(args))
+        try:
+            state, description, _ = await read_saga(connected[0], run_id)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise LookupError(f"no saga run {run_id!r} in namespace {args.namespace}") from None
+            raise
+        name = state.saga or description.workflow_type
+        if name not in sagas:
+            known = ", ".join(sorted(sagas))
+            raise LookupError(
+                f"run {run_id!r} is a {name}, which no module given defines ({known})"
+            )
+        svg = render(paint(drawing_of(sagas[name].saga), state), "svg")
+        return svg, description.status is WorkflowExecutionStatus.RUNNING
+
+    return draw

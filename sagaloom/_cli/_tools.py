@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from sagaloom._cli._common import CliError, add_command, default_ui, module_flag, modules
+from sagaloom._cli._graphs import drawer
 from sagaloom._codec import EncryptionCodec, codec_from_env
 from sagaloom._ops._codec_server import CodecServer, CodecServerError, PlainCodec, is_loopback
+from sagaloom._settings import setting
 from sagaloom.storage import PayloadStore, resolve_references
 from sagaloom.worker._registry import load_sagas
 
@@ -28,10 +30,12 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
         store = PayloadStore.from_env(os.environ)
     except ValueError as err:
         raise CliError(str(err)) from None
-    if codec is None and not store.on:
+    draw = drawer(args)
+    if codec is None and not store.on and draw is None:
         raise CliError(
             "set SAGALOOM_ENCRYPTION_KEYS (the workers' keys), a payload store "
-            "(SAGALOOM_PAYLOAD_STORE, SAGALOOM_NATS_URL), or both, first"
+            "(SAGALOOM_PAYLOAD_STORE, SAGALOOM_NATS_URL), the saga modules whose runs it draws "
+            "(--module), or several, first"
         )
     resolve = None
     if store.on:  # the Web UI shows what a history's references point to
@@ -61,6 +65,7 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
             tls=tls,
             allow_plaintext=args.allow_plaintext,
             resolve=resolve,
+            draw=draw,
         )
     except CodecServerError as err:
         raise CliError(str(err)) from None
@@ -70,6 +75,9 @@ async def cmd_codec_server(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     await server.start()
     print(f"codec endpoint {server.url} for the Web UI at {args.ui}", flush=True)
+    if draw is not None:
+        print(f"runs drawn at {server.url}/sagas/<workflow id>/graph "
+              "(workers link to it: SAGALOOM_DRAWINGS_URL)", flush=True)  # fmt: skip
     try:
         await stop.wait()
     finally:
@@ -113,6 +121,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--no-auth", action="store_true", help="no bearer token (loopback only, local dev)"
     )
+    module_flag(p)  # the sagas whose runs it draws (GET /sagas/<id>/graph)
+    for name in ("address", "namespace"):
+        s = setting(name)
+        p.add_argument(s.flag or "", dest=s.field, metavar=s.metavar,
+                       help=f"{s.help}, where the runs it draws are ({s.env})")  # fmt: skip
 
     p = add_command(
         sub,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import html
 import ipaddress
 import logging
 import ssl
@@ -41,6 +42,38 @@ log = logging.getLogger("sagaloom.codec")
 
 Resolve = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
 """Turns payloads that refer to a store into the stored payloads."""
+Draw = Callable[[str], Awaitable[tuple[str, bool]]]
+"""A run's painted drawing as SVG, and whether it still runs (raises ``LookupError`` with a
+message for an unknown run or a saga no module defines)."""
+
+REFRESH_SECONDS = 2
+"""How often the drawing page of a running saga fetches it again."""
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>saga {title}</title>
+<style>body{{font-family:Helvetica,Arial,sans-serif;margin:16px}}#why{{color:#b71c1c}}</style>
+</head><body><div id="drawing">loading the drawing of {title}</div><p id="why"></p>
+<script>
+const url = location.pathname + ".svg";
+async function load() {{
+  let token = sessionStorage.getItem("sagaloom-codec-token");
+  const headers = token ? {{Authorization: "Bearer " + token}} : {{}};
+  const response = await fetch(url, {{headers}});
+  if (response.status === 401) {{
+    token = prompt("The codec server's token (SAGALOOM_CODEC_TOKEN)");
+    if (token) {{ sessionStorage.setItem("sagaloom-codec-token", token); return load(); }}
+  }}
+  if (!response.ok) {{
+    document.getElementById("why").textContent = await response.text();
+    return;
+  }}
+  document.getElementById("drawing").innerHTML = await response.text();
+  if (response.headers.get("X-Saga-Running") === "yes") setTimeout(load, {refresh});
+}}
+load();
+</script></body></html>
+"""
+"""The drawing page: no data in it; the SVG comes with the bearer token, like the codecs'."""
 
 
 class PlainCodec(PayloadCodec):
@@ -92,6 +125,7 @@ class CodecServer:
         tls: ssl.SSLContext | None = None,
         allow_plaintext: bool = False,
         resolve: Resolve | None = None,
+        draw: Draw | None = None,
     ) -> None:
         """Prepare (not start) the server.
 
@@ -106,6 +140,9 @@ class CodecServer:
             allow_plaintext: Allow a non-loopback address without TLS.
             resolve: Turns references to stored payloads into the stored payloads (or a note)
                 before decoding (``sagaloom.storage.resolve_references`` on the store).
+            draw: Paints a run on its saga's graph: serves ``GET /sagas/<id>/graph`` (a page
+                that fetches the drawing, again every few seconds while the saga runs) and
+                ``/sagas/<id>/graph.svg`` (the drawing, authorised like the codec endpoints).
 
         Raises:
             CodecServerError: no token off loopback, or plaintext off loopback without the flag.
@@ -119,6 +156,7 @@ class CodecServer:
                     "--allow-plaintext"
                 )
         self._codec, self._origin, self._tls, self._resolve = codec, origin, tls, resolve
+        self._draw = draw
         self._host, self._port = host, port
         self._expected = f"Bearer {token}".encode() if token is not None else None
         self._runner: web.AppRunner | None = None
@@ -135,6 +173,9 @@ class CodecServer:
         app.router.add_route("OPTIONS", "/{path:.*}", self._preflight)
         app.router.add_post("/encode", self._encode)
         app.router.add_post("/decode", self._decode)
+        if self._draw is not None:
+            app.router.add_get("/sagas/{workflow_id}/graph", self._drawing_page)
+            app.router.add_get("/sagas/{workflow_id}/graph.svg", self._drawing)
         self._runner = await serve(
             app, self._host, self._port, idle=IDLE_TIMEOUT, max_line=8190, tls=self._tls
         )
@@ -201,3 +242,23 @@ class CodecServer:
             return self._text(400, "not a payloads document, or not decryptable with these keys")
         data = json_format.MessageToJson(Payloads(payloads=result))
         return self._cors(web.Response(text=data, content_type="application/json"))
+
+    async def _drawing_page(self, request: web.Request) -> web.StreamResponse:
+        title = html.escape(request.match_info["workflow_id"])
+        page = _PAGE.format(title=title, refresh=REFRESH_SECONDS * 1000)
+        return web.Response(text=page, content_type="text/html")
+
+    async def _drawing(self, request: web.Request) -> web.StreamResponse:
+        denied = self._refusal(request)  # the drawing shows what decoding would
+        if denied is not None:
+            return denied
+        assert self._draw is not None
+        try:
+            svg, running = await self._draw(request.match_info["workflow_id"])
+        except LookupError as err:
+            return web.Response(status=404, text=str(err.args[0] if err.args else err))
+        return web.Response(
+            text=svg,
+            content_type="image/svg+xml",
+            headers={"X-Saga-Running": "yes" if running else "no", "Cache-Control": "no-store"},
+        )

@@ -21,6 +21,7 @@ from sagaloom._model import (
 from sagaloom._names import HOLD_PREFIX, SAGA_STATUS, SAGA_STEP, key_step
 from sagaloom._ops._metrics import SagaMetrics
 from sagaloom._runtime._events import EventLog
+from sagaloom._runtime._links import LINKS
 from sagaloom._schedule import undo_order
 
 __all__ = ["Progress", "details", "key_family"]
@@ -303,6 +304,9 @@ def details(state: SagaState, workflow_id: str) -> str:
         who = f" by {decision.by}" if decision.by else ""
         note = f": {decision.note}" if decision.note else ""
         lines.append(f"- {decision.action} `{decision.step}`{who}{note}")
+    drawing = LINKS.drawing(workflow_id)
+    if drawing is not None:
+        lines += ["", f"[See this run drawn on its graph]({drawing})"]
     return "\n".join(lines)
 
 

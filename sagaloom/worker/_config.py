@@ -71,6 +71,7 @@ class WorkerConfig:
     nats_namespace: str = DEFAULT_NAMESPACE
     nats_max_msgs: int = _default("nats_max_msgs")
     nats_max_bytes: int = _default("nats_max_bytes")
+    drawings_url: str | None = None
     payload_store: str = _default("payload_store")
     payload_threshold: int = _default("payload_threshold")
     payload_bucket: str = _default("payload_bucket")
@@ -113,6 +114,10 @@ class WorkerConfig:
                 f"{SERVICE_PREFIX}{name.upper()}{RATE_SUFFIX} / {CONCURRENCY_SUFFIX}: a limit "
                 f"for service {name!r}, which has no URL ({SERVICE_PREFIX}{name.upper()})"
             )
+        if self.drawings_url is not None and not self.drawings_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError(f"SAGALOOM_DRAWINGS_URL={self.drawings_url!r} is not an http(s) URL")
         if self.payload_store == "nats" and self.nats_url is None:
             raise ConfigError("SAGALOOM_PAYLOAD_STORE=nats needs SAGALOOM_NATS_URL")
         if self.payload_store == "s3" and not self.payload_bucket:

@@ -29,6 +29,7 @@ from sagaloom._reply_auth import ReplySigner
 from sagaloom._runtime._breaker import ServiceBreaker
 from sagaloom._runtime._items import ItemsWorkflow
 from sagaloom._runtime._keylocks import KeyLock, KeyShard
+from sagaloom._runtime._links import LINKS
 from sagaloom._runtime._notice import EndNotice
 from sagaloom._runtime._routing import ServiceRouting
 from sagaloom._settings import setting
@@ -92,6 +93,7 @@ class SagaloomPlugin(SimplePlugin):
         breakers: Breakers | None = None,
         limits: Mapping[str, ServiceLimit] | None = None,
         payloads: PayloadStore | None = None,
+        drawings_url: str | None = None,
     ) -> None:
         """Create the plugin.
 
@@ -128,6 +130,10 @@ class SagaloomPlugin(SimplePlugin):
                 ``SAGALOOM_PAYLOAD_*`` with ``services=None``, else NATS JetStream's object
                 store when ``nats_url`` is given (off without). A store the client's data
                 converter already has is kept.
+            drawings_url: The codec server that draws runs (``saga codec-server --module``):
+                each run's live details in the Web UI link to its drawing there. None:
+                ``SAGALOOM_DRAWINGS_URL`` with ``services=None``, else no link. One per worker
+                process (the last plugin made sets it).
         """
         if services is None:
             env = WorkerConfig.from_env()
@@ -139,6 +145,9 @@ class SagaloomPlugin(SimplePlugin):
             breakers = breakers or env.breakers()
             limits = limits if limits is not None else env.service_limits()
             payloads = payloads or env.payloads()
+            drawings_url = drawings_url or env.drawings_url
+        if drawings_url is not None:
+            LINKS.drawings = drawings_url
         self.payloads = payloads or PayloadStore.from_settings("auto", nats_url=nats_url)
         """Where this plugin's data converter stores large payloads (``kind="off"``: nowhere)."""
         signer = ReplySigner(reply_secret)
@@ -217,6 +226,7 @@ class SagaloomPlugin(SimplePlugin):
             breakers=config.breakers(),
             limits=config.service_limits(),
             payloads=config.payloads(),
+            drawings_url=config.drawings_url,
         )
 
     def _converter(self, existing: DataConverter | None) -> DataConverter:
