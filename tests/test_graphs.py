@@ -161,6 +161,14 @@ def test_a_waiting_step_says_what_it_waits_for() -> None:
     assert re.search(r"class s1 waiting", mermaid) and "waits for payment" in mermaid
 
 
+def test_a_held_step_says_it_waits_for_an_operator() -> None:
+    state = run_state(**{"reserve-stock": StepStatus.DONE, "charge-payment": StepStatus.FAILED})
+    state.status, state.parked_step = SagaStatus.HELD, "charge-payment"
+    box = next(b for b in paint(drawing_of(ORDER), state).boxes if b.title == "charge-payment")
+    assert box.paint == "held" and box.note.startswith("for an operator (saga redrive)")
+    assert "card declined" in box.note
+
+
 def test_an_unknown_format_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown format 'png'; choose one of: mermaid, dot, svg"):
         render(drawing_of(ORDER), "png")

@@ -24,12 +24,12 @@ from sagaloom._definition import (
     Step,
     Timer,
 )
-from sagaloom._model import SagaState, StepState, StepStatus
+from sagaloom._model import SagaState, SagaStatus, StepState, StepStatus
 
 __all__ = ["Box", "Drawing", "Paint", "drawing_of", "paint"]
 
 Paint = Literal[
-    "plain", "done", "running", "waiting", "failed", "undoing", "undone", "undo-failed",
+    "plain", "done", "running", "waiting", "held", "failed", "undoing", "undone", "undo-failed",
     "skipped", "not-run",
 ]  # fmt: skip
 """How a box is painted: ``plain`` when no run is laid over the drawing."""
@@ -189,6 +189,9 @@ def paint(drawing: Drawing, state: SagaState) -> Drawing:
         if box.undo:
             undo_paint = _UNDO.get(step.status, "not-run")
             boxes.append(dataclasses.replace(box, paint=undo_paint, note=_undo_note(step)))
+        elif state.status is SagaStatus.HELD and state.parked_step == name:
+            note = " · ".join(filter(None, ["for an operator (saga redrive)", _note(step)]))
+            boxes.append(dataclasses.replace(box, paint="held", note=note))
         else:
             boxes.append(dataclasses.replace(box, paint=_FORWARD[step.status], note=_note(step)))
     status = f"{state.status.value}" + (f" · {state.key}" if state.key else "")

@@ -24,6 +24,7 @@ _COLOURS: dict[Paint, tuple[str, str, str]] = {  # fill, stroke, the word shown 
     "done": ("#dcf2dc", "#2e7d32", "done"),
     "running": ("#dbe9ff", "#1565c0", "running"),
     "waiting": ("#fff3c4", "#a67c00", "waiting"),
+    "held": ("#fff3c4", "#c62828", "held"),
     "failed": ("#ffd6d6", "#c62828", "failed"),
     "undoing": ("#ffe6cc", "#e65100", "undoing"),
     "undone": ("#ececec", "#616161", "undone"),
@@ -199,7 +200,7 @@ def _box(box: Box, x: int, y: int, h: int) -> Iterable[str]:
     fill, stroke, _ = _COLOURS[box.paint]
     dashed = box.undo or box.paint in ("not-run", "skipped")
     dash = ' stroke-dasharray="5 3"' if dashed else ""
-    width = 2.5 if box.paint in ("failed", "undo-failed") else 1.2
+    width = 2.5 if box.paint in ("failed", "undo-failed", "held") else 1.2
     yield (
         f'<g class="step {box.paint}" data-step="{escape(box.title)}">'
         f'<rect x="{x}" y="{y}" width="{_W}" height="{h}" rx="8" fill="{fill}" '
