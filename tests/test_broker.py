@@ -248,13 +248,7 @@ async def test_no_reply_in_time_compensates_and_the_late_reply_is_a_dead_letter_
     history = len((await handle.fetch_history()).events)
     # The reply comes late, with a valid token: refused, kept as a dead letter, history unchanged.
     correlation = f"{handle.id}:pack"
-    late = {
-        "correlation_id": correlation,
-        "token": ReplySigner(SecretStr(REPLY_SECRET)).token(correlation),
-        "ok": True,
-        "data": {"id": "parcel-late", "order_id": key},
-    }
-    await js.publish(REPLY_SUBJECT, json.dumps(late).encode())
+    await js.publish(REPLY_SUBJECT, signed(correlation, {"id": "parcel-late", "order_id": key}))
     letter = await dead_letter_about(js, correlation)
     assert "finished or unknown" in letter["reason"] or "late or unexpected" in letter["reason"]
     assert len((await handle.fetch_history()).events) == history
@@ -285,15 +279,10 @@ async def test_a_reply_that_finds_temporal_away_is_kept_until_the_saga_takes_it(
     handle = await start_saga(stack.client, FULFILMENT, order(key), task_queue=queue)
     await wait_for_open_ask(handle, "pack")
     correlation = f"{handle.id}:pack"
-    reply = {
-        "correlation_id": correlation,
-        "token": ReplySigner(SecretStr(REPLY_SECRET)).token(correlation),
-        "ok": True,
-        "data": {"id": f"parcel-{key}", "order_id": key},
-    }
+    reply = signed(correlation, {"id": f"parcel-{key}", "order_id": key})
     os.kill(dev_server.pid, signal.SIGSTOP)
     try:
-        await js.publish(REPLY_SUBJECT, json.dumps(reply).encode())
+        await js.publish(REPLY_SUBJECT, reply)
         async with asyncio.timeout(40):  # one hand-over waits 10 s, then 2 s to come again
             while True:
                 info = await js.consumer_info(REPLIES_STREAM, "sagaloom-replies")
@@ -305,6 +294,13 @@ async def test_a_reply_that_finds_temporal_away_is_kept_until_the_saga_takes_it(
     result = await asyncio.wait_for(outcome(handle), 60)
     assert result.status is SagaStatus.COMPLETED, result
     assert result.report is not None and result.report.outputs["pack"]["id"] == f"parcel-{key}"
+
+
+def signed(correlation: str, data: dict[str, Any]) -> bytes:
+    """A positive reply to ``correlation`` with a valid token, as a participant publishes it."""
+    token = ReplySigner(SecretStr(REPLY_SECRET)).token(correlation)
+    reply = {"correlation_id": correlation, "token": token, "ok": True, "data": data}
+    return json.dumps(reply).encode()
 
 
 async def dead_letter_about(
