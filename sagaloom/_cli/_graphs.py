@@ -45,16 +45,29 @@ def painted(run_id: str, state: SagaState, workflow_type: str, args: argparse.Na
     Raises:
         CliError: the run is not a saga, or no module named defines its saga.
     """
-    sagas = load_sagas(modules(args))
+    try:
+        return _painted(load_sagas(modules(args)), run_id, state, workflow_type, args.format)
+    except LookupError as err:
+        raise CliError(str(err)) from None
+
+
+def _painted(
+    sagas: dict[str, Any], run_id: str, state: SagaState, workflow_type: str, fmt: str
+) -> str:
+    """``run_id``'s state painted on its saga's graph, in ``fmt``.
+
+    Raises:
+        LookupError: no saga of ``sagas`` is the run's (it names the ones known).
+    """
     name = state.saga or workflow_type
     if name not in sagas:
         known = ", ".join(sorted(sagas)) or "none (name the module: --module mypackage.sagas)"
-        raise CliError(
+        raise LookupError(
             f"run {run_id!r} is a {name}; no module given defines it, so it cannot be drawn "
             f"(sagas known: {known})"
         )
     saga: Saga[Any] = sagas[name].saga
-    return render(paint(drawing_of(saga), state), args.format)
+    return render(paint(drawing_of(saga), state), fmt)
 
 
 def graph_flags(parser: argparse.ArgumentParser) -> None:
@@ -98,13 +111,7 @@ def drawer(args: argparse.Namespace) -> Callable[[str], Awaitable[tuple[str, boo
             if err.status is RPCStatusCode.NOT_FOUND:
                 raise LookupError(f"no saga run {run_id!r} in namespace {args.namespace}") from None
             raise
-        name = state.saga or description.workflow_type
-        if name not in sagas:
-            known = ", ".join(sorted(sagas))
-            raise LookupError(
-                f"run {run_id!r} is a {name}, which no module given defines ({known})"
-            )
-        svg = render(paint(drawing_of(sagas[name].saga), state), "svg")
+        svg = _painted(sagas, run_id, state, description.workflow_type, "svg")
         return svg, description.status is WorkflowExecutionStatus.RUNNING
 
     return draw

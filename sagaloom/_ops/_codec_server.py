@@ -257,6 +257,9 @@ class CodecServer:
             svg, running = await self._draw(request.match_info["workflow_id"])
         except LookupError as err:
             return web.Response(status=404, text=str(err.args[0] if err.args else err))
+        except Exception as err:  # Temporal away, say: one line, and the page says why
+            log.warning("drawing of %s: %s", request.match_info["workflow_id"], err)
+            return web.Response(status=503, text=f"could not read the run: {err}")
         return web.Response(
             text=svg,
             content_type="image/svg+xml",
