@@ -116,6 +116,17 @@ def test_the_documented_graph_is_the_code() -> None:
     assert f"```text\n{listing()}```" in page, "regenerate: python -m tests.test_layout"
 
 
+def test_every_file_the_feature_table_names_exists() -> None:
+    """docs/architecture.md's "By feature" table: a moved or renamed file fails here."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    section = page.split("## By feature", 1)[1].split("\n## ", 1)[0]
+    rows = "\n".join(line for line in section.splitlines() if line.startswith("| "))
+    named = re.findall(r"`([\w/]+\.py)`", rows)
+    assert len(named) >= 40
+    missing = [name for name in named if not (PACKAGE / name).is_file()]
+    assert not missing, missing
+
+
 def main() -> None:
     """Print the folder-level graph (docs/architecture.md shows it)."""
     print(listing(), end="")
