@@ -1358,8 +1358,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "drawings: saga show --graph paints the run, not the bare graph",
         "sagaloom/_cli/_graphs.py",
-        "    return render(paint(drawing_of(saga), state), args.format)",
-        "    return render(drawing_of(saga), args.format)",
+        "    return render(paint(drawing_of(saga), state), fmt)",
+        "    return render(drawing_of(saga), fmt)",
         ("tests/test_graphs.py", "-k", "show_graph_paints"),
     ),
     Mutation(

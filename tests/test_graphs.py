@@ -315,7 +315,9 @@ async def test_the_web_ui_links_a_running_saga_to_its_drawing_which_follows_the_
 
     from tests.test_web_ui import CHROMIUM, FLAGS
 
-    await stack.fault("shipping", op="do", match=key, mode="slow", delay=8.0, times=1)
+    # the shipment answers after 20 s (under its 30 s timeout): time enough to open the UI and
+    # the drawing on a loaded machine (8 s was not, in CI); then the page follows the run
+    await stack.fault("shipping", op="do", match=key, mode="slow", delay=20.0, times=1)
     queue = f"drawn-{key}"
     with drawing_server(stack.address, "--no-auth") as url:
         plugin = SagaloomPlugin(services=stack.services, drawings_url=url)
@@ -350,7 +352,7 @@ async def test_the_web_ui_links_a_running_saga_to_its_drawing_which_follows_the_
                 # the page follows the run: once it completes, the step is painted done
                 assert (await outcome(handle)).status is SagaStatus.COMPLETED
                 done = page.locator('g[data-step="create-shipment"][class="step done"]')
-                await done.wait_for(timeout=20_000)
+                await done.wait_for(timeout=60_000)
                 await page.screenshot(path=str(ROOT / "test-artifacts" / "drawing-from-ui.png"))
                 await browser.close()
         finally:

@@ -22,7 +22,11 @@ pytestmark = pytest.mark.integration
 
 async def test_sigterm_stops_a_worker_gracefully(stack: Stack) -> None:
     worker = stack.start_worker("worker-sigterm")
-    await stack.wait_for_pollers(3)
+    log_path = stack.tmp / "worker-sigterm.log"
+    async with asyncio.timeout(60):  # running: it says so once it polls (not a count of all
+        while "worker polling" not in log_path.read_text():  # pollers, which others change)
+            assert worker.poll() is None, log_path.read_text()
+            await asyncio.sleep(0.2)
     worker.send_signal(signal.SIGTERM)
     code = await asyncio.to_thread(worker.wait, 20)
     assert code == 0
