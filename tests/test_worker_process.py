@@ -23,12 +23,17 @@ pytestmark = pytest.mark.integration
 async def test_sigterm_stops_a_worker_gracefully(stack: Stack) -> None:
     worker = stack.start_worker("worker-sigterm")
     log_path = stack.tmp / "worker-sigterm.log"
-    async with asyncio.timeout(60):  # running: it says so once it polls (not a count of all
-        while "worker polling" not in log_path.read_text():  # pollers, which others change)
-            assert worker.poll() is None, log_path.read_text()
-            await asyncio.sleep(0.2)
-    worker.send_signal(signal.SIGTERM)
-    code = await asyncio.to_thread(worker.wait, 20)
+    try:
+        async with asyncio.timeout(60):  # running: it says so once it polls (not a count of
+            while "worker polling" not in log_path.read_text():  # all pollers: others change it)
+                assert worker.poll() is None, log_path.read_text()
+                await asyncio.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.wait, 20)
+    finally:
+        if worker.poll() is None:  # the test failed: it leaves no worker behind
+            worker.kill()
+            worker.wait()
     assert code == 0
     log = (stack.tmp / "worker-sigterm.log").read_text()
     assert "worker stopped" in log
