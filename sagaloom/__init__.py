@@ -53,13 +53,23 @@ from sagaloom._model import (
     StepState,
     StepStatus,
 )
-from sagaloom._names import SAGA_KEY, SAGA_NAME, SAGA_STATUS, SAGA_STEP, SEARCH_ATTRIBUTES
+from sagaloom._names import (
+    SAGA_KEY,
+    SAGA_NAME,
+    SAGA_STATUS,
+    SAGA_STEP,
+    SAGALOOM_VERSION,
+    SEARCH_ATTRIBUTES,
+)
 from sagaloom._public import publish as _publish
+from sagaloom._release import VERSION as _VERSION
+from sagaloom._release import UnsupportedRun
 from sagaloom._runtime import SagaWorkflow, saga_workflow
 
 __all__ = [
     "EVENT_TYPES",
     "EXCLUSIVE_TIMEOUT",
+    "SAGALOOM_VERSION",
     "SAGA_COMPENSATED",
     "SAGA_COMPENSATION_FAILED",
     "SAGA_ENDED_FIRST",
@@ -97,7 +107,11 @@ __all__ = [
     "StepStatus",
     "Timer",
     "UndoContext",
+    "UnsupportedRun",
     "saga_workflow",
 ]
+
+__version__ = _VERSION
+"""This build's release (``saga --version``; docs/upgrading.md)."""
 
 _publish(globals(), __all__, __name__)

@@ -12,31 +12,17 @@ from temporalio.common import SearchAttributeKey
 __all__ = [
     "ASK_SUFFIX",
     "BREAKER_MEMO",
-    "BREAKER_MEMO_PATCH",
-    "BREAKER_PATCH",
-    "BREAKER_QUEUE_PATCH",
-    "CANCEL_AFTER_DONE_PATCH",
-    "CHILD_CANCEL_PATCH",
-    "CHILD_CLOSE_PATCH",
     "CHILD_DONE_SIGNAL",
     "COMMAND_ACTIVITY",
     "COMMAND_ASK_ACTIVITY",
-    "COMMAND_ASK_PATCH",
-    "COMMAND_BREAKER_PATCH",
-    "COMMAND_RESEND_PATCH",
     "COMPENSATE_SUFFIX",
     "DEFAULT_TASK_QUEUE",
-    "END_NOTICE_PATCH",
     "END_NOTICE_PATH",
     "END_NOTICE_SUFFIX",
     "END_NOTICE_WORKFLOW",
     "EVENTS_ACTIVITY",
-    "EVENTS_PATCH",
-    "EXCLUSIVE_PATCH",
-    "FAST_PATH_UNDO_PATCH",
     "GENERATION_MARK",
     "HELD_MEMO",
-    "HOLD_PATCH",
     "HOLD_PREFIX",
     "HTTP_ACTIVITY",
     "ITEMS_STOP_SIGNAL",
@@ -46,39 +32,26 @@ __all__ = [
     "KEY_ASK_ACTIVITY",
     "KEY_CLOSED_ACTIVITY",
     "KEY_EARLY_MEMO",
-    "KEY_EARLY_PATCH",
     "KEY_GRANTED_SIGNAL",
-    "KEY_HOLDER_ACTIVITY",
-    "KEY_LOCK_PREFIX",
-    "KEY_LOCK_WORKFLOW",
     "KEY_QUEUE",
     "KEY_RELEASE_ACTIVITY",
     "KEY_RELEASE_KEYS_SIGNAL",
-    "KEY_RELEASE_SIGNAL",
-    "KEY_REQUEST_ACTIVITY",
-    "KEY_SHARDS_PATCH",
     "KEY_SHARD_PREFIX",
     "KEY_SHARD_WORKFLOW",
     "KEY_STATE_QUERY",
     "MALFORMED_RESPONSE",
-    "NESTED_CANCEL_PATCH",
-    "OLD_CHILD_DONE_SIGNAL",
-    "OLD_PARENT_SIGNAL",
-    "PARENT_GONE_PATCH",
     "PARENT_SIGNAL",
     "PARTICIPANT_REJECTED",
     "PARTICIPANT_UNAVAILABLE",
     "PAYLOADS_MEMO",
-    "REPLY_PATCH",
-    "REPLY_SIGNAL",
     "REPLY_UPDATE",
     "RESOLVE_UPDATE",
+    "SAGALOOM_VERSION",
     "SAGA_KEY",
     "SAGA_NAME",
     "SAGA_STATUS",
     "SAGA_STEP",
     "SEARCH_ATTRIBUTES",
-    "SIGNAL_NAMES_PATCH",
     "STATE_QUERY",
     "TOOK_EFFECT",
     "UNEXPECTED_STATUS",
@@ -104,14 +77,8 @@ COMMAND_ACTIVITY = "sagaloom.nats.command"
 COMMAND_ASK_ACTIVITY = "sagaloom.nats.ask"
 """Registered name of the activity that publishes a broker command and ends with its reply: the
 reply completes it by its activity id (asynchronous completion), see :func:`reply_activity_id`."""
-COMMAND_ASK_PATCH = "sagaloom-command-ask"
-"""Patch id marking sagas whose commands wait for their reply as the ask activity's result
-(runs started before it take every reply through the ``participant_reply`` update)."""
 EVENTS_ACTIVITY = "sagaloom.nats.events"
 """Registered name of the (local) activity that publishes lifecycle events."""
-EVENTS_PATCH = "sagaloom-events"
-"""Patch id marking runs that publish lifecycle events (runs started before ``events=True``
-replay without them)."""
 HELD_MEMO = "sagaloom.held"
 PAYLOADS_MEMO = "sagaloom.payloads"
 """Memo of a saga started by a client with a payload store: its outputs are not capped by
@@ -123,85 +90,25 @@ PARENT_SIGNAL = "parent_saga_decision"
 """Signal a parent saga sends its held child: ``release`` or ``compensate``."""
 CHILD_DONE_SIGNAL = "child_saga_steps_done"
 """Signal a child saga sends its parent when its steps are done (it then waits, held open)."""
-OLD_PARENT_SIGNAL = "parent"
-""":data:`PARENT_SIGNAL` as sagas started before :data:`SIGNAL_NAMES_PATCH` send it."""
-OLD_CHILD_DONE_SIGNAL = "child_done"
-""":data:`CHILD_DONE_SIGNAL` as sagas started before :data:`SIGNAL_NAMES_PATCH` send it."""
-SIGNAL_NAMES_PATCH = "sagaloom-readable-signals"
-"""Patch id marking sagas that send the parent/child signals under their readable names."""
 WAIT_UPDATE = "wait_for_step"
 """Update an answer-early start waits on: a step's output, or the saga's end if it comes first."""
-REPLY_SIGNAL = "reply"
-"""Signal that carried replies before the ``participant_reply`` update; taken only by sagas
-started before it (their histories replay with it), ignored by newer ones."""
 REPLY_UPDATE = "participant_reply"
 """Update carrying an asynchronous participant's reply; its validator refuses what the saga
 does not wait for, so a refused reply never enters history."""
-CANCEL_AFTER_DONE_PATCH = "sagaloom-cancel-after-done"
-"""Patch id marking sagas that stop and compensate when an action completes after the saga was
-cancelled (before, such a saga went on with its next step)."""
-FAST_PATH_UNDO_PATCH = "sagaloom-fast-path-undo"
-"""Patch id marking fast-path sagas that undo every later step on a cancel or deadline."""
-PARENT_GONE_PATCH = "sagaloom-parent-gone"
-"""Patch id marking child sagas that compensate themselves when their parent closed first."""
-CHILD_CLOSE_PATCH = "sagaloom-child-close"
-"""Patch id marking parent sagas whose children are asked to cancel, not terminated, should the
-parent close first (and are cancelled when the parent was cancelled as they started)."""
-CHILD_CANCEL_PATCH = "sagaloom-child-cancel"
-"""Patch id marking parent sagas that cancel a running child through its external handle."""
-COMMAND_RESEND_PATCH = "sagaloom-command-resend"
-"""Patch id marking sagas that send an unanswered undo command again, with back-off, until the
-compensation budget is spent (before, it was sent once and the saga parked)."""
-NESTED_CANCEL_PATCH = "sagaloom-nested-cancel"
-"""Patch id marking nested sagas that notice a cancel the SDK swallowed while parent and child
-talk (a held child then compensates instead of waiting forever), shield the release of held
-children, and compensate a parent whose held child ended without completing."""
-BREAKER_QUEUE_PATCH = "sagaloom-breaker-per-queue"
-"""Patch id marking sagas whose steps wait for their app's breaker of a service (one per task
-queue: ``sagaloom-breaker:<task queue>:<service>``), not one per namespace that another app's
-workers might run, or no longer run."""
-BREAKER_MEMO_PATCH = "sagaloom-breaker-memo"
-"""Patch id marking breakers that keep their status in their memo (callers read it without a
-query: a busy worker can be slow to answer one, and a call would go out meanwhile)."""
-BREAKER_PATCH = "sagaloom-breaker"
-"""Patch id marking sagas whose HTTP steps wait for their service's breaker (runs started
-before it retry and compensate as they did)."""
-COMMAND_BREAKER_PATCH = "sagaloom-command-breaker"
-"""Patch id marking sagas whose ``Command`` steps, when no reply comes in time and no consumer
-takes their service's commands, wait for the service's breaker instead of failing."""
-END_NOTICE_PATCH = "sagaloom-end-notice"
-"""Patch id marking sagas that tell their HTTP participants that they ended (with
-``notify_participants``)."""
 END_NOTICE_WORKFLOW = "SagaloomEndNotice"
 """Workflow type of the notice a saga that ended sends its participants."""
 END_NOTICE_PATH = "/sagaloom/saga-ended"
 """Where a participant hears that a saga ended (``POST``; ``{"saga_id", "status"}``)."""
 END_NOTICE_SUFFIX = "sagaloom-ended"
 """The notice workflow's id is ``<saga id>:sagaloom-ended``."""
-EXCLUSIVE_PATCH = "sagaloom-exclusive"
-"""Patch id marking sagas that take their exclusive keys before their first step."""
-KEY_LOCK_WORKFLOW = "SagaloomKeyLock"
-"""Workflow type of an exclusive key's lock (one per key, ``sagaloom-key:<key>``)."""
-KEY_LOCK_PREFIX = "sagaloom-key:"
-"""An exclusive key's lock workflow id is this prefix and the key."""
 KEY_ACQUIRE_UPDATE = "acquire"
 """Update asking a key's lock for the key (granted now, or queued)."""
 KEY_ACQUIRE_MANY_UPDATE = "acquire-many"
 """A key shard's Update taking several sagas' requests at once (a worker's asks, batched)."""
-KEY_RELEASE_SIGNAL = "release"
-"""Signal to a key's lock: the saga (its id) is done with the key, or stops waiting for it."""
 KEY_STATE_QUERY = "state"
 """Query of a key's lock: its holder and waiters."""
 KEY_GRANTED_SIGNAL = "sagaloom.key-granted"
 """Signal from a key's lock to a waiting saga: the key (its name) is now the saga's."""
-KEY_REQUEST_ACTIVITY = "sagaloom.key.request"
-"""Activity a saga asks a key's lock through (Update-with-Start)."""
-KEY_HOLDER_ACTIVITY = "sagaloom.key.holder-open"
-"""Activity a key's lock checks that its holder's run is still open with."""
-KEY_SHARDS_PATCH = "sagaloom-exclusive-shards"
-"""Patch id marking sagas that take their keys from key shards, through local activities."""
-KEY_EARLY_PATCH = "sagaloom-keys-taken-at-start"
-"""Patch id marking sagas that count the keys ``start_saga`` took for them (no ask of theirs)."""
 KEY_EARLY_MEMO = "sagaloom-keys"
 """Memo of a saga whose keys ``start_saga`` took before starting it (``EarlyKeys``)."""
 KEY_SHARD_WORKFLOW = "SagaloomKeyShard"
@@ -234,8 +141,6 @@ KEY_RELEASE_ACTIVITY = "sagaloom.key.release"
 """Local activity a saga tells its keys' shards that it is done with them through."""
 KEY_CLOSED_ACTIVITY = "sagaloom.key.closed-holders"
 """Activity a key shard finds which of its holders' runs closed with."""
-REPLY_PATCH = "sagaloom-reply-update"
-"""Patch id marking sagas that take replies through ``participant_reply`` only."""
 RESOLVE_UPDATE = "resolve"
 """Update carrying an operator's decision for a parked saga."""
 MALFORMED_RESPONSE = "MalformedResponse"
@@ -261,11 +166,15 @@ SAGA_STEP = SearchAttributeKey.for_keyword("SagaStep")
 """Search attribute: the step running or compensating now (the failed step once compensated)."""
 SAGA_KEY = SearchAttributeKey.for_keyword("SagaKey")
 """Search attribute: the business key (for example the order id)."""
+SAGALOOM_VERSION = SearchAttributeKey.for_keyword("SagaloomVersion")
+"""Search attribute: the sagaloom release whose worker started the run (``saga upgrade-check``
+counts the running sagas by it; runs of development builds before 0.1.0 have none)."""
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     SAGA_NAME,
     SAGA_STATUS,
     SAGA_STEP,
     SAGA_KEY,
+    SAGALOOM_VERSION,
 )
 """Custom search attributes the runtime writes; register them on the namespace (Keyword)."""
 
@@ -291,9 +200,6 @@ def step_key(workflow_id: str, step: str, *, undo: bool = False) -> str:
     return f"{workflow_id}:{compensation_activity_id(step) if undo else step}"
 
 
-HOLD_PATCH = "sagaloom-hold"
-"""Patch: a step whose ``on_failure`` policy holds waits for an operator (sagas whose history
-predates it compensate, as they did)."""
 GENERATION_MARK = "~r"
 """Between a step's name and its key generation: ``charge-payment~r1`` after a redrive of a
 refused step (a new idempotency key; nothing took effect under the old one)."""

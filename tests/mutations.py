@@ -61,8 +61,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "broker: an unanswered undo command is sent again until answered or the budget is spent",
         R + "_actions.py",
-        "        if undo and workflow.patched(COMMAND_RESEND_PATCH):",
-        "        if False:",
+        "        if undo:\n            return await self._undo_command(command)",
+        "        if False:\n            return await self._undo_command(command)",
         ("tests/test_broker.py", "-k", "unanswered_undo"),
     ),
     Mutation(
@@ -94,11 +94,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_broker.py", "-k", "later_attempt"),
     ),
     Mutation(
-        "broker: sagas started before the ask keep taking replies through the update (replay)",
-        "sagaloom/_runtime/_actions.py",
-        "        if command.local or not workflow.patched(COMMAND_ASK_PATCH):",
-        "        if command.local:",
-        ("tests/test_replay.py", "-k", "broker-update-completed"),
+        "rolling upgrade: a saga's commands are those its recorded history holds (replay)",
+        R + "_workflow.py",
+        "        if labels.get(SAGA_NAME) != saga.name or labels.get(SAGALOOM_VERSION) is None:",
+        "        if False:",
+        ("tests/test_replay.py", "-k", "nested_sagas_and_their_children"),
     ),
     Mutation(
         "broker: a saga read from its history counts a command's ask as its step",
@@ -462,15 +462,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "cancellation: an action that finishes after the cancel is undone, nothing after runs",
         R + "_step.py",
-        "if stopped and workflow.patched(CANCEL_AFTER_DONE_PATCH):",
-        "if False and workflow.patched(CANCEL_AFTER_DONE_PATCH):",
+        "        if stopped:\n            # The saga was cancelled while this action ran",
+        "        if False:\n            # The saga was cancelled while this action ran",
         ("tests/test_runtime_rules.py", "-k", "finishes_anyway"),
     ),
     Mutation(
         "cancellation: on the fast path, steps run in a refused workflow task are undone too",
         R + "_workflow.py",
-        "if not any(local) or not workflow.patched(FAST_PATH_UNDO_PATCH):",
-        "if True:",
+        "        if not any(local):\n            return",
+        "        if True:\n            return",
         ("tests/test_runtime_rules.py", "-k", "finishes_anyway"),
     ),
     Mutation(
@@ -562,8 +562,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "outages: a Command step whose participant is down waits for its breaker, it does not "
         "compensate",
         "sagaloom/_runtime/_actions.py",
-        "        if not undo and self._breaker_on(step, COMMAND_BREAKER_PATCH):",
-        "        if False:",
+        "        if self._breaker_on(step):\n            return await self._guarded_command(",
+        "        if False:\n            return await self._guarded_command(",
         ("tests/test_command_breaker.py",),
     ),
     Mutation(
@@ -716,7 +716,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "engine: a saga with notify_participants tells its services that it ended",
         "sagaloom/_runtime/_notice.py",
-        "    if not saga.notify_participants or not workflow.patched(END_NOTICE_PATCH):",
+        "    if not saga.notify_participants:",
         "    if True:",
         ("tests/test_service_locks.py", "-k", "bank_was_down"),
     ),
@@ -773,11 +773,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_exclusive.py", "-k", "parked"),
     ),
     Mutation(
-        "exclusive: sagas started before the key shards keep asking a lock per key (replay)",
-        R + "_workflow.py",
-        "exclusive_timeout, sharded=False)",
-        "exclusive_timeout, sharded=True)",
-        ("tests/test_replay.py", "-k", "key_shards"),
+        "release line: a run of a line this build dropped stops with UnsupportedRun, naming the "
+        "release to run it on; it is never replayed on the wrong branches",
+        R + "_line.py",
+        "    for line in CURRENT.replays:  # this build's own line first",
+        "    return\n    for line in CURRENT.replays:  # this build's own line first",
+        ("tests/test_replay.py", "-k", "dropped_line"),
+    ),
+    Mutation(
+        "upgrade-check: running sagas that recorded no release block an upgrade to a release "
+        "that does not replay them",
+        "sagaloom/_release.py",
+        "            if 0 not in target.replays:",
+        "            if False:",
+        ("tests/test_upgrade_check.py", "-k", "drained"),
     ),
     Mutation(
         "exclusive: a key shard's tasks run outside the sandbox (no sandbox cost per grant)",
@@ -1127,7 +1136,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "hold: an unexpected failure holds the saga at its step; it never compensates on its own",
         R + "_step.py",
-        "        if not holds(policy, kind) or not workflow.patched(HOLD_PATCH):",
+        "        if not holds(policy, kind):",
         "        if True:",
         ("tests/test_hold.py", "-k", "500_until"),
     ),
@@ -1430,8 +1439,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "breaker: a compensation never waits for a breaker, even one opened by hand",
         R + "_actions.py",
-        "            guarded = not undo and self._breaker_on(step, BREAKER_PATCH)",
-        "            guarded = self._breaker_on(step, BREAKER_PATCH)",
+        "            guarded = not undo and self._breaker_on(step)",
+        "            guarded = self._breaker_on(step)",
         ("tests/test_breaker.py", "-k", "never_waits_for_an_open"),
     ),
     Mutation(

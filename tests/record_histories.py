@@ -40,7 +40,12 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         address = f"127.0.0.1:{free_port()}"
         async with (
-            environment(Path(tmp), address=address, ui_port=free_port(), say=lambda _: None) as env,
+            environment(
+                Path(tmp),
+                address=address,
+                ui_port=free_port(),
+                nats_url=f"nats://127.0.0.1:{free_port()}",
+            ) as env,
             httpx.AsyncClient() as http,
         ):
             urls, queue = env.services.urls, env.task_queue

@@ -135,8 +135,12 @@ async def test_a_long_outage_compensates_nothing_and_the_service_is_not_stampede
     for history in histories:
         await replayer.replay_workflow(history)
     if os.environ.get("SAGALOOM_RECORD_HISTORIES"):  # tests/test_replay.py replays these
-        for name, history in zip(("breaker-waited", "breaker-service"), histories, strict=True):
-            (ROOT / "tests" / "histories" / f"{name}.json").write_text(history.to_json())
+        folder, ids = ROOT / "tests" / "histories", {}
+        names = ("breaker-waited", "breaker-service")
+        for name, history in zip(names, histories, strict=True):
+            (folder / f"{name}.json").write_text(history.to_json())
+            ids[name] = history.workflow_id
+        (folder / "breaker-ids.json").write_text(json.dumps(ids, indent=2) + "\n")
 
 
 async def test_refused_connections_open_the_breaker_too(

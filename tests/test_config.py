@@ -82,7 +82,7 @@ def test_embedded_default_is_tuned_and_registers_search_attributes(tmp_path: obj
     assert cmd[1:3] == ["server", "start-dev"]
     joined = " ".join(cmd)
     assert "--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal" in joined
-    for name in ("SagaName", "SagaStatus", "SagaStep", "SagaKey"):
+    for name in ("SagaName", "SagaStatus", "SagaStep", "SagaKey", "SagaloomVersion"):
         assert f"--search-attribute {name}=Keyword" in joined
     untuned = " ".join(DevServerOptions(db_file=Path("x.db"), tuned=False).command())
     assert "--sqlite-pragma" not in untuned
@@ -240,7 +240,7 @@ def test_every_command_shows_an_example_in_its_help() -> None:
     from sagaloom._cli import parser
 
     commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert len(commands) == 23
+    assert len(commands) == 24
     for name, command in commands.items():
         text = command.format_help()
         assert "example:\n  " in text, name

@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from sagaloom import SagaState, SagaStatus, StepStatus
+from sagaloom import SEARCH_ATTRIBUTES, SagaState, SagaStatus, StepStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.converter import DATA_CONVERTER
 from sagaloom.server import temporal_cli
@@ -33,8 +33,7 @@ async def skipping() -> AsyncIterator[Client]:
         "dev_server_extra_args": [
             "--dynamic-config-value",
             "frontend.WorkflowTimeSkippingEnabled=true",
-            *(f"--search-attribute={n}=Keyword" for n in ("SagaName", "SagaStatus", "SagaStep")),
-            "--search-attribute=SagaKey=Keyword",
+            *(f"--search-attribute={key.name}=Keyword" for key in SEARCH_ATTRIBUTES),
         ],
         "data_converter": DATA_CONVERTER,
     }

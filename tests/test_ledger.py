@@ -97,8 +97,11 @@ NOT_PROMISES = (
     ("limits.md", "## sagaloom | what | limit | where it is enforced"),
     ("limits.md", "## Temporal, underneath | what | limit"),
     ("upgrading.md", "# Upgrading and compatibility ## What sagaloom needs"),
-    ("upgrading.md", "## Behaviour changes, by release ### Unreleased"),
-    ("upgrading.md", '- **New:** `on_failure="hold"`'),
+    ("upgrading.md", "- **A business key runs once.**"),  # operating.md's, guarded there
+    ("upgrading.md", "Then either **drain**"),
+    ("upgrading.md", "* **A release that starts a new line**"),  # the policy; its effect is
+    # the release-line promise below it
+    ("upgrading.md", "| release | date | line | replays the runs of |"),
 )
 """Sentences with a trigger word that promise nothing (instructions, examples, tables, a
 description of a test), by their first words."""

@@ -52,3 +52,35 @@ def test_the_wheel_declares_the_saga_command(wheel: Path) -> None:
     archive = zipfile.ZipFile(wheel)
     [entry_points] = [n for n in archive.namelist() if n.endswith("entry_points.txt")]
     assert "saga = sagaloom._cli:main" in archive.read(entry_points).decode()
+
+
+def test_the_release_builds_a_wheel_and_an_sdist_that_twine_check_passes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """CONTRIBUTING.md's release step: ``python -m build`` then ``twine check dist/*``; both
+    files carry the version written in ``sagaloom/_release.py``, and the README renders."""
+    import sagaloom
+
+    out = tmp_path_factory.mktemp("dist")
+    source = tmp_path_factory.mktemp("release") / "sagaloom"
+    skip = shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", ".sagaloom", "__pycache__"
+    )
+    shutil.copytree(ROOT, source, ignore=skip)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    built = sorted(p.name for p in out.iterdir())
+    version = sagaloom.__version__
+    assert built == [f"sagaloom-{version}-py3-none-any.whl", f"sagaloom-{version}.tar.gz"]
+    checked = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, sorted(out.iterdir()))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("PASSED") == 2, checked.stdout

@@ -135,13 +135,12 @@ def test_the_plugin_keeps_a_codec_and_a_sandbox_the_team_set() -> None:
     assert isinstance(out, SandboxedWorkflowRunner)
     assert {"teamlib", "sagaloom"} <= set(out.restrictions.passthrough_modules)
     # the team's activity first, then the HTTP participant and its breakers' probe, then the
-    # ones behind exclusive keys (ask a key's shard and release keys; the per-key lock's two,
-    # for sagas started before the shards)
+    # ones behind exclusive keys (ask a key's shard and release keys)
     assert [fn.__name__ for fn in configured_worker["activities"]] == [
-        "greet", "call", "probe", "ask_key", "release_keys", "request_key", "holder_open"
+        "greet", "call", "probe", "ask_key", "release_keys"
     ]  # fmt: skip
     assert [w.__name__ for w in configured_worker["workflows"]] == [
-        "ServiceBreaker", "EndNotice", "KeyShard", "KeyLock", "ItemsWorkflow"
+        "ServiceBreaker", "EndNotice", "KeyShard", "ItemsWorkflow"
     ]  # fmt: skip
 
 

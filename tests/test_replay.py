@@ -61,10 +61,9 @@ NESTING_IDS: dict[str, str] = json.loads((FOLDER / "nesting-ids.json").read_text
 
 
 @pytest.mark.parametrize("name", sorted(NESTING_IDS))
-async def test_nested_sagas_started_before_the_signal_rename_replay(name: str) -> None:
-    """Parent and child histories recorded with the old ``parent``/``child_done`` signals."""
+async def test_nested_sagas_and_their_children_replay(name: str) -> None:
+    """A parent and its child saga, completed and compensated (``record_nesting``)."""
     history = (FOLDER / f"{name}.json").read_text()
-    assert '"signalName": "child_done"' in history  # recorded before the rename
     replayer = Replayer(workflows=[NestingSaga, Rules2Saga], plugins=[SagaloomPlugin()])
     await replayer.replay_workflow(WorkflowHistory.from_json(NESTING_IDS[name], history))
 
@@ -84,54 +83,16 @@ async def test_inserting_a_step_with_a_patch_keeps_running_sagas_replaying(name:
     await replayer.replay_workflow(load(path))
 
 
-STUCK = {
-    "stuck-nested-cancel": "ChaosNestedSaga-b3c4a7-29",
-    "stuck-nested-cancel-child": "ChaosNestedSaga-b3c4a7-29:trip",
-}
-"""The chaos run's hung parent and child (../shared/evidence), recorded before the fix."""
+BREAKER_IDS: dict[str, str] = json.loads((FOLDER / "breaker-ids.json").read_text())
 
 
-@pytest.mark.parametrize("name", sorted(STUCK))
-async def test_the_nested_sagas_that_hung_on_cancel_replay_on_the_fixed_code(name: str) -> None:
-    """The fix is patched (``sagaloom-nested-cancel``): runs recorded before it replay as run."""
-    history = (FOLDER / f"{name}.json").read_text()
-    replayer = Replayer(workflows=[ChaosNestedSaga, ChaosTripSaga], plugins=[SagaloomPlugin()])
-    await replayer.replay_workflow(WorkflowHistory.from_json(STUCK[name], history))
-
-
-@pytest.mark.parametrize(
-    ("name", "workflow_id"),
-    [("breaker-waited", "OutageSaga-7a583c-0"), ("breaker-service", "sagaloom-breaker:outage")],
-)
-async def test_a_saga_that_waited_for_a_breaker_and_the_breaker_replay(
-    name: str, workflow_id: str
-) -> None:
+@pytest.mark.parametrize("name", sorted(BREAKER_IDS))
+async def test_a_saga_that_waited_for_a_breaker_and_the_breaker_replay(name: str) -> None:
     """Recorded by ``SAGALOOM_RECORD_HISTORIES=1 pytest tests/test_breaker.py -k long_outage``."""
     from tests._outage_sagas import SAGAS
 
-    history = WorkflowHistory.from_json(workflow_id, (FOLDER / f"{name}.json").read_text())
+    history = WorkflowHistory.from_json(BREAKER_IDS[name], (FOLDER / f"{name}.json").read_text())
     replayer = Replayer(workflows=SAGAS, plugins=[SagaloomPlugin(services={})])  # + the breaker
-    await replayer.replay_workflow(history)
-
-
-@pytest.mark.parametrize(
-    ("name", "workflow_id"),
-    [
-        ("exclusive-holder", "ExclusiveTransferSaga-dcb5ef-1"),
-        ("exclusive-waited", "ExclusiveTransferSaga-dcb5ef-2"),
-        ("exclusive-key-lock", "sagaloom-key:account:acc-dcb5ef"),
-    ],
-)
-async def test_sagas_and_a_lock_from_before_the_key_shards_replay(
-    name: str, workflow_id: str
-) -> None:
-    """Two transfers on one account (the second waited) and the account's per-key lock,
-    recorded before exclusive keys moved to key shards (patch ``sagaloom-exclusive`` only):
-    they replay, and sagas that ran then keep asking a lock per key."""
-    from tests._exclusive_sagas import SAGAS
-
-    history = WorkflowHistory.from_json(workflow_id, (FOLDER / f"{name}.json").read_text())
-    replayer = Replayer(workflows=SAGAS, plugins=[SagaloomPlugin(services={})])  # + the locks
     await replayer.replay_workflow(history)
 
 
@@ -152,10 +113,9 @@ BROKER_IDS: dict[str, str] = json.loads((FOLDER / "broker-ids.json").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(BROKER_IDS))
-async def test_broker_sagas_before_and_since_the_ask_replay(name: str) -> None:
+async def test_broker_sagas_replay(name: str) -> None:
     """Fulfilments over NATS commands, recorded by ``tests/test_broker.py`` (``keep_history``):
-    ``broker-update-*`` on the code before the ask (every reply through the update), which
-    sagas then running keep, and ``broker-ask-*`` since (a reply completes its ask)."""
+    completed, compensated, answered by hand, an undo command sent again until answered."""
     from tests._broker_sagas import QuickPackSaga, QuickUndoSaga
     from workflows.fulfilment import FulfilmentSaga
 
@@ -180,3 +140,103 @@ async def test_held_and_redriven_sagas_replay(name: str) -> None:
     history = WorkflowHistory.from_json(HOLD_IDS[name], (FOLDER / f"{name}.json").read_text())
     replayer = Replayer(workflows=HOLD_SAGAS, plugins=[SagaloomPlugin(services={})])
     await replayer.replay_workflow(history)
+
+
+# -- the release line (docs/upgrading.md) ------------------------------------------------------
+
+PRE = FOLDER / "pre-0.1"
+"""Histories of runs that development builds started before 0.1.0, whose branches 0.1.0 dropped
+(``pre-0.1/ids.json``: each one's workflow id and the sagas it needs)."""
+PRE_IDS: dict[str, dict[str, str]] = json.loads((PRE / "ids.json").read_text())
+
+
+def _sagas(group: str) -> list[type]:
+    from tests import _exclusive_sagas, _fanout_sagas, _hold_sagas, _outage_sagas
+    from tests._broker_sagas import QuickPackSaga, QuickUndoSaga
+    from workflows.fulfilment import FulfilmentSaga
+
+    return {
+        "examples": [OrderSaga, TripSaga],
+        "nesting": [NestingSaga, Rules2Saga],
+        "chaos": [ChaosNestedSaga, ChaosTripSaga],
+        "outage": list(_outage_sagas.SAGAS),
+        "exclusive": list(_exclusive_sagas.SAGAS),
+        "fanout": list(_fanout_sagas.FAN_SAGAS),
+        "broker": [FulfilmentSaga, QuickPackSaga, QuickUndoSaga],
+        "hold": list(_hold_sagas.HOLD_SAGAS),
+    }[group]
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n in PRE_IDS if n not in ("fanout-batch", "exclusive-key-lock"))
+)
+async def test_a_run_of_a_dropped_line_fails_loudly_naming_the_release_to_run(name: str) -> None:
+    """docs/upgrading.md: a worker never replays a run of a line it dropped on the wrong
+    branches; its workflow task fails with a message naming the run and the release that can
+    replay it (the run itself is not failed: it waits for such a worker)."""
+    entry = PRE_IDS[name]
+    history = WorkflowHistory.from_json(entry["workflow_id"], (PRE / f"{name}.json").read_text())
+    replayer = Replayer(workflows=_sagas(entry["sagas"]), plugins=[SagaloomPlugin(services={})])
+    with pytest.raises(Exception) as failed:
+        await replayer.replay_workflow(history)
+    assert not isinstance(failed.value, NondeterminismError)  # not a silent or a vague failure
+    message = str(failed.value)
+    assert f"run {entry['workflow_id']} was started by sagaloom pre-0.1.0" in message
+    assert "run it to its end on a worker of sagaloom pre-0.1.0" in message
+
+
+async def test_a_per_key_lock_of_a_development_build_is_no_workflow_of_0_1() -> None:
+    """The per-key lock (before the key shards) is gone: its run fails loudly, unregistered."""
+    entry = PRE_IDS["exclusive-key-lock"]
+    history = WorkflowHistory.from_json(
+        entry["workflow_id"], (PRE / "exclusive-key-lock.json").read_text()
+    )
+    replayer = Replayer(workflows=_sagas("exclusive"), plugins=[SagaloomPlugin(services={})])
+    with pytest.raises(Exception, match="SagaloomKeyLock is not registered"):
+        await replayer.replay_workflow(history)
+
+
+def _markers(path: Path) -> list[str]:
+    """The patch ids a history's markers record, in order."""
+    import base64
+
+    events = json.loads(path.read_text())["events"]
+    ids = []
+    for event in events:
+        if event["eventType"] != "EVENT_TYPE_MARKER_RECORDED":
+            continue
+        attrs = event["markerRecordedEventAttributes"]
+        if attrs["markerName"] == "core_patch":
+            data = attrs["details"]["patch-data"]["payloads"][0]["data"]
+            ids.append(json.loads(base64.b64decode(data))["id"])
+    return ids
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in FOLDER.glob("*.json") if not p.stem.endswith("-ids")),
+    ids=lambda p: p.stem,
+)  # fmt: skip
+def test_every_run_of_0_1_records_its_line_once_and_no_other_engine_patch(path: Path) -> None:
+    """docs/upgrading.md: a run records the line it follows (``sagaloom-line-1``), once; the
+    first release carries no engine patch of its own (fan-out batches carry no branch)."""
+    markers = [m for m in _markers(path) if m.startswith("sagaloom-")]
+    if path.stem == "fanout-batch":
+        assert markers == []
+    else:
+        assert markers == ["sagaloom-line-1"]
+
+
+async def test_a_later_build_of_the_same_line_replays_a_run_that_wrote_its_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child saga (started without search attributes) writes ``SagaloomVersion`` itself; a
+    worker of a later release on the same line writes another value there, and still replays."""
+    import sagaloom._runtime._workflow as runtime
+
+    history = (FOLDER / "nesting-completed-child.json").read_text()
+    assert "SagaloomVersion" in history  # the child wrote it
+    monkeypatch.setattr(runtime, "VERSION", "0.1.99")
+    replayer = Replayer(workflows=[NestingSaga, Rules2Saga], plugins=[SagaloomPlugin()])
+    await replayer.replay_workflow(
+        WorkflowHistory.from_json(NESTING_IDS["nesting-completed-child"], history)
+    )

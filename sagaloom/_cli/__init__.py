@@ -3,9 +3,9 @@
 ``_workers`` (dev, worker, set-current), ``_sagas`` (start, show/status, list, cancel, resolve,
 reply), ``_graphs`` (graph, and show's drawing), ``_services`` (services: the breakers),
 ``_locks`` (locks: exclusive keys), ``_broker`` (dead-letters, events), ``_tools``
-(codec-server, new-key, contract); what they share is in
-``_common``, the worker flags come from the settings table (``_flags``), and one mapper
-(``_errors``) turns every expected failure into one line and exit code 2.
+(codec-server, new-key, contract), ``_upgrade`` (upgrade-check: the release line); what they
+share is in ``_common``, the worker flags come from the settings table (``_flags``), and one
+mapper (``_errors``) turns every expected failure into one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sagaloom._cli import (
     _sagas,
     _services,
     _tools,
+    _upgrade,
     _workers,
 )
 from sagaloom._cli._common import (
@@ -39,6 +40,7 @@ from sagaloom._cli._common import (
 from sagaloom._cli._errors import explain
 from sagaloom._cli._flags import worker_config
 from sagaloom._ops._logging import configure_logging
+from sagaloom._release import VERSION
 from sagaloom._settings import setting
 from sagaloom.worker._registry import load_sagas
 
@@ -62,7 +64,9 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--log-format", choices=form.choices, default=form.read(os.environ),
                      help=f"{form.help} ({form.env})")  # fmt: skip
     sub = top.add_subparsers(dest="command", required=True)
-    for group in (_workers, _sagas, _graphs, _incidents, _services, _locks, _broker, _tools):
+    top.add_argument("--version", action="version", version=f"sagaloom {VERSION}")
+    groups = (_workers, _sagas, _graphs, _incidents, _services, _locks, _broker, _tools, _upgrade)
+    for group in groups:
         group.register(sub)
     return top
 

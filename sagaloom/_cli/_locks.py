@@ -12,13 +12,7 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from sagaloom._cli._common import add_command, client, connection_flags
-from sagaloom._names import (
-    KEY_LOCK_PREFIX,
-    KEY_LOCK_WORKFLOW,
-    KEY_SHARD_PREFIX,
-    KEY_SHARD_WORKFLOW,
-    KEY_STATE_QUERY,
-)
+from sagaloom._names import KEY_SHARD_PREFIX, KEY_SHARD_WORKFLOW, KEY_STATE_QUERY
 from sagaloom._runtime._keylocks import KeyShardState
 from sagaloom._runtime._keyrules import KeyLockState
 
@@ -30,8 +24,7 @@ _QUERY_TIMEOUT = timedelta(seconds=5)
 async def cmd_locks(args: argparse.Namespace) -> int:
     """List every exclusive key held or waited for: its holder, since when, and its queue."""
     temporal = await client(args)
-    kinds = f'WorkflowType = "{KEY_SHARD_WORKFLOW}" OR WorkflowType = "{KEY_LOCK_WORKFLOW}"'
-    query = f'({kinds}) AND ExecutionStatus = "Running"'
+    query = f'WorkflowType = "{KEY_SHARD_WORKFLOW}" AND ExecutionStatus = "Running"'
     found = [(e.id, e.task_queue) async for e in temporal.list_workflows(query)]
     answers = [row for rows in await asyncio.gather(*(_rows(temporal, wid, queue)
                for wid, queue in found)) for row in rows]  # fmt: skip
@@ -53,19 +46,17 @@ async def cmd_locks(args: argparse.Namespace) -> int:
 
 
 async def _rows(temporal: Any, workflow_id: str, task_queue: str) -> list[dict[str, Any]]:
-    """One row per key the lock (a shard, or a per-key lock) holds or queues."""
-    shard = workflow_id.startswith(KEY_SHARD_PREFIX)
+    """One row per key the shard holds or queues."""
     try:
         handle = temporal.get_workflow_handle(workflow_id)
-        state = await handle.query(KEY_STATE_QUERY, result_type=KeyShardState if shard
-                                   else KeyLockState, rpc_timeout=_QUERY_TIMEOUT)  # fmt: skip
+        state = await handle.query(
+            KEY_STATE_QUERY, result_type=KeyShardState, rpc_timeout=_QUERY_TIMEOUT
+        )
     except (WorkflowQueryFailedError, RPCError) as err:
-        key = f"(shard {workflow_id.removeprefix(KEY_SHARD_PREFIX)})" if shard \
-            else workflow_id.removeprefix(KEY_LOCK_PREFIX)  # fmt: skip
+        key = f"(shard {workflow_id.removeprefix(KEY_SHARD_PREFIX)})"
         error = f"no answer (no worker polls {task_queue}?): {err}"[:160]
         return [{"key": key, "task_queue": task_queue, "error": error}]
-    locks = list(state.keys.values()) if isinstance(state, KeyShardState) else [state]
-    return [_row(lock, task_queue) for lock in locks if not lock.idle()]
+    return [_row(lock, task_queue) for lock in state.keys.values() if not lock.idle()]
 
 
 def _row(lock: KeyLockState, task_queue: str) -> dict[str, Any]:

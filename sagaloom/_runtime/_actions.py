@@ -28,12 +28,8 @@ from sagaloom._definition import (
 from sagaloom._holding import merge_patch
 from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse, Reply
 from sagaloom._names import (
-    BREAKER_PATCH,
     COMMAND_ACTIVITY,
     COMMAND_ASK_ACTIVITY,
-    COMMAND_ASK_PATCH,
-    COMMAND_BREAKER_PATCH,
-    COMMAND_RESEND_PATCH,
     HTTP_ACTIVITY,
     ask_activity_id,
     compensation_activity_id,
@@ -136,7 +132,7 @@ class Dispatcher:
             body = merge_patch(body, patch) if patch is not None else body
             if not undo:
                 progress.record_input(step.name, body)
-            guarded = not undo and self._breaker_on(step, BREAKER_PATCH)
+            guarded = not undo and self._breaker_on(step)
             request = HttpRequest(
                 service=action.service, method=action.method, path=path, body=body, breaker=guarded
             )
@@ -212,9 +208,9 @@ class Dispatcher:
         )
         # the reply may come before the publish returns
         self._replies.expect(command.correlation)
-        if undo and workflow.patched(COMMAND_RESEND_PATCH):
+        if undo:
             return await self._undo_command(command)
-        if not undo and self._breaker_on(step, COMMAND_BREAKER_PATCH):
+        if self._breaker_on(step):
             return await self._guarded_command(command)
         within = step.reply_timeout or DEFAULT_COMMAND_REPLY_TIMEOUT
         try:
@@ -303,10 +299,10 @@ class Dispatcher:
     ) -> Any:
         """Send a command once and wait up to ``within`` for its reply; return the reply's data.
 
-        Runs started with the ask (``COMMAND_ASK_PATCH``) and regular activities send it with
-        the ask activity, which the reply completes: the reply is its result. A reply through
-        the update meanwhile (an operator's, or a late one to an earlier send) ends the wait
-        too, and the ask is cancelled. Other runs publish, then wait for the update.
+        A regular activity sends it with the ask activity, which the reply completes: the reply
+        is its result. A reply through the update meanwhile (an operator's, or a late one to an
+        earlier send) ends the wait too, and the ask is cancelled. A local activity (the fast
+        path) publishes, then waits for the update.
 
         Args:
             command: The command.
@@ -332,7 +328,7 @@ class Dispatcher:
             breaker=breaker,
             released=released,
         )
-        if command.local or not workflow.patched(COMMAND_ASK_PATCH):
+        if command.local:
             await _call(
                 COMMAND_ACTIVITY,
                 [message],
@@ -435,10 +431,9 @@ class Dispatcher:
                     raise ApplicationError(str(err), type="ReplyFailed") from None
             pause = min(pause * retry.backoff_coefficient, retry.maximum_interval or pause * 100)
 
-    def _breaker_on(self, step: Step, patch: str) -> bool:
-        """Whether the step waits for its service's breaker (new runs only: ``patch``)."""
-        on = step.breaker if step.breaker is not None else self._progress.saga.breaker
-        return on and workflow.patched(patch)
+    def _breaker_on(self, step: Step) -> bool:
+        """Whether the step waits for its service's breaker."""
+        return step.breaker if step.breaker is not None else self._progress.saga.breaker
 
     def _timeouts(self, step: Step, *, undo: bool) -> _Timeouts:
         saga, defaults = self._progress.saga, self._progress.saga.defaults

@@ -20,7 +20,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
-from sagaloom._names import BREAKER_MEMO, BREAKER_MEMO_PATCH
+from sagaloom._names import BREAKER_MEMO
 from sagaloom._outage import (
     BREAKER_WORKFLOW,
     RELEASED_SIGNAL,
@@ -38,6 +38,7 @@ from sagaloom._outage import (
     recent_failures,
     release_gap,
 )
+from sagaloom._runtime._line import check_release_line
 
 __all__ = ["ServiceBreaker"]
 
@@ -114,6 +115,7 @@ class ServiceBreaker:
     @workflow.run
     async def run(self, start: BreakerStart) -> None:
         """Open: hold and probe; closed: release the waiting steps at the set rate."""
+        check_release_line()
         self._publish()  # (a continued run, or a first report that opened it already)
         while True:
             view = self._view
@@ -163,8 +165,7 @@ class ServiceBreaker:
 
     def _publish(self) -> None:
         """Keep the status in the memo, which callers read without asking a worker."""
-        if workflow.patched(BREAKER_MEMO_PATCH):
-            workflow.upsert_memo({BREAKER_MEMO: self._view.status.value})
+        workflow.upsert_memo({BREAKER_MEMO: self._view.status.value})
 
     async def _hold_and_probe(self) -> None:
         view, settings = self._view, self._view.settings

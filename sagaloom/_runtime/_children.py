@@ -12,20 +12,7 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 from sagaloom._definition import ChildSaga
 from sagaloom._model import ChildDone
-from sagaloom._names import (
-    CHILD_CANCEL_PATCH,
-    CHILD_CLOSE_PATCH,
-    CHILD_DONE_SIGNAL,
-    HELD_MEMO,
-    NESTED_CANCEL_PATCH,
-    OLD_CHILD_DONE_SIGNAL,
-    OLD_PARENT_SIGNAL,
-    PARENT_GONE_PATCH,
-    PARENT_SIGNAL,
-    PAYLOADS_MEMO,
-    SIGNAL_NAMES_PATCH,
-    step_key,
-)
+from sagaloom._names import CHILD_DONE_SIGNAL, HELD_MEMO, PARENT_SIGNAL, PAYLOADS_MEMO, step_key
 from sagaloom._runtime._concurrent import cancel_requested
 from sagaloom._runtime._nesting import HeldChoice, child_undo, held_child_choice
 from sagaloom._runtime._payloads import payloads_stored
@@ -50,18 +37,7 @@ class Children:
             ChildWorkflowError: the child failed (it compensated itself).
         """
         child_id = step_key(workflow.info().workflow_id, step)
-        # Sagas started before it wait for the child alone: a cancel swallowed by the child's
-        # start was then noticed only once the child's steps were done.
-        watch = workflow.patched(NESTED_CANCEL_PATCH)
         self._starting[step] = child_id
-        # Should this saga close while the child runs (cancelled as the child was starting, so
-        # it never got its handle), the server asks the child to cancel — it then compensates
-        # itself — instead of terminating it half-way (the default).
-        close = (
-            ParentClosePolicy.REQUEST_CANCEL
-            if workflow.patched(CHILD_CLOSE_PATCH)
-            else ParentClosePolicy.TERMINATE
-        )
         handle = await workflow.start_child_workflow(
             child.saga.name,
             arg,
@@ -69,13 +45,18 @@ class Children:
             task_queue=workflow.info().task_queue,
             memo={HELD_MEMO: True, **({PAYLOADS_MEMO: True} if payloads_stored() else {})},
             static_summary=summary,
-            parent_close_policy=close,
+            # Should this saga close while the child runs (cancelled as the child was starting,
+            # so it never got its handle), the server asks the child to cancel — it then
+            # compensates itself — instead of terminating it half-way (the default).
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
         )
         self._handles[step] = handle
+        # A cancel the SDK swallowed while the child started is noticed here, not only once
+        # the child's steps are done.
         await workflow.wait_condition(
-            lambda: child_id in self._done or handle.done() or (watch and cancel_requested())
+            lambda: child_id in self._done or handle.done() or cancel_requested()
         )
-        if watch and cancel_requested() and not handle.done():
+        if cancel_requested() and not handle.done():
             raise asyncio.CancelledError  # the undo asks the child to cancel (or compensate)
         if child_id in self._done:
             return self._done[child_id].outputs
@@ -85,7 +66,7 @@ class Children:
     async def undo(self, step: str) -> None:
         """Have a child saga compensate itself as a unit, and wait until it has."""
         handle = self._handles.get(step)
-        if handle is None and step in self._starting and workflow.patched(CHILD_CLOSE_PATCH):
+        if handle is None and step in self._starting:
             # Cancelled while the child was starting: it may have started without this saga
             # hearing of it. Ask it to cancel (it compensates itself); absent, nothing to undo.
             with contextlib.suppress(Exception):
@@ -100,46 +81,31 @@ class Children:
         if how == "nothing" or handle is None:
             return
         if how == "compensate":
-            try:
-                await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "compensate")
-            except FailureError:  # it ended meanwhile (cancelled while held): nothing to tell
-                if not workflow.patched(NESTED_CANCEL_PATCH):
-                    raise
-        elif workflow.patched(CHILD_CANCEL_PATCH):
+            # (it may have ended meanwhile, cancelled while held: then there is nothing to tell)
+            with contextlib.suppress(FailureError):
+                await handle.signal(PARENT_SIGNAL, "compensate")
+        else:
             # Still running its steps, or held without this saga having heard so yet: ask the
             # child itself to cancel (it compensates them), then wait for it to end. (Cancelling
             # the handle's future instead gave up waiting at once, and the parent could end,
             # terminating the child mid-compensation.)
             await workflow.get_external_workflow_handle(handle.id).cancel()
-        else:
-            handle.cancel()  # as sagas started before the patch ran
         with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
             await handle
 
-    async def release(self, *, report_gone: bool = True) -> list[tuple[str, ChildWorkflowError]]:
+    async def release(self) -> list[tuple[str, ChildWorkflowError]]:
         """The parent completed: let every held child saga complete too.
-
-        Args:
-            report_gone: False for sagas started before ``sagaloom-nested-cancel``: only the
-                children still held hear "release", and nothing is reported.
 
         Returns:
             The children that reported their steps done yet did not complete (an operator
             cancelled one while it was held), by step, with why: their steps are undone, so the
             parent must undo its own.
         """
-        if not report_gone:  # as sagas started before the patch
-            held = [h for h in self._handles.values() if h.id in self._done and not h.done()]
-            for handle in held:
-                await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "release")
-            for handle in held:
-                await handle
-            return []
         reported = [(s, h) for s, h in self._handles.items() if h.id in self._done]
         for _, handle in reported:
             if not handle.done():
                 with contextlib.suppress(FailureError):  # it ended meanwhile: read below
-                    await handle.signal(_name(PARENT_SIGNAL, OLD_PARENT_SIGNAL), "release")
+                    await handle.signal(PARENT_SIGNAL, "release")
         failed: list[tuple[str, ChildWorkflowError]] = []
         for step, handle in reported:
             try:
@@ -176,31 +142,20 @@ class Children:
         if parent is None or not workflow.memo_value(HELD_MEMO, False, type_hint=bool):
             return None
         done = ChildDone(workflow_id=workflow.info().workflow_id, outputs=outputs)
-        watch = workflow.patched(NESTED_CANCEL_PATCH)
         try:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                _name(CHILD_DONE_SIGNAL, OLD_CHILD_DONE_SIGNAL), done
+                CHILD_DONE_SIGNAL, done
             )
         except FailureError:  # (the server could not deliver it: no such running workflow)
-            if not workflow.patched(PARENT_GONE_PATCH):
-                raise
             # The parent closed first (cancelled while this child started): no decision will
             # ever come, and a saga it no longer accounts for must not stay half-done.
             workflow.logger.warning(
                 "saga %s: its parent %s is gone: compensating", done.workflow_id, parent.workflow_id
             )
             return "compensate"
-        if not watch:  # as sagas started before it: the parent's word alone
-            await workflow.wait_condition(lambda: self._from_parent is not None)
-            return self._from_parent
         await workflow.wait_condition(
             lambda: held_child_choice(self._from_parent, cancel_requested()) is not None
         )
         if self._from_parent is None:
             raise asyncio.CancelledError  # asked to cancel, and nobody will decide: undo it all
         return self._from_parent
-
-
-def _name(readable: str, old: str) -> str:
-    """The signal name to send: the readable one, or the old one in sagas started before it."""
-    return readable if workflow.patched(SIGNAL_NAMES_PATCH) else old

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 
 from sagaloom._definition import Saga
 from sagaloom._model import SagaEvent
-from sagaloom._names import EVENTS_ACTIVITY, EVENTS_PATCH
+from sagaloom._names import EVENTS_ACTIVITY
 
 __all__ = ["EventLog"]
 
@@ -30,17 +30,12 @@ class EventLog:
         self._saga = saga
         self._pending: list[SagaEvent] = []
         self._count = 0
-        self._on: bool | None = None
         self._closing = False
 
     @property
     def enabled(self) -> bool:
-        """Whether this run publishes events (decided once, at its first event)."""
-        if not self._saga.events:
-            return False
-        if self._on is None:
-            self._on = workflow.patched(EVENTS_PATCH)
-        return self._on
+        """Whether this run publishes events (its saga's ``events=True``)."""
+        return self._saga.events
 
     def emit(self, kind: str, key: str | None, **data: Any) -> None:
         """Queue event ``io.sagaloom.<kind>`` with ``data`` (None values left out)."""

@@ -17,8 +17,7 @@ grant — and asks for the rest as above. A key held by someone else is never ta
 saga queues for it itself, in arrival order.
 
 A local activity records one marker in the saga's history where an activity would add a task
-and a workflow task. Sagas started before the shards (patch ``sagaloom-exclusive``) ask a lock
-per key through a regular activity, as they did.
+and a workflow task.
 
 A child saga of the key's holder (or of the holder's root) shares its hold: the key is granted
 to it at once and its release leaves the parent's hold in place.
@@ -31,17 +30,9 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import FailureError
 
-from sagaloom._names import (
-    KEY_ASK_ACTIVITY,
-    KEY_EARLY_MEMO,
-    KEY_EARLY_PATCH,
-    KEY_RELEASE_ACTIVITY,
-    KEY_RELEASE_SIGNAL,
-    KEY_REQUEST_ACTIVITY,
-)
-from sagaloom._runtime._keylocks import lock_id, releases
+from sagaloom._names import KEY_ASK_ACTIVITY, KEY_EARLY_MEMO, KEY_RELEASE_ACTIVITY
+from sagaloom._runtime._keylocks import releases
 from sagaloom._runtime._keyrules import EARLY_TRUST, EarlyKeys, KeyAnswer, KeyRequest
 from sagaloom._runtime._progress import Progress
 
@@ -70,7 +61,6 @@ class SagaKeys:
         self.progress = progress
         self.granted: set[str] = set()
         self.asked: list[str] = []
-        self.sharded = True
 
     def on_granted(self, key: str) -> None:
         """The lock's ``granted`` signal."""
@@ -81,7 +71,6 @@ class SagaKeys:
         keys: list[str],
         patience: timedelta | None,
         *,
-        sharded: bool,
         taken: list[str] | None = None,
     ) -> None:
         """Take ``keys`` (sorted) one by one, waiting for each in turn.
@@ -89,14 +78,12 @@ class SagaKeys:
         Args:
             keys: The saga's keys, sorted.
             patience: The saga's ``exclusive_timeout``.
-            sharded: From key shards (False: a lock per key, for sagas started before them).
             taken: The first of ``keys``, taken for it before its start (:meth:`taken_at_start`).
 
         Raises:
             ExclusiveTimeout: ``patience`` (the saga's ``exclusive_timeout``) passed before
                 every key was taken.
         """
-        self.sharded = sharded
         started = workflow.now()
         for key in taken or []:
             self.asked.append(key)
@@ -112,12 +99,11 @@ class SagaKeys:
                 left = None if patience is None else patience - (workflow.now() - started)
                 if left is not None and left <= timedelta(0):
                     raise ExclusiveTimeout(key, answer.holder, workflow.now() - started)
-                wait = left if not self.sharded or (left is not None and left < ASK_AGAIN) \
-                    else ASK_AGAIN  # fmt: skip
+                wait = left if left is not None and left < ASK_AGAIN else ASK_AGAIN
                 try:
                     await workflow.wait_condition(self._has(key), timeout=wait)
                 except TimeoutError:
-                    if self.sharded and key not in self.granted:
+                    if key not in self.granted:
                         answer = await self._ask(key)  # still queued (or granted now)
                         if answer.granted:
                             self.granted.add(key)
@@ -127,8 +113,8 @@ class SagaKeys:
     def taken_at_start(keys: list[str]) -> list[str]:
         """The first of ``keys`` that ``start_saga`` took for this run before starting it.
 
-        Sagas that count them record patch ``sagaloom-keys-taken-at-start`` (it implies the
-        key shards); a run that asked for them instead, replayed, asks again.
+        A run that counts them asks for none of them; a reset, retried or continued run
+        asks for each.
         """
         info = workflow.info()
         if KEY_EARLY_MEMO not in info.raw_memo:
@@ -141,8 +127,6 @@ class SagaKeys:
         count = 0
         while count < min(len(keys), len(early.keys)) and early.keys[count] == keys[count]:
             count += 1
-        if not count or not workflow.patched(KEY_EARLY_PATCH):
-            return []
         return keys[:count]
 
     async def _ask(self, key: str) -> KeyAnswer:
@@ -150,24 +134,14 @@ class SagaKeys:
         family = [w for w in (info.parent.workflow_id if info.parent else None,
                               info.root.workflow_id if info.root else None) if w]  # fmt: skip
         request = KeyRequest(key=key, saga_id=info.workflow_id, family=family)
-        if self.sharded:
-            # A local activity: the shard answers on its own task queue, never waiting for a
-            # workflow task slot that this saga's worker holds.
-            answer: KeyAnswer = await workflow.execute_local_activity(
-                KEY_ASK_ACTIVITY,
-                request,
-                result_type=KeyAnswer,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=_QUICK,
-                summary=f"take exclusive key {key}",
-            )
-            return answer
-        answer = await workflow.execute_activity(
-            KEY_REQUEST_ACTIVITY,
+        # A local activity: the shard answers on its own task queue, never waiting for a
+        # workflow task slot that this saga's worker holds.
+        answer: KeyAnswer = await workflow.execute_local_activity(
+            KEY_ASK_ACTIVITY,
             request,
             result_type=KeyAnswer,
-            start_to_close_timeout=timedelta(seconds=15),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=_QUICK,
             summary=f"take exclusive key {key}",
         )
         return answer
@@ -180,20 +154,11 @@ class SagaKeys:
         if not self.asked:
             return
         saga_id = workflow.info().workflow_id
-        if self.sharded:
-            await workflow.execute_local_activity(
-                KEY_RELEASE_ACTIVITY,
-                releases(saga_id, self.asked),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=_QUICK,
-                summary=f"release exclusive keys {', '.join(self.asked)}",
-            )
-        else:
-            for key in reversed(self.asked):
-                try:
-                    await workflow.get_external_workflow_handle(lock_id(key)).signal(
-                        KEY_RELEASE_SIGNAL, saga_id
-                    )
-                except FailureError as err:  # the lock ended (nobody else asked)
-                    workflow.logger.info("key %s: release not delivered (%s)", key, err)
+        await workflow.execute_local_activity(
+            KEY_RELEASE_ACTIVITY,
+            releases(saga_id, self.asked),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=_QUICK,
+            summary=f"release exclusive keys {', '.join(self.asked)}",
+        )
         self.asked.clear()

@@ -1,4 +1,4 @@
-"""The workflows that hold exclusive keys: a shard of many keys, and the older lock per key.
+"""The workflow that holds exclusive keys: a shard of many keys.
 
 A :class:`KeyShard` (``sagaloom-keys:<n>``, one of :data:`SHARDS`) holds every key that hashes
 to it: it lives as long as any of its keys is held or waited for, so a saga on a key nobody
@@ -11,9 +11,6 @@ short. It runs outside the workflow sandbox (``sandboxed=False``): it is the eng
 with no user code in it, and two tasks per saga on disjoint keys are too many to pay the
 sandbox's per-task cost (measured in docs/benchmarks.md); its determinism is guarded by replay
 tests like every saga's.
-
-:class:`KeyLock` (``sagaloom-key:<key>``) is the first design, one workflow per key; sagas
-started before the shards (patch ``sagaloom-exclusive`` only) still use it, so it stays.
 """
 
 from __future__ import annotations
@@ -32,11 +29,7 @@ from sagaloom._names import (
     KEY_ACQUIRE_UPDATE,
     KEY_CLOSED_ACTIVITY,
     KEY_GRANTED_SIGNAL,
-    KEY_HOLDER_ACTIVITY,
-    KEY_LOCK_PREFIX,
-    KEY_LOCK_WORKFLOW,
     KEY_RELEASE_KEYS_SIGNAL,
-    KEY_RELEASE_SIGNAL,
     KEY_SHARD_PREFIX,
     KEY_SHARD_WORKFLOW,
     KEY_STATE_QUERY,
@@ -53,11 +46,9 @@ from sagaloom._runtime._keyrules import (
 
 __all__ = [
     "SHARDS",
-    "KeyLock",
     "KeyRelease",
     "KeyShard",
     "KeyShardState",
-    "lock_id",
     "releases",
     "shard_id",
     "shard_of",
@@ -65,19 +56,12 @@ __all__ = [
 
 SHARDS = 16
 """Key shards per namespace. Part of the protocol: every worker must hash keys alike."""
-IDLE = timedelta(seconds=30)
-"""How long a per-key lock nobody holds or asks for stays up before it ends."""
 SHARD_IDLE = timedelta(minutes=5)
 """How long a shard none of whose keys is held or asked for stays up before it ends."""
 HOLDER_CHECK = timedelta(seconds=5)
 """How often a lock with waiters checks that their holders' runs are still open."""
 LONG_HISTORY = 5_000
 """Events after which a lock continues as new (its state carried over)."""
-
-
-def lock_id(key: str) -> str:
-    """The workflow id of ``key``'s per-key lock (sagas started before the shards)."""
-    return f"{KEY_LOCK_PREFIX}{key}"
 
 
 def shard_of(key: str) -> int:
@@ -270,86 +254,3 @@ class KeyShard:
                 workflow.logger.warning("key %s: holder %s closed without releasing it; "
                                         "granting onward", key, holder)  # fmt: skip
                 free(lock)
-
-
-@workflow.defn(name=KEY_LOCK_WORKFLOW)
-class KeyLock:
-    """One key's lock (the first design, kept for sagas started before the shards)."""
-
-    @workflow.init
-    def __init__(self, state: KeyLockState) -> None:
-        self.state = state
-        self._changed = _Changes()
-
-    @workflow.run
-    async def run(self, state: KeyLockState) -> None:
-        """Grant the key in turn until it is idle for :data:`IDLE`; continue as new when long."""
-        while True:
-            await self._grant_next()
-            s = self.state
-            if s.idle():
-                if not await self._changed.wait(IDLE):
-                    await workflow.wait_condition(workflow.all_handlers_finished)
-                    if s.idle():
-                        return  # idle: the next saga asking starts a new run
-                continue
-            if workflow.info().get_current_history_length() > LONG_HISTORY:
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self.state)
-            if not await self._changed.wait(HOLDER_CHECK if s.queue else None):
-                await self._check_holder()
-
-    @workflow.query(name=KEY_STATE_QUERY)
-    def describe(self) -> KeyLockState:
-        """The lock's holder, guests and queue."""
-        return self.state
-
-    @workflow.update(name=KEY_ACQUIRE_UPDATE)
-    def acquire(self, request: KeyRequest) -> KeyAnswer:
-        """Grant the key now (free, already this saga's, or its parent's) or queue the saga."""
-        before = (self.state.holder, len(self.state.queue))
-        answer = acquire(self.state, request, workflow.now())
-        if (self.state.holder, len(self.state.queue)) != before:
-            self._changed.note()
-        return answer
-
-    @acquire.validator
-    def _check(self, request: KeyRequest) -> None:
-        if request.key != self.state.key:
-            raise ValueError(f"this lock is for key {self.state.key!r}, not {request.key!r}")
-
-    @workflow.signal(name=KEY_RELEASE_SIGNAL)
-    def release(self, saga_id: str) -> None:
-        """``saga_id`` is done with the key (or no longer waits for it)."""
-        release(self.state, saga_id)
-        self._changed.note()
-
-    async def _grant_next(self) -> None:
-        """While the key is free, grant it to the first waiter whose run is open."""
-        s = self.state
-        while (waiter := grant_next(s, workflow.now())) is not None:
-            try:
-                handle = workflow.get_external_workflow_handle(waiter.saga_id)
-                await handle.signal(KEY_GRANTED_SIGNAL, s.key)
-            except FailureError as err:  # its run closed while it waited: next
-                workflow.logger.info("key %s: waiter %s is gone (%s)", s.key, waiter.saga_id, err)
-                if s.holder == waiter.saga_id:
-                    free(s)
-
-    async def _check_holder(self) -> None:
-        """Others wait: free the key if its holder's run closed without releasing it."""
-        holder = self.state.holder
-        if holder is None:
-            return
-        open_ = await workflow.execute_activity(
-            KEY_HOLDER_ACTIVITY,
-            holder,
-            result_type=bool,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
-            summary=f"is {holder} still running?",
-        )
-        if not open_ and self.state.holder == holder:
-            workflow.logger.warning("key %s: holder %s closed without releasing it; "
-                                    "granting onward", self.state.key, holder)  # fmt: skip
-            free(self.state)

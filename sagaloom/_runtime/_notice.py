@@ -19,7 +19,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from sagaloom._definition import Http, step_actions
 from sagaloom._model import HttpRequest, HttpResponse, StepStatus
 from sagaloom._names import (
-    END_NOTICE_PATCH,
     END_NOTICE_PATH,
     END_NOTICE_SUFFIX,
     END_NOTICE_WORKFLOW,
@@ -85,7 +84,7 @@ async def notify_end(progress: Progress) -> None:
     the saga: a notice that cannot start is logged.
     """
     saga = progress.saga
-    if not saga.notify_participants or not workflow.patched(END_NOTICE_PATCH):
+    if not saga.notify_participants:
         return
     services: list[str] = []
     for step in saga.steps:

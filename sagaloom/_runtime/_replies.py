@@ -15,7 +15,6 @@ from typing import Any
 from temporalio import workflow
 
 from sagaloom._model import MAX_REPLY_BYTES, MAX_STORED_REPLY_BYTES, Reply, reply_problem
-from sagaloom._names import REPLY_PATCH
 from sagaloom._runtime._payloads import payloads_stored
 
 __all__ = ["Replies", "ReplyFailed"]
@@ -36,7 +35,6 @@ class Replies:
     def __init__(self) -> None:
         self._awaiting: set[str] = set()
         self._received: dict[str, Reply] = {}
-        self._legacy = False
 
     def expect(self, correlation: str) -> None:
         """Wait for a reply to ``correlation`` (before the command: a reply may come first).
@@ -44,8 +42,6 @@ class Replies:
         A command sent again (an operator's retry) waits for a new reply: the earlier one is
         forgotten.
         """
-        # Sagas started before the update took their replies as signals: they still do.
-        self._legacy = not workflow.patched(REPLY_PATCH)
         self._received.pop(correlation, None)
         self._awaiting.add(correlation)
 
@@ -120,25 +116,6 @@ class Replies:
     def forget(self, correlation: str) -> None:
         """Stop waiting for a reply to ``correlation`` (a later one is refused as late)."""
         self._awaiting.discard(correlation)
-
-    def offer_signal(self, reply: Reply) -> None:
-        """A reply sent as a signal: taken by sagas started before the update, else ignored."""
-        if not self._legacy:
-            workflow.logger.warning(
-                "saga %s: ignored a reply signal for %s (replies come through the %s update)",
-                workflow.info().workflow_id,
-                reply.correlation_id,
-                "participant_reply",
-            )
-            return
-        if reply.correlation_id in self._awaiting and reply.correlation_id not in self._received:
-            self._received[reply.correlation_id] = reply
-        else:
-            workflow.logger.info(
-                "saga %s: ignored a late or duplicate reply for %s",
-                workflow.info().workflow_id,
-                reply.correlation_id,
-            )
 
 
 def _data(reply: Reply) -> dict[str, Any]:

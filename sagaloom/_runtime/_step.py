@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 from sagaloom._definition import ChildSaga, Command, ForEach, StepContext, UndoContext, undoable
 from sagaloom._holding import FailureKind, OnFailure, holds, new_key_on_redrive
 from sagaloom._model import StepStatus
-from sagaloom._names import CANCEL_AFTER_DONE_PATCH, HOLD_PATCH, SAGA_STEP, step_key
+from sagaloom._names import SAGA_STEP, step_key
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import cancel_requested
@@ -178,7 +178,7 @@ class StepRunner:
         progress.step_ended(name, StepStatus.DONE)
         task = asyncio.current_task()
         stopped = (task is not None and task.cancelling() > 0) or cancel_requested()
-        if stopped and workflow.patched(CANCEL_AFTER_DONE_PATCH):
+        if stopped:
             # The saga was cancelled while this action ran, and it finished anyway: it took
             # effect, so it stays done and registered for undo, and the saga now stops and
             # compensates (the SDK returns an activity's result when it completes after a
@@ -194,7 +194,7 @@ class StepRunner:
             True when the operator redrove the step (it ran again) or marked it done; False
             when the step is not held, or the operator chose to compensate.
         """
-        if not holds(policy, kind) or not workflow.patched(HOLD_PATCH):
+        if not holds(policy, kind):
             return False
         progress = self._progress
         decision = await self._parking.hold(name, f"{error} ({kind})")

@@ -9,7 +9,6 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 from sagaloom._model import SagaStatus, StepStatus
-from sagaloom._names import BREAKER_QUEUE_PATCH
 from sagaloom._outage import (
     OUTAGE_BUDGET_SPENT,
     WAIT_SIGNAL,
@@ -61,7 +60,7 @@ class ServiceWaits:
             progress.set_status(SagaStatus.WAITING)
         progress.waiting(step, service)
         request = WaitRequest(workflow_id=workflow.info().workflow_id, step=step)
-        queue = workflow.info().task_queue if workflow.patched(BREAKER_QUEUE_PATCH) else None
+        queue = workflow.info().task_queue  # the app's breaker: one per service and task queue
         handle = workflow.get_external_workflow_handle(breaker_id(service, queue))
         try:
             while True:

@@ -49,24 +49,19 @@ from sagaloom._model import (
 )
 from sagaloom._names import (
     CHILD_DONE_SIGNAL,
-    EXCLUSIVE_PATCH,
-    FAST_PATH_UNDO_PATCH,
     KEY_GRANTED_SIGNAL,
-    KEY_SHARDS_PATCH,
-    NESTED_CANCEL_PATCH,
-    OLD_CHILD_DONE_SIGNAL,
-    OLD_PARENT_SIGNAL,
     PARENT_SIGNAL,
-    REPLY_SIGNAL,
     REPLY_UPDATE,
     RESOLVE_UPDATE,
     SAGA_KEY,
     SAGA_NAME,
     SAGA_STATUS,
+    SAGALOOM_VERSION,
     STATE_QUERY,
     WAIT_UPDATE,
 )
 from sagaloom._outage import RELEASED_SIGNAL, ReleaseNotice
+from sagaloom._release import VERSION
 from sagaloom._runtime._actions import Dispatcher
 from sagaloom._runtime._answers import EarlyAnswers
 from sagaloom._runtime._children import Children
@@ -74,6 +69,7 @@ from sagaloom._runtime._concurrent import run_as_ready, shielded
 from sagaloom._runtime._errors import StepFailed, describe
 from sagaloom._runtime._exclusive import ExclusiveTimeout, SagaKeys
 from sagaloom._runtime._fanout import FanOut
+from sagaloom._runtime._line import check_release_line
 from sagaloom._runtime._notice import notify_end
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
@@ -142,11 +138,6 @@ class SagaWorkflow:
     def _check_wait(self, step: str) -> None:
         self._answers.check(step)
 
-    @workflow.signal(name=REPLY_SIGNAL)
-    def on_reply_signal(self, reply: Reply) -> None:
-        """A reply as a signal: only sagas started before the update take it."""
-        self._replies.offer_signal(reply)
-
     @workflow.signal(name=CHILD_DONE_SIGNAL)
     def on_child_done(self, done: ChildDone) -> None:
         """A child saga's steps are done; it waits for this saga's decision."""
@@ -167,19 +158,10 @@ class SagaWorkflow:
         """An exclusive key the saga waited for is its own now."""
         self._keys.on_granted(key)
 
-    @workflow.signal(name=OLD_CHILD_DONE_SIGNAL)
-    def on_child_done_old(self, done: ChildDone) -> None:
-        """:meth:`on_child_done` under the name sagas started before it was renamed send."""
-        self._children.child_done(done)
-
-    @workflow.signal(name=OLD_PARENT_SIGNAL)
-    def on_parent_old(self, decision: str) -> None:
-        """:meth:`on_parent` under the name sagas started before it was renamed send."""
-        self._children.parent_says(decision)
-
     # -- the life of a saga --------------------------------------------------------------------
 
     async def _execute(self, raw_input: Any) -> SagaReport:
+        check_release_line()
         events = self._progress.events
         publisher = asyncio.ensure_future(events.publish()) if self.saga.events else None
         try:
@@ -215,11 +197,13 @@ class SagaWorkflow:
             ) from None
         state.key = saga.key(data) if saga.key else None
         progress.events.emit("saga.started", state.key)
-        if workflow.info().typed_search_attributes.get(SAGA_NAME) != saga.name:
+        labels = workflow.info().typed_search_attributes
+        if labels.get(SAGA_NAME) != saga.name or labels.get(SAGALOOM_VERSION) is None:
             # Started by a plain client: label the run (start_saga labels it at start).
             progress.upsert(
                 SAGA_NAME.value_set(saga.name),
                 SAGA_STATUS.value_set(SagaStatus.RUNNING),
+                SAGALOOM_VERSION.value_set(VERSION),
                 *([SAGA_KEY.value_set(state.key)] if state.key else []),
             )
         try:
@@ -263,11 +247,8 @@ class SagaWorkflow:
         keys = self.saga.exclusive_keys(data)
         if not keys:
             return
-        taken = self._keys.taken_at_start(keys)  # one patch marker then, not two
-        if taken or workflow.patched(KEY_SHARDS_PATCH):
-            await self._keys.take(keys, self.saga.exclusive_timeout, sharded=True, taken=taken)
-        elif workflow.patched(EXCLUSIVE_PATCH):  # started before the shards: a lock per key
-            await self._keys.take(keys, self.saga.exclusive_timeout, sharded=False)
+        taken = self._keys.taken_at_start(keys)
+        await self._keys.take(keys, self.saga.exclusive_timeout, taken=taken)
 
     async def _release_children(self, data: BaseModel) -> None:
         """Every step is done: let the held child sagas complete too.
@@ -276,10 +257,7 @@ class SagaWorkflow:
         shielded. A child that ended otherwise meanwhile (an operator cancelled it while held)
         undid its steps: the saga then compensates its own.
         """
-        if workflow.patched(NESTED_CANCEL_PATCH):
-            gone = await shielded(self._children.release())
-        else:  # as sagas started before it
-            gone = await self._children.release(report_gone=False)
+        gone = await shielded(self._children.release())
         if gone:
             state = self._progress.state
             step, err = gone[0]
@@ -305,7 +283,7 @@ class SagaWorkflow:
         """
         saga, progress = self.saga, self._progress
         local = [s.local if s.local is not None else saga.local_activities for s in saga.steps]
-        if not any(local) or not workflow.patched(FAST_PATH_UNDO_PATCH):
+        if not any(local):
             return
         for index, step in enumerate(saga.steps):
             if isinstance(step.action, ForEach):  # its items are never local activities

@@ -59,8 +59,10 @@ from sagaloom._names import (
     PAYLOADS_MEMO,
     SAGA_KEY,
     SAGA_NAME,
+    SAGALOOM_VERSION,
     WAIT_UPDATE,
 )
+from sagaloom._release import VERSION
 from sagaloom._settings import ConfigError, setting
 from sagaloom.client._history import saga_status
 from sagaloom.client._keydesk import desk_of
@@ -397,7 +399,7 @@ class EarlyAnswer:
 
 
 def start_attributes(saga: Saga[InputT], data: InputT | dict[str, Any]) -> TypedSearchAttributes:
-    """The search attributes a saga run starts with: its name and its business key.
+    """The search attributes a saga run starts with: its name, its business key, the release.
 
     With them set at start the workflow need not write them itself. ``SagaStatus`` is not set
     at start: a running or completed saga is found by its execution status (``ExecutionStatus
@@ -407,7 +409,10 @@ def start_attributes(saga: Saga[InputT], data: InputT | dict[str, Any]) -> Typed
     """
     parsed = saga.parse_input(data)
     key = saga.key(parsed) if saga.key else None
-    pairs = [SearchAttributePair(SAGA_NAME, saga.name)]
+    pairs = [
+        SearchAttributePair(SAGA_NAME, saga.name),
+        SearchAttributePair(SAGALOOM_VERSION, VERSION),
+    ]
     if key:
         pairs.append(SearchAttributePair(SAGA_KEY, key))
     return TypedSearchAttributes(pairs)

@@ -2,7 +2,6 @@
 
 They talk to Temporal through the worker's own client (``activity.client()``); the shards and
 the saga's side are workflow code, in ``sagaloom/_runtime/_keylocks.py`` and ``_exclusive.py``.
-``request_key`` and ``holder_open`` serve the per-key locks of sagas started before the shards.
 """
 
 from __future__ import annotations
@@ -13,19 +12,12 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from sagaloom._names import (
-    KEY_ASK_ACTIVITY,
-    KEY_CLOSED_ACTIVITY,
-    KEY_HOLDER_ACTIVITY,
-    KEY_LOCK_WORKFLOW,
-    KEY_RELEASE_ACTIVITY,
-    KEY_REQUEST_ACTIVITY,
-)
-from sagaloom._runtime._keylocks import KeyRelease, lock_id
-from sagaloom._runtime._keyrules import KeyAnswer, KeyLockState, KeyRequest
-from sagaloom.client._keydesk import acquire_one, desk_of, lock_start
+from sagaloom._names import KEY_ASK_ACTIVITY, KEY_CLOSED_ACTIVITY, KEY_RELEASE_ACTIVITY
+from sagaloom._runtime._keylocks import KeyRelease
+from sagaloom._runtime._keyrules import KeyAnswer, KeyRequest
+from sagaloom.client._keydesk import desk_of
 
-__all__ = ["ask_key", "closed_holders", "holder_open", "release_keys", "request_key"]
+__all__ = ["ask_key", "closed_holders", "release_keys"]
 
 
 @activity.defn(name=KEY_ASK_ACTIVITY)
@@ -49,20 +41,6 @@ async def closed_holders(saga_ids: list[str]) -> list[str]:
     """Those of ``saga_ids`` whose current run closed (or that never existed)."""
     open_ = await asyncio.gather(*(_open(activity.client(), saga_id) for saga_id in saga_ids))
     return [saga_id for saga_id, is_open in zip(saga_ids, open_, strict=True) if not is_open]
-
-
-@activity.defn(name=KEY_REQUEST_ACTIVITY)
-async def request_key(request: KeyRequest) -> KeyAnswer:
-    """Ask ``request.key``'s per-key lock for the key, starting it on this task queue."""
-    start = lock_start(KEY_LOCK_WORKFLOW, KeyLockState(key=request.key), lock_id(request.key),
-                       activity.info().task_queue, f"exclusive key {request.key}")  # fmt: skip
-    return await acquire_one(activity.client(), request, start)
-
-
-@activity.defn(name=KEY_HOLDER_ACTIVITY)
-async def holder_open(saga_id: str) -> bool:
-    """Whether saga ``saga_id``'s current run is still open (False: closed or never existed)."""
-    return await _open(activity.client(), saga_id)
 
 
 async def _open(client: Client, saga_id: str) -> bool:

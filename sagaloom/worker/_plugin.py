@@ -28,7 +28,7 @@ from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._reply_auth import ReplySigner
 from sagaloom._runtime._breaker import ServiceBreaker
 from sagaloom._runtime._items import ItemsWorkflow
-from sagaloom._runtime._keylocks import KeyLock, KeyShard
+from sagaloom._runtime._keylocks import KeyShard
 from sagaloom._runtime._links import LINKS
 from sagaloom._runtime._notice import EndNotice
 from sagaloom._runtime._routing import ServiceRouting
@@ -40,9 +40,7 @@ from sagaloom.worker._config import WorkerConfig
 from sagaloom.worker._keys import (
     ask_key,
     closed_holders,
-    holder_open,
     release_keys,
-    request_key,
 )
 
 __all__ = ["SagaloomPlugin"]
@@ -173,12 +171,11 @@ class SagaloomPlugin(SimplePlugin):
             workflows.append(ServiceBreaker)
         if http:  # a saga with notify_participants tells its HTTP services that it ended
             workflows.append(EndNotice)
-        # exclusive keys: the saga's local activities, and the per-key locks of sagas started
-        # before the key shards (the shards run beside, on their own task queue; listed here
-        # for the replayer)
-        workflows += [KeyShard, KeyLock]
+        # exclusive keys: the saga's local activities (the shards run beside, on their own task
+        # queue; listed here for the replayer)
+        workflows.append(KeyShard)
         workflows.append(ItemsWorkflow)  # the batches of a fan-out (ForEach) step
-        activities += [ask_key, release_keys, request_key, holder_open]
+        activities += [ask_key, release_keys]
         self.limits = dict(limits or {})
         """Limited services (each has a task queue of its own that workers poll)."""
         if self.limits and http:
