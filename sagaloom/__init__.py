@@ -16,7 +16,9 @@ effects at import. The roles live in subpackages, as in the Temporal SDK:
 * ``sagaloom.server`` — the embedded Temporal dev server and NATS JetStream broker.
 """
 
-from sagaloom._definition import (
+from sagaloom._public import publish as _publish
+from sagaloom._runtime import SagaWorkflow, saga_workflow
+from sagaloom._saga._definition import (
     Activity,
     ChildSaga,
     Command,
@@ -32,8 +34,8 @@ from sagaloom._definition import (
     Timer,
     UndoContext,
 )
-from sagaloom._graph import StepKind
-from sagaloom._model import (
+from sagaloom._saga._graph import StepKind
+from sagaloom._saga._model import (
     EVENT_TYPES,
     EXCLUSIVE_TIMEOUT,
     SAGA_COMPENSATED,
@@ -53,7 +55,7 @@ from sagaloom._model import (
     StepState,
     StepStatus,
 )
-from sagaloom._names import (
+from sagaloom._wire._names import (
     SAGA_KEY,
     SAGA_NAME,
     SAGA_STATUS,
@@ -61,10 +63,8 @@ from sagaloom._names import (
     SAGALOOM_VERSION,
     SEARCH_ATTRIBUTES,
 )
-from sagaloom._public import publish as _publish
-from sagaloom._release import VERSION as _VERSION
-from sagaloom._release import UnsupportedRun
-from sagaloom._runtime import SagaWorkflow, saga_workflow
+from sagaloom._wire._release import VERSION as _VERSION
+from sagaloom._wire._release import UnsupportedRun
 
 __all__ = [
     "EVENT_TYPES",

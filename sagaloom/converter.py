@@ -1,7 +1,7 @@
 """How sagaloom writes payloads and failures: pydantic, quiet failures, optional encryption."""
 
-from sagaloom._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
-from sagaloom._converter import (
+from sagaloom._encoding._codec import EncryptionCodec, EncryptionKeyError, codec_from_env
+from sagaloom._encoding._converter import (
     DATA_CONVERTER,
     EncryptedWithoutKeys,
     QuietFailureConverter,

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from sagaloom._cli import parser
-from sagaloom._settings import CLI_SETTINGS, WORKER_SETTINGS, markdown_table
+from sagaloom._config._settings import CLI_SETTINGS, WORKER_SETTINGS, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PAGE = ROOT / "docs" / "configuration.md"

@@ -51,7 +51,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from sagaloom import Saga, SagaState, SagaStatus
-from sagaloom._outage import RELEASED_SIGNAL
+from sagaloom._saga._outage import RELEASED_SIGNAL
 from sagaloom.client import Outcome, connect, outcome, start_saga
 from sagaloom.server import DevServer, DevServerOptions, free_port
 from services import CATALOG

@@ -46,14 +46,14 @@ R = "sagaloom/_runtime/"
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "replies: a token with non-ASCII characters is refused (401), never a 500",
-        "sagaloom/_reply_auth.py",
+        "sagaloom/_wire/_reply_auth.py",
         "        return hmac.compare_digest(expected, given)",
         "        return hmac.compare_digest(self.token(correlation_id), token)",
         ("tests/test_replies.py", "-k", "forged"),
     ),
     Mutation(
         "replies: Temporal too slow for the update is a 503 (retry), not a 500",
-        "sagaloom/_intake.py",
+        "sagaloom/client/_intake.py",
         "    except RPCTimeoutOrCancelledError as err:",
         "    except ZeroDivisionError as err:",
         ("tests/test_replies.py", "-k", "too_slow"),
@@ -74,7 +74,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "broker: a command's reply completes its open ask (no update, no further workflow task)",
-        "sagaloom/_intake.py",
+        "sagaloom/client/_intake.py",
         "        await ask.complete(reply)\n        return\n",
         "        raise RPCError('skipped', RPCStatusCode.NOT_FOUND, b'')\n",
         ("tests/test_broker.py", "-k", "completes_each_command"),
@@ -123,7 +123,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "rule 2: a 3xx (not followed) is an unknown outcome and is undone, never a refusal",
-        "sagaloom/_names.py",
+        "sagaloom/_wire/_names.py",
         "TOOK_EFFECT = frozenset({MALFORMED_RESPONSE, UNEXPECTED_STATUS})",
         "TOOK_EFFECT = frozenset({MALFORMED_RESPONSE})",
         ("tests/test_failure_semantics.py", "-k", "redirect"),
@@ -151,7 +151,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "broker: two apps on one NATS server (two namespaces) share no subject",
-        "sagaloom/_protocol.py",
+        "sagaloom/_wire/_protocol.py",
         '        return f"{self.namespace}.replies"',
         '        return "sagaloom.replies"',
         ("tests/test_broker.py", "-k", "two_apps"),
@@ -177,7 +177,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "codec: every encryption draws a fresh AES-GCM nonce",
-        "sagaloom/_codec.py",
+        "sagaloom/_encoding/_codec.py",
         "        nonce = os.urandom(12)",
         "        nonce = bytes(12)",
         ("tests/test_security.py", "-k", "nonce"),
@@ -235,7 +235,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "rule 1: compensations run in reverse order of the steps that started",
-        "sagaloom/_schedule.py",  # the property-tested function the runtime calls
+        "sagaloom/_saga/_schedule.py",  # the property-tested function the runtime calls
         "    return list(reversed(list(started)))",
         "    return list(started)",
         ("tests/test_runtime_rules.py", "-k", "rejected_step"),
@@ -264,7 +264,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "rule 2: a 2xx took effect: an unreadable answer is compensated",
-        "sagaloom/_names.py",
+        "sagaloom/_wire/_names.py",
         "TOOK_EFFECT = frozenset({MALFORMED_RESPONSE, UNEXPECTED_STATUS})",
         "TOOK_EFFECT = frozenset({UNEXPECTED_STATUS})",
         ("tests/test_failure_semantics.py", "-k", "2xx"),
@@ -342,7 +342,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "rule 7: bad input fails the run at once, it never runs a step",
-        "sagaloom/_definition.py",
+        "sagaloom/_saga/_definition.py",
         "            return self.input.model_validate(raw)",
         "            return self.input.model_construct(**raw)",
         ("tests/test_bad_input.py", "-k", "raw_sdk"),
@@ -363,14 +363,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "parallel steps: reverse topological compensation waits for dependents' undos to finish",
-        "sagaloom/_schedule.py",
+        "sagaloom/_saga/_schedule.py",
         "        if all(later in undone for later in descendants[step] if later in started)",
         "        if all(later not in todo for later in descendants[step] if later in started)",
         ("tests/test_rule_edges.py", "-k", "dependency"),
     ),
     Mutation(
         "parallel steps: a step runs only after the steps it names",
-        "sagaloom/_schedule.py",
+        "sagaloom/_saga/_schedule.py",
         "    return [step for step in waiting if all(dep in finished for dep in depends_on[step])]",
         "    return list(waiting)",
         ("tests/test_schedule.py",),
@@ -405,14 +405,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "replies: a reply without the command's token is refused (401)",
-        "sagaloom/_intake.py",
+        "sagaloom/client/_intake.py",
         "    if not signer.verify(body.correlation_id, body.token):",
         "    if not body.token:",
         ("tests/test_replies.py", "-k", "forged"),
     ),
     Mutation(
         "replies: replies over 64 KiB are refused before they reach history",
-        "sagaloom/_model.py",
+        "sagaloom/_saga/_model.py",
         "    if size > limit:",
         "    if size > 100 * limit:",
         ("tests/test_replies.py", "-k", "flood"),
@@ -475,21 +475,21 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "configuration: a true/false variable with any other value is refused, naming it",
-        "sagaloom/_settings.py",
+        "sagaloom/_config/_settings.py",
         '    raise ConfigError(f"{name}={raw!r} must be true or false (1/0, yes/no, on/off)")',
         "    return default",
         ("tests/test_config.py", "-k", "true_false"),
     ),
     Mutation(
         "configuration: to_env writes what from_env reads back, for every setting",
-        "sagaloom/_settings.py",
+        "sagaloom/_config/_settings.py",
         "            text = self.words[0] if value else self.words[1]",
         '            text = "true" if value else ""',
         ("tests/test_config.py", "-k", "inverse"),
     ),
     Mutation(
         "configuration: the docs' table is the settings table",
-        "sagaloom/_settings.py",
+        "sagaloom/_config/_settings.py",
         '      "activity slots", "--max-concurrent-activities"),',
         '      "activity slots (all kinds)", "--max-concurrent-activities"),',
         ("tests/test_config.py", "-k", "docs"),
@@ -730,7 +730,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "exclusive: a saga takes its keys in one global order (no deadlock)",
-        "sagaloom/_definition.py",
+        "sagaloom/_saga/_definition.py",
         "        return sorted(set(keys))",
         "        return list(dict.fromkeys(keys))",
         ("tests/test_exclusive.py", "-k", "deadlock"),
@@ -783,7 +783,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "upgrade-check: running sagas that recorded no release block an upgrade to a release "
         "that does not replay them",
-        "sagaloom/_release.py",
+        "sagaloom/_wire/_release.py",
         "            if 0 not in target.replays:",
         "            if False:",
         ("tests/test_upgrade_check.py", "-k", "drained"),
@@ -905,14 +905,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fan-out: an item already undone (a tolerated failure) is not compensated twice",
-        "sagaloom/_fanout.py",
+        "sagaloom/_saga/_fanout.py",
         "may_have_taken_effect(r.status) and r.index not in undone]",
         "may_have_taken_effect(r.status)]",
         ("tests/test_fanout.py", "-k", "not_undone_again"),
     ),
     Mutation(
         "fan-out: a refused item took no effect, so it is never undone",
-        "sagaloom/_fanout.py",
+        "sagaloom/_saga/_fanout.py",
         "_MAY_HAVE_RUN = frozenset({ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.CANCELLED})",
         "_MAY_HAVE_RUN = frozenset({ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.CANCELLED,"
         " ItemStatus.REFUSED})",
@@ -957,7 +957,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fan-out: a running fan-out replays on the code that follows (its batches' ids kept)",
-        "sagaloom/_names.py",
+        "sagaloom/_wire/_names.py",
         '    return f"{workflow_id}:{step}:items-{batch}"',
         '    return f"{workflow_id}:{step}:batch-{batch}"',
         ("tests/test_replay.py", "-k", "fan_out"),
@@ -995,7 +995,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "undo order: a step is undone after every started step that depends on it, through "
         "steps its condition skipped",
-        "sagaloom/_graph.py",
+        "sagaloom/_saga/_graph.py",
         "            descendants[dep] |= {name} | descendants[name]",
         "            descendants[dep] |= {name}",
         ("tests/test_undo_order.py",),
@@ -1053,7 +1053,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "encryption: a process without keys names SAGALOOM_ENCRYPTION_KEYS when it meets an "
         "encrypted payload",
-        "sagaloom/_converter.py",
+        "sagaloom/_encoding/_converter.py",
         "        super().__init__(*PydanticPayloadConverter().converters.values(), "
         "_EncryptedPayloads())",
         "        super().__init__(*PydanticPayloadConverter().converters.values())",
@@ -1090,7 +1090,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "breaker: one per service and app, also for a limited service on its own task queue",
-        "sagaloom/_outage.py",
+        "sagaloom/_saga/_outage.py",
         '    return task_queue.removesuffix(f"@{service}")',
         "    return task_queue",
         ("tests/test_breaker.py", "-k", "limited_service"),
@@ -1142,21 +1142,21 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "hold: a business refusal still compensates under on_failure=hold",
-        "sagaloom/_holding.py",
+        "sagaloom/_saga/_holding.py",
         '    "hold": frozenset({"unavailable", "timeout", "unknown", "bug"}),',
         '    "hold": frozenset({"refused", "unavailable", "timeout", "unknown", "bug"}),',
         ("tests/test_hold.py", "-k", "refusal"),
     ),
     Mutation(
         "redrive: a step refused under its key is redriven under a new key",
-        "sagaloom/_holding.py",
+        "sagaloom/_saga/_holding.py",
         '    return kind == "refused"',
         "    return False",
         ("tests/test_hold.py", "-k", "refusal"),
     ),
     Mutation(
         "redrive: a step whose outcome is unknown is redriven under its own key (at most once)",
-        "sagaloom/_holding.py",
+        "sagaloom/_saga/_holding.py",
         '    return kind == "refused"',
         "    return True",
         ("tests/test_hold.py", "-k", "500_until"),
@@ -1305,14 +1305,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "payloads: what the store holds is encrypted when the codec is on",
-        "sagaloom/_converter.py",
+        "sagaloom/_encoding/_converter.py",
         "        payload_codec=codec,",
         "        payload_codec=codec if storage is None else None,",
         ("tests/test_payloads.py", "-k", "encrypted"),
     ),
     Mutation(
         "fan-out: at most 100,000 items; one more is an input error naming items",
-        "sagaloom/_definition.py",
+        "sagaloom/_saga/_definition.py",
         "        if len(items) > MAX_ITEMS:",
         "        if len(items) >= MAX_ITEMS:",
         ("tests/test_definition.py", "-k", "100_000"),
@@ -1416,7 +1416,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "live details: the step table in the run's current details is always on",
-        "sagaloom/_definition.py",
+        "sagaloom/_saga/_definition.py",
         "    live_details: bool = True",
         "    live_details: bool = False",
         ("tests/test_live_details.py",),
@@ -1459,7 +1459,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "replies: the shared SAGALOOM_REPLY_SECRET lets any worker check a reply's token",
-        "sagaloom/_reply_auth.py",
+        "sagaloom/_wire/_reply_auth.py",
         "raw = secret.get_secret_value() if secret is not None else secrets.token_urlsafe(32)",
         "raw = secrets.token_urlsafe(32)",
         ("tests/test_http_participant.py", "-k", "correlation_id_and_a_token"),

@@ -17,8 +17,8 @@ from typing import Any
 
 from temporalio.worker import Worker
 
-from sagaloom._names import items_batch_id
 from sagaloom._runtime._items import ItemsWorkflow
+from sagaloom._wire._names import items_batch_id
 from sagaloom.client import connect, outcome, start_saga
 from sagaloom.server import DevServer, DevServerOptions
 from tests._fanout_sagas import FAN, FAN_SAGAS, TOLERANT

@@ -30,7 +30,7 @@ from pydantic import SecretStr
 
 from sagaloom import EVENT_TYPES, Resolution, SagaState, SagaStatus
 from sagaloom._broker._bus import Broker
-from sagaloom._reply_auth import ReplySigner
+from sagaloom._wire._reply_auth import ReplySigner
 from sagaloom.client import dead_letters, outcome, saga_events, start_saga
 from sagaloom.participants import (
     COMMANDS_STREAM,
@@ -596,7 +596,7 @@ async def test_a_later_attempt_of_an_ask_publishes_its_command_again_stored_once
     """An ask whose worker died before its publish is healed by its next attempt."""
     from temporalio.testing import ActivityEnvironment
 
-    from sagaloom._model import BrokerCommand
+    from sagaloom._saga._model import BrokerCommand
 
     broker = Broker(nats_server.url, ReplySigner(SecretStr(REPLY_SECRET)))
     key = f"AskSaga-{os.urandom(3).hex()}:pack"

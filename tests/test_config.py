@@ -134,7 +134,7 @@ def test_cli_links_follow_the_ui_saga_dev_runs(
 def test_every_field_is_a_row_of_the_settings_table_with_the_same_default() -> None:
     from dataclasses import fields
 
-    from sagaloom._settings import WORKER_SETTINGS
+    from sagaloom._config._settings import WORKER_SETTINGS
 
     assert sorted(s.field for s in WORKER_SETTINGS) == sorted(f.name for f in fields(WorkerConfig))
     plain = WorkerConfig()
@@ -213,7 +213,7 @@ def test_worker_flags_come_from_the_table_and_override_the_environment(
 ) -> None:
     from sagaloom._cli import parser, worker_config
     from sagaloom._cli._common import fill_connection
-    from sagaloom._settings import WORKER_SETTINGS
+    from sagaloom._config._settings import WORKER_SETTINGS
 
     worker_help = parser()._subparsers._group_actions[0].choices["worker"].format_help()  # type: ignore[union-attr]
     for s in WORKER_SETTINGS:
@@ -262,7 +262,7 @@ def test_every_flag_says_what_it_does_and_a_switch_says_what_the_value_it_sets_m
 
     from sagaloom._cli import parser, worker_config
     from sagaloom._cli._common import fill_connection
-    from sagaloom._settings import WORKER_SETTINGS
+    from sagaloom._config._settings import WORKER_SETTINGS
 
     commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name, command in commands.items():

@@ -3,7 +3,7 @@
 The pages (README, docs/, deploy/README.md) are read for ``saga <command> ... --flag`` in code
 and text, and for ``SAGALOOM_*`` variables; each command must be one of the ``saga`` parser's,
 each flag one of that command's (or of ``saga`` itself), each variable a row of the settings
-table (``sagaloom/_settings.py``) or one the code reads by name.
+table (``sagaloom/_config/_settings.py``) or one the code reads by name.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import subprocess
 
 from sagaloom._cli import parser
-from sagaloom._settings import CLI_SETTINGS, SERVICE_PREFIX, WORKER_SETTINGS
+from sagaloom._config._settings import CLI_SETTINGS, SERVICE_PREFIX, WORKER_SETTINGS
 from tests._helpers import ROOT
 
 PAGES = [ROOT / "README.md", ROOT / "deploy" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

@@ -28,8 +28,8 @@ from temporalio.worker import Worker
 
 from sagaloom import SagaStatus, StepStatus
 from sagaloom._drawing import drawing_of, paint, render
-from sagaloom._model import SagaState, StepState
 from sagaloom._runtime._links import LINKS
+from sagaloom._saga._model import SagaState, StepState
 from sagaloom.client import outcome, start_saga
 from sagaloom.server import free_port
 from sagaloom.worker import SagaloomPlugin, load_sagas

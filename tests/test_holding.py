@@ -1,8 +1,8 @@
 """The ``on_failure`` policy as a table: docs/operating.md's table says which failures hold.
 
 The expectation is the docs' table (each row a policy, each column a kind of failure), read
-from the page; the engine's pure rule (``sagaloom._holding.holds``) must say the same for every
-kind, and never hold a child saga's failure, a deadline or a cancellation.
+from the page; the engine's pure rule (``sagaloom._saga._holding.holds``) must say the same for
+every kind, and never hold a child saga's failure, a deadline or a cancellation.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import get_args
 
-from sagaloom._holding import FailureKind, OnFailure, holds, merge_patch, new_key_on_redrive
+from sagaloom._saga._holding import FailureKind, OnFailure, holds, merge_patch, new_key_on_redrive
 from tests._helpers import ROOT
 
 REFUSAL = ("refused",)

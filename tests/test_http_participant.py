@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from sagaloom._reply_auth import ReplySigner
+from sagaloom._wire._reply_auth import ReplySigner
 from sagaloom.participants import (
     CORRELATION_HEADER,
     MALFORMED_RESPONSE,

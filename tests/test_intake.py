@@ -10,8 +10,8 @@ from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom import Reply
-from sagaloom._intake import Verdict, hand_over, read_reply
-from sagaloom._reply_auth import ReplySigner
+from sagaloom._wire._reply_auth import ReplySigner
+from sagaloom.client._intake import Verdict, hand_over, read_reply
 
 SIGNER = ReplySigner(SecretStr("intake-secret"))
 
@@ -59,7 +59,7 @@ async def test_temporal_failures_map_to_retry_or_gone(error: Exception, verdict:
 
 
 def test_step_keys_are_built_and_read_in_one_place() -> None:
-    from sagaloom._names import saga_of, step_key
+    from sagaloom._wire._names import saga_of, step_key
     from sagaloom.participants import idempotency_key
 
     assert step_key("OrderSaga-o-1", "charge") == "OrderSaga-o-1:charge"

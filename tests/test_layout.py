@@ -15,15 +15,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sagaloom"
 
 # Bottom to top. A room may import from itself and from any room before it, never after.
 LAYERS = (
-    "definitions",  # sagaloom/*.py: the saga model, names, wire contracts (sandbox-safe)
+    "_public",  # sagaloom/_public.py: how each public module's names carry that module's name
+    "_wire",  # names histories, visibility and the broker hold; protocol; release line (pure)
+    "_saga",  # the saga model and its pure decisions: definition, graph, schedule, rules (pure)
+    "_config",  # the settings table (the environment is read through it, at the edges)
+    "_encoding",  # the data converter and the encryption codec (never in workflow code)
     "_drawing",  # a saga's drawing from its definition, a run painted on it (pure, no I/O)
     "_ops",  # logging, metrics, telemetry, codec server, the HTTP server helper
     "storage",  # payloads over the threshold: NATS object store, S3, broker bodies, sweeper
     "_runtime",  # the workflow (sandbox-safe)
-    "sagaloom",  # the package's face (sagaloom/__init__.py): definitions and the saga workflow
+    "sagaloom",  # the package's face (__init__.py, converter.py, __main__.py)
     "participants",  # the caller side of a step: HTTP activity, idempotency, errors
     "service",  # the participant toolkit: inbox, HTTP endpoints (the other side of a step)
-    "client",  # start, outcome, views, deployments, broker admin, search attributes
+    "client",  # start, outcome, views, deployments, broker admin, reply intake
     "_broker",  # NATS: the worker's bus and consumers
     "worker",  # config, plugin, registry, reply endpoint, supervisor, worker process
     "server",  # the embedded default: dev server, nats-server, the dev stack
@@ -31,15 +35,22 @@ LAYERS = (
     "_cli",  # the saga command
 )
 PRODUCTION = LAYERS[: LAYERS.index("worker") + 1]
+FACE = {"__init__", "__main__", "converter"}
+"""The only modules at the package's root besides ``_public``: every other is in a room."""
+SANDBOXED = ("_public", "_wire", "_saga", "_runtime")
+"""The rooms workflow code imports: nothing in them does I/O, reads the clock or the
+environment at import, or imports a module that does (checked below, room by room)."""
 
 
 def room(module: str) -> str:
-    """The room of a ``sagaloom...`` module name."""
+    """The room of a ``sagaloom...`` module name (a module at the root is the face's)."""
     parts = module.split(".")
     if len(parts) == 1:
         return "sagaloom"
     if len(parts) == 2 and (PACKAGE / f"{parts[1]}.py").exists():
-        return "definitions"
+        if parts[1] == "_public":
+            return "_public"
+        return "sagaloom" if parts[1] in FACE else f"loose module {module}"
     return parts[1]
 
 
@@ -90,10 +101,49 @@ def test_production_never_imports_the_embedded_servers() -> None:
     assert bad == {}
 
 
-def test_the_sandboxed_rooms_import_only_definitions_ops_and_themselves() -> None:
+def test_the_sandboxed_rooms_import_only_sandboxed_rooms_and_ops() -> None:
     for (source, target), found in arrows().items():
-        if source in ("definitions", "_runtime"):
-            assert target in ("definitions", "_ops", "_runtime"), sorted(found)
+        if source in SANDBOXED:
+            assert target in (*SANDBOXED, "_ops"), sorted(found)
+
+
+SANDBOX_SAFE = {
+    # the standard library's pure modules: no I/O, clock or randomness at import or in use
+    # by this code (``secrets`` makes reply tokens on the worker's side, never in a workflow)
+    *("__future__", "asyncio", "base64", "builtins", "collections", "contextlib", "dataclasses"),
+    *("datetime", "enum", "functools", "hashlib", "hmac", "itertools", "json", "math", "re"),
+    *("secrets", "sys", "types", "typing", "urllib", "zlib"),
+    "pydantic",  # the models
+    "temporalio",  # workflow, common, exceptions; worker for the interceptor's base classes
+}
+"""What a module of a sandboxed room may import from outside sagaloom (top-level names)."""
+
+
+def test_every_module_of_a_sandboxed_room_imports_only_what_a_workflow_may() -> None:
+    """Sandbox safety by folder: a module dropped into ``_wire/``, ``_saga/`` or ``_runtime/``
+    that imports ``os``, ``time``, ``random``, ``socket``, ``httpx`` (or anything not listed)
+    fails here, before a workflow imports it."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if room(_module_of(path)) not in SANDBOXED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                top = name.split(".")[0]
+                if top != "sagaloom" and top not in SANDBOX_SAFE:
+                    bad.append(f"{path.relative_to(PACKAGE.parent)}: import {name}")
+    assert bad == []
+
+
+def test_only_the_face_and_its_helper_stand_at_the_root() -> None:
+    """Every module is in a room named for what it holds; the root keeps the public face."""
+    loose = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in {*FACE, "_public"})
+    assert loose == []
 
 
 def listing() -> str:

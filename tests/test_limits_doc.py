@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from sagaloom._definition import MAX_ITEMS
-from sagaloom._model import MAX_REPLY_BYTES, MAX_REPLY_DEPTH, MAX_STORED_REPLY_BYTES
+from sagaloom._config._settings import setting
 from sagaloom._runtime._fanout import MAX_OUTPUTS_BYTES
-from sagaloom._settings import setting
+from sagaloom._saga._definition import MAX_ITEMS
+from sagaloom._saga._model import MAX_REPLY_BYTES, MAX_REPLY_DEPTH, MAX_STORED_REPLY_BYTES
 from sagaloom.client import MAX_INPUT_BYTES
 from sagaloom.client._keydesk import MOST_EARLY_KEYS
 from sagaloom.service import MAX_BODY_BYTES, MAX_DEPTH

@@ -58,7 +58,7 @@ def test_the_release_builds_a_wheel_and_an_sdist_that_twine_check_passes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """CONTRIBUTING.md's release step: ``python -m build`` then ``twine check dist/*``; both
-    files carry the version written in ``sagaloom/_release.py``, and the README renders."""
+    files carry the version written in ``sagaloom/_wire/_release.py``, and the README renders."""
     import sagaloom
 
     out = tmp_path_factory.mktemp("dist")

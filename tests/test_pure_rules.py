@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from sagaloom import Http, Saga, SagaDefinitionError, Step
-from sagaloom._fanout import (
+from sagaloom._saga._fanout import (
     ItemResult,
     ItemStatus,
     batches,
@@ -23,7 +23,7 @@ from sagaloom._fanout import (
     may_have_taken_effect,
     to_undo,
 )
-from sagaloom._holding import merge_patch
+from sagaloom._saga._holding import merge_patch
 from sagaloom.participants import redact, retry_after
 from sagaloom.participants._errors import classify_response
 

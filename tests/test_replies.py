@@ -28,7 +28,7 @@ from temporalio.client import (
 from temporalio.worker import Worker
 
 from sagaloom import Reply, SagaState, SagaStatus, StepStatus
-from sagaloom._reply_auth import ReplySigner
+from sagaloom._wire._reply_auth import ReplySigner
 from sagaloom.client import outcome, start_saga
 from sagaloom.server import free_port
 from sagaloom.worker._endpoint import WorkerEndpoint

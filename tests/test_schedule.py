@@ -3,7 +3,7 @@
 A saga's steps form a dependency graph; these check, for any graph hypothesis draws, any set of
 steps that started and any order in which running work finishes, that steps run only after
 their dependencies and compensations only after those of every started step that depends on
-them — the rules the runtime applies through ``sagaloom._schedule``.
+them — the rules the runtime applies through ``sagaloom._saga._schedule``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sagaloom._graph import resolve_graph
-from sagaloom._schedule import ready_to_run, ready_to_undo, undo_order
+from sagaloom._saga._graph import resolve_graph
+from sagaloom._saga._schedule import ready_to_run, ready_to_undo, undo_order
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def test_a_diamond_waits_for_both_branches() -> None:
 def test_release_batches_never_exceed_the_rate() -> None:
     from datetime import timedelta
 
-    from sagaloom._outage import BreakerSettings, release_gap
+    from sagaloom._saga._outage import BreakerSettings, release_gap
 
     for rate in (0.25, 0.5, 1.0, 2.5, 10.0, 33.3):
         batch, pause = release_gap(BreakerSettings(release_per_second=rate))

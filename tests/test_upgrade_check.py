@@ -142,7 +142,7 @@ async def test_a_release_the_table_does_not_hold_is_a_clear_error(server: DevSer
 
 
 def test_the_version_is_written_once_and_read_by_the_wheel_and_the_cli() -> None:
-    """CONTRIBUTING.md: the version lives in ``sagaloom/_release.py``; nothing else writes it."""
+    """CONTRIBUTING.md: the version lives in ``sagaloom/_wire/_release.py``, nowhere else."""
     import tomllib
 
     import sagaloom

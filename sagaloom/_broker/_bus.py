@@ -21,17 +21,17 @@ from temporalio import activity
 from temporalio.common import MetricCounter, MetricMeter
 from temporalio.exceptions import ApplicationError
 
-from sagaloom._model import MAX_REPLY_BYTES, BrokerCommand, Reply, SagaEvent
-from sagaloom._names import COMMAND_ACTIVITY, COMMAND_ASK_ACTIVITY, EVENTS_ACTIVITY
-from sagaloom._outage import COMMAND_PROBE_ACTIVITY, COMMAND_SILENT_ACTIVITY
-from sagaloom._protocol import (
+from sagaloom._saga._model import MAX_REPLY_BYTES, BrokerCommand, Reply, SagaEvent
+from sagaloom._saga._outage import COMMAND_PROBE_ACTIVITY, COMMAND_SILENT_ACTIVITY
+from sagaloom._wire._names import COMMAND_ACTIVITY, COMMAND_ASK_ACTIVITY, EVENTS_ACTIVITY
+from sagaloom._wire._protocol import (
     IDEMPOTENCY_HEADER,
     MSG_ID,
     NAMESPACE_HEADER,
     REPLY_TO_HEADER,
     BrokerNames,
 )
-from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
+from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._errors import EXPECTED
 from sagaloom.storage._bodies import send_body
@@ -200,7 +200,7 @@ class Broker:
         """Publish a step's command, then leave the activity open: its reply completes it.
 
         The worker that takes the reply (any of them) completes this activity by its id
-        (:func:`~sagaloom._names.reply_activity_id`), so the reply is the activity's result:
+        (:func:`~sagaloom._wire._names.reply_activity_id`), so the reply is the activity's result:
         no update, no further workflow task. A reply that finds no open ask goes through the
         ``participant_reply`` update as before. An attempt ends after a while without a reply
         and the next one waits on; its publish (in the stream's de-duplication window) is what

@@ -29,14 +29,14 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from sagaloom._broker._bus import Broker
-from sagaloom._definition import Saga, SagaInputError
-from sagaloom._intake import Verdict, hand_over, read_reply
-from sagaloom._model import Reply
-from sagaloom._protocol import (
+from sagaloom._saga._definition import Saga, SagaInputError
+from sagaloom._saga._model import Reply
+from sagaloom._wire._protocol import (
     DEAD_REASON,
     DEAD_SUBJECT,
     MSG_ID,
 )
+from sagaloom.client._intake import Verdict, hand_over, read_reply
 from sagaloom.client._sagas import start_saga
 from sagaloom.storage._bodies import read_body
 from sagaloom.storage._errors import PayloadMissing

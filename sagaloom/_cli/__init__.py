@@ -39,9 +39,9 @@ from sagaloom._cli._common import (
 )
 from sagaloom._cli._errors import explain
 from sagaloom._cli._flags import worker_config
+from sagaloom._config._settings import setting
 from sagaloom._ops._logging import configure_logging
-from sagaloom._release import VERSION
-from sagaloom._settings import setting
+from sagaloom._wire._release import VERSION
 from sagaloom.worker._registry import load_sagas
 
 __all__ = [

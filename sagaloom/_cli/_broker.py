@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from sagaloom._cli._common import CliError, add_command, workflow_id
-from sagaloom._settings import setting
+from sagaloom._config._settings import setting
 
 __all__ = ["register"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from sagaloom._settings import CLI_SETTINGS, setting
+from sagaloom._config._settings import CLI_SETTINGS, setting
 from sagaloom.client._sagas import DEFAULT_UI, connect
 from sagaloom.server._stack import UI_FILE
 

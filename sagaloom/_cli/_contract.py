@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sagaloom._definition import (
+from sagaloom._drawing import drawing_of, to_mermaid, to_svg
+from sagaloom._saga._definition import (
     Action,
     Activity,
     ChildSaga,
@@ -24,10 +25,8 @@ from sagaloom._definition import (
     Saga,
     Timer,
 )
-from sagaloom._drawing import drawing_of, to_mermaid, to_svg
-from sagaloom._intake import ReplyRequest
-from sagaloom._model import EVENT_TYPES, SagaEvent
-from sagaloom._protocol import (
+from sagaloom._saga._model import EVENT_TYPES, SagaEvent
+from sagaloom._wire._protocol import (
     COMMANDS_STREAM,
     DEAD_PREFIX,
     DEAD_REASON,
@@ -43,7 +42,8 @@ from sagaloom._protocol import (
     TRIGGERS_STREAM,
     command_subject,
 )
-from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
+from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
+from sagaloom.client._intake import ReplyRequest
 
 __all__ = ["asyncapi", "contract", "mermaid", "write_contracts"]
 

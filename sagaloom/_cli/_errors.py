@@ -10,9 +10,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from sagaloom._cli._common import CliError
-from sagaloom._codec import EncryptionKeyError
-from sagaloom._definition import SagaInputError
-from sagaloom._settings import ConfigError
+from sagaloom._config._settings import ConfigError
+from sagaloom._encoding._codec import EncryptionKeyError
+from sagaloom._saga._definition import SagaInputError
 from sagaloom.client._sagas import SagaAlreadyRan
 from sagaloom.worker._registry import UnknownSagaError
 

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from sagaloom._settings import WORKER_SETTINGS, ConfigError, Setting
+from sagaloom._config._settings import WORKER_SETTINGS, ConfigError, Setting
 from sagaloom.worker._config import WorkerConfig
 
 __all__ = ["worker_config", "worker_flags"]

@@ -11,9 +11,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom._cli._common import CliError, add_command, client, module_flag, modules
-from sagaloom._definition import Saga
 from sagaloom._drawing import FORMATS, drawing_of, paint, render
-from sagaloom._model import SagaState
+from sagaloom._saga._definition import Saga
+from sagaloom._saga._model import SagaState
 from sagaloom.client._views import read_saga
 from sagaloom.worker._registry import find_saga, load_sagas
 

@@ -26,9 +26,9 @@ from sagaloom._cli._common import (
     workflow_id,
 )
 from sagaloom._cli._services import order_breaker
-from sagaloom._model import SagaState
-from sagaloom._names import hold_service
-from sagaloom._outage import PROBE_ACTIVITY, BreakerOrder
+from sagaloom._saga._model import SagaState
+from sagaloom._saga._outage import PROBE_ACTIVITY, BreakerOrder
+from sagaloom._wire._names import hold_service
 from sagaloom.client._incidents import (
     BulkSummary,
     act_on_held,

@@ -12,9 +12,9 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from sagaloom._cli._common import add_command, client, connection_flags
-from sagaloom._names import KEY_SHARD_PREFIX, KEY_SHARD_WORKFLOW, KEY_STATE_QUERY
 from sagaloom._runtime._keylocks import KeyShardState
 from sagaloom._runtime._keyrules import KeyLockState
+from sagaloom._wire._names import KEY_SHARD_PREFIX, KEY_SHARD_WORKFLOW, KEY_STATE_QUERY
 
 __all__ = ["register"]
 

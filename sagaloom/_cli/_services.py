@@ -21,8 +21,9 @@ from sagaloom._cli._common import (
     modules,
     task_queue_flag,
 )
-from sagaloom._definition import Command
-from sagaloom._outage import (
+from sagaloom._config._settings import SERVICE_PREFIX, setting
+from sagaloom._saga._definition import Command
+from sagaloom._saga._outage import (
     BREAKER_WORKFLOW,
     COMMAND_PROBE_ACTIVITY,
     PROBE_ACTIVITY,
@@ -33,7 +34,6 @@ from sagaloom._outage import (
     BreakerView,
     breaker_id,
 )
-from sagaloom._settings import SERVICE_PREFIX, setting
 from sagaloom.worker._config import WorkerConfig
 from sagaloom.worker._registry import load_sagas
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from sagaloom._cli._common import CliError, add_command, default_ui, module_flag, modules
 from sagaloom._cli._graphs import drawer
-from sagaloom._codec import EncryptionCodec, codec_from_env
+from sagaloom._config._settings import setting
+from sagaloom._encoding._codec import EncryptionCodec, codec_from_env
 from sagaloom._ops._codec_server import CodecServer, CodecServerError, PlainCodec, is_loopback
-from sagaloom._settings import setting
 from sagaloom.storage import PayloadStore, resolve_references
 from sagaloom.worker._registry import load_sagas
 

@@ -9,8 +9,8 @@ from typing import Any
 from temporalio.client import Client
 
 from sagaloom._cli._common import CliError, add_command, client, connection_flags
-from sagaloom._names import SAGA_NAME, SAGALOOM_VERSION
-from sagaloom._release import (
+from sagaloom._wire._names import SAGA_NAME, SAGALOOM_VERSION
+from sagaloom._wire._release import (
     PRE_RELEASE,
     RELEASES,
     VERSION,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from sagaloom._definition import (
+from sagaloom._saga._definition import (
     Action,
     Activity,
     ChildSaga,
@@ -24,7 +24,7 @@ from sagaloom._definition import (
     Step,
     Timer,
 )
-from sagaloom._model import SagaState, SagaStatus, StepState, StepStatus
+from sagaloom._saga._model import SagaState, SagaStatus, StepState, StepStatus
 
 __all__ = ["Box", "Drawing", "Paint", "drawing_of", "paint"]
 

@@ -15,7 +15,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 from temporalio.workflow import ActivityCancellationType
 
-from sagaloom._definition import (
+from sagaloom._runtime._children import Children
+from sagaloom._runtime._errors import breaker_open
+from sagaloom._runtime._progress import Progress
+from sagaloom._runtime._replies import Replies, ReplyFailed
+from sagaloom._runtime._waits import ServiceWaits
+from sagaloom._saga._definition import (
     Action,
     Activity,
     ChildSaga,
@@ -25,9 +30,10 @@ from sagaloom._definition import (
     StepContext,
     Timer,
 )
-from sagaloom._holding import merge_patch
-from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse, Reply
-from sagaloom._names import (
+from sagaloom._saga._holding import merge_patch
+from sagaloom._saga._model import BrokerCommand, HttpRequest, HttpResponse, Reply
+from sagaloom._saga._outage import COMMAND_SILENT_ACTIVITY
+from sagaloom._wire._names import (
     COMMAND_ACTIVITY,
     COMMAND_ASK_ACTIVITY,
     HTTP_ACTIVITY,
@@ -35,12 +41,6 @@ from sagaloom._names import (
     compensation_activity_id,
     step_key,
 )
-from sagaloom._outage import COMMAND_SILENT_ACTIVITY
-from sagaloom._runtime._children import Children
-from sagaloom._runtime._errors import breaker_open
-from sagaloom._runtime._progress import Progress
-from sagaloom._runtime._replies import Replies, ReplyFailed
-from sagaloom._runtime._waits import ServiceWaits
 
 __all__ = ["DEFAULT_COMMAND_REPLY_TIMEOUT", "Dispatcher", "jsonable"]
 

@@ -7,7 +7,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from sagaloom._model import (
+from sagaloom._runtime._progress import Progress
+from sagaloom._saga._model import (
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
     SAGA_ENDED_FIRST,
@@ -15,7 +16,6 @@ from sagaloom._model import (
     SagaStatus,
     StepStatus,
 )
-from sagaloom._runtime._progress import Progress
 
 __all__ = ["EarlyAnswers"]
 

@@ -20,8 +20,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
-from sagaloom._names import BREAKER_MEMO
-from sagaloom._outage import (
+from sagaloom._runtime._line import check_release_line
+from sagaloom._saga._outage import (
     BREAKER_WORKFLOW,
     RELEASED_SIGNAL,
     REPORT_SIGNAL,
@@ -38,7 +38,7 @@ from sagaloom._outage import (
     recent_failures,
     release_gap,
 )
-from sagaloom._runtime._line import check_release_line
+from sagaloom._wire._names import BREAKER_MEMO
 
 __all__ = ["ServiceBreaker"]
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from temporalio import workflow
 
-from sagaloom._definition import Saga, SagaDefinitionError
-from sagaloom._model import SagaReport
 from sagaloom._runtime._workflow import SagaWorkflow
+from sagaloom._saga._definition import Saga, SagaDefinitionError
+from sagaloom._saga._model import SagaReport
 
 __all__ = ["check_importable", "saga_workflow"]
 

@@ -10,12 +10,18 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError, FailureError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
-from sagaloom._definition import ChildSaga
-from sagaloom._model import ChildDone
-from sagaloom._names import CHILD_DONE_SIGNAL, HELD_MEMO, PARENT_SIGNAL, PAYLOADS_MEMO, step_key
 from sagaloom._runtime._concurrent import cancel_requested
 from sagaloom._runtime._nesting import HeldChoice, child_undo, held_child_choice
 from sagaloom._runtime._payloads import payloads_stored
+from sagaloom._saga._definition import ChildSaga
+from sagaloom._saga._model import ChildDone
+from sagaloom._wire._names import (
+    CHILD_DONE_SIGNAL,
+    HELD_MEMO,
+    PARENT_SIGNAL,
+    PAYLOADS_MEMO,
+    step_key,
+)
 
 __all__ = ["Children"]
 

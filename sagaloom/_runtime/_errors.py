@@ -12,9 +12,9 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
-from sagaloom._holding import FailureKind
-from sagaloom._names import PARTICIPANT_UNAVAILABLE, TOOK_EFFECT
-from sagaloom._outage import BREAKER_OPEN, OUTAGE_BUDGET_SPENT
+from sagaloom._saga._holding import FailureKind
+from sagaloom._saga._outage import BREAKER_OPEN, OUTAGE_BUDGET_SPENT
+from sagaloom._wire._names import PARTICIPANT_UNAVAILABLE, TOOK_EFFECT
 
 __all__ = [
     "StepFailed",

@@ -14,9 +14,9 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from sagaloom._definition import Saga
-from sagaloom._model import SagaEvent
-from sagaloom._names import EVENTS_ACTIVITY
+from sagaloom._saga._definition import Saga
+from sagaloom._saga._model import SagaEvent
+from sagaloom._wire._names import EVENTS_ACTIVITY
 
 __all__ = ["EventLog"]
 

@@ -11,7 +11,7 @@ that the saga is done with its keys (a waiter that gives up leaves the queue the
 
 A saga started by ``start_saga`` usually finds its keys taken already: the client took each free
 one before the start (``sagaloom.client._keydesk``) and listed them in the saga's memo
-(:data:`~sagaloom._names.KEY_EARLY_MEMO`). The saga counts them as its own without asking —
+(:data:`~sagaloom._wire._names.KEY_EARLY_MEMO`). The saga counts them as its own without asking —
 if its run is the first of its id (not a reset) and began within :data:`EARLY_TRUST` of the
 grant — and asks for the rest as above. A key held by someone else is never taken early: the
 saga queues for it itself, in arrival order.
@@ -31,10 +31,10 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from sagaloom._names import KEY_ASK_ACTIVITY, KEY_EARLY_MEMO, KEY_RELEASE_ACTIVITY
 from sagaloom._runtime._keylocks import releases
 from sagaloom._runtime._keyrules import EARLY_TRUST, EarlyKeys, KeyAnswer, KeyRequest
 from sagaloom._runtime._progress import Progress
+from sagaloom._wire._names import KEY_ASK_ACTIVITY, KEY_EARLY_MEMO, KEY_RELEASE_ACTIVITY
 
 __all__ = ["ExclusiveTimeout", "SagaKeys"]
 

@@ -4,7 +4,7 @@ The saga builds each item's call with the user's builders (deterministic, in the
 runs the items batch by batch, each batch a ``sagaloom.Items`` child workflow, one batch at a
 time (so at most ``max_concurrency`` items run at once). It keeps how each item ended — in
 memory, and in each batch's result in history — and from that alone decides which items to
-undo (:func:`sagaloom._fanout.to_undo`). Its own history grows by a handful of events a batch.
+undo (:func:`sagaloom._saga._fanout.to_undo`). Its own history grows by a handful of events a batch.
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
-from sagaloom._definition import Activity, ForEach, Http, ItemAction, ItemContext, Step
-from sagaloom._definition import SagaInputError as _SagaInputError
-from sagaloom._fanout import (
+from sagaloom._runtime._actions import jsonable
+from sagaloom._runtime._concurrent import cancel_requested, shielded
+from sagaloom._runtime._errors import describe
+from sagaloom._runtime._items import MAX_BATCH_OUTPUT_BYTES
+from sagaloom._runtime._payloads import payloads_stored
+from sagaloom._runtime._progress import Progress
+from sagaloom._saga._definition import Activity, ForEach, Http, ItemAction, ItemContext, Step
+from sagaloom._saga._definition import SagaInputError as _SagaInputError
+from sagaloom._saga._fanout import (
     BatchResult,
     ItemBatch,
     ItemCall,
@@ -34,19 +40,13 @@ from sagaloom._fanout import (
     counts,
     to_undo,
 )
-from sagaloom._model import SAGA_INPUT_ERROR, HttpRequest
-from sagaloom._names import (
+from sagaloom._saga._model import SAGA_INPUT_ERROR, HttpRequest
+from sagaloom._wire._names import (
     HTTP_ACTIVITY,
     ITEMS_STOP_SIGNAL,
     ITEMS_WORKFLOW,
     items_batch_id,
 )
-from sagaloom._runtime._actions import jsonable
-from sagaloom._runtime._concurrent import cancel_requested, shielded
-from sagaloom._runtime._errors import describe
-from sagaloom._runtime._items import MAX_BATCH_OUTPUT_BYTES
-from sagaloom._runtime._payloads import payloads_stored
-from sagaloom._runtime._progress import Progress
 
 __all__ = ["MAX_OUTPUTS_BYTES", "FanOut"]
 

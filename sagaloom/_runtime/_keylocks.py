@@ -3,7 +3,7 @@
 A :class:`KeyShard` (``sagaloom-keys:<n>``, one of :data:`SHARDS`) holds every key that hashes
 to it: it lives as long as any of its keys is held or waited for, so a saga on a key nobody
 else uses sends an Update to a running workflow instead of starting one. It runs on its own
-task queue (:data:`~sagaloom._names.KEY_QUEUE`, served beside every sagaloom worker), so a
+task queue (:data:`~sagaloom._wire._names.KEY_QUEUE`, served beside every sagaloom worker), so a
 saga asking for a key from a local activity never waits for a workflow task slot that sagas
 hold. It grants in arrival order, checks every few seconds that a holder others wait behind is
 still running (a terminated holder never releases), and continues as new to keep its history
@@ -24,16 +24,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
-from sagaloom._names import (
-    KEY_ACQUIRE_MANY_UPDATE,
-    KEY_ACQUIRE_UPDATE,
-    KEY_CLOSED_ACTIVITY,
-    KEY_GRANTED_SIGNAL,
-    KEY_RELEASE_KEYS_SIGNAL,
-    KEY_SHARD_PREFIX,
-    KEY_SHARD_WORKFLOW,
-    KEY_STATE_QUERY,
-)
 from sagaloom._runtime._keyrules import (
     KeyAnswer,
     KeyLockState,
@@ -42,6 +32,16 @@ from sagaloom._runtime._keyrules import (
     free,
     grant_next,
     release,
+)
+from sagaloom._wire._names import (
+    KEY_ACQUIRE_MANY_UPDATE,
+    KEY_ACQUIRE_UPDATE,
+    KEY_CLOSED_ACTIVITY,
+    KEY_GRANTED_SIGNAL,
+    KEY_RELEASE_KEYS_SIGNAL,
+    KEY_SHARD_PREFIX,
+    KEY_SHARD_WORKFLOW,
+    KEY_STATE_QUERY,
 )
 
 __all__ = [

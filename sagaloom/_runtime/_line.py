@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from sagaloom._names import SAGALOOM_VERSION
-from sagaloom._release import CURRENT, PRE_RELEASE, UnsupportedRun, line_marker
+from sagaloom._wire._names import SAGALOOM_VERSION
+from sagaloom._wire._release import CURRENT, PRE_RELEASE, UnsupportedRun, line_marker
 
 __all__ = ["check_release_line"]
 

@@ -16,15 +16,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from sagaloom._definition import Http, step_actions
-from sagaloom._model import HttpRequest, HttpResponse, StepStatus
-from sagaloom._names import (
+from sagaloom._runtime._progress import Progress
+from sagaloom._saga._definition import Http, step_actions
+from sagaloom._saga._model import HttpRequest, HttpResponse, StepStatus
+from sagaloom._wire._names import (
     END_NOTICE_PATH,
     END_NOTICE_SUFFIX,
     END_NOTICE_WORKFLOW,
     HTTP_ACTIVITY,
 )
-from sagaloom._runtime._progress import Progress
 
 __all__ = ["EndNotice", "SagaEnded", "notify_end"]
 

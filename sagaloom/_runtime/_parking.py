@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 
-from sagaloom._definition import SagaInputError
-from sagaloom._model import Decision, Resolution, SagaState, SagaStatus, StepStatus
 from sagaloom._runtime._progress import Progress
+from sagaloom._saga._definition import SagaInputError
+from sagaloom._saga._model import Decision, Resolution, SagaState, SagaStatus, StepStatus
 
 __all__ = ["Parking", "Wait"]
 

@@ -8,9 +8,12 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 
-from sagaloom._definition import Saga, undoable
-from sagaloom._fanout import ItemCounts
-from sagaloom._model import (
+from sagaloom._ops._metrics import SagaMetrics
+from sagaloom._runtime._events import EventLog
+from sagaloom._runtime._links import LINKS
+from sagaloom._saga._definition import Saga, undoable
+from sagaloom._saga._fanout import ItemCounts
+from sagaloom._saga._model import (
     CompensationState,
     SagaReport,
     SagaState,
@@ -18,11 +21,8 @@ from sagaloom._model import (
     StepState,
     StepStatus,
 )
-from sagaloom._names import HOLD_PREFIX, SAGA_STATUS, SAGA_STEP, key_step
-from sagaloom._ops._metrics import SagaMetrics
-from sagaloom._runtime._events import EventLog
-from sagaloom._runtime._links import LINKS
-from sagaloom._schedule import undo_order
+from sagaloom._saga._schedule import undo_order
+from sagaloom._wire._names import HOLD_PREFIX, SAGA_STATUS, SAGA_STEP, key_step
 
 __all__ = ["Progress", "details", "key_family"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from temporalio import workflow
 
-from sagaloom._model import MAX_REPLY_BYTES, MAX_STORED_REPLY_BYTES, Reply, reply_problem
 from sagaloom._runtime._payloads import payloads_stored
+from sagaloom._saga._model import MAX_REPLY_BYTES, MAX_STORED_REPLY_BYTES, Reply, reply_problem
 
 __all__ = ["Replies", "ReplyFailed"]
 

@@ -1,7 +1,7 @@
 """Per-service limits, saga side: a limited service's HTTP calls go to its own task queue.
 
 Workers poll ``<task queue>@<service>`` for each service with a limit (see
-:class:`~sagaloom._outage.ServiceLimit`); this worker interceptor sends the HTTP activity of a
+:class:`~sagaloom._saga._outage.ServiceLimit`); this worker interceptor sends the HTTP activity of a
 step that calls such a service there. The routing is not part of the saga's logic (a history
 replays whatever queue its activities went to), so limits can be set or lifted while sagas run;
 every worker of an app must have the same limits, as it has the same service URLs.
@@ -22,9 +22,9 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-from sagaloom._model import HttpRequest
-from sagaloom._names import HTTP_ACTIVITY
-from sagaloom._outage import limit_queue
+from sagaloom._saga._model import HttpRequest
+from sagaloom._saga._outage import limit_queue
+from sagaloom._wire._names import HTTP_ACTIVITY
 
 __all__ = ["ServiceRouting"]
 

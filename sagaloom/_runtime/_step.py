@@ -15,10 +15,6 @@ from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
-from sagaloom._definition import ChildSaga, Command, ForEach, StepContext, UndoContext, undoable
-from sagaloom._holding import FailureKind, OnFailure, holds, new_key_on_redrive
-from sagaloom._model import StepStatus
-from sagaloom._names import SAGA_STEP, step_key
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import cancel_requested
@@ -35,6 +31,17 @@ from sagaloom._runtime._fanout import FanOut
 from sagaloom._runtime._parking import Parking
 from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies, ReplyFailed
+from sagaloom._saga._definition import (
+    ChildSaga,
+    Command,
+    ForEach,
+    StepContext,
+    UndoContext,
+    undoable,
+)
+from sagaloom._saga._holding import FailureKind, OnFailure, holds, new_key_on_redrive
+from sagaloom._saga._model import StepStatus
+from sagaloom._wire._names import SAGA_STEP, step_key
 
 __all__ = ["StepRunner"]
 

@@ -8,15 +8,15 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
-from sagaloom._model import SagaStatus, StepStatus
-from sagaloom._outage import (
+from sagaloom._runtime._progress import Progress
+from sagaloom._saga._model import SagaStatus, StepStatus
+from sagaloom._saga._outage import (
     OUTAGE_BUDGET_SPENT,
     WAIT_SIGNAL,
     ReleaseNotice,
     WaitRequest,
     breaker_id,
 )
-from sagaloom._runtime._progress import Progress
 
 __all__ = ["ServiceWaits"]
 

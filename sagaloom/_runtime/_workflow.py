@@ -17,7 +17,7 @@ Rules it keeps:
 The concerns live beside it: one step forward and back (``_step``), the record
 (``_progress``), action dispatch (``_actions``), parking (``_parking``), child sagas
 (``_children``), replies (``_replies``), the graph loop and shielding (``_concurrent``); which
-step may run or be undone is decided by the pure functions of ``sagaloom._schedule``.
+step may run or be undone is decided by the pure functions of ``sagaloom._saga._schedule``.
 Deterministic and sandbox-safe: no I/O, clock or randomness but through ``temporalio.workflow``.
 """
 
@@ -33,35 +33,6 @@ from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
-from sagaloom._definition import ForEach, Saga, SagaInputError, undoable
-from sagaloom._model import (
-    EXCLUSIVE_TIMEOUT,
-    SAGA_COMPENSATED,
-    SAGA_COMPENSATION_FAILED,
-    SAGA_INPUT_ERROR,
-    ChildDone,
-    Reply,
-    Resolution,
-    SagaReport,
-    SagaState,
-    SagaStatus,
-    StepStatus,
-)
-from sagaloom._names import (
-    CHILD_DONE_SIGNAL,
-    KEY_GRANTED_SIGNAL,
-    PARENT_SIGNAL,
-    REPLY_UPDATE,
-    RESOLVE_UPDATE,
-    SAGA_KEY,
-    SAGA_NAME,
-    SAGA_STATUS,
-    SAGALOOM_VERSION,
-    STATE_QUERY,
-    WAIT_UPDATE,
-)
-from sagaloom._outage import RELEASED_SIGNAL, ReleaseNotice
-from sagaloom._release import VERSION
 from sagaloom._runtime._actions import Dispatcher
 from sagaloom._runtime._answers import EarlyAnswers
 from sagaloom._runtime._children import Children
@@ -76,7 +47,36 @@ from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies
 from sagaloom._runtime._step import StepRunner
 from sagaloom._runtime._waits import ServiceWaits
-from sagaloom._schedule import ready_to_run, ready_to_undo
+from sagaloom._saga._definition import ForEach, Saga, SagaInputError, undoable
+from sagaloom._saga._model import (
+    EXCLUSIVE_TIMEOUT,
+    SAGA_COMPENSATED,
+    SAGA_COMPENSATION_FAILED,
+    SAGA_INPUT_ERROR,
+    ChildDone,
+    Reply,
+    Resolution,
+    SagaReport,
+    SagaState,
+    SagaStatus,
+    StepStatus,
+)
+from sagaloom._saga._outage import RELEASED_SIGNAL, ReleaseNotice
+from sagaloom._saga._schedule import ready_to_run, ready_to_undo
+from sagaloom._wire._names import (
+    CHILD_DONE_SIGNAL,
+    KEY_GRANTED_SIGNAL,
+    PARENT_SIGNAL,
+    REPLY_UPDATE,
+    RESOLVE_UPDATE,
+    SAGA_KEY,
+    SAGA_NAME,
+    SAGA_STATUS,
+    SAGALOOM_VERSION,
+    STATE_QUERY,
+    WAIT_UPDATE,
+)
+from sagaloom._wire._release import VERSION
 
 __all__ = ["SagaWorkflow"]
 

@@ -11,8 +11,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from sagaloom._model import SagaEvent
-from sagaloom._protocol import (
+from sagaloom._saga._model import SagaEvent
+from sagaloom._wire._protocol import (
     DEAD_REASON,
     DEAD_SUBJECT,
     DEFAULT_NAMESPACE,

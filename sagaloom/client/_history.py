@@ -29,9 +29,9 @@ from temporalio.client import (
 )
 from temporalio.converter import DataConverter
 
-from sagaloom._fanout import BatchResult, ItemBatch, ItemCounts, ItemResult, ItemStatus
-from sagaloom._model import SagaState, SagaStatus, StepState, StepStatus
-from sagaloom._names import (
+from sagaloom._saga._fanout import BatchResult, ItemBatch, ItemCounts, ItemResult, ItemStatus
+from sagaloom._saga._model import SagaState, SagaStatus, StepState, StepStatus
+from sagaloom._wire._names import (
     ASK_SUFFIX,
     COMPENSATE_SUFFIX,
     ITEMS_WORKFLOW,
@@ -39,7 +39,7 @@ from sagaloom._names import (
     SAGA_NAME,
     step_of_key,
 )
-from sagaloom._names import SAGA_STATUS as SAGA_STATUS_ATTRIBUTE
+from sagaloom._wire._names import SAGA_STATUS as SAGA_STATUS_ATTRIBUTE
 
 __all__ = ["by_execution", "saga_status", "state_from_history"]
 

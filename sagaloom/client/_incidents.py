@@ -35,8 +35,8 @@ from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionOptionsRequ
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from sagaloom._model import Resolution, ResolveAction, SagaState, SagaStatus
-from sagaloom._names import RESOLVE_UPDATE
+from sagaloom._saga._model import Resolution, ResolveAction, SagaState, SagaStatus
+from sagaloom._wire._names import RESOLVE_UPDATE
 
 __all__ = [
     "BulkSummary",

@@ -25,15 +25,15 @@ from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdate
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from sagaloom._names import (
+from sagaloom._runtime._keylocks import KeyRelease, KeyShardState, releases, shard_id, shard_of
+from sagaloom._runtime._keyrules import EarlyKeys, KeyAnswer, KeyRequest
+from sagaloom._wire._names import (
     KEY_ACQUIRE_MANY_UPDATE,
     KEY_ACQUIRE_UPDATE,
     KEY_QUEUE,
     KEY_RELEASE_KEYS_SIGNAL,
     KEY_SHARD_WORKFLOW,
 )
-from sagaloom._runtime._keylocks import KeyRelease, KeyShardState, releases, shard_id, shard_of
-from sagaloom._runtime._keyrules import EarlyKeys, KeyAnswer, KeyRequest
 
 __all__ = [
     "EARLY_PATIENCE",

@@ -42,10 +42,11 @@ from temporalio.exceptions import (
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from sagaloom._codec import codec_from_env
-from sagaloom._converter import converter
-from sagaloom._definition import Saga, SagaInputError
-from sagaloom._model import (
+from sagaloom._config._settings import ConfigError, setting
+from sagaloom._encoding._codec import codec_from_env
+from sagaloom._encoding._converter import converter
+from sagaloom._saga._definition import Saga, SagaInputError
+from sagaloom._saga._model import (
     SAGA_COMPENSATED,
     SAGA_COMPENSATION_FAILED,
     SAGA_ENDED_FIRST,
@@ -53,7 +54,7 @@ from sagaloom._model import (
     SagaReport,
     SagaStatus,
 )
-from sagaloom._names import (
+from sagaloom._wire._names import (
     DEFAULT_TASK_QUEUE,
     KEY_EARLY_MEMO,
     PAYLOADS_MEMO,
@@ -62,8 +63,7 @@ from sagaloom._names import (
     SAGALOOM_VERSION,
     WAIT_UPDATE,
 )
-from sagaloom._release import VERSION
-from sagaloom._settings import ConfigError, setting
+from sagaloom._wire._release import VERSION
 from sagaloom.client._history import saga_status
 from sagaloom.client._keydesk import desk_of
 from sagaloom.storage._config import PayloadStore

@@ -9,7 +9,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 
-from sagaloom._names import SEARCH_ATTRIBUTES
+from sagaloom._wire._names import SEARCH_ATTRIBUTES
 
 __all__ = ["ensure_search_attributes"]
 

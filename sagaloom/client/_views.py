@@ -23,9 +23,9 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from sagaloom._fanout import BatchResult, ItemBatch, ItemResult, ItemStatus
-from sagaloom._model import SagaReport, SagaState, SagaStatus, StepStatus
-from sagaloom._names import (
+from sagaloom._saga._fanout import BatchResult, ItemBatch, ItemResult, ItemStatus
+from sagaloom._saga._model import SagaReport, SagaState, SagaStatus, StepStatus
+from sagaloom._wire._names import (
     HOLD_PREFIX,
     ITEMS_WORKFLOW,
     SAGA_KEY,

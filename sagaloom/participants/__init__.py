@@ -8,10 +8,11 @@ The engine's HTTP participant is one Temporal activity (``sagaloom.http``) with 
 response models and error types are here for participant-side code and tests.
 """
 
-from sagaloom._model import BrokerCommand, HttpRequest, HttpResponse
-from sagaloom._names import HTTP_ACTIVITY
-from sagaloom._outage import BREAKER_OPEN, OUTAGE_BUDGET_SPENT, BreakerSettings
-from sagaloom._protocol import (
+from sagaloom._public import publish as _publish
+from sagaloom._saga._model import BrokerCommand, HttpRequest, HttpResponse
+from sagaloom._saga._outage import BREAKER_OPEN, OUTAGE_BUDGET_SPENT, BreakerSettings
+from sagaloom._wire._names import HTTP_ACTIVITY
+from sagaloom._wire._protocol import (
     BODY_BYTES_HEADER,
     BODY_DIGEST_HEADER,
     BODY_REF_HEADER,
@@ -34,8 +35,7 @@ from sagaloom._protocol import (
     command_subject,
     event_subject,
 )
-from sagaloom._public import publish as _publish
-from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
+from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._errors import (
     MALFORMED_RESPONSE,

@@ -13,8 +13,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from sagaloom._names import BREAKER_MEMO, hold_service, step_of_key
-from sagaloom._outage import (
+from sagaloom._saga._outage import (
     BREAKER_OPEN,
     BREAKER_WORKFLOW,
     PROBE_ACTIVITY,
@@ -28,6 +27,7 @@ from sagaloom._outage import (
     breaker_id,
     saga_queue,
 )
+from sagaloom._wire._names import BREAKER_MEMO, hold_service, step_of_key
 
 __all__ = ["Breakers"]
 

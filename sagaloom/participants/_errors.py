@@ -21,7 +21,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from sagaloom._names import (
+from sagaloom._wire._names import (
     MALFORMED_RESPONSE,
     PARTICIPANT_REJECTED,
     PARTICIPANT_UNAVAILABLE,

@@ -13,10 +13,10 @@ from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from sagaloom._model import HttpRequest, HttpResponse
-from sagaloom._names import HTTP_ACTIVITY
-from sagaloom._outage import PROBE_ACTIVITY, UNAVAILABLE_STATUSES
-from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
+from sagaloom._saga._model import HttpRequest, HttpResponse
+from sagaloom._saga._outage import PROBE_ACTIVITY, UNAVAILABLE_STATUSES
+from sagaloom._wire._names import HTTP_ACTIVITY
+from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._errors import (
     MALFORMED_RESPONSE,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from sagaloom._names import step_key
-from sagaloom._protocol import IDEMPOTENCY_HEADER
+from sagaloom._wire._names import step_key
+from sagaloom._wire._protocol import IDEMPOTENCY_HEADER
 
 __all__ = ["IDEMPOTENCY_HEADER", "idempotency_key"]
 

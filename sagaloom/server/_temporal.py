@@ -20,7 +20,7 @@ from pathlib import Path
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from sagaloom._names import SEARCH_ATTRIBUTES
+from sagaloom._wire._names import SEARCH_ATTRIBUTES
 from sagaloom.server._process import spawn, stop
 
 __all__ = [

@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import nats
 from nats.aio.msg import Msg
@@ -23,7 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sagaloom._protocol import (
+from sagaloom._wire._protocol import (
     BODY_REF_HEADER,
     DEFAULT_NAMESPACE,
     IDEMPOTENCY_HEADER,
@@ -31,14 +31,24 @@ from sagaloom._protocol import (
     REPLY_TO_HEADER,
     BrokerNames,
 )
-from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
+from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.service._handlers import BadCommand, CommandInfo, Shape
-from sagaloom.service._inbox import Answer, forward_key, key_problem
+from sagaloom.service._inbox import Answer, Inbox, forward_key, key_problem
+from sagaloom.service._locks import Locks
+from sagaloom.service._outbox import Outbox, Relay
 from sagaloom.storage._bodies import read_body, send_body
 from sagaloom.storage._errors import PayloadMissing
 
-if TYPE_CHECKING:
-    from sagaloom.service._http import SagaService
+
+class CommandHost(Protocol):
+    """What the command consumer needs of the service it serves (a ``SagaService``)."""
+
+    inbox: Inbox
+    outbox: Outbox
+    relay: Relay
+    locks: Locks
+    max_depth: int
+
 
 __all__ = ["BrokerCommands"]
 
@@ -57,7 +67,7 @@ class _Route:
 class BrokerCommands:
     """A service's ``Command`` handlers and the consumer that feeds them."""
 
-    def __init__(self, service: SagaService, names: BrokerNames | None = None) -> None:
+    def __init__(self, service: CommandHost, names: BrokerNames | None = None) -> None:
         """Handlers of ``service`` (its inbox, outbox and relay) for broker ``names``."""
         self.service = service
         self.names = names or BrokerNames(DEFAULT_NAMESPACE)

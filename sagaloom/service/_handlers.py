@@ -11,7 +11,7 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sagaloom._names import step_of_key
+from sagaloom._wire._names import step_of_key
 from sagaloom.service._inbox import Answer, forward_key
 
 __all__ = ["BadCommand", "CommandInfo", "Shape", "answer_of"]

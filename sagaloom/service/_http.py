@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sagaloom._protocol import DEFAULT_NAMESPACE, IDEMPOTENCY_HEADER, BrokerNames
-from sagaloom._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
+from sagaloom._wire._protocol import DEFAULT_NAMESPACE, IDEMPOTENCY_HEADER, BrokerNames
+from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.service._commands import BrokerCommands
 from sagaloom.service._handlers import BadCommand, CommandInfo, Shape
 from sagaloom.service._inbox import Answer, Inbox, forward_key, key_problem

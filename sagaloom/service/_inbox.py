@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from sagaloom._names import COMPENSATE_SUFFIX
+from sagaloom._wire._names import COMPENSATE_SUFFIX
 
 __all__ = ["MAX_KEY_LENGTH", "Answer", "Inbox", "Refused", "forward_key", "key_problem"]
 

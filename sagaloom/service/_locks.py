@@ -18,7 +18,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from sagaloom._names import saga_of
+from sagaloom._wire._names import saga_of
 from sagaloom.service._handlers import CommandInfo
 from sagaloom.service._inbox import Answer, NotNow, Refused
 

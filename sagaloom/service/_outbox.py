@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from sagaloom._protocol import MSG_ID
+from sagaloom._wire._protocol import MSG_ID
 
 __all__ = ["Outbox", "Relay", "ReplyRow"]
 

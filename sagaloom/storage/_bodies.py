@@ -3,7 +3,7 @@
 The body goes to the broker's own JetStream object store (bucket ``<namespace>-bodies``), named
 ``<Temporal namespace>/<saga id>/<sha256>`` (``-`` where unknown); the bucket's TTL is the
 streams' own age (:data:`BODY_TTL`), so a body lives as long as a message can refer to it. The
-message carries :data:`~sagaloom._protocol.BODY_REF_HEADER` and an empty body. Whoever
+message carries :data:`~sagaloom._wire._protocol.BODY_REF_HEADER` and an empty body. Whoever
 reads the message (the participant toolkit, the workers' reply consumer, a trigger) reads the
 body back and checks its digest. The participant protocol documents it for hand-written
 participants.
@@ -19,7 +19,7 @@ import nats.js.errors
 from nats.js import JetStreamContext, api
 from nats.js.object_store import ObjectStore
 
-from sagaloom._protocol import BODY_BYTES_HEADER, BODY_DIGEST_HEADER, BODY_REF_HEADER
+from sagaloom._wire._protocol import BODY_BYTES_HEADER, BODY_DIGEST_HEADER, BODY_REF_HEADER
 from sagaloom.storage._errors import PayloadMissing
 from sagaloom.storage._naming import NO_WORKFLOW, ObjectName, digest_of
 from sagaloom.storage._nats import CHUNK_BYTES, REUSE_WITHIN, _parse_time

@@ -8,7 +8,7 @@ from typing import Literal
 
 from temporalio.converter import ExternalStorage, StorageDriver
 
-from sagaloom._settings import setting
+from sagaloom._config._settings import setting
 from sagaloom.storage._naming import Sweepable
 from sagaloom.storage._nats import DEFAULT_BUCKET, NatsPayloadDriver
 from sagaloom.storage._s3 import S3Objects, s3_driver

@@ -8,8 +8,8 @@ from typing import Any
 
 from temporalio import activity
 
-from sagaloom._model import HttpRequest, HttpResponse
-from sagaloom._names import HTTP_ACTIVITY
+from sagaloom._saga._model import HttpRequest, HttpResponse
+from sagaloom._wire._names import HTTP_ACTIVITY
 
 __all__ = ["Answer", "ScriptedParticipant"]
 

@@ -9,8 +9,8 @@ or, with a :class:`WorkerConfig` read from the environment, ``build_worker(clien
 """
 
 from sagaloom._ops._logging import configure_logging
-from sagaloom._outage import ServiceLimit
 from sagaloom._public import publish as _publish
+from sagaloom._saga._outage import ServiceLimit
 from sagaloom.worker._config import DEFAULT_TASK_QUEUE, ConfigError, WorkerConfig
 from sagaloom.worker._plugin import SagaloomPlugin
 from sagaloom.worker._registry import UnknownSagaError, find_saga, load_sagas

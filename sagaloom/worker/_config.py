@@ -1,6 +1,6 @@
 """Worker configuration: flags override environment variables, which override defaults.
 
-Every field is a row of one table, :data:`~sagaloom._settings.WORKER_SETTINGS`: its
+Every field is a row of one table, :data:`~sagaloom._config._settings.WORKER_SETTINGS`: its
 variable, flag, default and meaning (docs/configuration.md is generated from it).
 """
 
@@ -14,10 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from sagaloom._names import DEFAULT_TASK_QUEUE
-from sagaloom._outage import BreakerSettings, ServiceLimit
-from sagaloom._protocol import DEFAULT_NAMESPACE, namespace_problem
-from sagaloom._settings import (
+from sagaloom._config._settings import (
     CONCURRENCY_SUFFIX,
     RATE_SUFFIX,
     SERVICE_PREFIX,
@@ -25,6 +22,9 @@ from sagaloom._settings import (
     ConfigError,
     setting,
 )
+from sagaloom._saga._outage import BreakerSettings, ServiceLimit
+from sagaloom._wire._names import DEFAULT_TASK_QUEUE
+from sagaloom._wire._protocol import DEFAULT_NAMESPACE, namespace_problem
 from sagaloom.participants._breakers import Breakers
 from sagaloom.storage._config import PayloadStore
 

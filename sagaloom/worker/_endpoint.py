@@ -27,10 +27,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from sagaloom._intake import ReplyRequest, Verdict, hand_over, read_reply
-from sagaloom._model import MAX_REPLY_BYTES, Reply
 from sagaloom._ops._serving import serve
-from sagaloom._reply_auth import ReplySigner
+from sagaloom._saga._model import MAX_REPLY_BYTES, Reply
+from sagaloom._wire._reply_auth import ReplySigner
+from sagaloom.client._intake import ReplyRequest, Verdict, hand_over, read_reply
 
 __all__ = ["MAX_BODY_BYTES", "ReplyRequest", "WorkerEndpoint"]
 

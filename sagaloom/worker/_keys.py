@@ -12,9 +12,9 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from sagaloom._names import KEY_ASK_ACTIVITY, KEY_CLOSED_ACTIVITY, KEY_RELEASE_ACTIVITY
 from sagaloom._runtime._keylocks import KeyRelease
 from sagaloom._runtime._keyrules import KeyAnswer, KeyRequest
+from sagaloom._wire._names import KEY_ASK_ACTIVITY, KEY_CLOSED_ACTIVITY, KEY_RELEASE_ACTIVITY
 from sagaloom.client._keydesk import desk_of
 
 __all__ = ["ask_key", "closed_holders", "release_keys"]

@@ -22,8 +22,8 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
-from sagaloom._model import SagaStatus
-from sagaloom._names import SAGA_NAME, SAGA_STEP
+from sagaloom._saga._model import SagaStatus
+from sagaloom._wire._names import SAGA_NAME, SAGA_STEP
 
 __all__ = ["HELD_QUERY", "PARKED_QUERY", "parked_gauges"]
 

@@ -19,20 +19,20 @@ from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sagaloom._broker._bus import Broker, StreamLimits
-from sagaloom._codec import codec_from_env
-from sagaloom._converter import converter
-from sagaloom._model import MAX_STORED_REPLY_BYTES
-from sagaloom._names import KEY_QUEUE
-from sagaloom._outage import BreakerSettings, ServiceLimit, limit_queue
-from sagaloom._protocol import DEFAULT_NAMESPACE, BrokerNames
-from sagaloom._reply_auth import ReplySigner
+from sagaloom._config._settings import setting
+from sagaloom._encoding._codec import codec_from_env
+from sagaloom._encoding._converter import converter
 from sagaloom._runtime._breaker import ServiceBreaker
 from sagaloom._runtime._items import ItemsWorkflow
 from sagaloom._runtime._keylocks import KeyShard
 from sagaloom._runtime._links import LINKS
 from sagaloom._runtime._notice import EndNotice
 from sagaloom._runtime._routing import ServiceRouting
-from sagaloom._settings import setting
+from sagaloom._saga._model import MAX_STORED_REPLY_BYTES
+from sagaloom._saga._outage import BreakerSettings, ServiceLimit, limit_queue
+from sagaloom._wire._names import KEY_QUEUE
+from sagaloom._wire._protocol import DEFAULT_NAMESPACE, BrokerNames
+from sagaloom._wire._reply_auth import ReplySigner
 from sagaloom.participants._breakers import Breakers
 from sagaloom.participants._http import HttpParticipant
 from sagaloom.storage._config import PayloadStore

@@ -6,7 +6,8 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sagaloom._definition import (
+from sagaloom._runtime import SagaWorkflow, check_importable
+from sagaloom._saga._definition import (
     Activity,
     ChildSaga,
     Command,
@@ -15,7 +16,6 @@ from sagaloom._definition import (
     SagaDefinitionError,
     step_actions,
 )
-from sagaloom._runtime import SagaWorkflow, check_importable
 
 __all__ = [
     "UnknownSagaError",

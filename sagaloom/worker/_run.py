@@ -23,11 +23,11 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from sagaloom._broker._consumers import BrokerConsumers, Trigger, parse_triggers
-from sagaloom._codec import EncryptionCodec
-from sagaloom._intake import deliver
-from sagaloom._model import Reply
+from sagaloom._encoding._codec import EncryptionCodec
 from sagaloom._ops._telemetry import metrics_runtime, tracing_plugin
 from sagaloom._runtime import SagaWorkflow
+from sagaloom._saga._model import Reply
+from sagaloom.client._intake import deliver
 from sagaloom.client._sagas import connect
 from sagaloom.client._search_attributes import ensure_search_attributes
 from sagaloom.storage._config import PayloadStore

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from sagaloom._model import MAX_REPLY_BYTES, Reply, reply_problem
-from sagaloom._names import REPLY_UPDATE, reply_activity_id, saga_of
-from sagaloom._reply_auth import ReplySigner
+from sagaloom._saga._model import MAX_REPLY_BYTES, Reply, reply_problem
+from sagaloom._wire._names import REPLY_UPDATE, reply_activity_id, saga_of
+from sagaloom._wire._reply_auth import ReplySigner
 
 __all__ = ["Intake", "ReplyRequest", "Verdict", "deliver", "hand_over", "read_reply"]
 

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from sagaloom._names import DEFAULT_TASK_QUEUE
-from sagaloom._protocol import DEFAULT_NAMESPACE
+from sagaloom._wire._names import DEFAULT_TASK_QUEUE
+from sagaloom._wire._protocol import DEFAULT_NAMESPACE
 
 __all__ = [
     "BUDGET_SUFFIX",

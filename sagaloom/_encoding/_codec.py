@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from sagaloom._converter import ENCRYPTED
+from sagaloom._encoding._converter import ENCRYPTED
 
 __all__ = ["ENCODING", "KEY_ID", "EncryptionCodec", "EncryptionKeyError", "codec_from_env"]
 

@@ -15,9 +15,9 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
-from sagaloom._graph import Graph, GraphError, StepKind, resolve_graph
-from sagaloom._holding import ON_FAILURE, OnFailure
-from sagaloom._protocol import subject_problem
+from sagaloom._saga._graph import Graph, GraphError, StepKind, resolve_graph
+from sagaloom._saga._holding import ON_FAILURE, OnFailure
+from sagaloom._wire._protocol import subject_problem
 
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
