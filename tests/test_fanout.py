@@ -301,6 +301,9 @@ async def test_a_tolerance_spent_in_one_batch_is_exceeded_in_a_later_one(client:
     past = plan(*["ok"] * 12)
     for n in (1, 5, 8):
         past["items"][n]["do"] = "reject"
+    # i9 runs beside i8 (two at a time): slow, so that i8's refusal, the third, is counted
+    # before a slot frees (an i9 done first would start i10 while only two had failed)
+    past["items"][9]["do"] = "slow"
     result = await outcome(await start(client, TOLERANT_BATCHED, past))
     assert result.status is SagaStatus.COMPENSATED
     assert result.report is not None and "3 of 12 items failed (tolerated: 2)" in (

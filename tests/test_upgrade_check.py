@@ -156,7 +156,7 @@ def test_the_version_is_written_once_and_read_by_the_wheel_and_the_cli() -> None
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert f"## [{sagaloom.__version__}] - " in changelog
     assert (
-        Path(ROOT / "sagaloom" / "_release.py")
+        Path(ROOT / "sagaloom" / "_wire" / "_release.py")
         .read_text()
         .count(f'VERSION = "{sagaloom.__version__}"')
         == 1
