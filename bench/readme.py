@@ -11,7 +11,7 @@ same 4-step saga (every 10th compensating) four ways:
   models and activities for every saga run;
 * **README's way, models passed through**: the same, with the module that holds the pydantic
   models and activities (``bench._models``) passed through; the saga module and its step
-  builders stay sandboxed (their clock and random checks hold, ``tests/test_sandbox.py``);
+  builders stay sandboxed (their clock and random checks hold, ``tests/runtime/test_sandbox.py``);
 * **everything passed through**: ``bench`` passed through whole (what ``python -m bench`` does;
   the sandbox no longer checks the step builders);
 * **README's way, fast path**: a one-saga module whose saga has ``local_activities=True``

@@ -1,6 +1,6 @@
 """Generated parts of the docs: the configuration tables and the CLI reference.
 
-``./run docs`` rewrites them; ``tests/test_config.py`` fails when a page drifts from what the
+``./run docs`` rewrites them; ``tests/worker/test_config.py`` fails when a page drifts from what the
 code generates (a renamed flag, a removed variable).
 """
 

@@ -74,7 +74,7 @@ FLAKY = _saga("FlakySaga", "flaky")
 # tests/outage_run.py: the engine's default retries (5 attempts from 1 s, back-off 2)
 STORM_OFF = _saga("StormOffSaga", "stormoff", breaker=False, defaults=StepDefaults())
 STORM_ON = _saga("StormOnSaga", "stormon", defaults=StepDefaults())
-# tests/test_limits.py: the same calls to a limited and an unlimited service
+# tests/outages/test_limits.py: the same calls to a limited and an unlimited service
 RATED_SAGA = _saga("RatedSaga", "rated", breaker=False)
 NARROW_SAGA = _saga("NarrowSaga", "narrow", breaker=False)
 FREE = _saga("FreeSaga", "free", breaker=False)

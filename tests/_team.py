@@ -1,4 +1,6 @@
-"""A team's own Temporal code, which adding sagaloom must leave working (tests/test_plugin.py).
+"""A team's own Temporal code, which adding sagaloom must leave working.
+
+Checked by tests/worker/test_plugin.py.
 
 Kept in a module of its own: the workflow sandbox re-imports it.
 """

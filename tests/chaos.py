@@ -1,7 +1,7 @@
 """The chaos harness: many sagas while workers, the Temporal server and the participants are
 SIGKILLed and restarted and participants misbehave; then the participants' own stores are checked.
 
-``tests/test_chaos.py`` runs it in CI with about 100 sagas; run it by hand for a longer report:
+``tests/ops/test_chaos.py`` runs it in CI with about 100 sagas; run it by hand for a longer report:
 ``python -m tests.chaos --sagas 600 --report docs/chaos.md`` (exits 1 on any violation or
 unexpected outcome).
 

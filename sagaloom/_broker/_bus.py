@@ -33,7 +33,7 @@ from sagaloom._wire._protocol import (
 )
 from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 from sagaloom.participants._breakers import Breakers
-from sagaloom.participants._errors import EXPECTED
+from sagaloom.participants._classify import EXPECTED
 from sagaloom.storage._bodies import send_body
 
 __all__ = ["Broker", "StreamLimits", "ensure_streams"]

@@ -37,7 +37,7 @@ from sagaloom._wire._protocol import (
     MSG_ID,
 )
 from sagaloom.client._intake import Verdict, hand_over, read_reply
-from sagaloom.client._sagas import start_saga
+from sagaloom.client._runs import start_saga
 from sagaloom.storage._bodies import read_body
 from sagaloom.storage._errors import PayloadMissing
 

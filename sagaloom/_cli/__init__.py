@@ -5,7 +5,7 @@ reply), ``_graphs`` (graph, and show's drawing), ``_services`` (services: the br
 ``_locks`` (locks: exclusive keys), ``_broker`` (dead-letters, events), ``_tools``
 (codec-server, new-key, contract), ``_upgrade`` (upgrade-check: the release line); what they
 share is in ``_common``, the worker flags come from the settings table (``_flags``), and one
-mapper (``_errors``) turns every expected failure into one line and exit code 2.
+mapper (``_explain``) turns every expected failure into one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from sagaloom._cli._common import (
     default_ui,
     fill_connection,
 )
-from sagaloom._cli._errors import explain
+from sagaloom._cli._explain import explain
 from sagaloom._cli._flags import worker_config
 from sagaloom._config._settings import setting
 from sagaloom._ops._logging import configure_logging

@@ -14,7 +14,7 @@ from typing import Any
 from temporalio.client import Client
 
 from sagaloom._config._settings import CLI_SETTINGS, setting
-from sagaloom.client._sagas import DEFAULT_UI, connect
+from sagaloom.client._runs import DEFAULT_UI, connect
 from sagaloom.server._stack import UI_FILE
 
 __all__ = [

@@ -29,7 +29,7 @@ from sagaloom._cli._services import order_breaker
 from sagaloom._saga._model import SagaState
 from sagaloom._saga._outage import PROBE_ACTIVITY, BreakerOrder
 from sagaloom._wire._names import hold_service
-from sagaloom.client._incidents import (
+from sagaloom.client._operations import (
     BulkSummary,
     act_on_held,
     compensate_held,

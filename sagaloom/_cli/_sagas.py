@@ -25,7 +25,7 @@ from sagaloom._cli._graphs import graph_flags, painted, write_drawing
 from sagaloom._saga._definition import Saga
 from sagaloom._saga._model import Reply, Resolution, SagaState, reply_problem
 from sagaloom._wire._names import REPLY_UPDATE, step_key
-from sagaloom.client._sagas import outcome, start_saga, ui_link
+from sagaloom.client._runs import outcome, start_saga, ui_link
 from sagaloom.client._views import item_rows, list_query, list_sagas, read_saga, step_table
 from sagaloom.worker._registry import find_saga, load_sagas
 

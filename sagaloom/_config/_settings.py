@@ -2,7 +2,7 @@
 
 :class:`~sagaloom.worker.WorkerConfig`'s ``from_env`` and ``to_env``, the ``saga worker`` /
 ``saga dev`` flags and the documentation's configuration table are all generated from
-:data:`WORKER_SETTINGS` (``tests/test_config.py`` fails when the docs drift from it). The
+:data:`WORKER_SETTINGS` (``tests/worker/test_config.py`` fails when the docs drift from it). The
 variables the ``saga`` command itself reads are in :data:`CLI_SETTINGS`.
 """
 

@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Iterable
 from xml.sax.saxutils import escape
 
-from sagaloom._drawing._model import Box, Drawing, Paint
+from sagaloom._drawing._shapes import Box, Drawing, Paint
 
 __all__ = ["FORMATS", "render", "to_dot", "to_mermaid", "to_svg"]
 

@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 from temporalio.workflow import ActivityCancellationType
 
 from sagaloom._runtime._children import Children
-from sagaloom._runtime._errors import breaker_open
+from sagaloom._runtime._failures import breaker_open
 from sagaloom._runtime._progress import Progress
 from sagaloom._runtime._replies import Replies, ReplyFailed
 from sagaloom._runtime._waits import ServiceWaits

@@ -4,7 +4,8 @@ The saga builds each item's call with the user's builders (deterministic, in the
 runs the items batch by batch, each batch a ``sagaloom.Items`` child workflow, one batch at a
 time (so at most ``max_concurrency`` items run at once). It keeps how each item ended — in
 memory, and in each batch's result in history — and from that alone decides which items to
-undo (:func:`sagaloom._saga._fanout.to_undo`). Its own history grows by a handful of events a batch.
+undo (:func:`sagaloom._saga._fanout_rules.to_undo`). Its own history grows by a handful of
+events a batch.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from temporalio.workflow import ParentClosePolicy
 
 from sagaloom._runtime._actions import jsonable
 from sagaloom._runtime._concurrent import cancel_requested, shielded
-from sagaloom._runtime._errors import describe
+from sagaloom._runtime._failures import describe
 from sagaloom._runtime._items import MAX_BATCH_OUTPUT_BYTES
 from sagaloom._runtime._payloads import payloads_stored
 from sagaloom._runtime._progress import Progress
 from sagaloom._saga._definition import Activity, ForEach, Http, ItemAction, ItemContext, Step
 from sagaloom._saga._definition import SagaInputError as _SagaInputError
-from sagaloom._saga._fanout import (
+from sagaloom._saga._fanout_rules import (
     BatchResult,
     ItemBatch,
     ItemCall,

@@ -18,8 +18,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
-from sagaloom._runtime._errors import attempt_of, describe, refused
-from sagaloom._saga._fanout import BatchResult, ItemBatch, ItemCall, ItemResult, ItemStatus
+from sagaloom._runtime._failures import attempt_of, describe, refused
+from sagaloom._saga._fanout_rules import BatchResult, ItemBatch, ItemCall, ItemResult, ItemStatus
 from sagaloom._saga._model import HttpResponse
 from sagaloom._wire._names import ITEMS_STOP_SIGNAL, ITEMS_WORKFLOW
 

@@ -6,7 +6,7 @@ the parent may be cancelled before, while or after the child reports; the child 
 by its parent or by an operator; a cancel may arrive in the same workflow task that resolves a
 Temporal operation, and the SDK then returns the operation's result without raising it (only
 ``workflow.cancellation_reason()`` tells). The runtime asks these functions at each waiting point;
-``tests/test_nesting_model.py`` checks every interleaving of those events against them.
+``tests/model/test_nesting_model.py`` checks every interleaving of those events against them.
 """
 
 from __future__ import annotations

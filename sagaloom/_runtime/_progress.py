@@ -12,7 +12,7 @@ from sagaloom._ops._metrics import SagaMetrics
 from sagaloom._runtime._events import EventLog
 from sagaloom._runtime._links import LINKS
 from sagaloom._saga._definition import Saga, undoable
-from sagaloom._saga._fanout import ItemCounts
+from sagaloom._saga._fanout_rules import ItemCounts
 from sagaloom._saga._model import (
     CompensationState,
     SagaReport,

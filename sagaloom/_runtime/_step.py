@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 from sagaloom._runtime._actions import Dispatcher, jsonable
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import cancel_requested
-from sagaloom._runtime._errors import (
+from sagaloom._runtime._failures import (
     StepFailed,
     attempt_of,
     cancelled,

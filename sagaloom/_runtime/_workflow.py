@@ -37,8 +37,8 @@ from sagaloom._runtime._actions import Dispatcher
 from sagaloom._runtime._answers import EarlyAnswers
 from sagaloom._runtime._children import Children
 from sagaloom._runtime._concurrent import run_as_ready, shielded
-from sagaloom._runtime._errors import StepFailed, describe
 from sagaloom._runtime._exclusive import ExclusiveTimeout, SagaKeys
+from sagaloom._runtime._failures import StepFailed, describe
 from sagaloom._runtime._fanout import FanOut
 from sagaloom._runtime._line import check_release_line
 from sagaloom._runtime._notice import notify_end

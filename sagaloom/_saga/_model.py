@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sagaloom._saga._fanout import ItemCounts
+from sagaloom._saga._fanout_rules import ItemCounts
 
 __all__ = [
     "EVENT_TYPES",

@@ -7,7 +7,7 @@ add validation before a saga starts, its summary and search attributes, and a re
 from sagaloom._public import publish as _publish
 from sagaloom.client._broker_admin import DeadLetter, dead_letters, redeliver, saga_events
 from sagaloom.client._deployments import set_current_build
-from sagaloom.client._incidents import (
+from sagaloom.client._operations import (
     BulkSummary,
     act_on_held,
     compensate_held,
@@ -15,7 +15,7 @@ from sagaloom.client._incidents import (
     mark_done,
     redrive,
 )
-from sagaloom.client._sagas import (
+from sagaloom.client._runs import (
     DEFAULT_UI,
     MAX_INPUT_BYTES,
     EarlyAnswer,

@@ -29,7 +29,7 @@ from temporalio.client import (
 )
 from temporalio.converter import DataConverter
 
-from sagaloom._saga._fanout import BatchResult, ItemBatch, ItemCounts, ItemResult, ItemStatus
+from sagaloom._saga._fanout_rules import BatchResult, ItemBatch, ItemCounts, ItemResult, ItemStatus
 from sagaloom._saga._model import SagaState, SagaStatus, StepState, StepStatus
 from sagaloom._wire._names import (
     ASK_SUFFIX,

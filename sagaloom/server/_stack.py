@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-from sagaloom.client._sagas import connect
+from sagaloom.client._runs import connect
 from sagaloom.client._search_attributes import ensure_search_attributes
-from sagaloom.server._nats import NatsServer, NatsServerOptions
+from sagaloom.server._nats_server import NatsServer, NatsServerOptions
 from sagaloom.server._temporal import DevServer, DevServerOptions, port_open
 from sagaloom.worker._config import WorkerConfig
 from sagaloom.worker._registry import load_sagas

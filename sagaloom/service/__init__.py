@@ -19,9 +19,9 @@ Needs ``pip install 'sagaloom[service]'`` (SQLAlchemy 2 with aiosqlite/asyncpg, 
 
 from sagaloom._public import publish as _publish
 from sagaloom.service._check import needs_the_extra as _needs_the_extra  # noqa: F401 (first)
+from sagaloom.service._endpoints import MAX_BODY_BYTES, MAX_DEPTH, SagaService
 from sagaloom.service._engine import postgres_url, sqlite_engine
 from sagaloom.service._handlers import CommandInfo
-from sagaloom.service._http import MAX_BODY_BYTES, MAX_DEPTH, SagaService
 from sagaloom.service._inbox import (
     MAX_KEY_LENGTH,
     Answer,
@@ -30,8 +30,8 @@ from sagaloom.service._inbox import (
     forward_key,
     key_problem,
 )
-from sagaloom.service._locks import Busy, Locks
 from sagaloom.service._outbox import Outbox, Relay
+from sagaloom.service._semantic_locks import Busy, Locks
 
 __all__ = [
     "MAX_BODY_BYTES",

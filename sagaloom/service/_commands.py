@@ -34,8 +34,8 @@ from sagaloom._wire._protocol import (
 from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.service._handlers import BadCommand, CommandInfo, Shape
 from sagaloom.service._inbox import Answer, Inbox, forward_key, key_problem
-from sagaloom.service._locks import Locks
 from sagaloom.service._outbox import Outbox, Relay
+from sagaloom.service._semantic_locks import Locks
 from sagaloom.storage._bodies import read_body, send_body
 from sagaloom.storage._errors import PayloadMissing
 

@@ -12,12 +12,17 @@ refers to any more.
 
 from sagaloom._public import publish as _publish
 from sagaloom.storage._bodies import BODY_TTL, HEADROOM, read_body, send_body
-from sagaloom.storage._config import DEFAULT_THRESHOLD, TEMPORAL_PAYLOAD_LIMIT, PayloadStore
 from sagaloom.storage._display import INLINE_LIMIT, resolve_references
 from sagaloom.storage._errors import PayloadMissing, PayloadStoreError, PayloadStoreUnavailable
 from sagaloom.storage._naming import NO_WORKFLOW, ObjectName, StoredObject, Sweepable
-from sagaloom.storage._nats import CHUNK_BYTES, DEFAULT_BUCKET, REUSE_WITHIN, NatsPayloadDriver
+from sagaloom.storage._nats_store import (
+    CHUNK_BYTES,
+    DEFAULT_BUCKET,
+    REUSE_WITHIN,
+    NatsPayloadDriver,
+)
 from sagaloom.storage._s3 import S3Objects, s3_driver
+from sagaloom.storage._stores import DEFAULT_THRESHOLD, TEMPORAL_PAYLOAD_LIMIT, PayloadStore
 from sagaloom.storage._sweeper import DEFAULT_GRACE, PayloadSweeper, Sweep
 
 __all__ = [

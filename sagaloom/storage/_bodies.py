@@ -22,7 +22,7 @@ from nats.js.object_store import ObjectStore
 from sagaloom._wire._protocol import BODY_BYTES_HEADER, BODY_DIGEST_HEADER, BODY_REF_HEADER
 from sagaloom.storage._errors import PayloadMissing
 from sagaloom.storage._naming import NO_WORKFLOW, ObjectName, digest_of
-from sagaloom.storage._nats import CHUNK_BYTES, REUSE_WITHIN, _parse_time
+from sagaloom.storage._nats_store import CHUNK_BYTES, REUSE_WITHIN, _parse_time
 
 __all__ = ["BODY_TTL", "HEADROOM", "read_body", "send_body"]
 

@@ -18,7 +18,7 @@ from temporalio.contrib.aws.s3driver import S3StorageDriver, S3StorageDriverClie
 
 from sagaloom.storage._errors import PayloadStoreError
 from sagaloom.storage._naming import NO_WORKFLOW, StoredObject
-from sagaloom.storage._nats import REUSE_WITHIN
+from sagaloom.storage._nats_store import REUSE_WITHIN
 
 __all__ = ["S3Objects", "s3_driver"]
 
@@ -27,7 +27,7 @@ class S3Objects(S3StorageDriverClient):
     """An aioboto3 S3 client behind the SDK driver's client interface, and the sweeper's listing.
 
     The aioboto3 client is opened on first use in each event loop. ``object_exists`` reports an
-    object older than :data:`~sagaloom.storage._nats.REUSE_WITHIN` as absent, so the SDK
+    object older than :data:`~sagaloom.storage._nats_store.REUSE_WITHIN` as absent, so the SDK
     driver writes it again and renews its age (the sweeper's rule, as for NATS). ``prefix`` is
     put before every key (keep it while any run refers to a stored payload).
     """

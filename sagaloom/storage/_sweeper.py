@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from sagaloom.storage._naming import NO_WORKFLOW, StoredObject, Sweepable
-from sagaloom.storage._nats import REUSE_WITHIN
+from sagaloom.storage._nats_store import REUSE_WITHIN
 
 __all__ = ["DEFAULT_GRACE", "PayloadSweeper", "Sweep"]
 

@@ -13,7 +13,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
-from sagaloom.client._sagas import connect
+from sagaloom.client._runs import connect
 from sagaloom.server._temporal import DevServer, DevServerOptions
 from sagaloom.testing._scripted import ScriptedParticipant
 from sagaloom.worker._plugin import SagaloomPlugin

@@ -26,7 +26,7 @@ from sagaloom._saga._outage import BreakerSettings, ServiceLimit
 from sagaloom._wire._names import DEFAULT_TASK_QUEUE
 from sagaloom._wire._protocol import DEFAULT_NAMESPACE, namespace_problem
 from sagaloom.participants._breakers import Breakers
-from sagaloom.storage._config import PayloadStore
+from sagaloom.storage._stores import PayloadStore
 
 __all__ = ["DEFAULT_TASK_QUEUE", "VERSIONING_BEHAVIORS", "ConfigError", "WorkerConfig"]
 

@@ -34,8 +34,8 @@ from sagaloom._wire._names import KEY_QUEUE
 from sagaloom._wire._protocol import DEFAULT_NAMESPACE, BrokerNames
 from sagaloom._wire._reply_auth import ReplySigner
 from sagaloom.participants._breakers import Breakers
-from sagaloom.participants._http import HttpParticipant
-from sagaloom.storage._config import PayloadStore
+from sagaloom.participants._http_activity import HttpParticipant
+from sagaloom.storage._stores import PayloadStore
 from sagaloom.worker._config import WorkerConfig
 from sagaloom.worker._keys import (
     ask_key,

@@ -28,9 +28,9 @@ from sagaloom._ops._telemetry import metrics_runtime, tracing_plugin
 from sagaloom._runtime import SagaWorkflow
 from sagaloom._saga._model import Reply
 from sagaloom.client._intake import deliver
-from sagaloom.client._sagas import connect
+from sagaloom.client._runs import connect
 from sagaloom.client._search_attributes import ensure_search_attributes
-from sagaloom.storage._config import PayloadStore
+from sagaloom.storage._stores import PayloadStore
 from sagaloom.storage._sweeper import PayloadSweeper
 from sagaloom.worker._config import ConfigError, WorkerConfig
 from sagaloom.worker._endpoint import WorkerEndpoint

@@ -66,7 +66,7 @@ def test_every_row_names_a_test_that_exists_and_a_mutation_that_runs_it() -> Non
 PROOF_PAGES = ("benchmarks.md", "benchmark-runs.md", "chaos.md", "mutations.md", "changelog.md",
                "contributing.md", "guarantees.md", "architecture.md", "cli.md")  # fmt: skip
 """Pages of figures, runs and notes (what they say was measured, not promised), and the CLI
-reference generated from the parser (checked against it by tests/test_config.py)."""
+reference generated from the parser (checked against it by tests/worker/test_config.py)."""
 TRIGGER = re.compile(r"\b(never|always|at most|once|in order|until|only)\b", re.I)
 NOT_PROMISES = (
     ("configuration.md", "# Workers and configuration **In your own Temporal project**"),
@@ -80,7 +80,7 @@ NOT_PROMISES = (
     ("isolation.md", "The ledger example (`activities/ledger.py`)"),
     ("operating.md", "# Operating sagas ## Start a saga"),
     ("operating.md", "### Per-service limits A service that must not get more"),
-    ("operating.md", "`tests/test_limits.py` sends the same burst"),
+    ("operating.md", "`tests/outages/test_limits.py` sends the same burst"),
     ("operating.md", "**Metrics.** `saga worker --metrics-address"),
     ("quickstart.md", "# Quick start ## Two commands"),
     ("quickstart.md", "`./run demo` prints one line per saga"),

@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from sagaloom import SAGA_STATUS, Resolution, Saga, SagaState, SagaStatus, StepStatus
-from sagaloom._runtime._errors import describe
+from sagaloom._runtime._failures import describe
 from sagaloom.client import Outcome, outcome, start_saga
 from tests._helpers import wait_for_status
 from tests._sagas import LOCAL_RULES, RULES, LocalRulesSaga, RulesSaga

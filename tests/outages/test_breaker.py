@@ -134,7 +134,7 @@ async def test_a_long_outage_compensates_nothing_and_the_service_is_not_stampede
     replayer = Replayer(workflows=SAGAS, plugins=[SagaloomPlugin(services={})])  # + the breaker
     for history in histories:
         await replayer.replay_workflow(history)
-    if os.environ.get("SAGALOOM_RECORD_HISTORIES"):  # tests/test_replay.py replays these
+    if os.environ.get("SAGALOOM_RECORD_HISTORIES"):  # tests/release/test_replay.py replays these
         folder, ids = ROOT / "tests" / "histories", {}
         names = ("breaker-waited", "breaker-service")
         for name, history in zip(names, histories, strict=True):

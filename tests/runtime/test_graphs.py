@@ -5,7 +5,7 @@ What docs/see-a-saga.md says a drawing shows: every step, left to right by depen
 step's kind (pivot, retriable), what it calls, a ``when=`` condition, a fan-out's items and a
 child saga; and, painted, each step's state in the run: done, failed (with its error), undone,
 waiting, never run. The rules here come from that page; the drawings of the example sagas are
-committed under docs/contracts and compared (tests/test_contracts.py).
+committed under docs/contracts and compared (tests/house/test_contracts.py).
 """
 
 from __future__ import annotations
@@ -248,14 +248,14 @@ def drawings() -> dict[str, str]:
 
 
 def test_every_test_sagas_drawing_is_the_committed_one() -> None:
-    """Golden drawings of every shape the tests define (``python -m tests.test_graphs`` writes
-    them); the example sagas' are docs/contracts' (tests/test_contracts.py)."""
+    """Golden drawings of every shape the tests define (``python -m tests.runtime.test_graphs``
+    writes them); the example sagas' are docs/contracts' (tests/house/test_contracts.py)."""
     fresh = drawings()
     assert len(fresh) >= 40
     committed = {p.name: p.read_text() for p in GOLDEN.glob("*.mmd")}
-    assert sorted(committed) == sorted(fresh), "regenerate: python -m tests.test_graphs"
+    assert sorted(committed) == sorted(fresh), "regenerate: python -m tests.runtime.test_graphs"
     drifted = [name for name, text in fresh.items() if committed[name] != text]
-    assert not drifted, f"drawings changed (python -m tests.test_graphs): {drifted}"
+    assert not drifted, f"drawings changed (python -m tests.runtime.test_graphs): {drifted}"
 
 
 @contextlib.contextmanager
@@ -313,7 +313,7 @@ async def test_the_web_ui_links_a_running_saga_to_its_drawing_which_follows_the_
 ) -> None:
     from playwright.async_api import async_playwright
 
-    from tests.test_web_ui import CHROMIUM, FLAGS
+    from tests.ops.test_web_ui import CHROMIUM, FLAGS
 
     # the shipment answers after 20 s (under its 30 s timeout): time enough to open the UI and
     # the drawing on a loaded machine (8 s was not, in CI); then the page follows the run

@@ -66,7 +66,7 @@ from sagaloom._wire._names import (
 from sagaloom._wire._release import VERSION
 from sagaloom.client._history import saga_status
 from sagaloom.client._keydesk import desk_of
-from sagaloom.storage._config import PayloadStore
+from sagaloom.storage._stores import PayloadStore
 
 __all__ = [
     "DEFAULT_UI",

@@ -29,8 +29,8 @@ from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER
 from sagaloom.service._commands import BrokerCommands
 from sagaloom.service._handlers import BadCommand, CommandInfo, Shape
 from sagaloom.service._inbox import Answer, Inbox, forward_key, key_problem
-from sagaloom.service._locks import Locks
 from sagaloom.service._outbox import NatsPublish, Outbox, Relay
+from sagaloom.service._semantic_locks import Locks
 
 __all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "CommandInfo", "SagaService"]
 

@@ -24,7 +24,7 @@ from sagaloom.worker import WorkerConfig, load_sagas
 from sagaloom.worker._run import check_services
 from workers.config import APP_ENV
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
 BIN = Path(sys.executable).parent
 # Read by the SDK's standard environment configuration (TLS, mTLS, API keys).

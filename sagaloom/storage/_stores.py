@@ -10,7 +10,7 @@ from temporalio.converter import ExternalStorage, StorageDriver
 
 from sagaloom._config._settings import setting
 from sagaloom.storage._naming import Sweepable
-from sagaloom.storage._nats import DEFAULT_BUCKET, NatsPayloadDriver
+from sagaloom.storage._nats_store import DEFAULT_BUCKET, NatsPayloadDriver
 from sagaloom.storage._s3 import S3Objects, s3_driver
 
 __all__ = ["DEFAULT_THRESHOLD", "TEMPORAL_PAYLOAD_LIMIT", "PayloadStore"]

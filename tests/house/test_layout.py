@@ -1,6 +1,6 @@
 """The package's rooms and the arrows between them: each folder imports only from itself and below.
 
-``python -m tests.test_layout`` prints the folder-level import graph (every import, including
+``python -m tests.house.test_layout`` prints the folder-level import graph (every import, including
 those inside functions), the listing docs/contributing.md shows.
 """
 
@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "sagaloom"
+PACKAGE = Path(__file__).resolve().parents[2] / "sagaloom"
 
 # Bottom to top. A room may import from itself and from any room before it, never after.
 LAYERS = (
@@ -163,7 +163,7 @@ def listing() -> str:
 def test_the_documented_graph_is_the_code() -> None:
     """docs/architecture.md shows the graph this module prints; a new arrow must be shown."""
     page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
-    assert f"```text\n{listing()}```" in page, "regenerate: python -m tests.test_layout"
+    assert f"```text\n{listing()}```" in page, "regenerate: python -m tests.house.test_layout"
 
 
 def test_every_file_the_feature_table_names_exists() -> None:
@@ -188,35 +188,55 @@ if __name__ == "__main__":
 
 # Tests use the public API; these test a private seam on purpose (the reason is the seam).
 PRIVATE_SEAMS = {
-    "tests/test_intake.py": "the one reply intake of HTTP and NATS, and the step-key contract",
-    "tests/test_schedule.py": "the pure scheduling functions the runtime calls",
-    "tests/test_runtime_rules.py": "how the runtime words a failure (its one-line describe)",
-    "tests/test_nesting_model.py": "the pure nesting decisions, explored over every interleaving",
-    "tests/test_contracts.py": "the generated contracts against the committed ones",
-    "tests/test_replies.py": "the reply endpoint and reply tokens, attacked directly",
-    "tests/test_broker.py": "the broker connection and reply tokens, attacked directly",
-    "tests/test_http_participant.py": "the reply tokens of its commands, checked by another signer",
-    "tests/test_security.py": "the codec server and the CLI's TLS flags",
-    "tests/test_observability.py": "the JSON log formatter",
-    "tests/test_tracing.py": "the tracing plugin the worker adds",
-    "tests/test_deploy.py": "the worker's service check and the CLI's variables, against manifests",
-    "tests/test_config.py": "the settings table, the CLI flags it generates, the CLI's UI file",
+    "tests/broker/test_intake.py": (
+        "the one reply intake of HTTP and NATS, and the step-key contract"
+    ),
+    "tests/model/test_schedule.py": "the pure scheduling functions the runtime calls",
+    "tests/runtime/test_runtime_rules.py": (
+        "how the runtime words a failure (its one-line describe)"
+    ),
+    "tests/model/test_nesting_model.py": (
+        "the pure nesting decisions, explored over every interleaving"
+    ),
+    "tests/house/test_contracts.py": "the generated contracts against the committed ones",
+    "tests/broker/test_replies.py": "the reply endpoint and reply tokens, attacked directly",
+    "tests/broker/test_broker.py": "the broker connection and reply tokens, attacked directly",
+    "tests/toolkit/test_http_participant.py": (
+        "the reply tokens of its commands, checked by another signer"
+    ),
+    "tests/payloads/test_security.py": "the codec server and the CLI's TLS flags",
+    "tests/worker/test_observability.py": "the JSON log formatter",
+    "tests/worker/test_tracing.py": "the tracing plugin the worker adds",
+    "tests/ops/test_deploy.py": (
+        "the worker's service check and the CLI's variables, against manifests"
+    ),
+    "tests/worker/test_config.py": (
+        "the settings table, the CLI flags it generates, the CLI's UI file"
+    ),
     "tests/_docs.py": "the settings table the docs are generated from",
     "tests/chaos.py": "the breaker's release signal, to count the sagas that waited in histories",
-    "tests/test_fanout.py": "the fan-out's batch workflow, given by hand to a plain worker",
-    "tests/test_fanout_show.py": "the fan-out's batch workflow, given by hand to a plain worker",
-    "tests/test_payloads.py": "the fan-out's batch workflow by hand; the codec server in-process",
-    "tests/test_holding.py": "the pure on_failure rule, checked against the docs' table",
-    "tests/test_limits_doc.py": "the limits' constants, which the limits page must state",
-    "tests/test_docs_names.py": "the CLI parser and the settings table, which the docs must match",
-    "tests/test_pure_rules.py": "the pure fan-out, graph and error rules at their edges",
-    "tests/test_plugin.py": "the key shards' worker that the plugin runs beside, spied on",
-    "tests/test_key_rules.py": "the pure rules of one exclusive key, early asks included",
-    "tests/test_exclusive.py": "start_saga's early take, interrupted before the start",
+    "tests/runtime/test_fanout.py": "the fan-out's batch workflow, given by hand to a plain worker",
+    "tests/runtime/test_fanout_show.py": (
+        "the fan-out's batch workflow, given by hand to a plain worker"
+    ),
+    "tests/payloads/test_payloads.py": (
+        "the fan-out's batch workflow by hand; the codec server in-process"
+    ),
+    "tests/model/test_holding.py": "the pure on_failure rule, checked against the docs' table",
+    "tests/outages/test_limits_doc.py": "the limits' constants, which the limits page must state",
+    "tests/house/test_docs_names.py": (
+        "the CLI parser and the settings table, which the docs must match"
+    ),
+    "tests/model/test_pure_rules.py": "the pure fan-out, graph and error rules at their edges",
+    "tests/worker/test_plugin.py": "the key shards' worker that the plugin runs beside, spied on",
+    "tests/model/test_key_rules.py": "the pure rules of one exclusive key, early asks included",
+    "tests/runtime/test_exclusive.py": "start_saga's early take, interrupted before the start",
     "tests/_broken_keys.py": "the HTTP participant's key function, broken on purpose for chaos",
     "tests/record_fanout.py": "the fan-out's batch workflow and a batch's id, to record histories",
-    "tests/test_graphs.py": "the pure drawing of a saga and a run painted on it",
-    "tests/test_replay.py": "the build's version, set to a later one on the same release line",
+    "tests/runtime/test_graphs.py": "the pure drawing of a saga and a run painted on it",
+    "tests/release/test_replay.py": (
+        "the build's version, set to a later one on the same release line"
+    ),
 }
 _PRIVATE = re.compile(
     r"^\s*(from|import) sagaloom(\.[a-z]+)*\._\w+|^\s*from sagaloom(\.[a-z]+)* import _", re.M
@@ -230,5 +250,5 @@ def test_tests_use_the_public_api_unless_they_test_a_private_seam() -> None:
         for path in (root / folder).rglob("*.py"):
             if _PRIVATE.search(path.read_text()):
                 found.add(str(path.relative_to(root)))
-    found.discard("tests/test_layout.py")
+    found.discard("tests/house/test_layout.py")
     assert found <= set(PRIVATE_SEAMS), sorted(found - set(PRIVATE_SEAMS))

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from sagaloom import Http, Saga, SagaDefinitionError, Step
-from sagaloom._saga._fanout import (
+from sagaloom._saga._fanout_rules import (
     ItemResult,
     ItemStatus,
     batches,
@@ -25,7 +25,7 @@ from sagaloom._saga._fanout import (
 )
 from sagaloom._saga._holding import merge_patch
 from sagaloom.participants import redact, retry_after
-from sagaloom.participants._errors import classify_response
+from sagaloom.participants._classify import classify_response
 
 # -- fan-out ---------------------------------------------------------------------------------
 
@@ -193,7 +193,7 @@ def test_a_refusal_masks_the_calls_secrets_and_says_its_status_and_attempt() -> 
 def test_a_transport_error_says_what_failed_masked_and_short_and_is_retried_quietly() -> None:
     from temporalio.exceptions import ApplicationErrorCategory
 
-    from sagaloom.participants._errors import classify_transport_error
+    from sagaloom.participants._classify import classify_transport_error
 
     request = httpx.Request("POST", "http://payment/c")
     err = classify_transport_error(

@@ -43,7 +43,7 @@ from sagaloom.server import DevServer, NatsServer, NatsServerOptions, free_port
 from services import Warehouse
 from tests._broker_sagas import BACKOFF_UNDO, QUICK, QUICK_PARK, QUICK_UNDO
 from tests._helpers import REPLY_SECRET, ROOT, Stack, count_workflows, wait_for_status
-from tests.test_observability import scrape
+from tests.worker.test_observability import scrape
 from workflows.fulfilment import FULFILMENT
 
 pytestmark = pytest.mark.integration
@@ -410,9 +410,9 @@ async def test_a_duplicate_reply_is_taken_once(
 
 
 async def keep_history(handle: Any, name: str) -> None:
-    """Record this run for tests/test_replay.py, with ``SAGALOOM_RECORD_HISTORIES=<prefix>``.
+    """Record this run for tests/release/test_replay.py (``SAGALOOM_RECORD_HISTORIES=<prefix>``).
 
-    ``SAGALOOM_RECORD_HISTORIES=broker-ask pytest tests/test_broker.py`` wrote the
+    ``SAGALOOM_RECORD_HISTORIES=broker-ask pytest tests/broker/test_broker.py`` wrote the
     ``broker-ask-*`` histories; ``broker-update-*`` were recorded so on the code before the ask.
     """
     prefix = os.environ.get("SAGALOOM_RECORD_HISTORIES")

@@ -23,7 +23,7 @@ from tests._sagas import NestingSaga, Rules2Saga
 from workflows.order import OrderSaga
 from workflows.trip import TripSaga
 
-FOLDER = Path(__file__).parent / "histories"
+FOLDER = Path(__file__).resolve().parents[1] / "histories"
 WORKFLOW_IDS: dict[str, str] = json.loads((FOLDER / "workflow-ids.json").read_text())
 HISTORIES = sorted(p for p in FOLDER.glob("*.json") if p.stem in WORKFLOW_IDS)
 
@@ -88,7 +88,8 @@ BREAKER_IDS: dict[str, str] = json.loads((FOLDER / "breaker-ids.json").read_text
 
 @pytest.mark.parametrize("name", sorted(BREAKER_IDS))
 async def test_a_saga_that_waited_for_a_breaker_and_the_breaker_replay(name: str) -> None:
-    """Recorded by ``SAGALOOM_RECORD_HISTORIES=1 pytest tests/test_breaker.py -k long_outage``."""
+    """Recorded by ``SAGALOOM_RECORD_HISTORIES=1 pytest tests/outages/test_breaker.py -k
+    long_outage``."""
     from tests._outage_sagas import SAGAS
 
     history = WorkflowHistory.from_json(BREAKER_IDS[name], (FOLDER / f"{name}.json").read_text())
@@ -114,8 +115,9 @@ BROKER_IDS: dict[str, str] = json.loads((FOLDER / "broker-ids.json").read_text()
 
 @pytest.mark.parametrize("name", sorted(BROKER_IDS))
 async def test_broker_sagas_replay(name: str) -> None:
-    """Fulfilments over NATS commands, recorded by ``tests/test_broker.py`` (``keep_history``):
-    completed, compensated, answered by hand, an undo command sent again until answered."""
+    """Fulfilments over NATS commands, recorded by ``tests/broker/test_broker.py``
+    (``keep_history``): completed, compensated, answered by hand, an undo command sent again
+    until answered."""
     from tests._broker_sagas import QuickPackSaga, QuickUndoSaga
     from workflows.fulfilment import FulfilmentSaga
 
@@ -134,7 +136,7 @@ HOLD_IDS: dict[str, str] = json.loads((FOLDER / "hold-ids.json").read_text())
 async def test_held_and_redriven_sagas_replay(name: str) -> None:
     """Sagas held for an operator and redriven (the same key, or a new one after a refusal),
     redriven with a corrected input and a request patch, marked done, compensated, past their
-    deadline, cancelled while held — recorded by ``tests/test_hold.py`` (``keep``)."""
+    deadline, cancelled while held — recorded by ``tests/runtime/test_hold.py`` (``keep``)."""
     from tests._hold_sagas import HOLD_SAGAS
 
     history = WorkflowHistory.from_json(HOLD_IDS[name], (FOLDER / f"{name}.json").read_text())

@@ -15,7 +15,7 @@ import pytest
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from tests._helpers import ROOT
-from tests.test_http_participant import call
+from tests.toolkit.test_http_participant import call
 
 TOOK_EFFECT, UNAVAILABLE, REFUSED, UNKNOWN = "took effect", "unavailable", "refused", "unknown"
 

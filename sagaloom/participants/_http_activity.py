@@ -18,7 +18,7 @@ from sagaloom._saga._outage import PROBE_ACTIVITY, UNAVAILABLE_STATUSES
 from sagaloom._wire._names import HTTP_ACTIVITY
 from sagaloom._wire._reply_auth import CORRELATION_HEADER, TOKEN_HEADER, ReplySigner
 from sagaloom.participants._breakers import Breakers
-from sagaloom.participants._errors import (
+from sagaloom.participants._classify import (
     MALFORMED_RESPONSE,
     UNKNOWN_SERVICE,
     classify_response,

@@ -13,7 +13,7 @@ from sagaloom._cli._common import CliError
 from sagaloom._config._settings import ConfigError
 from sagaloom._encoding._codec import EncryptionKeyError
 from sagaloom._saga._definition import SagaInputError
-from sagaloom.client._sagas import SagaAlreadyRan
+from sagaloom.client._runs import SagaAlreadyRan
 from sagaloom.worker._registry import UnknownSagaError
 
 __all__ = ["explain"]

@@ -3,7 +3,7 @@
 Each test forces one order of events with gated participant calls (and, for the race the chaos
 run found, by stopping the workflow worker so a cancel and the child's "steps done" signal land in
 one workflow task). Every run must end, parent and child agreeing: nothing held open forever,
-nothing half-done. The exhaustive model of all orders is ``tests/test_nesting_model.py``.
+nothing half-done. The exhaustive model of all orders is ``tests/model/test_nesting_model.py``.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def test_the_readme_is_a_page_not_a_manual() -> None:
 def test_every_python_block_runs_in_a_test_or_says_it_is_an_excerpt(page: Path) -> None:
     for info, code in blocks(page):
         run = RUN.match(code)
-        if run:  # run by tests/test_quickstart.py, which takes the files from the quick start
+        if run:  # run by tests/ops/test_quickstart.py, which takes the files from the quick start
             assert page.name in ("quickstart.md", "README.md"), (page, run[1])
             continue
         if code.startswith("--8<-- "):  # a repository file, included whole by the docs build

@@ -69,7 +69,7 @@ async def held(handle: WorkflowHandle[Any, Any], within: float = 30) -> SagaStat
 
 async def keep(handle: WorkflowHandle[Any, Any], name: str) -> None:
     """Replay the run on today's code; with ``SAGALOOM_RECORD_HISTORIES`` set, record it for
-    tests/test_replay.py (``tests/histories/hold-<name>.json``)."""
+    tests/release/test_replay.py (``tests/histories/hold-<name>.json``)."""
     history = await handle.fetch_history()
     await Replayer(workflows=HOLD_SAGAS, data_converter=DATA_CONVERTER).replay_workflow(history)
     if not os.environ.get("SAGALOOM_RECORD_HISTORIES"):

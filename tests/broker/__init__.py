@@ -1,0 +1,1 @@
+"""Event-driven participants over NATS JetStream: commands, replies, intake, chaos."""

@@ -1,0 +1,1 @@
+"""Operating and shipping: alerts, manifests, the Web UI, the demo, quick start, wheel, chaos."""

@@ -1,0 +1,1 @@
+"""A service down or limited: breakers and limits."""

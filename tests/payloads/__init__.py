@@ -1,0 +1,1 @@
+"""Large payloads, encryption and the attack surface."""

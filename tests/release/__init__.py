@@ -1,0 +1,1 @@
+"""Running sagas across changes: recorded histories replay, versioning, the release line."""

@@ -1,0 +1,1 @@
+"""The participant toolkit (sagaloom.service) and the HTTP participant."""

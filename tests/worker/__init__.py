@@ -1,0 +1,1 @@
+"""Worker processes, the plugin, configuration, logs, metrics and traces."""
