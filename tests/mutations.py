@@ -781,6 +781,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/release/test_replay.py", "-k", "dropped_line"),
     ),
     Mutation(
+        "configuration: a plugin given its WorkerConfig reads no environment",
+        "sagaloom/worker/_plugin.py",
+        "        config = config or WorkerConfig.from_env()  # the one read of the environment",
+        "        config = WorkerConfig.from_env()",
+        ("tests/worker/test_plugin.py", "-k", "one_path"),
+    ),
+    Mutation(
         "upgrade-check: running sagas that recorded no release block an upgrade to a release "
         "that does not replay them",
         "sagaloom/_wire/_release.py",
@@ -1046,8 +1053,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "encryption: SagaloomPlugin() reads SAGALOOM_ENCRYPTION_KEYS, the README's way too",
         "sagaloom/worker/_plugin.py",
-        "        self._env_codec = None if codec is not None else codec_from_env()",
-        "        self._env_codec = None",
+        "            if keys is not None\n            else codec_from_env()",
+        "            if False\n            else None",
         ("tests/payloads/test_encryption_everywhere.py", "-k", "readme_way"),
     ),
     Mutation(

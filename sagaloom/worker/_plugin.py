@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -19,8 +18,7 @@ from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sagaloom._broker._bus import Broker, StreamLimits
-from sagaloom._config._settings import setting
-from sagaloom._encoding._codec import codec_from_env
+from sagaloom._encoding._codec import EncryptionCodec, codec_from_env
 from sagaloom._encoding._converter import converter
 from sagaloom._runtime._breaker import ServiceBreaker
 from sagaloom._runtime._items import ItemsWorkflow
@@ -92,8 +90,13 @@ class SagaloomPlugin(SimplePlugin):
         limits: Mapping[str, ServiceLimit] | None = None,
         payloads: PayloadStore | None = None,
         drawings_url: str | None = None,
+        config: WorkerConfig | None = None,
     ) -> None:
         """Create the plugin.
+
+        Configuration takes one path: the environment is read once, into a
+        :class:`WorkerConfig`, unless ``config`` is given (then it is not read at all); what an
+        argument says wins over the configuration.
 
         Args:
             services: Participant base URLs by service name. None: from the environment
@@ -132,18 +135,25 @@ class SagaloomPlugin(SimplePlugin):
                 each run's live details in the Web UI link to its drawing there. None:
                 ``SAGALOOM_DRAWINGS_URL`` with ``services=None``, else no link. One per worker
                 process (the last plugin made sets it).
+            config: The worker configuration to take every setting from that no argument gives
+                (``SagaloomPlugin.from_config``). None: the environment's
+                (``WorkerConfig.from_env``), of which only the encryption settings apply when
+                ``services`` is given. Encryption keys absent from a given configuration are
+                still taken from ``SAGALOOM_ENCRYPTION_KEYS``.
         """
-        if services is None:
-            env = WorkerConfig.from_env()
-            services, tokens = env.services, env.service_tokens
-            reply_secret = reply_secret or env.reply_secret
-            nats_url = nats_url or env.nats_url
-            nats_namespace = nats_namespace or env.nats_namespace
-            nats_limits = nats_limits or StreamLimits(env.nats_max_msgs, env.nats_max_bytes)
-            breakers = breakers or env.breakers()
-            limits = limits if limits is not None else env.service_limits()
-            payloads = payloads or env.payloads()
-            drawings_url = drawings_url or env.drawings_url
+        given = config is not None
+        config = config or WorkerConfig.from_env()  # the one read of the environment
+        if services is None or given:
+            services = config.services if services is None else services
+            tokens = config.service_tokens if tokens is None else tokens
+            reply_secret = reply_secret or config.reply_secret
+            nats_url = nats_url or config.nats_url
+            nats_namespace = nats_namespace or config.nats_namespace
+            nats_limits = nats_limits or StreamLimits(config.nats_max_msgs, config.nats_max_bytes)
+            breakers = breakers or config.breakers()
+            limits = limits if limits is not None else config.service_limits()
+            payloads = payloads or config.payloads()
+            drawings_url = drawings_url or config.drawings_url
         if drawings_url is not None:
             LINKS.drawings = drawings_url
         self.payloads = payloads or PayloadStore.from_settings("auto", nats_url=nats_url)
@@ -181,11 +191,18 @@ class SagaloomPlugin(SimplePlugin):
         if self.limits and http:
             interceptors = [*interceptors, ServiceRouting(self.limits)]
         self._codec = codec
-        self._env_codec = None if codec is not None else codec_from_env()
+        keys = config.encryption_keys
+        self._env_codec = (  # encryption is never turned off by configuring in code
+            None
+            if codec is not None
+            else EncryptionCodec.from_spec(keys.get_secret_value())
+            if keys is not None
+            else codec_from_env()
+            if given
+            else None
+        )
         self._encode_failures = (
-            bool(setting("encode_failures").read(os.environ))
-            if encode_failures is None
-            else encode_failures
+            config.encode_failures if encode_failures is None else encode_failures
         )
         super().__init__(
             "sagaloom",
@@ -213,18 +230,9 @@ class SagaloomPlugin(SimplePlugin):
             broker: Use ``config.nats_url`` (False: no broker activities, as ``build_worker``
                 runs no reply consumers).
         """
-        return cls(
-            services=config.services if services is None else services,
-            tokens=config.service_tokens,
-            reply_secret=config.reply_secret,
-            nats_url=config.nats_url if broker else None,
-            nats_namespace=config.nats_namespace,
-            nats_limits=StreamLimits(config.nats_max_msgs, config.nats_max_bytes),
-            breakers=config.breakers(),
-            limits=config.service_limits(),
-            payloads=config.payloads(),
-            drawings_url=config.drawings_url,
-        )
+        if not broker:
+            config = dataclasses.replace(config, nats_url=None)
+        return cls(services=services, config=config)
 
     def _converter(self, existing: DataConverter | None) -> DataConverter:
         codec = (

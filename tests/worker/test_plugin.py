@@ -194,3 +194,25 @@ async def test_the_key_shards_never_import_sagaloom_again_in_a_sandbox(
     runner = shards["workflow_runner"]
     assert isinstance(runner, SandboxedWorkflowRunner)
     assert "sagaloom" in runner.restrictions.passthrough_modules
+
+
+def test_configuration_takes_one_path_and_a_given_config_reads_no_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/configuration.md: environment -> WorkerConfig -> plugin. ``SagaloomPlugin()`` reads
+    the environment (once, into a WorkerConfig); given ``config=``, it reads none of it."""
+    from sagaloom.worker import WorkerConfig
+
+    monkeypatch.setenv("SAGALOOM_NATS_URL", "nats://127.0.0.1:1")
+    monkeypatch.setenv("SAGALOOM_SERVICE_PAYMENT_CALLS_PER_SECOND", "5")
+    monkeypatch.setenv("SAGALOOM_SERVICE_PAYMENT", "http://127.0.0.1:9/from-env")
+    from_env = SagaloomPlugin()
+    assert from_env.broker is not None and set(from_env.limits) == {"payment"}
+    given = SagaloomPlugin(config=WorkerConfig(services={"payment": "http://127.0.0.1:9/x"}))
+    assert given.broker is None and given.limits == {}  # nothing of the environment's
+    # a malformed variable stops the plugin that reads the environment, naming it, and not
+    # the one given its configuration
+    monkeypatch.setenv("SAGALOOM_BREAKER_THRESHOLD", "many")
+    with pytest.raises(Exception, match="SAGALOOM_BREAKER_THRESHOLD"):
+        SagaloomPlugin()
+    SagaloomPlugin.from_config(WorkerConfig(services={"payment": "http://127.0.0.1:9/x"}))
