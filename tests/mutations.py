@@ -166,13 +166,13 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "parking: a parked saga waits for an operator, never resumes on its own after hours",
         R + "_parking.py",
-        "        await workflow.wait_condition(lambda: self._resolution is not None)\n",
-        "        try:\n"
-        "            await workflow.wait_condition(\n"
-        "                lambda: self._resolution is not None, timeout=3600\n"
-        "            )\n"
-        "        except TimeoutError:\n"
-        "            self._resolution = Resolution(action='retry')\n",
+        "            await workflow.wait_condition(lambda: self._resolution is not None)\n",
+        "            try:\n"
+        "                await workflow.wait_condition(\n"
+        "                    lambda: self._resolution is not None, timeout=3600\n"
+        "                )\n"
+        "            except TimeoutError:\n"
+        "                self._resolution = Resolution(action='retry')\n",
         ("tests/runtime/test_deadline.py", "-k", "parked"),
     ),
     Mutation(
@@ -1506,7 +1506,10 @@ def apply(mutation: Mutation) -> str:
     count = original.count(mutation.old)
     if count != 1:
         raise ValueError(f"{mutation.path}: expected the text once, found it {count} times")
-    path.write_text(original.replace(mutation.old, mutation.new))
+    mutated = original.replace(mutation.old, mutation.new)
+    if path.suffix == ".py":  # a mutant that does not compile would fail every test: not a catch
+        compile(mutated, str(path), "exec")
+    path.write_text(mutated)
     return original
 
 

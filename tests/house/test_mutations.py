@@ -17,6 +17,8 @@ def test_each_mutation_applies_to_the_code_as_it_is(mutation: Mutation) -> None:
     text = (ROOT / mutation.path).read_text()
     assert text.count(mutation.old) == 1, f"{mutation.path}: the mutated text moved"
     assert mutation.new != mutation.old
+    if mutation.path.endswith(".py"):  # a mutant that does not compile is no mutant: it would
+        compile(text.replace(mutation.old, mutation.new), mutation.path, "exec")  # fail anything
     for arg in mutation.tests:
         if arg.startswith("tests/"):
             assert (ROOT / arg).exists()
