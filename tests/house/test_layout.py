@@ -69,16 +69,21 @@ def arrows() -> dict[tuple[str, str], set[str]]:
         here = _module_of(path)
         if here == "sagaloom.__main__":
             continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            targets: list[str] = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module]
-            elif isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            for target in targets:
-                if target.startswith("sagaloom.") or target == "sagaloom":
-                    found[(room(here), room(target))].add(f"{here} -> {target}")
+        for target in imports(path):
+            if target.startswith("sagaloom.") or target == "sagaloom":
+                found[(room(here), room(target))].add(f"{here} -> {target}")
     return found
+
+
+def imports(path: Path) -> list[str]:
+    """Every module ``path`` imports (absolute imports, inside functions too)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return names
 
 
 def test_every_module_is_in_a_room() -> None:
@@ -127,16 +132,10 @@ def test_every_module_of_a_sandboxed_room_imports_only_what_a_workflow_may() -> 
     for path in sorted(PACKAGE.rglob("*.py")):
         if room(_module_of(path)) not in SANDBOXED:
             continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names: list[str] = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            for name in names:
-                top = name.split(".")[0]
-                if top != "sagaloom" and top not in SANDBOX_SAFE:
-                    bad.append(f"{path.relative_to(PACKAGE.parent)}: import {name}")
+        for name in imports(path):
+            top = name.split(".")[0]
+            if top != "sagaloom" and top not in SANDBOX_SAFE:
+                bad.append(f"{path.relative_to(PACKAGE.parent)}: import {name}")
     assert bad == []
 
 
