@@ -1306,9 +1306,17 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "payloads: a store that stays down is a clear error within the wait, never a hang",
         "sagaloom/storage/_nats_store.py",
-        "                return await op(await asyncio.wait_for(self._store(), timeout=left))",
-        "                return await op(await self._store())",
+        "                store = await asyncio.wait_for(self._store(), timeout=left)",
+        "                store = await self._store()",
         ("tests/payloads/test_payload_store.py", "-k", "stays_down"),
+    ),
+    Mutation(
+        "payloads: a store that stops answering mid-read fails the attempt within the wait, "
+        "never a hang",
+        "sagaloom/storage/_nats_store.py",
+        "                return await asyncio.wait_for(op(store), timeout=attempt)",
+        "                return await op(store)",
+        ("tests/payloads/test_payload_store.py", "-k", "mid_read"),
     ),
     Mutation(
         "payloads: what the store holds is encrypted when the codec is on",

@@ -78,9 +78,10 @@ class NatsPayloadDriver(StorageDriver):
     (:class:`~sagaloom.storage.ObjectName`), so storing the same bytes again for the same saga
     writes nothing, and a retried write is harmless. Reads check the digest.
 
-    The store being unreachable makes an operation wait and retry for up to ``wait``, then
-    raise :class:`PayloadStoreUnavailable` (the step or workflow task is retried; nothing is
-    lost). A referenced object that is gone raises :class:`PayloadMissing`, naming the saga.
+    The store being unreachable, or stopping mid-operation, makes an operation wait and retry
+    for up to ``wait`` (an attempt never waits longer than that), then raise
+    :class:`PayloadStoreUnavailable` (the step or workflow task is retried; nothing is lost).
+    A referenced object that is gone raises :class:`PayloadMissing`, naming the saga.
     """
 
     def __init__(
@@ -163,9 +164,12 @@ class NatsPayloadDriver(StorageDriver):
         pause, said = 0.2, False
         while True:
             try:
-                # nats-py's first connect retries forever with unlimited reconnects: bound it.
+                # nats-py's first connect retries forever with unlimited reconnects, and an
+                # object's read waits for its chunks without a deadline: bound both.
                 left = max(deadline - loop.time(), 0.1)
-                return await op(await asyncio.wait_for(self._store(), timeout=left))
+                store = await asyncio.wait_for(self._store(), timeout=left)
+                attempt = self._wait.total_seconds()
+                return await asyncio.wait_for(op(store), timeout=attempt)
             except _TRANSIENT as err:
                 if loop.time() + pause > deadline:
                     raise PayloadStoreUnavailable(

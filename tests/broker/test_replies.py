@@ -228,7 +228,17 @@ async def test_a_flood_of_replies_does_not_grow_the_sagas_history(
             *(http.post(f"{endpoint}/replies", json=body(f"{handle.id}:a")) for _ in range(30))
         )
         assert {r.status_code for r in oversized} == {413}
-        assert {r.status_code for r in unexpected} == {409}
+        # participants.md: 409 not awaited; 503 when Temporal did not take it for now (it
+        # limits the updates in flight per saga, so part of a flood may meet it): retry. Retried,
+        # every one of them ends 409.
+        assert {r.status_code for r in unexpected} <= {409, 503}
+        for answer in unexpected:
+            for _ in range(20):
+                if answer.status_code != 503:
+                    break
+                await asyncio.sleep(0.5)
+                answer = await http.post(f"{endpoint}/replies", json=body(f"{handle.id}:a"))
+            assert answer.status_code == 409, answer.text
         assert await history_length(handle) == before  # refused replies are not written
         assert (await http.get(f"{endpoint}/healthz")).status_code == 200
         done = await http.post(f"{endpoint}/replies", json=body(correlation))

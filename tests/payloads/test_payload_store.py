@@ -6,12 +6,16 @@ error; an object gone is ``PayloadMissing`` naming the saga. A real nats-server,
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
+from nats.js import JetStreamContext
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
     StorageDriverClaim,
@@ -106,5 +110,46 @@ async def test_a_stored_payload_gone_is_payload_missing_naming_the_saga(tmp_path
         with pytest.raises(PayloadMissing, match="SAGALOOM_PAYLOAD_BUCKET"):
             await driver.retrieve(StorageDriverRetrieveContext(), [forged])
     finally:
+        await driver.aclose()
+        server.stop()
+
+
+async def test_a_store_that_stops_answering_mid_read_is_a_clear_error_within_the_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # payloads.md: a store that stops answering in the middle of an operation (a read waiting
+    # for its chunks) fails the attempt within the wait, never a hang. Forced: the server is
+    # frozen (SIGSTOP) the moment the read has subscribed to the object's chunks.
+    server = NatsServer(NatsServerOptions.in_folder(tmp_path))
+    await server.start()
+    driver = NatsPayloadDriver(server.url, wait=timedelta(seconds=2))
+    payload = _payload(3_000_000)
+    frozen = False
+    subscribe = JetStreamContext.subscribe
+
+    async def subscribe_then_freeze(self: JetStreamContext, *args: Any, **kwargs: Any) -> Any:
+        nonlocal frozen
+        sub = await subscribe(self, *args, **kwargs)
+        if not frozen:
+            frozen = True
+            os.kill(server.pid, signal.SIGSTOP)
+        return sub
+
+    try:
+        (claim,) = await driver.store(_context("saga-frozen"), [payload])
+        monkeypatch.setattr(JetStreamContext, "subscribe", subscribe_then_freeze)
+        began = time.monotonic()
+        with pytest.raises(PayloadStoreUnavailable, match="did not answer within 2s"):
+            await asyncio.wait_for(
+                driver.retrieve(StorageDriverRetrieveContext(), [claim]), timeout=60
+            )
+        assert frozen
+        assert time.monotonic() - began < 15  # two attempts of 2 s and the pauses, not a minute
+        os.kill(server.pid, signal.SIGCONT)  # back: the retried read gets it whole
+        (back,) = await driver.retrieve(StorageDriverRetrieveContext(), [claim])
+        assert back == payload
+    finally:
+        if frozen:
+            os.kill(server.pid, signal.SIGCONT)
         await driver.aclose()
         server.stop()
