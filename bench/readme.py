@@ -7,8 +7,13 @@ same 4-step saga (every 10th compensating) four ways:
 * **raw SDK saga**: hand-written (``bench._raw``), its models passed through the sandbox as the
   SDK's samples do; a client with pydantic's converter and no plugin;
 * **README's way**: ``Client.connect(..., plugins=[SagaloomPlugin()])``, a plain ``Worker`` and
-  a module with one saga (``bench._user``): the sandbox re-imports it and the module of its
-  models and activities for every saga run;
+  a module with one saga (``bench._user``): the worker checks its step builders once and
+  passes the module through the sandbox (``sagaloom/worker/_purity.py``);
+* **README's way, a module of ten sagas**: the same saga, the first of ten in its module
+  (``bench._user_ten``), as a team groups sagas by domain;
+* **re-imported per run (unchecked)**, alone and in the module of ten: the same two with the
+  worker's once-per-worker check of the builders switched off, so the sandbox re-imports the
+  module for every run (sagaloom before 0.2, and any module the check keeps sandboxed);
 * **README's way, models passed through**: the same, with the module that holds the pydantic
   models and activities (``bench._models``) passed through; the saga module and its step
   builders stay sandboxed (their clock and random checks hold, ``tests/runtime/test_sandbox.py``);
@@ -45,14 +50,22 @@ from bench._models import BenchInput
 from bench._sagas import ACTIVITIES, RawSaga
 from bench._user import BENCH_USER, BenchUserSaga
 from bench._user_fast import BENCH_USER_FAST, BenchUserFastSaga
+from bench._user_ten import TEN as TEN_SAGAS
+from bench._user_ten import TenSaga0
 from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers
 from sagaloom.server import DevServer, DevServerOptions, free_port
-from sagaloom.worker import SagaloomPlugin, configure_logging
+from sagaloom.worker import SagaloomPlugin, _plugin, configure_logging
 
 FAST = "README's way, fast path (local + eager)"
+TEN = "README's way, a module of ten sagas"
+REIMPORTED = "README's way, re-imported per run (unchecked)"
+TEN_REIMPORTED = "a module of ten sagas, re-imported per run (unchecked)"
 PASSED: dict[str, Sequence[str]] = {
     "README's way": (),
+    TEN: (),
+    REIMPORTED: (),
+    TEN_REIMPORTED: (),
     "README's way, models passed through": ("bench._models",),
     "everything passed through": ("bench",),
     FAST: (),
@@ -62,6 +75,11 @@ VARIANTS = ["raw SDK saga", *PASSED]
 
 async def _engine(client: Client, queue: str, data: BenchInput) -> bool:
     result = await outcome(await start_saga(client, BENCH_USER, data, task_queue=queue))
+    return result.status.value == "COMPLETED"
+
+
+async def _engine_ten(client: Client, queue: str, data: BenchInput) -> bool:
+    result = await outcome(await start_saga(client, TEN_SAGAS[0], data, task_queue=queue))
     return result.status.value == "COMPLETED"
 
 
@@ -86,11 +104,18 @@ async def _setup(address: str, name: str, queue: str) -> tuple[Client, Any, Any]
         if PASSED[name]:
             restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSED[name])
             options["workflow_runner"] = SandboxedWorkflowRunner(restrictions=restrictions)
-        fast = name == FAST
-        saga_class = BenchUserFastSaga if fast else BenchUserSaga
-        worker = Worker(client, task_queue=queue, workflows=[saga_class], activities=ACTIVITIES,
-                        **options)  # fmt: skip
-        one = _engine_fast if fast else _engine
+        saga_class, one = {FAST: (BenchUserFastSaga, _engine_fast),
+                           TEN: (TenSaga0, _engine_ten),
+                           TEN_REIMPORTED: (TenSaga0, _engine_ten)}.get(
+            name, (BenchUserSaga, _engine))  # fmt: skip
+        checked = _plugin.passable_modules  # type: ignore[attr-defined]
+        if name in (REIMPORTED, TEN_REIMPORTED):  # as before the once-per-worker check
+            _plugin.passable_modules = lambda *_: []  # type: ignore[attr-defined]
+        try:
+            worker = Worker(client, task_queue=queue, workflows=[saga_class],
+                            activities=ACTIVITIES, **options)  # fmt: skip
+        finally:
+            _plugin.passable_modules = checked  # type: ignore[attr-defined]
     return client, worker, one
 
 

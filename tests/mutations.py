@@ -881,6 +881,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/toolkit/test_service_inbox.py", "-k", "arrival_order"),
     ),
     Mutation(
+        "sandbox: a module whose builders pass the check is imported once, not for every run",
+        "sagaloom/worker/_plugin.py",
+        "            restrictions = runner.restrictions.with_passthrough_modules(*modules)",
+        "            restrictions = runner.restrictions",
+        ("tests/worker/test_purity.py", "-k", "imported_once"),
+    ),
+    Mutation(
+        "sandbox: a builder that reaches the clock keeps its module sandboxed, the call refused",
+        "sagaloom/worker/_purity.py",
+        "CLOCK_ATTRIBUTES = frozenset({",
+        "CLOCK_ATTRIBUTES = frozenset() and frozenset({",
+        ("tests/runtime/test_sandbox.py", "tests/worker/test_purity.py"),
+    ),
+    Mutation(
+        "sandbox: the check follows a builder into the functions it calls",
+        "sagaloom/worker/_purity.py",
+        "            _scan_function(target, found, seen, depth + 1)",
+        "            pass",
+        ("tests/worker/test_purity.py",),
+    ),
+    Mutation(
         "sandbox: a saga module is re-imported in the sandbox, which refuses the clock and random",
         "sagaloom/worker/_plugin.py",
         "    restrictions = existing.restrictions.with_passthrough_modules(*PASSTHROUGH)",

@@ -9,12 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import SecretStr
+from temporalio import workflow
 from temporalio.client import Client
 from temporalio.client import Interceptor as ClientInterceptor
 from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker import WorkerConfig as TemporalWorkerConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sagaloom._broker._bus import Broker, StreamLimits
@@ -40,6 +42,7 @@ from sagaloom.worker._keys import (
     closed_holders,
     release_keys,
 )
+from sagaloom.worker._purity import passable_modules
 
 __all__ = ["SagaloomPlugin"]
 
@@ -233,6 +236,27 @@ class SagaloomPlugin(SimplePlugin):
         if not broker:
             config = dataclasses.replace(config, nats_url=None)
         return cls(services=services, config=config)
+
+    def configure_worker(self, config: TemporalWorkerConfig) -> TemporalWorkerConfig:
+        """See base class; then the saga modules checked once go through the sandbox.
+
+        The sandbox would re-import a saga's module for every run; each registered saga's
+        builders are checked once here instead (``sagaloom/worker/_purity.py``), and the modules
+        whose sagas pass are passed through. One that does not stays sandboxed, as before.
+        """
+        config = super().configure_worker(config)
+        runner = config.get("workflow_runner")
+        if not isinstance(runner, SandboxedWorkflowRunner):
+            return config
+
+        def prepare(cls: type) -> None:
+            runner.prepare_workflow(workflow._Definition.must_from_class(cls))
+
+        modules = passable_modules(list(config.get("workflows") or ()), prepare)
+        if modules:
+            restrictions = runner.restrictions.with_passthrough_modules(*modules)
+            config["workflow_runner"] = dataclasses.replace(runner, restrictions=restrictions)
+        return config
 
     def _converter(self, existing: DataConverter | None) -> DataConverter:
         codec = (

@@ -75,6 +75,7 @@ NOT_PROMISES = (
     ("fanout.md", "`./run demo` runs it twice against the demo participants"),
     ("fanout.md", "- Items run as regular activities (never local)"),
     ("isolation.md", "Its steps commit one by one, so while it runs"),
+    ("sagas.md", "## The sandbox, checked once Step builders (keys, bodies, paths"),
     ("isolation.md", "A saga asks for a key through a local activity"),
     ("isolation.md", "A lone ask leaves at once."),
     ("isolation.md", "The ledger example (`activities/ledger.py`)"),
