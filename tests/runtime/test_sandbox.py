@@ -1,13 +1,14 @@
 """The workflow sandbox still guards a user's saga module, the way the README writes one.
 
 A step builder that reads the clock or draws a random number would make a saga's history
-differ on replay. The plugin passes only ``sagaloom`` through the sandbox; a user's module is
-re-imported inside it, where ``datetime.now()`` and ``random.random()`` are refused and the
-saga runs no step. Passing the user's module through by hand (``with_passthrough_modules``)
-makes it faster to start (no re-import per run) but, measured here with temporalio 1.35, turns
-those checks off: the SDK's note that runtime restrictions "still apply" to passed-through
-modules holds for builtins, not for a module's own ``datetime`` and ``random``. That is why the
-plugin never passes a saga module through on its own.
+differ on replay. The plugin passes a saga module through the sandbox only once its builders
+pass the worker's check (``tests/worker/test_purity.py``); these builders fail it, so their
+module is re-imported inside the sandbox for each run, where ``datetime.now()`` and
+``random.random()`` are refused and the saga runs no step. Passing the module through by hand
+(``with_passthrough_modules``), unchecked, turns those checks off — measured here with temporalio
+1.35: the SDK's note that runtime restrictions "still apply" to passed-through modules holds for
+builtins, not for a module's own ``datetime`` and ``random``. That is why the plugin passes a
+module through only after checking what its builders reach.
 """
 
 from __future__ import annotations
