@@ -252,6 +252,7 @@ def _why_not(
     for value in vars(module).values():
         if (
             isinstance(value, type)
+            and value.__module__ == module_name  # defined here (an import is its module's)
             and hasattr(value, "__temporal_workflow_definition")
             and not issubclass(value, SagaWorkflow)
         ):

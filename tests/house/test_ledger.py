@@ -76,6 +76,7 @@ NOT_PROMISES = (
     ("fanout.md", "- Items run as regular activities (never local)"),
     ("isolation.md", "Its steps commit one by one, so while it runs"),
     ("sagas.md", "## The sandbox, checked once Step builders (keys, bodies, paths"),
+    ("upgrading.md", "## Behaviour changes, by release ### Unreleased - **Saga modules pass"),
     ("isolation.md", "A saga asks for a key through a local activity"),
     ("isolation.md", "A lone ask leaves at once."),
     ("isolation.md", "The ledger example (`activities/ledger.py`)"),

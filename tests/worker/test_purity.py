@@ -30,10 +30,11 @@ from sagaloom import SagaStatus
 from sagaloom.client import outcome, start_saga
 from sagaloom.participants import Breakers
 from sagaloom.worker import SagaloomPlugin
-from sagaloom.worker._purity import builders, impurities
+from sagaloom.worker._purity import builders, impurities, passable_modules
 from tests._hidden_clock_sagas import HIDDEN, HiddenClockSaga
 from tests._import_log import IMPORTS
-from tests._impure_sagas import stamp
+from tests._impure_sagas import ClockSaga, DiceSaga, stamp
+from tests._mixed_sagas import MixedSaga
 from tests._plain_sagas import OTHER, PLAIN, OtherPlainSaga, PlainSaga
 from tests.runtime.test_sandbox import _task_failure
 
@@ -99,6 +100,23 @@ def test_every_builder_of_a_saga_is_checked_activities_left_out() -> None:
     assert [impurities(fn) for fn in found.values()] == [[], []]
     [hidden] = [fn for where, fn in builders(HIDDEN) if "stamp" in where]
     assert "time.time" in impurities(hidden)[0]
+
+
+def test_only_modules_whose_sagas_pass_and_that_hold_only_sagas_are_passed_through() -> None:
+    prepared: list[type] = []
+    chosen = passable_modules(
+        [PlainSaga, OtherPlainSaga, ClockSaga, DiceSaga, MixedSaga, HiddenClockSaga],
+        prepared.append,
+    )
+    assert chosen == ["tests._plain_sagas"]
+    assert prepared == [PlainSaga]  # imported once in the sandbox, for the module that passed
+
+
+def test_a_module_the_sandbox_refuses_at_import_stays_sandboxed() -> None:
+    def refuse(cls: type) -> None:
+        raise RuntimeError("Cannot access datetime.datetime.now from inside a workflow")
+
+    assert passable_modules([PlainSaga], refuse) == []
 
 
 @pytest.mark.integration
