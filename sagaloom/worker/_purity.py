@@ -186,6 +186,8 @@ def _check(
             CLOCK_ATTRIBUTES.intersection(attributes) or module in ("random", "secrets")
         ):
             found.append(f"{where} reaches {shown}")
+        elif not _impure(module) and not _trusted(module):
+            _scan_class(target, attributes, where, found, seen, depth)
         return
     if isinstance(target, types.BuiltinFunctionType | types.BuiltinMethodType):
         owner = getattr(target, "__self__", None)
@@ -205,6 +207,27 @@ def _check(
         return
     if _impure(type(target).__module__) and not _is_value(target):
         found.append(f"{where} reaches {shown} (a {type(target).__name__})")
+    elif attributes and not _trusted(type(target).__module__):  # a helper object's method
+        method = getattr(target, attributes[0], None)
+        if isinstance(method, types.MethodType | types.FunctionType):
+            _check(method, name, attributes[1:], where, found, seen, depth)
+
+
+def _scan_class(
+    cls: type, attributes: list[str], where: str, found: list[str], seen: set[int], depth: int
+) -> None:
+    """A class of the user's: what making one runs, and the method a builder calls on it."""
+    names = [*attributes[:1], "__init__", "__new__", "__post_init__"]
+    for name in names:
+        member = cls.__dict__.get(name) or getattr(cls, name, None)
+        if isinstance(member, classmethod | staticmethod):
+            member = member.__func__
+        if isinstance(member, types.FunctionType):
+            _check(member, f"{cls.__name__}.{name}", [], where, found, seen, depth)
+    for field in getattr(cls, "model_fields", {}).values():  # a pydantic model's defaults
+        factory = getattr(field, "default_factory", None)
+        if factory is not None:
+            _check(factory, f"{cls.__name__} default", [], where, found, seen, depth)
 
 
 def _is_value(target: Any) -> bool:

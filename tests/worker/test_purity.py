@@ -21,6 +21,7 @@ from random import choice
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -52,6 +53,22 @@ def _bumps(_: Any) -> int:
     return COUNT
 
 
+class _Stamper:
+    def stamp(self) -> str:
+        return datetime.now().isoformat()
+
+
+STAMPER = _Stamper()
+
+
+class _Ticket(BaseModel):
+    ticket_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class _Plain(BaseModel):
+    amount: int = 0
+
+
 def _imports(_: Any) -> int:
     import os as inner
 
@@ -69,6 +86,8 @@ REACHING: dict[str, tuple[Callable[[Any], Any], str]] = {
     "a helper on the clock": (lambda c: _now_helper(), "time.time"),
     "a module global changed": (_bumps, "COUNT"),
     "an import": (_imports, "imports os"),
+    "a helper object's method": (lambda c: STAMPER.stamp(), "datetime.now"),
+    "a model whose default is random": (lambda c: _Ticket(), "uuid.uuid4"),
 }
 PLAIN_BUILDERS: dict[str, Callable[[Any], Any]] = {
     "the workflow's clock": lambda c: workflow.now(),
@@ -78,6 +97,7 @@ PLAIN_BUILDERS: dict[str, Callable[[Any], Any]] = {
     "json": lambda c: json.dumps({"c": c}),
     "a date constant": lambda c: CUTOFF + timedelta(days=1),
     "a closure": (lambda step: lambda c: {"step": step, "c": c})(3),
+    "a model of the user's": lambda c: _Plain(amount=c),
 }
 
 
