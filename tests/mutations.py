@@ -16,7 +16,10 @@ runs the few relevant tests in tens of seconds per mutant.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -1546,15 +1549,19 @@ def run_one(mutation: Mutation, timeout: float) -> tuple[bool, str, float]:
     """Apply, test, restore. Returns (caught, first failing test or why, seconds)."""
     begin = time.monotonic()
     original = apply(mutation)
+    # pytest in a session of its own, so that a timeout takes its worker and server processes
+    # with it (killing pytest alone left a worker spinning on after its server had gone)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        output = run.stdout + run.stderr
+        stdout, stderr = run.communicate(timeout=timeout)
+        output = stdout + stderr
         failed = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.M)
         if run.returncode == 0:
             return False, "all selected tests passed", time.monotonic() - begin
@@ -1568,6 +1575,9 @@ def run_one(mutation: Mutation, timeout: float) -> tuple[bool, str, float]:
     except subprocess.TimeoutExpired:
         return True, f"timed out after {timeout:.0f}s (a hang counts as caught)", timeout
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)  # whatever the run left behind
+        run.wait()
         (ROOT / mutation.path).write_text(original)
 
 
