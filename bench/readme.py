@@ -166,9 +166,11 @@ async def main() -> None:
     parser.add_argument("--sagas", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--open-seconds", type=float, default=0, help="then an open loop")
+    parser.add_argument("--only", action="append", help="run only this variant (repeatable)")
     args = parser.parse_args()
+    chosen = [name for name in VARIANTS if not args.only or name in args.only]
     configure_logging("ERROR")  # expected step failures are part of the load
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in chosen}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             db = Path(tmp) / f"r{round_}.sqlite3"
@@ -176,16 +178,17 @@ async def main() -> None:
                                                 tuned=True))  # fmt: skip
             await server.start()
             try:
-                shift = round_ % len(VARIANTS)
-                for name in VARIANTS[shift:] + VARIANTS[:shift]:
+                shift = round_ % len(chosen)
+                for name in chosen[shift:] + chosen[:shift]:
                     results[name].append(await measure(server.address, name, args.sagas))
                     rate, cpu = results[name][-1]
                     print(f"round {round_ + 1} {name}: {rate:.1f} sagas/s, {cpu:.1f} ms CPU/saga",
                           flush=True)  # fmt: skip
             finally:
                 server.stop()
-    base_rate = statistics.median(r[0] for r in results["raw SDK saga"])
-    base_cpu = statistics.median(r[1] for r in results["raw SDK saga"])
+    base = results.get("raw SDK saga") or next(iter(results.values()))  # --only: the first
+    base_rate = statistics.median(r[0] for r in base)
+    base_cpu = statistics.median(r[1] for r in base)
     print(f"\n| variant | sagas/s (median of {args.rounds}) | x raw | CPU ms/saga | x raw |")
     print("|---|---|---|---|---|")
     for name, runs in results.items():
