@@ -5,9 +5,10 @@ Reads a py-spy profile in its raw (collapsed stacks) format, recorded around a b
     py-spy record --format raw --rate 200 -o fast.txt -- python -m bench.readme \
         --only "README's way, fast path (local + eager)" --rounds 1
 
-and prints the share of samples by part of the process: each sample counts for the first part
-its stack names, from the innermost frame out (the SDK's sandbox before the engine that runs in
-it, pydantic before the converter that calls it, and so on).
+and prints the share of busy samples by part of the process (a thread waiting for work or I/O
+is left out): each sample counts for the first part its stack names, from the innermost frame
+out (the SDK's sandbox before the engine that runs in it, pydantic before the converter that
+calls it, and so on).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["PARTS", "breakdown"]
+__all__ = ["IDLE", "PARTS", "breakdown"]
+
+IDLE = re.compile(r"concurrent/futures/thread\.py:8[0-9]\)$|selectors\.py:\d+\)$")
+"""Innermost frames of a thread that waits (a pool thread for work, the loop for I/O)."""
 
 PARTS: tuple[tuple[str, str], ...] = (
     ("the workflow sandbox (imports, restricted proxies)", r"workflow_sandbox"),
@@ -44,7 +48,9 @@ def breakdown(profile: str) -> Counter[str]:
         if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
-        part = "other (interpreter, threads, idle)"
+        if IDLE.search(frames[-1]):
+            continue
+        part = "other (the interpreter, threads, the standard library)"
         for frame in reversed(frames):
             found = next((name for name, pattern in patterns if pattern.search(frame)), None)
             if found is not None:
