@@ -20,7 +20,9 @@ same 4-step saga (every 10th compensating) four ways:
 * **everything passed through**: ``bench`` passed through whole (what ``python -m bench`` does;
   the sandbox no longer checks the step builders);
 * **README's way, fast path**: a one-saga module whose saga has ``local_activities=True``
-  (``bench._user_fast``), started with ``request_eager_start=True``, nothing passed through.
+  (``bench._user_fast``), started with ``request_eager_start=True``, nothing passed through;
+* **the fast path, unsandboxed**: the same with no workflow sandbox at all (what
+  ``SAGALOOM_SANDBOX=off`` does): the ceiling the sandbox's own machinery leaves.
 
 Printed: sagas/s and its ratio to raw, and the benchmark process's CPU per saga (worker and
 client; the server's is apart) and its ratio. With ``--open-seconds``, then an open loop: each
@@ -42,7 +44,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench._inprocess import cpu_seconds, raw_one
@@ -61,6 +63,7 @@ FAST = "README's way, fast path (local + eager)"
 TEN = "README's way, a module of ten sagas"
 REIMPORTED = "README's way, re-imported per run (unchecked)"
 TEN_REIMPORTED = "a module of ten sagas, re-imported per run (unchecked)"
+FAST_UNSANDBOXED = "the fast path, unsandboxed (SAGALOOM_SANDBOX=off)"
 PASSED: dict[str, Sequence[str]] = {
     "README's way": (),
     TEN: (),
@@ -69,6 +72,7 @@ PASSED: dict[str, Sequence[str]] = {
     "README's way, models passed through": ("bench._models",),
     "everything passed through": ("bench",),
     FAST: (),
+    FAST_UNSANDBOXED: (),
 }
 VARIANTS = ["raw SDK saga", *PASSED]
 
@@ -104,7 +108,10 @@ async def _setup(address: str, name: str, queue: str) -> tuple[Client, Any, Any]
         if PASSED[name]:
             restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSED[name])
             options["workflow_runner"] = SandboxedWorkflowRunner(restrictions=restrictions)
+        if name == FAST_UNSANDBOXED:  # the ceiling: no sandbox at all, nothing checked
+            options["workflow_runner"] = UnsandboxedWorkflowRunner()
         saga_class, one = {FAST: (BenchUserFastSaga, _engine_fast),
+                           FAST_UNSANDBOXED: (BenchUserFastSaga, _engine_fast),
                            TEN: (TenSaga0, _engine_ten),
                            TEN_REIMPORTED: (TenSaga0, _engine_ten)}.get(
             name, (BenchUserSaga, _engine))  # fmt: skip
@@ -189,16 +196,27 @@ async def main() -> None:
     base = results.get("raw SDK saga") or next(iter(results.values()))  # --only: the first
     base_rate = statistics.median(r[0] for r in base)
     base_cpu = statistics.median(r[1] for r in base)
-    print(f"\n| variant | sagas/s (median of {args.rounds}) | x raw | CPU ms/saga | x raw |")
-    print("|---|---|---|---|---|")
+    print(
+        f"\n| variant | sagas/s (median of {args.rounds}) | x raw | x raw, rounds "
+        "| CPU ms/saga | x raw | x raw, rounds |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         rate = statistics.median(r[0] for r in runs)
         cpu = statistics.median(r[1] for r in runs)
+        # each round's ratio to the raw saga of the same round (same server, same hour)
+        rates = [r[0] / b[0] for r, b in zip(runs, base, strict=False)]
+        cpus = [r[1] / b[1] for r, b in zip(runs, base, strict=False)]
         print(
-            f"| {name} | {rate:.1f} | {rate / base_rate:.2f} | {cpu:.1f} | {cpu / base_cpu:.2f} |"
+            f"| {name} | {rate:.1f} | {rate / base_rate:.2f} | {_range(rates)} "
+            f"| {cpu:.1f} | {cpu / base_cpu:.2f} | {_range(cpus)} |"
         )
     if args.open_seconds:
         await _open_loops(base_rate / 2, args.open_seconds)
+
+
+def _range(values: Sequence[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
 
 
 async def _open_loops(rate: float, seconds: float) -> None:
