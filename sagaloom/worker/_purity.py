@@ -20,6 +20,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import dis
+import functools
 import logging
 import sys
 import types
@@ -74,6 +75,9 @@ def _walk(value: Any, where: str, seen: set[int]) -> Iterator[tuple[str, Callabl
         if not hasattr(value, "__temporal_activity_definition"):
             yield where, value
         return
+    if callable(value) and not dataclasses.is_dataclass(value):  # a partial, a callable object
+        yield where, value
+        return
     if isinstance(value, dict):
         for key, item in value.items():
             yield from _walk(item, f"{where}[{key!r}]", seen)
@@ -89,7 +93,10 @@ def _walk(value: Any, where: str, seen: set[int]) -> Iterator[tuple[str, Callabl
 def impurities(fn: Callable[..., Any]) -> list[str]:
     """What ``fn`` reaches that a saga's builder must not (empty: nothing found)."""
     found: list[str] = []
-    _scan_function(fn, found, set(), 0)
+    if isinstance(fn, types.FunctionType):
+        _scan_function(fn, found, set(), 0)
+    else:  # a partial, a bound method, a builtin, a callable object
+        _check(fn, getattr(fn, "__name__", type(fn).__name__), [], "the builder", found, set(), 0)
     return found
 
 
@@ -198,6 +205,9 @@ def _check(
             found.append(f"{where} reaches {shown}")
         return
     if isinstance(target, types.MethodType):
+        owner = target.__self__ if isinstance(target.__self__, type) else type(target.__self__)
+        if _own_class(owner):  # ``self.other()`` inside it: every method of the class
+            _scan_methods(owner, where, found, seen, depth)
         target = target.__func__
     if isinstance(target, types.FunctionType):
         if _impure(module):
@@ -205,12 +215,38 @@ def _check(
         else:
             _scan_function(target, found, seen, depth + 1)
         return
+    if isinstance(target, functools.partial):  # its function, and what it was given
+        _check(target.func, name, [], where, found, seen, depth)
+        for given in (*target.args, *target.keywords.values()):
+            _check(given, name, [], where, found, seen, depth)
+        return
+    if not attributes and _own_class(type(target)) and callable(target):
+        _scan_methods(type(target), where, found, seen, depth)  # a callable object of the user's
+        return
     if _impure(type(target).__module__) and not _is_value(target):
         found.append(f"{where} reaches {shown} (a {type(target).__name__})")
     elif attributes and not _trusted(type(target).__module__):  # a helper object's method
         method = getattr(target, attributes[0], None)
         if isinstance(method, types.MethodType | types.FunctionType):
             _check(method, name, attributes[1:], where, found, seen, depth)
+
+
+def _own_class(cls: type) -> bool:
+    """A class of the user's (not the standard library's, the SDK's or sagaloom's)."""
+    module = cls.__module__
+    return module not in ("builtins", "functools") and not _trusted(module) and not _impure(module)
+
+
+def _scan_methods(cls: type, where: str, found: list[str], seen: set[int], depth: int) -> None:
+    """Every function a class of the user's defines (a method may call any other)."""
+    for klass in cls.__mro__:
+        if not _own_class(klass):
+            continue
+        for name, member in vars(klass).items():
+            if isinstance(member, classmethod | staticmethod):
+                member = member.__func__
+            if isinstance(member, types.FunctionType):
+                _check(member, f"{klass.__name__}.{name}", [], where, found, seen, depth)
 
 
 def _scan_class(

@@ -7,6 +7,7 @@ its module in the sandbox, where the call is refused when it runs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -57,6 +58,13 @@ class _Stamper:
     def stamp(self) -> str:
         return datetime.now().isoformat()
 
+    def __call__(self, _: Any) -> str:
+        return self.stamp()
+
+
+def _with_noise(_: Any, scale: float) -> float:
+    return random.random() * scale
+
 
 STAMPER = _Stamper()
 
@@ -88,6 +96,8 @@ REACHING: dict[str, tuple[Callable[[Any], Any], str]] = {
     "an import": (_imports, "imports os"),
     "a helper object's method": (lambda c: STAMPER.stamp(), "datetime.now"),
     "a model whose default is random": (lambda c: _Ticket(), "uuid.uuid4"),
+    "a partial": (functools.partial(_with_noise, scale=2.0), "random.random"),
+    "a callable object": (STAMPER, "datetime.now"),
 }
 PLAIN_BUILDERS: dict[str, Callable[[Any], Any]] = {
     "the workflow's clock": lambda c: workflow.now(),
@@ -98,6 +108,8 @@ PLAIN_BUILDERS: dict[str, Callable[[Any], Any]] = {
     "a date constant": lambda c: CUTOFF + timedelta(days=1),
     "a closure": (lambda step: lambda c: {"step": step, "c": c})(3),
     "a model of the user's": lambda c: _Plain(amount=c),
+    "a partial of a plain function": functools.partial(lambda c, n: {"n": n, "c": c}, n=2),
+    "a builtin": str,
 }
 
 
