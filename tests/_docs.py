@@ -57,6 +57,11 @@ def cli_reference() -> str:
         "`--tls-server-name` (the `TEMPORAL_*` variables); `saga --log-level` and `--log-format`",
         "go before the command. Every variable: [configuration](configuration.md).",
         "",
+        "Every other page is held to this parser and the settings table too: a test fails when a",
+        "page names a `saga` command or flag the parser lacks <!-- promise: docs-flags --> or a",
+        "`SAGALOOM_*` variable that is neither a setting nor read by the code.",
+        "<!-- promise: docs-variables -->",
+        "",
     ]
     for name, command in sub.choices.items():
         example = (command.epilog or "").removeprefix("example:\n").strip()

@@ -1396,6 +1396,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/broker/test_broker.py", "-k", "finds_temporal_away"),
     ),
     Mutation(
+        "docs: every command and flag the docs name exists (a renamed flag fails)",
+        "sagaloom/_cli/_sagas.py",
+        '    p.add_argument("--status", help=',
+        '    p.add_argument("--state", help=',
+        ("tests/house/test_docs_names.py", "-k", "flag"),
+    ),
+    Mutation(
+        "docs: every environment variable the docs name is read by the code (a removed one fails)",
+        "sagaloom/_config/_settings.py",
+        '    S("sandboxed", "SAGALOOM_SANDBOX", "bool", True,',
+        '    S("sandboxed", "SAGALOOM_SANDBOXED", "bool", True,',
+        ("tests/house/test_docs_names.py", "-k", "variable"),
+    ),
+    Mutation(
         "docs: a benchmark figure quoted on a page is the summary's, and the summary's is the "
         "run log's",
         "docs/benchmarks.md",
