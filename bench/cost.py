@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -118,58 +119,64 @@ class Cost:
         return sum(self.actions.values()) / self.sagas
 
 
+FOUR = "4 steps"
+FAN_OUT = "fan-out of 1,000 items"
+
+
 @dataclass(frozen=True)
 class Variant:
     """How one variant starts a saga of an outcome, and whether it is the engine's."""
 
     name: str
     shape: str
+    saga_type: str
+    """The workflow type of the variant's sagas (the rest are workflows they touched)."""
     start: Callable[[Client, str, bool], Awaitable[Any]]
     engine: bool = True
     count: int = 20
 
 
-def _bench_input(fail: bool) -> BenchInput:
+def _input(shape: str, fail: bool) -> Any:
+    """One saga's input: the 4 steps failing at the last, or 1,000 items failing after them."""
+    if shape == FAN_OUT:
+        return FanInput(id=uuid.uuid4().hex[:12], items=1000, fail=fail)
     return BenchInput(id=uuid.uuid4().hex[:12], fail_at=4 if fail else 0)
 
 
-def _engine(saga: Saga[Any], *, eager: bool = False) -> Callable[[Client, str, bool], Any]:
+def _engine(name: str, shape: str, saga: Saga[Any], *, eager: bool = False) -> Variant:
     async def start(client: Client, queue: str, fail: bool) -> Any:
-        data: Any = _bench_input(fail)
-        if saga is FAN:
-            data = FanInput(id=uuid.uuid4().hex[:12], items=1000, fail=fail)
+        data = _input(shape, fail)
         handle = await start_saga(client, saga, data, task_queue=queue, request_eager_start=eager)
         return await outcome(handle)
 
-    return start
+    return Variant(name, shape, saga.name, start, count=20 if shape == FOUR else 1)
 
 
-def _raw(workflow: Any, fan: bool = False) -> Callable[[Client, str, bool], Any]:
+def _raw(shape: str, workflow: Any) -> Variant:
     async def start(client: Client, queue: str, fail: bool) -> Any:
-        data: Any = (
-            FanInput(id=uuid.uuid4().hex[:12], items=1000, fail=fail) if fan else _bench_input(fail)
-        )
         handle = await client.start_workflow(
-            workflow.run, data, id=f"{workflow.__name__}-{uuid.uuid4().hex}", task_queue=queue
+            workflow.run,
+            _input(shape, fail),
+            id=f"{workflow.__name__}-{uuid.uuid4().hex}",
+            task_queue=queue,
         )
         with contextlib.suppress(WorkflowFailureError):
             return await handle.result()
 
-    return start
+    name = "hand-written (raw SDK)"
+    return Variant(name, shape, workflow.__name__, start, False, 20 if shape == FOUR else 1)
 
 
-FOUR = "4 steps"
-FAN_OUT = "fan-out of 1,000 items"
 VARIANTS = (
-    Variant("hand-written (raw SDK)", FOUR, _raw(RawSaga), engine=False),
-    Variant("engine, defaults", FOUR, _engine(BENCH_LEAN)),
-    Variant("engine, track_steps=True", FOUR, _engine(BENCH)),
-    Variant("engine, exclusive keys (none shared)", FOUR, _engine(BENCH_DISJOINT)),
-    Variant("engine, over HTTP", FOUR, _engine(BENCH_HTTP)),
-    Variant("engine, over NATS commands", FOUR, _engine(BENCH_NATS)),
-    Variant("engine, fast path (local + eager)", FOUR, _engine(BENCH_FAST, eager=True)),
-    Variant("hand-written (raw SDK)", FAN_OUT, _raw(RawFanSaga, fan=True), engine=False, count=1),
-    Variant("engine", FAN_OUT, _engine(FAN), count=1),
+    _raw(FOUR, RawSaga),
+    _engine("engine, defaults", FOUR, BENCH_LEAN),
+    _engine("engine, track_steps=True", FOUR, BENCH),
+    _engine("engine, exclusive keys (none shared)", FOUR, BENCH_DISJOINT),
+    _engine("engine, over HTTP", FOUR, BENCH_HTTP),
+    _engine("engine, over NATS commands", FOUR, BENCH_NATS),
+    _engine("engine, fast path (local + eager)", FOUR, BENCH_FAST, eager=True),
+    _raw(FAN_OUT, RawFanSaga),
+    _engine("engine", FAN_OUT, FAN),
 )
 
 
@@ -205,7 +212,7 @@ async def _events_since(
 
 
 async def measure(
-    client: Client, variant: Variant, queue: str, fail: bool, server_pid: int, saga_type: str
+    client: Client, variant: Variant, queue: str, fail: bool, server_pid: int
 ) -> Cost:
     """One batch: ``variant.count`` sagas of one outcome started at once, then counted."""
     before = await _running_lengths(client)
@@ -215,7 +222,7 @@ async def measure(
     await asyncio.gather(*(variant.start(client, queue, fail) for _ in range(variant.count)))
     process_cpu, server_cpu = cpu_seconds() - cpu0, cpu_of(server_pid) - server0
     await asyncio.sleep(1.5)  # key releases, breaker signals, end notices settle
-    events, own = await _events_since(client, since, before, saga_type)
+    events, own = await _events_since(client, since, before, variant.saga_type)
     n = variant.count
     return Cost(
         variant.shape,
@@ -229,18 +236,6 @@ async def measure(
         1000 * server_cpu / n,
         1000 * process_cpu / n,
     )
-
-
-SAGA_TYPES = {
-    "hand-written (raw SDK)": {FOUR: "RawSaga", FAN_OUT: "RawFanSaga"},
-    "engine, defaults": {FOUR: BENCH_LEAN.name},
-    "engine, track_steps=True": {FOUR: BENCH.name},
-    "engine, exclusive keys (none shared)": {FOUR: BENCH_DISJOINT.name},
-    "engine, over HTTP": {FOUR: BENCH_HTTP.name},
-    "engine, over NATS commands": {FOUR: BENCH_NATS.name},
-    "engine, fast path (local + eager)": {FOUR: BENCH_FAST.name},
-    "engine": {FAN_OUT: FAN.name},
-}
 
 
 @contextlib.asynccontextmanager
@@ -295,8 +290,7 @@ async def one_round(folder: Path, order: Sequence[Variant], nats_url: str, echo:
                 )
                 await asyncio.gather(*(variant.start(client, queue, False) for _ in range(3)))
                 for fail in (False, True):
-                    saga_type = SAGA_TYPES[variant.name][variant.shape]
-                    cost = await measure(client, variant, queue, fail, server.pid, saga_type)
+                    cost = await measure(client, variant, queue, fail, server.pid)
                     costs.append(cost)
                     print(
                         f"  {variant.shape} | {variant.name} | {cost.outcome}: "
@@ -365,8 +359,7 @@ async def main() -> None:
     args = parser.parse_args()
     configure_logging("ERROR")
     variants = [
-        Variant(v.name, v.shape, v.start, v.engine, args.sagas if v.shape == FOUR else 1)
-        for v in VARIANTS
+        dataclasses.replace(v, count=args.sagas) if v.shape == FOUR else v for v in VARIANTS
     ]
     rounds: list[list[Cost]] = []
     with tempfile.TemporaryDirectory() as tmp:
